@@ -1,0 +1,1 @@
+"""Common Crawl → clean, filtered, deduplicated, remixed Parquet shards."""

@@ -1,0 +1,13 @@
+"""List published checkpoints under a local or S3 prefix; export to Hugging Face format."""
+
+from __future__ import annotations
+
+from jobs.commands.common import not_yet
+
+
+def add_arguments(p) -> None:
+    p.add_argument("args", nargs="*", help="(not implemented yet)")
+
+
+def run(args) -> int:
+    not_yet("checkpoint", "issue #9")

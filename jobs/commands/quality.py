@@ -1,0 +1,13 @@
+"""Train a fastText quality classifier."""
+
+from __future__ import annotations
+
+from jobs.commands.common import not_yet
+
+
+def add_arguments(p) -> None:
+    p.add_argument("args", nargs="*", help="(not implemented yet)")
+
+
+def run(args) -> int:
+    not_yet("quality", "issue #3")

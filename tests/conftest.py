@@ -1,0 +1,204 @@
+"""Real test infrastructure, started by the tests themselves:
+
+- `ray_local`: an in-process Ray (2 CPUs) shared by the session;
+- `s3_server`: moto's S3 server on 127.0.0.1 at a free port, with AWS_ENDPOINT_URL and dummy
+  credentials set for the test; `s3_requests` records every request's headers (requester pays);
+- `http_server`: a ThreadingHTTPServer serving a directory (Common Crawl layout) on 127.0.0.1;
+- `ray_head`: a real `ray start --head` of the test's own (dashboard on 127.0.0.1, own ports and
+  temp dir), stopped afterwards by its own processes, never with `ray stop`.
+
+Tests that need `../shared` skip with a clear reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("DSLLM_SHARED", ROOT.parent / "shared"))
+
+# Ray 2.5x writes ~/.ray/auth_token after a local ray.init() and then wants tokens from
+# `ray start` and job clients; the tests run their own clusters without auth.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, or skip the test with the reason."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"needs {p} (the project's shared/ data folder, absent in a user's clone)")
+    return p
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """An in-process Ray runtime for the whole test session."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 _temp_dir=tempfile.mkdtemp(prefix="rayt", dir="/tmp"))
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def _moto_server():
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_server(_moto_server, monkeypatch):
+    """The moto S3 endpoint URL; env points boto3 at it with dummy credentials; state is reset."""
+    import requests
+
+    requests.post(f"{_moto_server}/moto-api/reset", timeout=10)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", _moto_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    yield _moto_server
+
+
+@pytest.fixture
+def s3_bucket(s3_server):
+    """A fresh bucket name on the moto server."""
+    from dsllm.storage import s3_client
+
+    name = "dsllm-test"
+    s3_client().create_bucket(Bucket=name)
+    return name
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+
+@pytest.fixture
+def http_server():
+    """Factory: serve a directory over HTTP on 127.0.0.1; returns the base URL (with trailing /)."""
+    servers = []
+
+    def serve(directory: str | Path) -> str:
+        handler = functools.partial(_QuietHandler, directory=str(directory))
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+        return f"http://127.0.0.1:{srv.server_address[1]}/"
+
+    yield serve
+    for srv in servers:
+        srv.shutdown()
+        srv.server_close()
+
+
+def _ray_bin() -> str:
+    exe = Path(sys.executable).parent / "ray"
+    return str(exe) if exe.exists() else (shutil.which("ray") or "ray")
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    """A real `ray start --head` of this test session's own; yields (dashboard_url, gcs_address).
+
+    Stopped by killing the processes that belong to its own temp dir, so any other Ray on the
+    machine is untouched.
+    """
+    temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")
+    gcs_port, dash_port = free_port(), free_port()
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    cmd = [_ray_bin(), "start", "--head", f"--port={gcs_port}", "--node-ip-address=127.0.0.1",
+           "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}", f"--temp-dir={temp_dir}",
+           "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats",
+           f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+           f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+           f"--min-worker-port={20000 + os.getpid() % 1000 * 10}", f"--max-worker-port={20000 + os.getpid() % 1000 * 10 + 400}"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    if out.returncode != 0:
+        _kill_ray_tree(temp_dir)
+        pytest.fail(f"ray start --head failed:\n{out.stdout}\n{out.stderr}")
+    url = f"http://127.0.0.1:{dash_port}"
+    import requests
+
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if requests.get(f"{url}/api/version", timeout=5).ok:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    else:
+        _kill_ray_tree(temp_dir)
+        pytest.fail("ray head dashboard did not come up")
+    yield {"dashboard": url, "gcs": f"127.0.0.1:{gcs_port}", "temp_dir": temp_dir}
+    _kill_ray_tree(temp_dir)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _kill_ray_tree(temp_dir: str) -> None:
+    """Kill only the processes whose command line names our own temp dir (or session in it)."""
+    import psutil
+
+    victims = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmdline = " ".join(proc.info["cmdline"] or [])
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if temp_dir in cmdline and proc.pid != os.getpid():
+            victims.append(proc)
+    # children (workers) of those processes too
+    for proc in list(victims):
+        try:
+            victims.extend(proc.children(recursive=True))
+        except psutil.NoSuchProcess:
+            pass
+    for proc in victims:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(victims, timeout=10)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def run_cli(*argv: str, env: dict | None = None, cwd: str | None = None, timeout: int = 600):
+    """Run `dsllm ARGS` as a user would (a subprocess); returns CompletedProcess."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "jobs.cli", *argv], capture_output=True, text=True,
+                          env=full_env, cwd=cwd or str(ROOT), timeout=timeout)
