@@ -46,8 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from dsllm.errors import UserError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough = None
+    if argv[:1] == ["submit"] and "--" in argv:  # `dsllm submit JOB [opts] -- ARGS...`
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1:]
     parser = build_parser()
     args = parser.parse_args(argv)
+    if passthrough is not None:
+        args.args = list(args.args or []) + passthrough
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

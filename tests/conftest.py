@@ -35,6 +35,9 @@ SHARED = Path(os.environ.get("DSLLM_SHARED", ROOT.parent / "shared"))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+# Keep every Ray process on loopback: without this Ray resolves 127.0.0.1 to the host's own
+# interface address (services.resolve_ip_for_localhost) and binds its servers there.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 def shared_path(*parts: str) -> Path:
@@ -135,7 +138,8 @@ def ray_head():
     """
     temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")
     gcs_port, dash_port = free_port(), free_port()
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
+               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     cmd = [_ray_bin(), "start", "--head", f"--port={gcs_port}", "--node-ip-address=127.0.0.1",
            "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}", f"--temp-dir={temp_dir}",
            "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats",
