@@ -418,3 +418,122 @@ def download(uri: str, local_path: str, requester_pays: bool | None = None) -> s
 def local_dir(uri: str) -> bool:
     """True if `uri` is a local path (output stages refuse node-local paths on multi-node clusters)."""
     return not is_remote(uri)
+
+
+class _RangeReader(io.RawIOBase):
+    """A seekable reader over an S3 object or HTTP URL that fetches byte ranges on demand.
+
+    Parquet readers seek to the footer and then to column chunks; this serves each read with one
+    ranged GET. The first request for the end of the object fetches its last `tail` bytes in one
+    suffix-range GET (which also tells the object's size), so reading a Parquet footer costs one
+    request.
+    """
+
+    def __init__(self, uri: str, size: int | None = None, requester_pays: bool | None = None,
+                 tail: int = 64 << 10):
+        self.uri, self.requester_pays, self._tail_len = uri, requester_pays, tail
+        self._size = size
+        self._pos = 0
+        self._tail: bytes | None = None   # last bytes of the object, once fetched
+        self._whole: bytes | None = None  # HTTP servers without range support send everything
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def _get(self, range_header: str) -> tuple[bytes, int | None]:
+        """One ranged GET → (body, total size if the response told it)."""
+        for attempt in range(_RETRIES + 1):
+            try:
+                if is_s3(self.uri):
+                    bucket, key = split_s3(self.uri)
+                    try:
+                        resp = s3_client().get_object(Bucket=bucket, Key=key, Range=range_header,
+                                                      **_rp(self.requester_pays))
+                    except Exception as exc:  # noqa: BLE001 - translated below
+                        err = _s3_error(self.uri, exc)
+                        if isinstance(err, UserError):
+                            raise err from None
+                        raise
+                    total = resp.get("ContentRange", "").rpartition("/")[2]
+                    return resp["Body"].read(), int(total) if total.isdigit() else None
+                resp = _http_session().get(self.uri, timeout=(20, 120), headers={"Range": range_header})
+                if resp.status_code == 404:
+                    raise UserError(f"{self.uri}: not found (HTTP 404)")
+                if resp.status_code >= 400:
+                    raise UserError(f"{self.uri}: HTTP {resp.status_code}")
+                if resp.status_code == 200:  # no range support: keep the whole body
+                    self._whole = resp.content
+                    return self._whole, len(self._whole)
+                total = resp.headers.get("Content-Range", "").rpartition("/")[2]
+                return resp.content, int(total) if total.isdigit() else None
+            except UserError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - transient network errors are retried
+                if attempt == _RETRIES:
+                    raise UserError(f"{self.uri}: read failed after {_RETRIES} retries ({type(exc).__name__})") from None
+                time.sleep(min(30.0, 0.2 * 2 ** attempt) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
+    def _fetch_tail(self) -> None:
+        body, total = self._get(f"bytes=-{self._tail_len}")
+        if self._whole is not None:
+            self._size = len(self._whole)
+            return
+        self._size = total if total is not None else (self._size or len(body))
+        self._tail = body
+
+    @property
+    def size(self) -> int:
+        if self._size is None:
+            self._fetch_tail()
+        return self._size
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 0:
+            self._pos = offset
+        elif whence == 1:
+            self._pos += offset
+        else:
+            if self._tail is None and self._whole is None:
+                self._fetch_tail()
+            self._pos = self.size + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        size = self.size
+        end = size if n is None or n < 0 else min(size, self._pos + n)
+        if end <= self._pos:
+            return b""
+        start, self._pos = self._pos, end
+        if self._whole is not None:
+            return self._whole[start:end]
+        tail_start = size - len(self._tail) if self._tail is not None else size
+        if start >= tail_start:
+            return self._tail[start - tail_start:end - tail_start]
+        body, _ = self._get(f"bytes={start}-{end - 1}")
+        if self._whole is not None:
+            return self._whole[start:end]
+        return body
+
+    def readinto(self, buf) -> int:
+        data = self.read(len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
+
+def open_random(uri: str, size: int | None = None, requester_pays: bool | None = None) -> IO[bytes]:
+    """Open any URI for random-access binary reads (Parquet footers and column chunks).
+
+    Local files are opened directly; S3 objects and HTTP URLs are read with ranged GETs, so reading
+    a Parquet footer does not download the file. `size`, when known, saves a request.
+    """
+    uri = str(uri)
+    if is_remote(uri):
+        return _RangeReader(uri, size, requester_pays)
+    return open_read(uri)
