@@ -30,6 +30,16 @@ from typing import IO, Iterator
 from dsllm.errors import UserError
 
 _RETRIES = 8
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates 0600 files; published files get the usual mode (read at import, while single-threaded)
+_FILE_MODE = 0o666 & ~_read_umask()
 _local = threading.local()
 _requester_pays_default = os.environ.get("DSLLM_REQUESTER_PAYS", "0").lower() in ("1", "true", "yes")
 
@@ -346,6 +356,7 @@ def atomic_write(uri: str, requester_pays: bool | None = None) -> Iterator[IO[by
     parent = os.path.dirname(os.path.abspath(uri))
     os.makedirs(parent, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(uri) + ".", suffix=".tmp", dir=parent)
+    os.fchmod(fd, _FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
