@@ -160,6 +160,10 @@ class _ResumingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def tell(self) -> int:
+        # readers such as FastWARC ask for the position of a non-seekable stream once
+        return self.pos
+
     def _open(self):
         if is_s3(self.uri):
             bucket, key = split_s3(self.uri)

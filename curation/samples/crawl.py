@@ -105,6 +105,15 @@ class CrawlPlanner:
         self.cfg = cfg
         self.prose = prose.ProseAllocator(cfg.seed)
         self.captures: list[Capture] = []
+        self._site_cycle: dict[tuple[str, str], list[Site]] = {}
+
+    def _next_site(self, lang: str, charset: str, rng) -> Site:
+        """Sites in shuffled rounds, so every site appears once there are enough pages."""
+        cycle = self._site_cycle.setdefault((lang, charset), [])
+        if not cycle:
+            cycle.extend(s for s in SITES if s.lang == lang and s.charset == charset)
+            rng.shuffle(cycle)
+        return cycle.pop()
 
     def _add(self, cap: Capture) -> Capture:
         cap.index = len(self.captures)
@@ -122,7 +131,7 @@ class CrawlPlanner:
         return "text/html" if declared == "meta" else f"text/html; charset={site.charset.upper() if site.charset != 'utf-8' else 'UTF-8'}"
 
     def good(self, lang: str, charset: str, declared: str, rng, published) -> Capture:
-        site = rng.choice([s for s in SITES if s.lang == lang and s.charset == charset])
+        site = self._next_site(lang, charset, rng)
         paras = self.prose.take(lang)
         if charset == "big5":
             paras = [prose.traditional(p) for p in paras]
@@ -136,8 +145,8 @@ class CrawlPlanner:
         site, url = src.site, src.url
         if scope == "within_dump":
             if near:  # syndicated to another site of the same kind
-                peers = [s for s in SITES if s.lang == src.lang and s.kind == site.kind and s.charset == site.charset]
-                site = rng.choice(peers)
+                others = [s for s in SITES if s.lang == src.lang and s.charset == site.charset and s != site]
+                site = rng.choice([s for s in others if s.kind == site.kind] or others)
                 url = site.url(src.title, rng, published)
             else:  # the same bytes under another URL of the same page
                 url = rng.choice([src.url + ("&" if "?" in src.url else "?") + "utm_source=twitter&utm_medium=social",
