@@ -206,3 +206,173 @@ def run_cli(*argv: str, env: dict | None = None, cwd: str | None = None, timeout
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "jobs.cli", *argv], capture_output=True, text=True,
                           env=full_env, cwd=cwd or str(ROOT), timeout=timeout)
+
+
+# ---------------------------------------------------------------- checkpoints (helper H, issue 9)
+
+import contextlib  # noqa: E402
+
+@pytest.fixture
+def cli():
+    """`run_cli` as a fixture (for test folders that are not packages)."""
+    return run_cli
+
+
+def _save_bin_shards(state: dict, folder: Path, shards: int) -> None:
+    """Hugging Face's pickled layout: pytorch_model[-0000k-of-0000n].bin (+ index when sharded)."""
+    import json
+
+    import torch
+
+    names = list(state)
+    if shards == 1:
+        torch.save({k: state[k].clone() for k in names}, folder / "pytorch_model.bin")
+        return
+    per = -(-len(names) // shards)
+    wmap = {}
+    for i in range(shards):
+        fname = f"pytorch_model-{i + 1:05d}-of-{shards:05d}.bin"
+        part = {k: state[k].clone() for k in names[i * per:(i + 1) * per]}
+        torch.save(part, folder / fname)
+        wmap.update({k: fname for k in part})
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    (folder / "pytorch_model.bin.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": wmap}))
+
+
+@pytest.fixture
+def tiny_llama(tmp_path):
+    """Factory: a random tiny `LlamaForCausalLM` saved by `transformers` in a Hugging Face layout.
+
+    tiny_llama(fmt="safetensors"|"bin", shards=1, vocab=128, dtype=torch.float32, bos_eos=(1, 2),
+               name="hf", seed=0) -> (folder, reference model in eval mode)
+    """
+    import json
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def make(fmt="safetensors", shards=1, vocab=128, dtype=None, bos_eos=(1, 2), name="hf", seed=0,
+             layers=2, hidden=32):
+        torch.manual_seed(seed)
+        cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
+                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                          max_position_embeddings=64, bos_token_id=bos_eos[0], eos_token_id=bos_eos[1],
+                          rms_norm_eps=1e-6)
+        model = LlamaForCausalLM(cfg).eval()
+        if dtype is not None:
+            model = model.to(dtype)
+        folder = tmp_path / name
+        folder.mkdir(parents=True, exist_ok=True)
+        if fmt == "safetensors":
+            size = None
+            if shards > 1:
+                total = sum(p.numel() * p.element_size() for p in model.parameters())
+                size = f"{max(1, total // shards // 1000 + 1)}KB"
+            model.save_pretrained(folder, **({"max_shard_size": size} if size else {}))
+        else:
+            model.config.save_pretrained(folder)
+            _save_bin_shards(model.state_dict(), folder, shards)
+        cfg_path = folder / "config.json"
+        raw = json.loads(cfg_path.read_text())
+        raw.update({"bos_token_id": bos_eos[0], "eos_token_id": bos_eos[1]})
+        cfg_path.write_text(json.dumps(raw, indent=2))
+        return folder, model
+
+    return make
+
+
+class _ProxyState:
+    """Switches of the S3 proxy; `requests` records (method, path, headers) of every request."""
+
+    def __init__(self):
+        self.require_payer = True
+        self.mode = "ok"            # ok | bad_key | deny
+        self.fault = None           # None | "truncate" | "corrupt"
+        self.fault_times = -1       # how many GETs to damage (-1: all)
+        self.fault_match = ""       # only GETs whose path contains this
+        self.requests: list[tuple[str, str, dict]] = []
+
+
+def _s3_error_xml(code: str, message: str) -> bytes:
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+            f"<Message>{message}</Message><RequestId>proxy</RequestId></Error>").encode()
+
+
+class _S3ProxyHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _error(self, status: int, code: str, message: str) -> None:
+        body = b"" if self.command == "HEAD" else _s3_error_xml(code, message)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _proxy(self) -> None:
+        import http.client
+        from urllib.parse import urlparse
+
+        st: _ProxyState = self.server.state
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        st.requests.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+        if st.require_payer and self.headers.get("x-amz-request-payer") != "requester":
+            return self._error(403, "AccessDenied", "Access Denied (requester pays bucket: header missing)")
+        if st.mode == "bad_key":
+            return self._error(403, "InvalidAccessKeyId",
+                               "The AWS Access Key Id you provided does not exist in our records.")
+        if st.mode == "deny":
+            return self._error(403, "AccessDenied", "Access Denied")
+        up = urlparse(self.server.upstream)
+        conn = http.client.HTTPConnection(up.hostname, up.port, timeout=30)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "proxy-connection")}
+        conn.request(self.command, self.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        damage = (st.fault and self.command == "GET" and resp.status in (200, 206) and st.fault_times != 0
+                  and st.fault_match in self.path and len(data) > 16)
+        if damage and st.fault_times > 0:
+            st.fault_times -= 1
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        if damage and st.fault == "truncate":
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if damage and st.fault == "corrupt":
+            data = data[:8] + bytes([data[8] ^ 0xFF]) + data[9:]
+        self.wfile.write(data)
+
+    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _proxy
+
+
+@pytest.fixture
+def s3_proxy(s3_server, monkeypatch):
+    """A proxy of our own in front of moto that behaves like requester-pays S3 (403 without
+    `x-amz-request-payer: requester`) and can reject credentials, deny access, or cut / corrupt
+    object bodies. AWS_ENDPOINT_URL points at it; yields its state (`_ProxyState`)."""
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _S3ProxyHandler)
+    srv.daemon_threads = True
+    srv.state, srv.upstream = _ProxyState(), s3_server
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{srv.server_address[1]}")
+    monkeypatch.setenv("DSLLM_FETCH_RETRIES", "2")
+    srv.state.url = f"http://127.0.0.1:{srv.server_address[1]}"
+    yield srv.state
+    srv.shutdown()
+    srv.server_close()

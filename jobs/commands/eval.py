@@ -1,13 +1,69 @@
-"""Mean loss and perplexity of one or more checkpoints on packed data."""
+"""Mean next-token loss and perplexity of one or more checkpoints on packed data (rows in file
+order). A SRC holding several step checkpoints (a run folder, or an S3 prefix of published
+intermediate checkpoints) is evaluated step by step: a loss-by-step table.
+
+  dsllm eval --model RUN --data PACKED --max-rows 64
+  dsllm eval --model s3://deepseek-ai/DeepSeek-LLM/DeepSeek-LLM-7B-Base --data PACKED --dtype bfloat16
+"""
 
 from __future__ import annotations
 
-from jobs.commands.common import not_yet
+import json
+import sys
+
+from jobs.commands.common import add_requester_pays
 
 
 def add_arguments(p) -> None:
-    p.add_argument("args", nargs="*", help="(not implemented yet)")
+    p.add_argument("--model", nargs="+", required=True, metavar="SRC",
+                   help="checkpoint(s): run dir, step dir, HF folder or s3:// prefix")
+    p.add_argument("--data", required=True, metavar="PACKED", help="packed data folder (local or s3://)")
+    p.add_argument("--max-rows", type=int, default=None, metavar="N", help="evaluate the first N rows only")
+    p.add_argument("--batch-size", type=int, default=4, metavar="SEQS", help="sequences per forward pass")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                   help="compute dtype (bfloat16 halves memory for 7B-size checkpoints)")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.add_argument("--cache", metavar="DIR", default=None, help="cache folder for s3:// checkpoints")
+    add_requester_pays(p, default=True)
+
+
+def _checkpoints(src: str, args):
+    """The checkpoints SRC names: one folder, or every step under a run dir / prefix."""
+    from pathlib import Path
+
+    from trainer import hf, remote
+
+    local = Path(src)
+    if not src.startswith(("s3://", "http://", "https://")) and (local.is_file() or hf._is_checkpoint_dir(local)):
+        return [lambda: hf.resolve_checkpoint(src)]
+    infos = remote.list_checkpoints(src, requester_pays=args.requester_pays)
+    stepped = [i for i in infos if i.step is not None]
+    chosen = stepped if len(stepped) > 1 else [hf.pick_checkpoint(infos, src, None)]
+    cache = Path(args.cache) if args.cache else None
+    return [lambda i=i: hf.open_checkpoint(i, src, args.requester_pays, cache, with_optimizer=False)
+            for i in chosen]
 
 
 def run(args) -> int:
-    not_yet("eval", "issue #9")
+    import torch
+
+    from dsllm.errors import UserError
+    from trainer.evaluate import evaluate_checkpoint, format_table
+
+    if args.max_rows is not None and args.max_rows <= 0:
+        raise UserError("--max-rows must be positive")
+    jobs = [(src, job) for src in args.model for job in _checkpoints(src, args)]
+    results = []
+    for k, (src, job) in enumerate(jobs, 1):
+        ckpt = job()
+        label = src if len(jobs) == 1 or ckpt.step is None else f"{src} @ {ckpt.step}"
+        print(f"[{k}/{len(jobs)}] evaluating {label}", file=sys.stderr, flush=True)
+        for note in ckpt.notes:
+            print(f"note: {note}", file=sys.stderr)
+        results.append(evaluate_checkpoint(ckpt, args.data, args.max_rows, args.batch_size,
+                                           dtype=getattr(torch, args.dtype), name=label))
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        print(format_table(results))
+    return 0

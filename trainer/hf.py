@@ -1,0 +1,561 @@
+"""Hugging Face checkpoints in and out: resolve, load shard by shard, export.
+
+Import accepts a run folder (its latest `checkpoints/step-N`), a step folder, or a Hugging Face
+model folder or S3 prefix (`config.json` + `*.safetensors` or `pytorch_model*.bin`, sharded with
+an index or not). S3 sources are fetched into the local cache first (`trainer.remote`).
+
+Memory: safetensors tensors are read with `readinto` straight into the parameters' own storage
+(no mmap whose touched pages would count as a second copy, no intermediate dict), so peak memory
+is one copy of the weights plus one tensor when dtypes differ. `.bin` shards are opened only with
+`torch.load(weights_only=True, mmap=True)` and copied tensor by tensor; a pickle that holds
+anything but a flat name → tensor mapping is refused.
+
+DeepSeek's config quirk (the rule): the published base `config.json` files carry `bos_token_id` 1
+and `eos_token_id` 2, the `transformers` LlamaConfig defaults, while the tokenizer's are 100000 /
+100001. When a config says exactly 1 / 2 and the vocabulary is DeepSeek's — `vocab_size` 102400,
+or a tokenizer in the folder whose `<｜begin▁of▁sentence｜>` is id 100000 — the ids are replaced
+by the tokenizer's (from `generation_config.json` or the tokenizer files, default 100000 /
+100001). Any other config is taken as it is. Export always writes the corrected ids.
+
+Buffers that older `transformers` versions saved (`*.rotary_emb.inv_freq`) are recomputed, not
+loaded, and dropped on export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pickle
+import re
+from pathlib import Path
+
+from dsllm import storage
+from dsllm.errors import UserError
+from trainer import remote
+from trainer.config import ModelConfig
+
+DEEPSEEK_VOCAB = 102400
+DEEPSEEK_BOS, DEEPSEEK_EOS = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
+IGNORED_KEYS = re.compile(r".*rotary_emb\.inv_freq$")
+ST_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+             "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
+             "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalCheckpoint:
+    """A checkpoint on local disk, ready to load: its folder, model config and weight files."""
+
+    path: str
+    config: ModelConfig
+    step: int | None
+    tokens: int | None
+    files: tuple[str, ...]            # weight files, in load order
+    format: str                       # "safetensors" | "bin"
+    source: str = ""                  # what the user named (local path or s3:// prefix)
+    has_optimizer: bool = False       # optimizer.pt + trainer_state.json (our native layout)
+    tokenizer: str | None = None      # the folder when it holds tokenizer.json
+    notes: tuple[str, ...] = ()       # config corrections applied (DeepSeek bos/eos)
+    raw_config: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+
+# ------------------------------------------------------------------------------------- resolving
+
+def resolve_checkpoint(src: str, step: int | None = None, requester_pays: bool = True,
+                       cache: Path | None = None, with_optimizer: bool = True,
+                       progress: remote.ProgressFn | None = None) -> LocalCheckpoint:
+    """Find the checkpoint `src` names (the latest step, or `step`), fetch it if remote, read its
+    config (quirks fixed) and check the weights' names and shapes against it."""
+    src = str(src)
+    local = Path(src)
+    if not storage.is_remote(src) and local.is_file():
+        local = local.parent
+    if not storage.is_remote(src) and _is_checkpoint_dir(local):
+        return _open_local(local, src, None, None)
+    info = pick_checkpoint(remote.list_checkpoints(str(local) if not storage.is_remote(src) else src,
+                                                   requester_pays=requester_pays), src, step)
+    return open_checkpoint(info, src, requester_pays, cache, with_optimizer, progress)
+
+
+def pick_checkpoint(infos: list[remote.CheckpointInfo], src: str, step: int | None) -> remote.CheckpointInfo:
+    """The checkpoint with `step`, else the one with the highest step (or the only one)."""
+    if step is not None:
+        match = [i for i in infos if i.step == step]
+        if not match:
+            steps = ", ".join(str(i.step) for i in infos if i.step is not None) or "none"
+            raise UserError(f"{src}: no checkpoint at step {step} (steps found: {steps})")
+        return match[0]
+    with_step = [i for i in infos if i.step is not None]
+    if with_step:
+        return with_step[-1]
+    if len(infos) == 1:
+        return infos[0]
+    raise UserError(f"{src}: {len(infos)} checkpoints without step numbers; name one: "
+                    + ", ".join(i.name for i in infos[:5]))
+
+
+def open_checkpoint(info: remote.CheckpointInfo, src: str, requester_pays: bool = True,
+                    cache: Path | None = None, with_optimizer: bool = True,
+                    progress: remote.ProgressFn | None = None) -> LocalCheckpoint:
+    """Fetch (if remote) and open one listed checkpoint."""
+    skip = None if with_optimizer else (lambda name: "optim" in name or name in remote.NON_WEIGHT_NAMES)
+    folder = remote.fetch_checkpoint(info, requester_pays=requester_pays, cache=cache, skip=skip,
+                                     progress=progress)
+    return _open_local(folder, src, info.step, info.tokens)
+
+
+def _is_checkpoint_dir(path: Path) -> bool:
+    return path.is_dir() and ((path / "config.json").exists() or any(
+        remote._is_weight(p.name) for p in path.iterdir() if p.is_file()))
+
+
+def _open_local(folder: Path, src: str, step: int | None, tokens: int | None) -> LocalCheckpoint:
+    cfg_path = folder / "config.json"
+    if not cfg_path.exists():
+        raise UserError(f"{src}: no config.json next to the weights (a Hugging Face layout needs one)")
+    raw = storage.read_json(str(cfg_path))
+    if not isinstance(raw, dict):
+        raise UserError(f"{cfg_path}: expected a JSON object")
+    fixed, notes = fix_special_tokens(raw, folder)
+    config = ModelConfig.from_hf_dict(fixed, where=str(cfg_path))
+    files, fmt = weight_files(folder, src)
+    state = folder / "trainer_state.json"
+    if state.exists():
+        data = storage.read_json(str(state))
+        if isinstance(data, dict):
+            step = data.get("step", data.get("global_step", step))
+            tokens = data.get("tokens", data.get("tokens_seen", data.get("num_input_tokens_seen", tokens)))
+    if step is None:
+        step = remote.parse_step(folder.name)
+    if tokens is None:
+        tokens = remote.parse_tokens(folder.name)
+    ckpt = LocalCheckpoint(
+        path=str(folder), config=config, step=step, tokens=tokens, files=tuple(files), format=fmt,
+        source=src, has_optimizer=(folder / "optimizer.pt").exists() and state.exists(),
+        tokenizer=str(folder) if (folder / "tokenizer.json").exists() else None,
+        notes=tuple(notes), raw_config=raw)
+    if fmt == "safetensors":
+        check_shapes(ckpt, {n: e.shape for f in files for n, e in read_header(f).items()})
+    return ckpt
+
+
+def weight_files(folder: Path, src: str) -> tuple[list[str], str]:
+    """The weight files of a HF folder (index first, then single files); a missing shard is an error."""
+    for index, fmt in (("model.safetensors.index.json", "safetensors"), ("pytorch_model.bin.index.json", "bin")):
+        if (folder / index).exists():
+            data = storage.read_json(str(folder / index))
+            wmap = data.get("weight_map") if isinstance(data, dict) else None
+            if not isinstance(wmap, dict) or not wmap:
+                raise UserError(f"{folder / index}: no weight_map")
+            shards = sorted(set(wmap.values()))
+            for shard in shards:
+                if "/" in shard or not (folder / shard).exists():
+                    raise UserError(f"{src}: shard {shard} listed in {index} is missing")
+            return [str(folder / s) for s in shards], fmt
+    st = sorted(p for p in folder.glob("*.safetensors") if not p.name.startswith("."))
+    if st:
+        return [str(p) for p in st], "safetensors"
+    bins = sorted(p for p in folder.glob("pytorch_model*.bin") if not p.name.startswith("."))
+    if bins:
+        return [str(p) for p in bins], "bin"
+    others = sorted(p.name for p in folder.iterdir() if remote._is_weight(p.name))
+    if others:
+        raise UserError(f"{src}: weights in an unsupported format ({', '.join(others[:3])}); "
+                        "expected *.safetensors or pytorch_model*.bin")
+    raise UserError(f"{src}: no weights (expected *.safetensors or pytorch_model*.bin next to config.json)")
+
+
+def fix_special_tokens(raw: dict, folder: Path) -> tuple[dict, list[str]]:
+    """Apply the DeepSeek bos/eos rule (module docstring); returns (config dict, notes)."""
+    bos, eos = raw.get("bos_token_id"), raw.get("eos_token_id")
+    if (bos, eos) != (1, 2):
+        return raw, []
+    ids = _tokenizer_special_ids(folder)
+    deepseek = raw.get("vocab_size") == DEEPSEEK_VOCAB or ids.get("bos") == 100000
+    if not deepseek:
+        return raw, []
+    new_bos, new_eos = ids.get("bos", 100000), ids.get("eos", 100001)
+    note = (f"config.json says bos/eos 1/2 (transformers defaults); DeepSeek's vocabulary uses "
+            f"{new_bos}/{new_eos}: corrected")
+    return {**raw, "bos_token_id": new_bos, "eos_token_id": new_eos}, [note]
+
+
+def _tokenizer_special_ids(folder: Path) -> dict:
+    """bos/eos ids from generation_config.json, else tokenizer.json's DeepSeek special tokens."""
+    out: dict[str, int] = {}
+    gen = folder / "generation_config.json"
+    if gen.exists():
+        g = json.loads(gen.read_text(encoding="utf-8"))
+        for k in ("bos", "eos"):
+            v = g.get(f"{k}_token_id")
+            if isinstance(v, int) and v not in (1, 2):
+                out[k] = v
+    tok = folder / "tokenizer.json"
+    if tok.exists() and len(out) < 2:
+        added = json.loads(tok.read_text(encoding="utf-8")).get("added_tokens", [])
+        by_content = {t.get("content"): t.get("id") for t in added if isinstance(t, dict)}
+        for k, content in (("bos", DEEPSEEK_BOS), ("eos", DEEPSEEK_EOS)):
+            if isinstance(by_content.get(content), int):
+                out.setdefault(k, by_content[content])
+    return out
+
+
+# ------------------------------------------------------------------------------- shapes and headers
+
+def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """LlamaForCausalLM parameter names and shapes implied by a config."""
+    d, f, v, kv = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, cfg.n_kv_heads * cfg.head_dim
+    out = {"model.embed_tokens.weight": (v, d), "model.norm.weight": (d,), "lm_head.weight": (v, d)}
+    for i in range(cfg.num_hidden_layers):
+        p = f"model.layers.{i}."
+        out.update({p + "self_attn.q_proj.weight": (d, d), p + "self_attn.k_proj.weight": (kv, d),
+                    p + "self_attn.v_proj.weight": (kv, d), p + "self_attn.o_proj.weight": (d, d),
+                    p + "mlp.gate_proj.weight": (f, d), p + "mlp.up_proj.weight": (f, d),
+                    p + "mlp.down_proj.weight": (d, f), p + "input_layernorm.weight": (d,),
+                    p + "post_attention_layernorm.weight": (d,)})
+    return out
+
+
+def check_shapes(ckpt: LocalCheckpoint, found: dict[str, tuple[int, ...]]) -> None:
+    """One clear line when the weights do not fit the config (shape, missing or extra tensors)."""
+    want = expected_shapes(ckpt.config)
+    c = ckpt.config
+    dims = (f"hidden_size={c.hidden_size}, intermediate_size={c.intermediate_size}, "
+            f"layers={c.num_hidden_layers}, kv_heads={c.num_key_value_heads}, vocab_size={c.vocab_size}")
+    for name, shape in found.items():
+        if IGNORED_KEYS.match(name):
+            continue
+        if name not in want:
+            raise UserError(f"{ckpt.source}: config.json does not match the weights: tensor {name} is not "
+                            f"part of the model the config describes ({dims})")
+        if tuple(shape) != want[name]:
+            raise UserError(f"{ckpt.source}: config.json does not match the weights: {name} is "
+                            f"{list(shape)} but the config implies {list(want[name])} ({dims})")
+    missing = [n for n in want if n not in found]
+    if missing:
+        raise UserError(f"{ckpt.source}: the weights lack {len(missing)} tensor(s) the config needs "
+                        f"(first: {missing[0]})")
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorEntry:
+    """Where one tensor's bytes are in a safetensors file."""
+
+    dtype: str            # torch dtype name
+    shape: tuple[int, ...]
+    start: int            # absolute byte offset in the file
+    end: int
+
+
+def read_header(path: str) -> dict[str, TensorEntry]:
+    """Parse and validate a safetensors header (8-byte length, JSON, contiguous in-bounds offsets)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n <= 0 or n > min(size - 8, 100 << 20):
+            raise UserError(f"{path}: corrupt safetensors header (header length {n} does not fit a {size}-byte file)")
+        try:
+            header = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path}: corrupt safetensors header (not JSON: {exc})") from None
+    if not isinstance(header, dict):
+        raise UserError(f"{path}: corrupt safetensors header (not a JSON object)")
+    import torch
+
+    out, base, spans = {}, 8 + n, []
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (lo, hi) = ST_DTYPES[e["dtype"]], tuple(int(s) for s in e["shape"]), e["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{path}: corrupt safetensors header (bad entry for {name!r})") from None
+        numel = 1
+        for s in shape:
+            numel *= s
+        if hi - lo != numel * getattr(torch, dtype).itemsize or lo < 0 or base + hi > size:
+            raise UserError(f"{path}: corrupt safetensors header ({name}: offsets {lo}-{hi} do not fit "
+                            f"shape {list(shape)} {e['dtype']} in a {size}-byte file)")
+        out[name] = TensorEntry(dtype, shape, base + lo, base + hi)
+        spans.append((lo, hi))
+    spans.sort()
+    if spans and (spans[0][0] != 0 or any(a[1] != b[0] for a, b in zip(spans, spans[1:]))
+                  or base + spans[-1][1] != size):
+        raise UserError(f"{path}: corrupt safetensors file (tensor data is not contiguous or the file "
+                        f"is {size} bytes, not {base + spans[-1][1]}; truncated?)")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+def _bytes_view(t):
+    """A writable uint8 numpy view of a contiguous CPU tensor's storage."""
+    import torch
+
+    return t.reshape(-1).view(torch.uint8).numpy()
+
+
+def _read_entry(f, e: TensorEntry, dst) -> None:
+    """Read one safetensors tensor into `dst` (same shape), converting dtype when needed."""
+    import torch
+
+    src_dtype = getattr(torch, e.dtype)
+    target = dst if (dst.dtype == src_dtype and dst.is_contiguous() and dst.device.type == "cpu") \
+        else torch.empty(e.shape, dtype=src_dtype)
+    view = memoryview(_bytes_view(target))
+    f.seek(e.start)
+    got = 0
+    while got < len(view):
+        n = f.readinto(view[got:])
+        if not n:
+            raise UserError(f"{f.name}: truncated at byte {e.start + got}")
+        got += n
+    if target is not dst:
+        dst.copy_(target)
+
+
+def load_bin(path: str) -> dict:
+    """`torch.load(weights_only=True, mmap=True)`; refuses a pickle holding anything but tensors."""
+    import torch
+
+    try:
+        try:
+            sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            sd = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()
+        reason = next((line for line in first if "Unsupported" in line or "GLOBAL" in line), first[0] if first else "")
+        raise UserError(f"{path}: refused: the pickle holds objects other than tensors "
+                        f"(weights_only load failed: {reason.strip()[:160]})") from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise UserError(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:160]})") from None
+    if not isinstance(sd, dict):
+        raise UserError(f"{path}: refused: expected a mapping of tensor names to tensors, got {type(sd).__name__}")
+    for k, v in sd.items():
+        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
+            raise UserError(f"{path}: refused: the pickle holds a {type(v).__name__} at {k!r}, not a tensor")
+    return sd
+
+
+def load_into(model, ckpt: LocalCheckpoint, strict: bool = True) -> None:
+    """Load the checkpoint's weights into `model` (LlamaForCausalLM names), one shard at a time.
+
+    Parameters on the `meta` device are allocated here and assigned (build on meta to avoid a
+    throwaway random init); others are overwritten in place. The model's dtype is kept."""
+    import torch
+
+    targets = model.state_dict(keep_vars=True)
+    loaded: set[str] = set()
+    with torch.no_grad():
+        for path in ckpt.files:
+            new = {}
+            if ckpt.format == "safetensors":
+                entries = read_header(path)
+                with open(path, "rb", buffering=0) as f:
+                    for name, e in entries.items():
+                        dst = _target(ckpt, targets, name, e.shape, new)
+                        if dst is not None:
+                            _read_entry(f, e, dst)
+                            loaded.add(name)
+            else:
+                sd = load_bin(path)
+                for name, t in sd.items():
+                    dst = _target(ckpt, targets, name, tuple(t.shape), new)
+                    if dst is not None:
+                        dst.copy_(t)
+                        loaded.add(name)
+                del sd
+            if new:
+                model.load_state_dict(new, strict=False, assign=True)
+    missing = [n for n in targets if n not in loaded and not IGNORED_KEYS.match(n)]
+    if strict and missing:
+        raise UserError(f"{ckpt.source}: the weights lack {len(missing)} tensor(s) the model needs (first: {missing[0]})")
+
+
+def _target(ckpt, targets, name, shape, new):
+    import torch
+
+    if IGNORED_KEYS.match(name):
+        return None
+    if name not in targets:
+        raise UserError(f"{ckpt.source}: config.json does not match the weights: tensor {name} is not part of the model")
+    t = targets[name]
+    if tuple(t.shape) != tuple(shape):
+        raise UserError(f"{ckpt.source}: config.json does not match the weights: {name} is {list(shape)} "
+                        f"but the model has {list(t.shape)}")
+    if t.is_meta:
+        new[name] = torch.empty(shape, dtype=t.dtype)
+        return new[name]
+    return t.data
+
+
+def build_model(ckpt: LocalCheckpoint, dtype=None):
+    """A `Transformer` holding the checkpoint's weights, built on the meta device (one copy in memory).
+    `dtype` None keeps float32."""
+    import torch
+
+    from trainer.model import RotaryEmbedding, Transformer
+
+    with torch.device("meta"):
+        model = Transformer(ckpt.config)
+    if dtype is not None:
+        model = model.to(dtype)
+    load_into(model, ckpt)
+    cfg = ckpt.config
+    model.model.rotary_emb = RotaryEmbedding(cfg.head_dim, cfg.rope_theta)  # non-persistent buffer
+    leftover = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if leftover:
+        raise RuntimeError(f"tensors left on the meta device after loading: {leftover[:3]}")
+    return model.eval()
+
+
+# ------------------------------------------------------------------------------------------ export
+
+def export_hf(ckpt: LocalCheckpoint, out_dir: str, dtype: str | None = None,
+              max_shard_bytes: int = 5 << 30, overwrite: bool = False) -> list[str]:
+    """Write `ckpt` as a Hugging Face model folder (local or s3://): safetensors shards (with an
+    index when there are several), `config.json` with the corrected bos/eos, `generation_config.json`
+    and the tokenizer files when the checkpoint has them. Tensors are streamed one at a time;
+    without `dtype` the bytes are copied unchanged (an import → export round trip is lossless).
+    Returns the files written."""
+    import torch
+
+    out_dir = str(out_dir)
+    _check_output(ckpt, out_dir, overwrite)
+    sources, keep = _export_sources(ckpt)
+    check_shapes(ckpt, {n: s[1] for n, s in sources.items()})
+    order = [n for n in expected_shapes(ckpt.config) if n in sources]
+    out_dtype = getattr(torch, dtype) if dtype else None
+    sizes = {n: _nbytes(sources[n][1], out_dtype or getattr(torch, sources[n][0])) for n in order}
+    shards: list[list[str]] = [[]]
+    for n in order:
+        if shards[-1] and sum(sizes[m] for m in shards[-1]) + sizes[n] > max_shard_bytes:
+            shards.append([])
+        shards[-1].append(n)
+    names = (["model.safetensors"] if len(shards) == 1 else
+             [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
+    written = []
+    for fname, members in zip(names, shards):
+        _write_shard(storage.join(out_dir, fname), members, sources, out_dtype)
+        written.append(fname)
+    if len(shards) > 1:
+        wmap = {n: fname for fname, members in zip(names, shards) for n in members}
+        storage.write_json(storage.join(out_dir, "model.safetensors.index.json"),
+                           {"metadata": {"total_size": sum(sizes.values())}, "weight_map": wmap})
+        written.append("model.safetensors.index.json")
+    del keep
+    dtype_name = dtype or sources[order[0]][0]
+    written += _export_metadata(ckpt, out_dir, dtype_name)
+    return written
+
+
+def _check_output(ckpt: LocalCheckpoint, out_dir: str, overwrite: bool) -> None:
+    if not storage.is_s3(out_dir):
+        p = Path(out_dir)
+        if p.exists() and p.resolve() == Path(ckpt.path).resolve():
+            raise UserError(f"{out_dir}: is the checkpoint's own folder; export to another one")
+        if p.is_file():
+            raise UserError(f"{out_dir}: is a file; --output needs a folder")
+        if p.is_dir() and any(p.iterdir()) and not overwrite:
+            raise UserError(f"{out_dir}: not empty (use --overwrite to replace a previous export)")
+        if p.is_dir() and overwrite:
+            for old in list(p.glob("*.safetensors")) + list(p.glob("*.index.json")):
+                old.unlink()
+
+
+def _nbytes(shape, dtype) -> int:
+    n = dtype.itemsize
+    for s in shape:
+        n *= s
+    return n
+
+
+def _export_sources(ckpt: LocalCheckpoint):
+    """name → (dtype name, shape, reader); readers write the tensor's bytes to a file object."""
+    sources, keep = {}, []
+    if ckpt.format == "safetensors":
+        for path in ckpt.files:
+            for name, e in read_header(path).items():
+                if not IGNORED_KEYS.match(name):
+                    sources[name] = (e.dtype, e.shape, ("st", path, e))
+    else:
+        for path in ckpt.files:
+            sd = load_bin(path)
+            keep.append(sd)
+            for name, t in sd.items():
+                if not IGNORED_KEYS.match(name):
+                    sources[name] = (str(t.dtype).removeprefix("torch."), tuple(t.shape), ("bin", path, t))
+    return sources, keep
+
+
+def _write_shard(uri: str, members: list[str], sources: dict, out_dtype) -> None:
+    """A safetensors file written tensor by tensor (header first; format: 8-byte LE header length,
+    JSON header padded to 8 bytes, raw little-endian data)."""
+    import torch
+
+    rev = {v: k for k, v in ST_DTYPES.items()}
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for n in members:
+        dt = out_dtype or getattr(torch, sources[n][0])
+        size = _nbytes(sources[n][1], dt)
+        header[n] = {"dtype": rev[str(dt).removeprefix("torch.")], "shape": list(sources[n][1]),
+                     "data_offsets": [offset, offset + size]}
+        offset += size
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)
+    with storage.atomic_write(uri) as out:
+        out.write(len(blob).to_bytes(8, "little") + blob)
+        for n in members:
+            _write_tensor(out, sources[n], out_dtype)
+
+
+def _write_tensor(out, source, out_dtype) -> None:
+    import torch
+
+    dtype_name, shape, (kind, path, obj) = source
+    same = out_dtype is None or out_dtype == getattr(torch, dtype_name)
+    if kind == "st" and same:
+        with open(path, "rb") as f:  # a byte-exact copy of the stored tensor
+            f.seek(obj.start)
+            left = obj.end - obj.start
+            while left:
+                chunk = f.read(min(left, 8 << 20))
+                if not chunk:
+                    raise UserError(f"{path}: truncated at byte {obj.end - left}")
+                out.write(chunk)
+                left -= len(chunk)
+        return
+    if kind == "st":
+        t = torch.empty(shape, dtype=out_dtype)
+        with open(path, "rb", buffering=0) as f:
+            _read_entry(f, obj, t)
+    else:
+        t = obj.to(out_dtype) if not same else obj
+    out.write(memoryview(_bytes_view(t.contiguous())))
+
+
+def _export_metadata(ckpt: LocalCheckpoint, out_dir: str, dtype_name: str) -> list[str]:
+    """config.json (original extras kept, our fields and the corrected ids on top), generation
+    config and tokenizer files."""
+    cfg = {k: v for k, v in ckpt.raw_config.items() if k not in ("dtype", "torch_dtype", "transformers_version")}
+    cfg.update(ckpt.config.to_hf_dict(torch_dtype=dtype_name))
+    if isinstance(cfg.get("rope_parameters"), dict):
+        cfg["rope_parameters"] = {**cfg["rope_parameters"], "rope_theta": ckpt.config.rope_theta}
+    storage.write_json(storage.join(out_dir, "config.json"), cfg)
+    folder = Path(ckpt.path)
+    gen = {}
+    if (folder / "generation_config.json").exists():
+        gen = json.loads((folder / "generation_config.json").read_text(encoding="utf-8"))
+    gen.update({"bos_token_id": ckpt.config.bos_token_id, "eos_token_id": ckpt.config.eos_token_id})
+    storage.write_json(storage.join(out_dir, "generation_config.json"), gen)
+    written = ["config.json", "generation_config.json"]
+    for name in remote.TOKENIZER_FILES:
+        if (folder / name).exists():
+            storage.upload_file(str(folder / name), storage.join(out_dir, name))
+            written.append(name)
+    return written
