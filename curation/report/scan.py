@@ -271,7 +271,7 @@ class IntHistogram:
 def _summary(h, edges: list[float], counts: list[int]) -> dict:
     """The stable JSON shape of every distribution in the report."""
     def r(x):
-        return None if x is None else round(float(x), 6)
+        return None if x is None else float(f"{float(x):.7g}")  # 7 significant digits
 
     n = h.n
     return {"count": n, "missing": h.missing,

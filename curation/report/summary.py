@@ -157,13 +157,13 @@ def _shard_row(e: dict, ft: scan.ShardFooter, digest: str | None, required, unli
 
 
 def _flag_sizes(rows: list[dict], n_listed: int) -> None:
-    ok = [r for r in rows if r["rows"] is not None]
+    ok = [r for r in rows[:n_listed] if r["rows"] is not None and "schema" not in r["flags"]]
     if not ok:
         return
     med_rows = float(np.median([r["rows"] for r in ok]))
     med_bytes = float(np.median([r["bytes"] for r in ok]))
-    for i, r in enumerate(rows):
-        if r["rows"] is None:
+    for i, r in enumerate(rows[:n_listed]):
+        if r["rows"] is None or "schema" in r["flags"]:
             continue
         if r["rows"] == 0:
             r["flags"].append("empty")
