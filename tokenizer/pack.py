@@ -1,0 +1,353 @@
+"""Tokenize curated shards and pack them into fixed-length rows: PACKED/ (SPEC.md "Packed output").
+
+Every document becomes its tokens followed by EOS (BOS policy below); the documents of the whole
+corpus form one stream that is cut into rows of `seq_len` tokens, so a row may hold the end of one
+document and the start of the next, and nothing is padded except the very last row.
+
+Unit of work, chosen so the output is the same bytes whatever the number of workers:
+1. each source shard i is packed on its own (a Ray task): its stream is cut into row groups of
+   `row_group_rows` full rows, written as `part-{i:05d}.parquet`; what is left over (fewer than
+   `row_group_rows * seq_len` tokens, possibly the middle of a document) is saved as a *carry*;
+2. the carries of all sources, concatenated in source order, are packed by one final step into
+   `part-{n:05d}.parquet` (n = number of sources), whose last row is padded with EOS.
+So every part but the last holds a multiple of `row_group_rows` rows and every row group is a
+whole chunk of the loader's order (trainer/data.py). Packing depends only on the input order,
+the tokenizer and the config.
+
+Resuming: a source is done when `_work/source-NNNNN.json` exists (written after its part and
+carry are published atomically); a rerun skips done sources. `manifest.json` is written last.
+
+BOS policy ("eos"): DeepSeek LLM's samples are documents joined by EOS, so no BOS is added to the
+packed stream (`<｜begin▁of▁sentence｜>` is what `add_bos_token` puts in front of a prompt at
+inference; the model sees BOS only there). `bos="document"` adds BOS before every document.
+Padding uses EOS (DeepSeek's pad token); `n_tokens` tells padding apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import itertools
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from dsllm import storage
+from dsllm.errors import UserError
+
+BOS_POLICIES = {
+    "eos": "documents joined by EOS (EOS after every document, no BOS), as DeepSeek LLM",
+    "document": "BOS before and EOS after every document",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PackConfig:
+    """Knobs of packing. `row_group_rows` rows form one Parquet row group and one shuffle chunk."""
+
+    seq_len: int = 4096
+    bos: str = "eos"
+    row_group_rows: int = 16
+    batch_docs: int = 512
+    zstd_level: int = 3
+
+    def __post_init__(self):
+        if self.seq_len < 2:
+            raise ValueError(f"seq_len must be >= 2, got {self.seq_len}")
+        if self.bos not in BOS_POLICIES:
+            raise ValueError(f"bos must be one of {sorted(BOS_POLICIES)}, got {self.bos!r}")
+        if self.row_group_rows < 1 or self.batch_docs < 1:
+            raise ValueError("row_group_rows and batch_docs must be >= 1")
+
+
+def schema(seq_len: int):
+    import pyarrow as pa
+
+    return pa.schema([("input_ids", pa.list_(pa.int32(), seq_len)),
+                      ("doc_offsets", pa.list_(pa.int32())),
+                      ("n_tokens", pa.int32())])
+
+
+# ---------------------------------------------------------------- tokens of documents
+def encode_documents(tok, texts: list[str], eos_id: int, bos_id: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Batch-encode documents → (tokens int32 with BOS?/EOS around each doc, doc start positions)."""
+    ids = [e.ids for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
+    lens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(lens.sum()))
+    extra = 1 if bos_id is None else 2
+    ends = np.cumsum(lens + extra)
+    starts = ends - (lens + extra)
+    out = np.empty(int(ends[-1]) if len(ends) else 0, dtype=np.int32)
+    body = np.ones(len(out), dtype=bool)
+    body[ends - 1] = False
+    out[ends - 1] = eos_id
+    if bos_id is not None:
+        body[starts] = False
+        out[starts] = bos_id
+    out[body] = flat
+    return out, starts
+
+
+def rows_table(tokens: np.ndarray, starts: np.ndarray, seq_len: int, n_tokens: np.ndarray | None = None):
+    """Arrow table of rows cut from `tokens` (a multiple of seq_len long); `starts` are the doc
+    starts inside it. doc_offsets of a row: 0 then every doc start after position 0 of the row."""
+    import pyarrow as pa
+
+    n_rows = len(tokens) // seq_len
+    row_of, off = np.divmod(np.asarray(starts, dtype=np.int64), seq_len)
+    keep = off != 0
+    rows = np.concatenate([np.arange(n_rows), row_of[keep]])
+    offs = np.concatenate([np.zeros(n_rows, dtype=np.int64), off[keep]])
+    order = np.lexsort((offs, rows))
+    counts = np.bincount(rows, minlength=n_rows)
+    list_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    if n_tokens is None:
+        n_tokens = np.full(n_rows, seq_len, dtype=np.int32)
+    return pa.Table.from_arrays([
+        pa.FixedSizeListArray.from_arrays(pa.array(tokens, pa.int32()), seq_len),
+        pa.ListArray.from_arrays(pa.array(list_offsets), pa.array(offs[order].astype(np.int32))),
+        pa.array(n_tokens, pa.int32())], schema=schema(seq_len))
+
+
+class RowWriter:
+    """Writes rows to a local temporary Parquet file; `publish` uploads it atomically."""
+
+    def __init__(self, cfg: PackConfig):
+        import pyarrow.parquet as pq
+
+        self.cfg, self.rows, self.tokens = cfg, 0, 0
+        fd, self.tmp = tempfile.mkstemp(prefix="dsllm-pack-", suffix=".parquet")
+        os.close(fd)
+        self.writer = pq.ParquetWriter(self.tmp, schema(cfg.seq_len), compression="zstd",
+                                       compression_level=cfg.zstd_level, write_statistics=False)
+
+    def write(self, table) -> None:
+        self.writer.write_table(table, row_group_size=self.cfg.row_group_rows)
+        self.rows += table.num_rows
+        self.tokens += int(np.asarray(table.column("n_tokens")).sum())
+
+    def publish(self, uri: str) -> dict | None:
+        """Upload to `uri` (nothing if no rows) → the manifest's shard entry (without path)."""
+        self.writer.close()
+        try:
+            if not self.rows:
+                return None
+            with open(self.tmp, "rb") as f:
+                sha = hashlib.file_digest(f, "sha256").hexdigest()
+            size = os.path.getsize(self.tmp)
+            storage.upload_file(self.tmp, uri)
+            return {"rows": self.rows, "bytes": size, "sha256": sha, "tokens": self.tokens}
+        finally:
+            os.remove(self.tmp)
+
+
+class Packer:
+    """Cuts a token stream into full row groups as it grows; the remainder is the carry."""
+
+    def __init__(self, cfg: PackConfig, writer: RowWriter):
+        self.cfg, self.writer = cfg, writer
+        self.group_tokens = cfg.row_group_rows * cfg.seq_len
+        self.tokens = np.empty(0, dtype=np.int32)
+        self.starts = np.empty(0, dtype=np.int64)
+
+    def add(self, tokens: np.ndarray, starts: np.ndarray) -> None:
+        self.starts = np.concatenate([self.starts, starts + len(self.tokens)])
+        self.tokens = np.concatenate([self.tokens, tokens])
+        cut = len(self.tokens) // self.group_tokens * self.group_tokens
+        if cut:
+            n_starts = int(np.searchsorted(self.starts, cut))
+            self.writer.write(rows_table(self.tokens[:cut], self.starts[:n_starts], self.cfg.seq_len))
+            self.tokens, self.starts = self.tokens[cut:], self.starts[n_starts:] - cut
+
+    def finish_padded(self, pad_id: int) -> int:
+        """Write everything left, padding the last row with `pad_id`; returns the pad tokens."""
+        seq_len = self.cfg.seq_len
+        n = len(self.tokens)
+        if not n:
+            return 0
+        n_rows = -(-n // seq_len)
+        pad = n_rows * seq_len - n
+        n_tokens = np.full(n_rows, seq_len, dtype=np.int32)
+        n_tokens[-1] = seq_len - pad
+        tokens = np.concatenate([self.tokens, np.full(pad, pad_id, dtype=np.int32)])
+        self.writer.write(rows_table(tokens, self.starts, seq_len, n_tokens))
+        self.tokens, self.starts = self.tokens[:0], self.starts[:0]
+        return pad
+
+
+# ---------------------------------------------------------------- one source shard
+_TOKENIZERS: dict[str, tuple] = {}
+
+
+def cached_tokenizer(path: str):
+    """(Tokenizer, TokenizerInfo), loaded once per process."""
+    if path not in _TOKENIZERS:
+        from tokenizer.io import load_tokenizer
+
+        _TOKENIZERS[path] = load_tokenizer(path)
+    return _TOKENIZERS[path]
+
+
+def _texts(uri: str, batch_docs: int):
+    """Batches of document texts of a curated shard, plus the count of null/empty ones."""
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(storage.open_random(uri))
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
+        raise UserError(f"{uri}: not a readable Parquet file ({exc})") from None
+    if "text" not in pf.schema_arrow.names:
+        raise UserError(f"{uri}: no `text` column (columns: {', '.join(pf.schema_arrow.names)})")
+    for batch in pf.iter_batches(batch_size=batch_docs, columns=["text"]):
+        texts = batch.column(0).to_pylist()
+        kept = [t for t in texts if t]
+        yield kept, len(texts) - len(kept)
+
+
+def work_uri(output: str, name: str) -> str:
+    return storage.join(output, "_work", name)
+
+
+def pack_source(task: dict) -> dict:
+    """Pack source shard `task["index"]` → its part and carry; returns (and records) its summary."""
+    out, i = task["output"], task["index"]
+    marker = work_uri(out, f"source-{i:05d}.json")
+    if storage.exists(marker):
+        return storage.read_json(marker)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one task per core
+    cfg = PackConfig(**task["config"])
+    tok, info = cached_tokenizer(task["tokenizer"])
+    bos_id = info.bos_id if cfg.bos == "document" else None
+    writer = RowWriter(cfg)
+    packer = Packer(cfg, writer)
+    documents = skipped = 0
+    for texts, n_empty in _texts(task["uri"], cfg.batch_docs):
+        skipped += n_empty
+        if texts:
+            packer.add(*encode_documents(tok, texts, info.eos_id, bos_id))
+            documents += len(texts)
+    part = f"part-{i:05d}.parquet"
+    shard = writer.publish(storage.join(out, part))
+    carry = work_uri(out, f"carry-{i:05d}.npz")
+    buf = io.BytesIO()
+    np.savez(buf, tokens=packer.tokens, starts=packer.starts)
+    storage.write_bytes(carry, buf.getvalue())
+    summary = {"index": i, "uri": task["uri"], "documents": documents, "skipped_empty": skipped,
+               "tokens": (shard or {}).get("tokens", 0) + len(packer.tokens),
+               "shard": dict(shard, path=part) if shard else None, "carry": carry}
+    storage.write_json(marker, summary)
+    return summary
+
+
+def pack_carries(output: str, summaries: list[dict], cfg: PackConfig, pad_id: int) -> tuple[dict | None, int]:
+    """The final part from all carries in source order → (shard entry or None, pad tokens)."""
+    writer = RowWriter(cfg)
+    packer = Packer(cfg, writer)
+    for s in summaries:
+        with np.load(io.BytesIO(storage.read_bytes(s["carry"]))) as z:
+            tokens, starts = z["tokens"], z["starts"]
+        if len(tokens):
+            # a carry may begin inside a document: that fragment is a segment of its own
+            packer.add(tokens, np.union1d([0], starts))
+    pad = packer.finish_padded(pad_id)
+    part = f"part-{len(summaries):05d}.parquet"
+    shard = writer.publish(storage.join(output, part))
+    return (dict(shard, path=part) if shard else None), pad
+
+
+# ---------------------------------------------------------------- the whole job
+def resolve_sources(inputs: list[str]) -> list[str]:
+    """Curated shard URIs, in order: a curated OUT (its manifest's shards), a directory, prefix,
+    glob or file of Parquet shards (files under `_`/`.`-prefixed folders are not shards)."""
+    out: list[str] = []
+    for item in inputs:
+        item = str(item).rstrip("/")
+        manifest = storage.join(item, "manifest.json")
+        if not item.endswith(".parquet") and storage.exists(manifest):
+            m = storage.read_json(manifest)
+            if isinstance(m, dict) and m.get("kind") == "curated":
+                out += [storage.join(item, s["path"]) for s in m.get("shards", [])]
+                continue
+            if isinstance(m, dict) and m.get("kind") == "packed":
+                raise UserError(f"{item}: is packed output, not curated shards")
+        found = [f.uri for f in storage.list_files(item) if f.uri.endswith(".parquet")
+                 and not any(p.startswith(("_", ".")) for p in f.uri[len(item):].split("/")[:-1])]
+        if not found:
+            raise UserError(f"{item}: no Parquet shards found")
+        out += found
+    return out
+
+
+def _job(sources: list[str], info, cfg: PackConfig) -> dict:
+    return {"sources": sources, "tokenizer_sha256": info.sha256, "config": dataclasses.asdict(cfg)}
+
+
+def _check_job(output: str, job: dict) -> None:
+    """Refuse to mix a different job into an existing output; record the job otherwise."""
+    uri = work_uri(output, "job.json")
+    if storage.exists(uri):
+        old = storage.read_json(uri)
+        if old != job:
+            what = [k for k in job if old.get(k) != job[k]]
+            raise UserError(f"{output}: holds a packing of different {', '.join(what) or 'inputs'}; "
+                            "use a new --output (or remove it)")
+        return
+    if storage.exists(storage.join(output, "manifest.json")):
+        raise UserError(f"{output}: already holds packed data from another job; use a new --output")
+    storage.write_json(uri, job)
+
+
+def pack(inputs: list[str], tokenizer: str, output: str, cfg: PackConfig, executor, log=print) -> dict:
+    """Tokenize and pack curated shards into `output`; returns the manifest. Resumes a killed run."""
+    output = str(output).rstrip("/")
+    if storage.is_http(output):
+        raise UserError(f"{output}: cannot write to an HTTP URL; use a local path or s3://")
+    sources = resolve_sources(inputs)
+    tok, info = cached_tokenizer(tokenizer)
+    if info.eos_id is None:
+        raise UserError(f"{tokenizer}: tokenizer has no EOS token (needed to join documents)")
+    if cfg.bos == "document" and info.bos_id is None:
+        raise UserError(f"{tokenizer}: tokenizer has no BOS token (needed by bos='document')")
+    job = _job(sources, info, cfg)
+    _check_job(output, job)
+    manifest_uri = storage.join(output, "manifest.json")
+    if storage.exists(manifest_uri):
+        log(f"{output}: already packed")
+        return storage.read_json(manifest_uri)
+    tasks = [{"index": i, "uri": uri, "output": output, "tokenizer": tokenizer,
+              "config": dataclasses.asdict(cfg)} for i, uri in enumerate(sources)]
+    log(f"packing {len(sources)} shard(s) into {cfg.seq_len}-token rows")
+    summaries = executor.map(pack_source, tasks)
+    last, pad = pack_carries(output, summaries, cfg, info.eos_id)
+    shards = [s["shard"] for s in summaries if s["shard"]] + ([last] if last else [])
+    rows = sum(s["rows"] for s in shards)
+    tokens = sum(s["tokens"] for s in shards)
+    manifest = {
+        "kind": "packed", "seq_len": cfg.seq_len, "rows": rows, "tokens": tokens, "pad_tokens": pad,
+        "documents": sum(s["documents"] for s in summaries),
+        "skipped_empty_documents": sum(s["skipped_empty"] for s in summaries),
+        "row_group_rows": cfg.row_group_rows,
+        "tokenizer": dict(info.to_dict(), path=str(tokenizer)),
+        "bos_policy": f"{cfg.bos}: {BOS_POLICIES[cfg.bos]}; padding: EOS, counted by n_tokens",
+        "shards": shards,
+        "source_shards": [{"uri": s["uri"], "documents": s["documents"], "tokens": s["tokens"],
+                           "skipped_empty": s["skipped_empty"]} for s in summaries],
+        "config": dataclasses.asdict(cfg),
+        "versions": _versions(),
+    }
+    assert rows * cfg.seq_len == tokens + pad, "packing lost tokens"
+    storage.write_json(manifest_uri, manifest)
+    log(f"{output}: {rows} rows, {tokens} tokens ({pad} padding), {manifest['documents']} documents")
+    return manifest
+
+
+def _versions() -> dict:
+    import pyarrow
+    import tokenizers
+
+    return {"tokenizers": tokenizers.__version__, "pyarrow": pyarrow.__version__}
