@@ -22,6 +22,9 @@ class StageCounts:
     n_out: int = 0
     added: int = 0
     dropped: Counter = dataclasses.field(default_factory=Counter)
+    # things a stage did without dropping a document (masked e-mails, removed lines); informative,
+    # outside the in/out balance; serialized as "events" only when non-empty
+    events: Counter = dataclasses.field(default_factory=Counter)
 
     def drop(self, reason: str, n: int = 1) -> None:
         self.dropped[reason] += n
@@ -29,18 +32,22 @@ class StageCounts:
     def __add__(self, other: "StageCounts") -> "StageCounts":
         assert self.name == other.name, (self.name, other.name)
         return StageCounts(self.name, self.n_in + other.n_in, self.n_out + other.n_out,
-                           self.added + other.added, self.dropped + other.dropped)
+                           self.added + other.added, self.dropped + other.dropped, self.events + other.events)
 
     def balanced(self) -> bool:
         return self.n_in + self.added == self.n_out + sum(self.dropped.values())
 
     def to_json(self) -> dict:
-        return {"name": self.name, "in": self.n_in, "out": self.n_out,
-                "dropped": dict(sorted(self.dropped.items())), "added": self.added}
+        out = {"name": self.name, "in": self.n_in, "out": self.n_out,
+               "dropped": dict(sorted(self.dropped.items())), "added": self.added}
+        if self.events:
+            out["events"] = dict(sorted(self.events.items()))
+        return out
 
     @classmethod
     def from_json(cls, d: dict) -> "StageCounts":
-        return cls(d["name"], d["in"], d["out"], d.get("added", 0), Counter(d.get("dropped", {})))
+        return cls(d["name"], d["in"], d["out"], d.get("added", 0), Counter(d.get("dropped", {})),
+                   Counter(d.get("events", {})))
 
 
 class Stage:

@@ -1,0 +1,193 @@
+"""Charset decoding and main-content extraction, bounded in size and time per document.
+
+Decoding order: the HTTP header charset, then the HTML `<meta charset>`, then detection
+(resiliparse's uchardet wrapper); each declared charset is tried strictly and skipped if the bytes
+do not decode with it. Legacy CJK charsets are widened to their supersets (GB2312/GBK → GB18030,
+Big5 → Big5-HKSCS, Shift_JIS → CP932) as browsers do.
+
+Extraction: resiliparse main-content `extract_plain_text` (default) or trafilatura. HTML is cut at
+`max_html_bytes` before parsing (both parsers are linear, so this bounds time too); trafilatura is
+also interrupted by a timer after `timeout_s` (in the main thread), and any document whose
+extraction took longer than `timeout_s` is dropped as `timeout`.
+
+Reasons (stage `extract`): undecodable, empty_text, timeout, extract_error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+import signal
+import threading
+import time
+from typing import Callable, Iterable, Iterator
+
+from curation.document import Document, document_id
+from curation.stage import StageCounts
+from curation.warc import RawPage
+
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{2,40})""", re.I)
+_WIDEN = {"gbk": "gb18030", "gb2312": "gb18030", "big5": "big5hkscs", "shift_jis": "cp932",
+          "euc_kr": "cp949", "ascii": "cp1252", "latin_1": "cp1252", "iso8859-1": "cp1252"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractConfig:
+    """How HTML becomes text."""
+
+    extractor: str = "resiliparse"       # or "trafilatura"
+    main_content: bool = True            # resiliparse main-content heuristics
+    max_html_bytes: int = 2_000_000      # HTML beyond this is cut before parsing
+    max_text_chars: int = 500_000        # extracted text beyond this is cut (signal `text_truncated`)
+    timeout_s: float = 5.0               # per document
+    max_replacement_ratio: float = 0.02  # more U+FFFD than this after decoding: undecodable
+
+    def __post_init__(self):
+        if self.extractor not in ("resiliparse", "trafilatura"):
+            raise ValueError(f"extractor must be 'resiliparse' or 'trafilatura', not {self.extractor!r}")
+        if self.max_html_bytes <= 0 or self.max_text_chars <= 0 or self.timeout_s <= 0:
+            raise ValueError("max_html_bytes, max_text_chars and timeout_s must be > 0")
+
+
+def python_codec(label: str | None) -> str | None:
+    """A WHATWG/IANA charset label → the Python codec browsers would really use, or None."""
+    if not label:
+        return None
+    import codecs
+
+    from resiliparse.parse.encoding import map_encoding_to_html5
+
+    name = map_encoding_to_html5(label.strip().strip("\"'").lower())
+    if name == "utf-8" and label.strip().lower().replace("_", "-") not in ("utf-8", "utf8"):
+        return None  # resiliparse falls back to utf-8 for unknown labels: treat as unknown
+    name = _WIDEN.get(name, name)
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+def decode_html(data: bytes, http_charset: str | None) -> tuple[str, str, str, float]:
+    """Bytes → (text, codec, source, replacement_ratio); source is "http", "meta" or "detected"."""
+    from resiliparse.parse.encoding import detect_encoding
+
+    meta = _META_CHARSET.search(data[:4096])
+    for source, label in (("http", http_charset), ("meta", meta.group(1).decode("ascii") if meta else None)):
+        codec = python_codec(label)
+        if codec:
+            try:
+                return _strip_bom(data.decode(codec)), codec, source, 0.0
+            except UnicodeDecodeError:
+                continue
+    detected = detect_encoding(data, max_len=65536)
+    codec = _WIDEN.get(detected, detected)
+    text = _strip_bom(data.decode(codec, errors="replace"))
+    bad = text.count("\ufffd")
+    return text, codec, "detected", bad / max(1, len(text))
+
+
+def _strip_bom(text: str) -> str:
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+class ExtractionTimeout(BaseException):
+    """Raised by the timer; a BaseException so extractors' broad `except Exception` cannot swallow it."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Raise ExtractionTimeout after `seconds` of Python execution (main thread only; else no timer)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum, frame):
+        raise ExtractionTimeout
+
+    old = signal.signal(signal.SIGALRM, _raise)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def resiliparse_text(html: str, main_content: bool = True) -> str:
+    """Main-content plain text with line structure kept (what the line-based filters need)."""
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.html import HTMLTree
+
+    tree = HTMLTree.parse(html)
+    return extract_plain_text(tree, preserve_formatting=True, main_content=main_content, list_bullets=True,
+                              alt_texts=False, links=False, form_fields=False, noscript=False)
+
+
+def trafilatura_text(html: str, main_content: bool = True) -> str:
+    import trafilatura
+
+    return trafilatura.extract(html, include_comments=False, include_tables=True, deduplicate=False,
+                               no_fallback=not main_content) or ""
+
+
+class HtmlExtractor:
+    """Raw pages → Documents (decoded, extracted, bounded)."""
+
+    name = "extract"
+
+    def __init__(self, cfg: ExtractConfig = ExtractConfig(), crawl: Callable[[], str] | str = "",
+                 warc_file: str = "", id_base: str = "", domain_of: Callable[[str], str] | None = None):
+        self.cfg = cfg
+        self.crawl = crawl
+        self.warc_file = warc_file
+        self.id_base = id_base or warc_file
+        self.domain_of = domain_of
+        self.fn = resiliparse_text if cfg.extractor == "resiliparse" else trafilatura_text
+        self.python_extractor = cfg.extractor != "resiliparse"
+
+    def __call__(self, pages: Iterable[RawPage], counts: StageCounts) -> Iterator[Document]:
+        for page in pages:
+            counts.n_in += 1
+            doc, reason = self.extract(page)
+            if doc is None:
+                counts.drop(reason)
+            else:
+                counts.n_out += 1
+                yield doc
+
+    def extract(self, page: RawPage) -> tuple[Document | None, str]:
+        cfg = self.cfg
+        data = page.payload[: cfg.max_html_bytes]
+        signals = {"html_truncated": len(page.payload) > cfg.max_html_bytes or page.warc_truncated}
+        if page.kind == "text":
+            text, codec, source, bad = data.decode("utf-8", errors="replace"), "utf-8", "wet", 0.0
+            bad = text.count("\ufffd") / max(1, len(text))
+        else:
+            text, codec, source, bad = decode_html(data, page.http_charset)
+        if bad > cfg.max_replacement_ratio:
+            return None, "undecodable"
+        if page.kind == "html":
+            start = time.perf_counter()
+            try:
+                if self.python_extractor:
+                    with _time_limit(cfg.timeout_s):
+                        text = self.fn(text, cfg.main_content)
+                else:
+                    text = self.fn(text, cfg.main_content)
+            except ExtractionTimeout:
+                return None, "timeout"
+            except Exception:  # noqa: BLE001 - a parser failure on one page is counted, not fatal
+                return None, "extract_error"
+            if time.perf_counter() - start > cfg.timeout_s:
+                return None, "timeout"
+        text = text.strip()
+        if not text:
+            return None, "empty_text"
+        if len(text) > cfg.max_text_chars:
+            text, signals["text_truncated"] = text[: cfg.max_text_chars], True
+        signals.update(charset=codec, charset_source=source)
+        crawl = self.crawl() if callable(self.crawl) else self.crawl
+        domain = self.domain_of(page.url) if self.domain_of else ""
+        return Document(id=document_id(self.id_base, page.record_id), text=text, url=page.url, crawl=crawl,
+                        warc_file=self.warc_file, domain=domain, signals=signals), ""
