@@ -1,59 +1,257 @@
-"""First version: exact dedup on normalized text (MinHash follows)."""
+"""`run_dedup`: the passes of exact and MinHash dedup over a set of files, dump by dump.
+
+Dumps (values of `crawl`) are processed in sorted order; each one is deduplicated within itself
+and against the index plus the earlier dumps of this run (DeepSeek's "across dumps"). Per dump:
+exact partitions → band partitions → [join → verify] → forests merged pairwise → components →
+one survivor per component (highest quality_score, then smallest id); components that touch the
+index lose every member. Everything fans out through `executor.map`; results depend only on the
+inputs and the config, never on the executor or its parallelism.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import re
+import json
 
-import pyarrow.parquet as pq
+import numpy as np
+import pyarrow as pa
 
+from curation.dedup.components import INDEX_NODE, gid_file, gid_row, merge_forests
+from curation.dedup.config import DedupConfig
+from curation.dedup.index import DedupIndex, publish_batch, write_index_partition
+from curation.dedup.partitions import (JoinTask, PartitionTask, band_partition_task, exact_partition_task,
+                                       join_task, read_gids, verify_task, write_gids)
+from curation.dedup.signatures import (BAND, EXACT, FileTask, crawl_key, docs_path, keys_path, read_parquet,
+                                       signature_task, write_parquet)
 from curation.stage import StageCounts
 from dsllm import storage
+from dsllm.config import config_to_dict
 
-_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
-
-
-def _norm_key(text: str) -> bytes:
-    return hashlib.blake2b(_NON_WORD.sub(" ", text.lower()).strip().encode(), digest_size=8).digest()
-
-
-def _read(uri: str):
-    with storage.open_read(uri) as f:
-        return pq.read_table(f, columns=["id", "text", "quality_score", "crawl"]).to_pydict()
+REASONS = {("exact", "within"): "exact_duplicate", ("exact", "against"): "exact_duplicate_indexed",
+           ("minhash", "within"): "near_duplicate", ("minhash", "against"): "near_duplicate_indexed"}
 
 
 @dataclasses.dataclass
 class DedupOutcome:
-    removed_ids: dict
+    """What `run_dedup` decided; small and picklable (removals live in artifacts)."""
+
+    files: list
+    workdir: str
     counts: list
     dumps: list
+    index: str | None = None
+    cfg: DedupConfig | None = None
+    partitions: int = 0
+    batch: str = ""
+    removed_uris: list = dataclasses.field(default_factory=list)
+    executor: object = dataclasses.field(default=None, repr=False, compare=False)
 
     def removed(self, file: str) -> set[str]:
-        return self.removed_ids.get(file, set())
+        """Ids of `file` that dedup removes."""
+        i = self.files.index(file)
+        return set(read_parquet(_removed_ids_path(self.workdir, i)).column("id").to_pylist())
 
     def commit_index(self) -> None:
-        return None
+        """Add this run's survivors to the index (idempotent). Call after publishing the shards."""
+        if not self.index:
+            return
+        if DedupIndex(self.index, self.cfg).has_batch(self.batch):
+            return
+        tasks = [(self.workdir, len(self.files), p, self.index, self.batch, tuple(self.removed_uris))
+                 for p in range(self.partitions)]
+        self.executor.map(_commit_partition, tasks)
+        publish_batch(self.index, self.cfg, self.partitions, self.batch,
+                      [{"crawl": d["crawl"], "documents": d["documents_in"] - d["removed_within_dump"]
+                        - d["removed_against_index"]} for d in self.dumps])
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["executor"] = None
+        return state
 
 
-def run_dedup(files, workdir, cfg, index, executor) -> DedupOutcome:
-    tables = executor.map(_read, list(files))
-    best: dict[bytes, tuple] = {}
-    for f, t in zip(files, tables):
-        for i, q, text in zip(t["id"], t["quality_score"], t["text"]):
-            k = _norm_key(text)
-            cand = (-(q or 0.0), i, f)
-            if k not in best or cand < best[k]:
-                best[k] = cand
-    removed = {f: set() for f in files}
-    n = 0
-    for f, t in zip(files, tables):
-        for i, text in zip(t["id"], t["text"]):
-            n += 1
-            if cfg.exact and best[_norm_key(text)][1:] != (i, f):
-                removed[f].add(i)
-    r = sum(len(v) for v in removed.values())
-    exact = StageCounts("exact_dedup", n, n - r)
-    exact.drop("exact_duplicate", r) if r else None
-    mh = StageCounts("minhash_dedup", n - r, n - r)
-    return DedupOutcome(removed, [exact, mh], [])
+def run_dedup(files: list[str], workdir: str, cfg: DedupConfig, index: str | None, executor) -> DedupOutcome:
+    """Exact and MinHash dedup of `files` (SCHEMA parquet), optionally against `index`."""
+    files = list(files)
+    probe = DedupIndex(index, cfg) if index else None
+    partitions = probe.partitions if probe and probe.partitions else cfg.partitions
+    fp = _fingerprint(cfg, files, partitions)
+    batch = "b-" + fp
+    idx = DedupIndex(index, cfg, exclude_batch=batch) if index else None
+    work = storage.join(workdir, f"dedup-{fp}")
+    summaries = executor.map(signature_task, [FileTask(i, f, work, cfg, partitions) for i, f in enumerate(files)])
+    crawls: dict[str, int] = {}
+    for s in summaries:
+        for c, n in s["crawls"].items():
+            crawls[c] = crawls.get(c, 0) + n
+    run = storage.join(work, "run-" + _sha(json.dumps([index, idx.batches if idx else []])))
+    dumps, removed_uris = [], []
+    before = idx.documents if idx else 0
+    n_index_dumps = len(idx.dumps) if idx else 0
+    for d, crawl in enumerate(sorted(crawls)):
+        result = _dump(d, crawl, sorted(crawls)[:d], removed_uris, work, run, len(files), partitions, index,
+                       tuple(idx.batches) if idx else (), cfg, executor)
+        removed_uris.append(result["removed_uri"])
+        n_in = crawls[crawl]
+        within, against = result["within"], result["against"]
+        after = before + n_in - within - against
+        dumps.append({"crawl": crawl, "documents_in": n_in, "removed_within_dump": within,
+                      "removed_against_index": against, "rate_within_dump": _rate(within, n_in),
+                      "rate_against_index": _rate(against, n_in), "rate_total": _rate(within + against, n_in),
+                      "index_documents_before": before, "index_documents_after": after,
+                      "dumps_in_index": n_index_dumps + d + 1,
+                      "exact": result["exact"], "minhash": result["minhash"]})
+        before = after
+    _write_removed_ids(files, work, removed_uris, executor)
+    return DedupOutcome(files, work, _counts(dumps, sum(crawls.values())), dumps, index, cfg, partitions,
+                        batch=batch, removed_uris=removed_uris, executor=executor)
+
+
+def _dump(d, crawl, earlier, removed_uris, work, run, n_files, partitions, index, index_batches, cfg,
+          executor) -> dict:
+    """Deduplicate one dump; returns counts and the uri of its removed gids (cached)."""
+    rundir = storage.join(run, f"dump-{d:03d}")
+    done = storage.join(rundir, "result.json")
+    if storage.exists(done):
+        return storage.read_json(done)
+    base = dict(workdir=work, rundir=rundir, n_files=n_files, crawl_key=crawl_key(crawl),
+                earlier_keys=tuple(crawl_key(c) for c in earlier), earlier_removed=tuple(removed_uris),
+                exact_removed=None, index=index, index_batches=index_batches, cfg=cfg)
+    removed = {}   # (stage, how) -> gids
+    if cfg.exact:
+        parts = executor.map(exact_partition_task, [PartitionTask(p, **base) for p in range(partitions)])
+        for how in ("within", "against"):
+            removed[("exact", how)] = np.concatenate([r[how] for r in parts] + [np.zeros(0, np.uint64)])
+    exact_uri = storage.join(rundir, "exact-removed.parquet")
+    write_gids(exact_uri, np.sort(np.concatenate([removed.get(("exact", h), np.zeros(0, np.uint64))
+                                                 for h in ("within", "against")])))
+    if cfg.minhash:
+        base["exact_removed"] = exact_uri
+        within, against = _near_duplicates(base, partitions, rundir, work, cfg, executor)
+        removed[("minhash", "within")], removed[("minhash", "against")] = within, against
+    table = pa.concat_tables([pa.table({"gid": pa.array(g, pa.uint64()),
+                                        "reason": pa.array([REASONS[k]] * len(g), pa.string())})
+                              for k, g in removed.items()]
+                             + [pa.table({"gid": pa.array([], pa.uint64()), "reason": pa.array([], pa.string())})])
+    removed_uri = storage.join(rundir, "removed.parquet")
+    write_parquet(removed_uri, table.sort_by("gid"))
+    n = {k: int(len(v)) for k, v in removed.items()}
+    result = {"removed_uri": removed_uri,
+              "within": n.get(("exact", "within"), 0) + n.get(("minhash", "within"), 0),
+              "against": n.get(("exact", "against"), 0) + n.get(("minhash", "against"), 0),
+              "exact": {"within": n.get(("exact", "within"), 0), "against": n.get(("exact", "against"), 0)},
+              "minhash": {"within": n.get(("minhash", "within"), 0), "against": n.get(("minhash", "against"), 0)}}
+    storage.write_json(done, result)
+    return result
+
+
+def _near_duplicates(base, partitions, rundir, work, cfg, executor) -> tuple[np.ndarray, np.ndarray]:
+    parts = executor.map(band_partition_task, [PartitionTask(p, **base) for p in range(partitions)])
+    hits = np.unique(np.concatenate([r["hits"] for r in parts] + [np.zeros(0, np.uint64)]))
+    if cfg.verify == "none":
+        forests = [r["forest"] for r in parts]
+    else:
+        by_b: dict[int, list] = {}
+        for r in parts:
+            for g, uri in r["cand"].items():
+                by_b.setdefault(g, []).append(uri)
+        joined = executor.map(join_task, [JoinTask(g, tuple(u), work, rundir, cfg) for g, u in sorted(by_b.items())])
+        by_a: dict[int, list] = {}
+        for r in joined:
+            for f, uri in r.items():
+                by_a.setdefault(f, []).append(uri)
+        forests = executor.map(verify_task, [JoinTask(f, tuple(u), work, rundir, cfg) for f, u in sorted(by_a.items())])
+    forests.append(np.stack([hits, np.full(len(hits), INDEX_NODE)], axis=1))
+    while len(forests) > 1:      # pairwise merges: each task holds two forests, never all edges
+        pairs = [forests[i:i + 2] for i in range(0, len(forests), 2)]
+        forests = executor.map(merge_forests, pairs)
+    forest = forests[0] if forests else np.zeros((0, 2), np.uint64)
+    # forest edges are (node, root) with root the component's smallest node; INDEX_NODE is the
+    # largest, so a component touching the index has some node whose... edge to INDEX_NODE
+    nodes = np.concatenate([forest[:, 0], forest[:, 1]])
+    roots = np.concatenate([forest[:, 1], forest[:, 1]])
+    nodes, first = np.unique(nodes, return_index=True)
+    roots = roots[first]
+    indexed_roots = np.unique(roots[nodes == INDEX_NODE])
+    against_mask = np.isin(roots, indexed_roots) & (nodes != INDEX_NODE)
+    against = nodes[against_mask]
+    members, labels = nodes[~against_mask & (nodes != INDEX_NODE)], roots[~against_mask & (nodes != INDEX_NODE)]
+    return _losers(members, labels, work, executor), against
+
+
+def _losers(members: np.ndarray, labels: np.ndarray, work: str, executor) -> np.ndarray:
+    """All members but the best of each component (highest quality, then smallest id)."""
+    if len(members) == 0:
+        return np.zeros(0, np.uint64)
+    files = gid_file(members)
+    tasks = [(work, int(f), members[files == f], labels[files == f]) for f in np.unique(files)]
+    t = pa.concat_tables(executor.map(_gather_task, tasks))
+    t = t.sort_by([("label", "ascending"), ("neg_q", "ascending"), ("id", "ascending"), ("gid", "ascending")])
+    lab = t.column("label").to_numpy()
+    loser = np.ones(len(lab), dtype=bool)
+    loser[np.unique(lab, return_index=True)[1]] = False
+    return t.column("gid").to_numpy()[loser]
+
+
+def _gather_task(args) -> pa.Table:
+    work, f, gids, labels = args
+    docs = read_parquet(docs_path(work, f), columns=["id", "quality"]).take(pa.array(gid_row(gids)))
+    return pa.table({"label": pa.array(labels), "gid": pa.array(gids),
+                     "neg_q": pa.array(-docs.column("quality").to_numpy()), "id": docs.column("id").cast(pa.string())})
+
+
+def _removed_ids_path(work: str, i: int) -> str:
+    return storage.join(work, "removed", f"file-{i:05d}.parquet")
+
+
+def _write_removed_ids(files, work, removed_uris, executor) -> None:
+    gids = np.concatenate([read_gids(u) for u in removed_uris] + [np.zeros(0, np.uint64)])
+    f = gid_file(gids)
+    executor.map(_removed_ids_task, [(work, i, gids[f == i]) for i in range(len(files))])
+
+
+def _removed_ids_task(args) -> None:
+    work, i, gids = args
+    if len(gids) == 0:
+        write_parquet(_removed_ids_path(work, i), pa.table({"id": pa.array([], pa.string())}))
+        return
+    ids = read_parquet(docs_path(work, i), columns=["id"]).column("id").take(pa.array(gid_row(np.sort(gids))))
+    write_parquet(_removed_ids_path(work, i), pa.table({"id": ids.cast(pa.string())}))
+
+
+def _commit_partition(args) -> None:
+    """Write this run's surviving exact and band keys of one partition into the index."""
+    work, n_files, p, index, batch, removed_uris = args
+    t = pa.concat_tables([read_parquet(keys_path(work, i, p)) for i in range(n_files)])
+    removed = np.concatenate([read_gids(u) for u in removed_uris] + [np.zeros(0, np.uint64)])
+    t = t.filter(pa.array(~np.isin(t.column("gid").to_numpy(), removed)))
+    kind, keys = t.column("kind").to_numpy(), t.column("key").to_numpy()
+    write_index_partition(index, batch, p, keys[kind == EXACT], keys[kind == BAND])
+
+
+def _counts(dumps: list[dict], n_in: int) -> list[StageCounts]:
+    exact, minhash = StageCounts("exact_dedup", n_in), StageCounts("minhash_dedup")
+    for d in dumps:
+        for how, key in (("within", "exact_duplicate"), ("against", "exact_duplicate_indexed")):
+            if d["exact"][how]:
+                exact.drop(key, d["exact"][how])
+        for how, key in (("within", "near_duplicate"), ("against", "near_duplicate_indexed")):
+            if d["minhash"][how]:
+                minhash.drop(key, d["minhash"][how])
+    exact.n_out = exact.n_in - sum(exact.dropped.values())
+    minhash.n_in = exact.n_out
+    minhash.n_out = minhash.n_in - sum(minhash.dropped.values())
+    return [exact, minhash]
+
+
+def _rate(n: int, total: int) -> float:
+    return round(n / total, 6) if total else 0.0
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+
+
+def _fingerprint(cfg: DedupConfig, files: list[str], partitions: int) -> str:
+    return _sha(json.dumps({"cfg": config_to_dict(cfg), "files": files, "partitions": partitions}, sort_keys=True))

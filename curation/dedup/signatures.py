@@ -1,0 +1,154 @@
+"""Pass 1, one task per input file: text → exact key, MinHash signature, LSH band keys.
+
+Artifacts (under the run's work dir, written atomically, the marker last):
+  docs/file-NNNNN.parquet      row, id, quality, crawl_key, n_shingles [, signature | shingles]
+  keys/file-NNNNN/pPPPP.parquet the file's keys that fall in partition PPPP (key % partitions):
+                               kind (0 exact, 1 band), key, gid, crawl_key, quality, id (exact only)
+  files/file-NNNNN.json        done marker: rows, documents per crawl
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation.dedup.components import gid
+from curation.dedup.config import DedupConfig
+from curation.dedup.minhash import MinhashSignature
+from dsllm import storage
+
+EXACT, BAND = 0, 1
+KEY_SCHEMA = pa.schema([("kind", pa.uint8()), ("key", pa.uint64()), ("gid", pa.uint64()),
+                        ("crawl_key", pa.uint64()), ("quality", pa.float32()), ("id", pa.string())])
+
+
+def crawl_key(crawl: str) -> int:
+    """A 64-bit key of a crawl name (rows carry it so a partition can select one dump)."""
+    return int.from_bytes(hashlib.blake2b(crawl.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+@dataclasses.dataclass(frozen=True)
+class FileTask:
+    index: int
+    uri: str
+    workdir: str
+    cfg: DedupConfig
+    partitions: int
+
+
+def docs_path(workdir: str, index: int) -> str:
+    return storage.join(workdir, "docs", f"file-{index:05d}.parquet")
+
+
+def keys_path(workdir: str, index: int, partition: int) -> str:
+    return storage.join(workdir, "keys", f"file-{index:05d}", f"p{partition:04d}.parquet")
+
+
+def marker_path(workdir: str, index: int) -> str:
+    return storage.join(workdir, "files", f"file-{index:05d}.json")
+
+
+def write_parquet(uri: str, table: pa.Table) -> None:
+    with storage.atomic_write(uri) as f:
+        pq.write_table(table, f, compression="zstd")
+
+
+def read_parquet(uri: str, columns=None) -> pa.Table:
+    with storage.open_read(uri) as f:
+        return pq.read_table(f, columns=columns)
+
+
+def signature_task(task: FileTask) -> dict:
+    """Compute and write one file's artifacts; returns {"rows", "crawls": {crawl: n}}.
+    A finished file (marker present) is not recomputed."""
+    marker = marker_path(task.workdir, task.index)
+    if storage.exists(marker):
+        return storage.read_json(marker)
+    cfg = task.cfg
+    mh = MinhashSignature(cfg)
+    docs, keys, crawls, row0 = [], [], {}, 0
+    with storage.open_read(task.uri) as f:
+        pf = pq.ParquetFile(f)
+        for batch in pf.iter_batches(batch_size=cfg.batch_docs, columns=["id", "text", "quality_score", "crawl"]):
+            d, k = _batch(mh, cfg, task.index, row0, batch, crawls)
+            docs.append(d)
+            keys.append(k)
+            row0 += batch.num_rows
+    docs_t = pa.concat_tables(docs) if docs else None
+    keys_t = pa.concat_tables(keys) if keys else KEY_SCHEMA.empty_table()
+    if docs_t is not None:
+        write_parquet(docs_path(task.workdir, task.index), docs_t)
+    else:
+        write_parquet(docs_path(task.workdir, task.index), pa.table({"row": pa.array([], pa.int32())}))
+    _write_partitions(task, keys_t)
+    summary = {"uri": task.uri, "rows": row0, "crawls": crawls}
+    storage.write_json(marker, summary)
+    return summary
+
+
+def _batch(mh: MinhashSignature, cfg: DedupConfig, index: int, row0: int, batch: pa.RecordBatch,
+           crawls: dict) -> tuple[pa.Table, pa.Table]:
+    n = batch.num_rows
+    rows = np.arange(row0, row0 + n, dtype=np.int64)
+    gids = gid(index, rows)
+    crawl_names = batch.column("crawl").to_pylist()
+    ckeys = np.empty(n, dtype=np.uint64)
+    for name in set(crawl_names):           # a handful of distinct crawls per batch
+        c = name or ""
+        ckeys[[i for i, x in enumerate(crawl_names) if x == name]] = crawl_key(c)
+        crawls[c] = crawls.get(c, 0) + crawl_names.count(name)
+    quality = np.nan_to_num(batch.column("quality_score").to_numpy(zero_copy_only=False).astype(np.float32))
+    ids = batch.column("id")
+    uhash, kind, doc, doc_units = mh.hasher.units(batch.column("text"))
+    exact = mh.hasher.exact_keys(uhash, doc_units)
+    hashes, offsets = mh.hasher.hash_units(uhash, kind, doc, n)
+    n_sh = np.diff(offsets)
+    cols = {"row": pa.array(rows.astype(np.int32)), "id": ids, "quality": pa.array(quality),
+            "crawl_key": pa.array(ckeys), "n_shingles": pa.array(n_sh.astype(np.int32))}
+    key_parts = []
+    if cfg.exact:
+        key_parts.append(_keys(EXACT, exact, gids, ckeys, quality, ids))
+    if cfg.minhash:
+        sig = mh.from_hashes(hashes, offsets)
+        if cfg.verify == "signature":
+            cols["signature"] = pa.FixedSizeListArray.from_arrays(pa.array(sig.ravel()), cfg.num_perm)
+        elif cfg.verify == "jaccard":
+            cols["shingles"] = _unique_lists(hashes, offsets)
+        has = np.flatnonzero(n_sh > 0)           # documents without shingles take no part in LSH
+        bands = mh.band_keys(sig[has])
+        nb = bands.shape[1]
+        key_parts.append(_keys(BAND, bands.ravel(), np.repeat(gids[has], nb), np.repeat(ckeys[has], nb)))
+    return pa.table(cols), pa.concat_tables(key_parts) if key_parts else KEY_SCHEMA.empty_table()
+
+
+def _keys(kind, keys, gids, ckeys, quality=None, ids=None) -> pa.Table:
+    n = len(keys)
+    return pa.table({
+        "kind": pa.array(np.full(n, kind, np.uint8)), "key": pa.array(keys), "gid": pa.array(gids),
+        "crawl_key": pa.array(ckeys),
+        "quality": pa.array(quality) if quality is not None else pa.nulls(n, pa.float32()),
+        "id": ids.cast(pa.string()) if ids is not None else pa.nulls(n, pa.string()),
+    }, schema=KEY_SCHEMA)
+
+
+def _unique_lists(hashes: np.ndarray, offsets: np.ndarray) -> pa.Array:
+    """Per document, its sorted distinct shingle hashes (for true-Jaccard verification)."""
+    doc = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    combined = np.unique((doc.astype(np.uint64) << np.uint64(32)) | hashes.astype(np.uint64))
+    values = (combined & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    counts = np.bincount((combined >> np.uint64(32)).astype(np.int64), minlength=len(offsets) - 1)
+    offs = np.concatenate(([0], np.cumsum(counts))).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offs), pa.array(values))
+
+
+def _write_partitions(task: FileTask, keys: pa.Table) -> None:
+    part = (keys.column("key").to_numpy() % np.uint64(task.partitions)).astype(np.int64)
+    order = np.argsort(part, kind="stable")
+    bounds = np.searchsorted(part[order], np.arange(task.partitions + 1))
+    sorted_keys = keys.take(pa.array(order))
+    for p in range(task.partitions):
+        write_parquet(keys_path(task.workdir, task.index, p), sorted_keys.slice(bounds[p], bounds[p + 1] - bounds[p]))
