@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, TypeVar
 
@@ -27,6 +28,18 @@ def default_threads(remote: bool) -> int:
     return 32 if remote else max(2, min(8, 2 * (os.cpu_count() or 1)))
 
 
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A process-wide pool per size: its threads (and their thread-local S3 clients) are reused."""
+    with _POOLS_LOCK:
+        if threads not in _POOLS:
+            _POOLS[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dsllm-stats")
+        return _POOLS[threads]
+
+
 def parallel_map(fn: Callable[[T], R], items: Iterable[T], threads: int,
                  progress: Callable[[], None] | None = None) -> list[R]:
     """`[fn(x) for x in items]` on a thread pool, in order; `progress()` after each item."""
@@ -38,14 +51,18 @@ def parallel_map(fn: Callable[[T], R], items: Iterable[T], threads: int,
             if progress:
                 progress()
         return out
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        futures = [pool.submit(fn, x) for x in items]
-        out = []
+    futures = [_pool(threads).submit(fn, x) for x in items]
+    out = []
+    try:
         for fut in futures:
             out.append(fut.result())
             if progress:
                 progress()
-        return out
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        raise
+    return out
 
 
 @dataclasses.dataclass
