@@ -117,3 +117,21 @@ def word_salad(n_docs: int, words_per_doc: int = 330, vocab: int = 50_000, seed:
     ranks = np.minimum(rng.zipf(1.2, size=(n_docs, words_per_doc)), vocab) - 1
     ranks = (ranks + rng.integers(0, vocab, size=(n_docs, 1)) * (ranks > 50)) % vocab  # topic shift
     return [" ".join(words[r]) for r in ranks]
+
+
+def write_documents(path: str, ids, texts, crawl: str = "CC-MAIN-TEST", quality=None) -> str:
+    """A parquet file of curation.document.SCHEMA rows (the input `run_dedup` reads)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from curation.document import SCHEMA
+
+    n = len(ids)
+    quality = [0.5] * n if quality is None else list(quality)
+    table = pa.table({
+        "id": list(ids), "text": list(texts), "url": [""] * n, "crawl": [crawl] * n, "lang": [""] * n,
+        "lang_score": pa.array([1.0] * n, pa.float32()), "quality_score": pa.array(quality, pa.float32()),
+        "domain": [""] * n, "n_chars": pa.array([len(t) for t in texts], pa.int32()), "warc_file": [""] * n,
+        "signals": ["{}"] * n}, schema=SCHEMA)
+    pq.write_table(table, path, compression="zstd")
+    return path
