@@ -18,7 +18,7 @@ from curation.report.html_assets import CSS, SCRIPT
 def render_html(report: dict) -> str:
     """The whole page as a string."""
     data = json.dumps(report, ensure_ascii=False, separators=(",", ":"))
-    data = data.replace("</", "<\\/").replace("<!--", "<\\!--")  # cannot end the script element early
+    data = data.replace("<", "\\u003c")  # valid JSON that can never close the script element
     title = f"dsllm stats · {report['kind']} · {report['path']}"
     return f"""<!doctype html>
 <html lang="en">
