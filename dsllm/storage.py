@@ -109,8 +109,11 @@ def s3_client():
 
 def _s3_error(uri: str, exc: Exception) -> Exception:
     """Translate boto errors a user can cause into one clear line."""
+    from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
 
+    if isinstance(exc, S3UploadFailedError) and isinstance(exc.__context__, ClientError):
+        exc = exc.__context__  # the transfer manager wraps the S3 error of the PUT / multipart upload
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
         return UserError(f"{uri}: no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)")
     if isinstance(exc, ClientError):
@@ -138,7 +141,8 @@ def _http_session():
         from urllib3.util.retry import Retry
 
         sess = requests.Session()
-        retry = Retry(total=_RETRIES, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504),
+        # connect errors get fewer retries: a wrong host or port should fail in seconds, not minutes
+        retry = Retry(total=_RETRIES, connect=4, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504),
                       allowed_methods=("GET", "HEAD"), raise_on_status=False)
         sess.mount("http://", HTTPAdapter(max_retries=retry, pool_maxsize=16))
         sess.mount("https://", HTTPAdapter(max_retries=retry, pool_maxsize=16))
