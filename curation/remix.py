@@ -178,9 +178,11 @@ class DomainRemixer:
         if total <= 0:
             return RemixPlan({}, self.cfg.seed, by)
         share = {d: s / total for d, s in size.items()}
-        weight = {d: float(self.cfg.target[d]) if d in self.cfg.target else share[d] for d in share}
-        norm = sum(weight.values())
-        if norm <= 0:
-            raise UserError("remix: the target gives weight 0 to every domain present in the data")
-        factors = {d: min(float(self.cfg.max_repeat), (weight[d] / norm) / share[d]) for d in share}
+        listed = {d: float(self.cfg.target[d]) for d in share if d in self.cfg.target}
+        free = 1.0 - sum(s for d, s in share.items() if d not in listed)   # unlisted keep their share
+        norm = sum(listed.values())
+        if listed and norm <= 0:
+            raise UserError("remix: the target gives weight 0 to every listed domain present in the data")
+        weight = {d: (listed[d] / norm * free if d in listed else share[d]) for d in share}
+        factors = {d: min(float(self.cfg.max_repeat), weight[d] / share[d]) for d in share}
         return RemixPlan(factors, self.cfg.seed, by)

@@ -58,8 +58,10 @@ def write_parquet(uri: str, table: pa.Table) -> None:
 
 
 def read_parquet(uri: str, columns=None) -> pa.Table:
-    with storage.open_read(uri) as f:
-        return pq.read_table(f, columns=columns)
+    """A whole (small) artifact: one GET for remote URIs, a plain read for local paths."""
+    if storage.is_remote(uri):
+        return pq.read_table(pa.BufferReader(storage.read_bytes(uri)), columns=columns)
+    return pq.read_table(uri, columns=columns)
 
 
 def signature_task(task: FileTask) -> dict:
@@ -71,7 +73,8 @@ def signature_task(task: FileTask) -> dict:
     cfg = task.cfg
     mh = MinhashSignature(cfg)
     docs, keys, crawls, row0 = [], [], {}, 0
-    with storage.open_read(task.uri) as f:
+    opener = storage.open_random if storage.is_remote(task.uri) else storage.open_read
+    with opener(task.uri) as f:       # seekable: only the columns dedup needs are fetched
         pf = pq.ParquetFile(f)
         for batch in pf.iter_batches(batch_size=cfg.batch_docs, columns=["id", "text", "quality_score", "crawl"]):
             d, k = _batch(mh, cfg, task.index, row0, batch, crawls)
