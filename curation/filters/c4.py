@@ -1,0 +1,98 @@
+"""C4's line and document rules (Raffel et al. 2020, as implemented by datatrove and used by
+FineWeb), with character-based equivalents for CJK lines.
+
+Line rules (lines are removed, the document is kept): a word longer than `max_word_length`,
+fewer than `min_words_per_line` words (CJK: `cjk_min_chars_per_line` characters), "javascript",
+cookie/privacy-policy boilerplate, Wikipedia-style citation markers (stripped), and optionally
+lines without terminal punctuation (off by default, as in FineWeb).
+Document rules (reasons): lorem_ipsum, curly_bracket, too_few_sentences.
+The number of removed lines is counted in the stage's `events` (lines_removed) and per document
+in the `c4_lines_removed` signal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter
+
+from curation.document import Document
+from curation.filters import text as T
+from curation.stage import Stage
+
+_CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]", re.I)
+POLICY_PHRASES = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+
+
+@dataclasses.dataclass(frozen=True)
+class C4Config:
+    filter_no_terminal_punct: bool = False
+    min_words_per_line: int = 3
+    max_word_length: int = 1000
+    min_sentences: int = 5
+    filter_lorem_ipsum: bool = True
+    filter_curly_bracket: bool = True
+    filter_javascript: bool = True
+    filter_policy: bool = True
+    remove_citations: bool = True
+    cjk_min_chars_per_line: int = 4
+    cjk_min_sentences: int = 3
+
+    def __post_init__(self):
+        if self.min_words_per_line < 0 or self.min_sentences < 0 or self.max_word_length < 1:
+            raise ValueError("c4: thresholds must be non-negative")
+
+
+class C4Filter(Stage):
+    name = "c4"
+
+    def __init__(self, cfg: C4Config = C4Config()):
+        self.cfg = cfg
+        self.events: Counter = Counter()  # merged into the stage's counts by the pipeline
+
+    def keep(self, doc: Document) -> str | None:
+        cfg = self.cfg
+        lower = doc.text.lower()
+        if cfg.filter_lorem_ipsum and "lorem ipsum" in lower:
+            return "lorem_ipsum"
+        if cfg.filter_curly_bracket and "{" in doc.text:
+            return "curly_bracket"
+        cjk = doc.signals.get("cjk", T.is_cjk_doc(doc.text, doc.lang))
+        kept, removed = [], 0
+        for line in doc.text.split("\n"):  # a loop over lines, each judged by C-level string ops
+            if not line.strip():
+                kept.append(line)
+                continue
+            if self._keep_line(line, cjk):
+                kept.append(_CITATION.sub("", line) if cfg.remove_citations else line)
+            else:
+                removed += 1
+        doc.text = "\n".join(kept).strip()
+        doc.signals["c4_lines_removed"] = removed
+        self.events["lines_removed"] += removed
+        sentences = len(T.CJK_SENTENCE_RE.findall(doc.text)) if cjk else _latin_sentences(doc.text)
+        doc.signals["sentences"] = sentences
+        if sentences < (cfg.cjk_min_sentences if cjk else cfg.min_sentences):
+            return "too_few_sentences"
+        return None
+
+    def _keep_line(self, line: str, cjk: bool) -> bool:
+        cfg, stripped = self.cfg, line.strip()
+        low = stripped.lower()
+        if cfg.filter_javascript and "javascript" in low:
+            return False
+        if cfg.filter_policy and any(p in low for p in POLICY_PHRASES):
+            return False
+        if cfg.filter_no_terminal_punct and not stripped.endswith(T.CJK_TERMINAL_PUNCT if cjk else T.TERMINAL_PUNCT):
+            return False
+        if cjk:
+            return len(T.cjk_tokens(stripped)) >= cfg.cjk_min_chars_per_line
+        parts = stripped.split()
+        if len(parts) < cfg.min_words_per_line:
+            return False
+        return max(map(len, parts)) <= cfg.max_word_length
+
+
+def _latin_sentences(text: str) -> int:
+    """Sentences ≈ runs of text ending in . ! or ? (a regex stand-in for a sentence splitter)."""
+    return len(re.findall(r"[^.!?\s][^.!?]*[.!?]+(?=[\s\"')\]]|$)", text))
