@@ -1,13 +1,63 @@
-"""DeepSeek LLM scaling-law hyperparameters for a compute budget."""
+"""DeepSeek LLM scaling-law hyperparameters for a compute budget.
+
+Prints η_opt, B_opt, M_opt and D_opt for C FLOPs (C = M·D, M = non-embedding FLOPs per token,
+72·n_layer·d² + 12·n_layer·d·l_seq), a model shape near M_opt, and what the laws give for the
+released 7B and 67B models at 2T tokens.
+"""
 
 from __future__ import annotations
 
-from jobs.commands.common import not_yet
-
 
 def add_arguments(p) -> None:
-    p.add_argument("args", nargs="*", help="(not implemented yet)")
+    p.add_argument("--compute", required=True, metavar="FLOPS",
+                   help="compute budget C in FLOPs, e.g. 1e21 or 3.5e22")
+    p.add_argument("--seq-len", type=int, default=4096, help="sequence length l_seq (default 4096)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _parse_compute(text: str) -> float:
+    from dsllm.errors import UserError
+
+    try:
+        c = float(text)
+    except ValueError:
+        raise UserError(f"--compute {text!r}: not a number (e.g. 1e21)") from None
+    if not c > 0 or c == float("inf"):
+        raise UserError(f"--compute {text!r}: must be a positive finite number of FLOPs")
+    return c
 
 
 def run(args) -> int:
-    not_yet("plan", "issue #8")
+    import json
+
+    from dsllm.errors import UserError
+    from trainer.plan import nearest_shape, plan, released
+
+    if args.seq_len <= 0:
+        raise UserError(f"--seq-len {args.seq_len}: must be positive")
+    c = _parse_compute(args.compute)
+    p = plan(c)
+    n_layer, d = nearest_shape(p.model_flops_per_token, args.seq_len)
+    refs = released()
+    if args.json:
+        out = {"compute": c, "lr": p.lr, "batch_tokens": p.batch_tokens,
+               "batch_sequences": p.batch_sequences(args.seq_len),
+               "model_flops_per_token": p.model_flops_per_token, "data_tokens": p.data_tokens,
+               "shape": {"num_hidden_layers": n_layer, "hidden_size": d},
+               "released": {k: {"compute": r.compute, "lr": r.lr, "batch_tokens": r.batch_tokens,
+                                "batch_sequences": r.batch_sequences(), "model_flops_per_token":
+                                r.model_flops_per_token} for k, r in refs.items()}}
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"compute C = {c:.3e} FLOPs (seq len {args.seq_len})")
+    print(f"  learning rate   η_opt = 0.3118·C^-0.125  = {p.lr:.3e}")
+    print(f"  batch           B_opt = 0.2920·C^0.3271  = {p.batch_tokens:.3e} tokens "
+          f"({p.batch_sequences(args.seq_len):,.0f} sequences)")
+    print(f"  model           M_opt = 0.1715·C^0.5243  = {p.model_flops_per_token:.3e} FLOPs/token "
+          f"(≈ {n_layer} layers × d {d})")
+    print(f"  data            D_opt = 5.8316·C^0.4757  = {p.data_tokens:.3e} tokens")
+    print("released models at 2T tokens (used: 7B lr 4.2e-4, 2304 seqs; 67B lr 3.2e-4, 4608 seqs):")
+    for name, r in refs.items():
+        print(f"  {name:>4}: M = {r.model_flops_per_token:.3e}, C = {r.compute:.3e} → "
+              f"η = {r.lr:.3e}, B = {r.batch_sequences():,.0f} sequences")
+    return 0
