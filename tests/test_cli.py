@@ -1,0 +1,80 @@
+"""The command line contract of SPEC.md: every command listed, every command with --help and the
+flags SPEC names, user errors as one line with exit code 2 and no traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.cli import COMMANDS, main
+from tests.conftest import run_cli
+
+SPEC_COMMANDS = ["demo", "sample-crawl", "curate", "stats", "quality", "tokenizer", "pack", "train",
+                 "checkpoint", "eval", "plan", "submit", "jobs"]
+
+# (argv before --help, flags SPEC.md promises)
+SPEC_FLAGS = [
+    (["demo"], ["--workdir"]),
+    (["sample-crawl"], ["OUT", "--warcs", "--records", "--seed"]),
+    (["curate"], ["--output", "--config", "--set", "--dedup-index", "--skip", "--cc-base", "--limit",
+                  "--ray-address", "--requester-pays"]),
+    (["stats"], ["PATH", "--json", "--html", "--sample", "--verify"]),
+    (["quality", "train"], ["--positive", "--negative", "--output"]),
+    (["tokenizer", "train"], ["--output", "--vocab-size"]),
+    (["tokenizer", "from-gguf"], ["--output"]),
+    (["tokenizer", "eval"], ["--data"]),
+    (["pack"], ["--tokenizer", "--output", "--seq-len"]),
+    (["checkpoint", "list"], ["SRC"]),
+    (["checkpoint", "export"], ["--output"]),
+    (["eval"], ["--model", "--data", "--max-rows", "--json"]),
+    (["plan"], ["--compute"]),
+    (["submit"], ["--address", "--wait"]),
+    (["jobs"], ["list", "status", "logs", "stop", "--address"]),
+]
+
+
+def test_help_lists_every_spec_command_in_order():
+    out = run_cli("--help")
+    assert out.returncode == 0, out.stderr
+    positions = [out.stdout.find(f"\n    {name}") for name in SPEC_COMMANDS]
+    assert all(p > 0 for p in positions), out.stdout
+    assert positions == sorted(positions)
+    assert [name for name, _, _ in COMMANDS] == SPEC_COMMANDS
+
+
+@pytest.mark.parametrize("argv,flags", SPEC_FLAGS, ids=[" ".join(a) for a, _ in SPEC_FLAGS])
+def test_every_command_has_help_with_its_spec_flags(argv, flags, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: dsllm {' '.join(argv)}")
+    missing = [f for f in flags if f not in text]
+    assert not missing, f"`dsllm {' '.join(argv)} --help` lacks {missing}"
+
+
+def test_no_command_prints_help_and_exits_2():
+    out = run_cli()
+    assert out.returncode == 2 and "sample-crawl" in out.stdout
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["stats", "/nonexistent/curated"], "/nonexistent/curated"),
+    (["curate", "/nonexistent/in.warc.gz", "--output", "/tmp/dsllm-cli-test-out"], "/nonexistent/in.warc.gz"),
+    (["curate", "cc:CC-MAIN-2024-10", "--output", "/tmp/dsllm-cli-test-out", "--config", "/nonexistent.toml"],
+     "/nonexistent.toml"),
+    (["pack", "/nonexistent/shards", "--tokenizer", "/nonexistent/tok", "--output", "/tmp/dsllm-cli-p"], "/nonexistent"),
+    (["sample-crawl", "/tmp/dsllm-cli-sc", "--crawl", "CC-MAIN-24-10"], "CC-MAIN-24-10"),
+])
+def test_user_errors_are_one_line_exit_2_no_traceback(argv, needle):
+    out = run_cli(*argv, timeout=300)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
+    assert "Traceback" not in out.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"dsllm {argv[0]}: error: "), out.stderr
+    assert needle in lines[0]
+
+
+def test_argparse_errors_exit_2_with_the_command_named():
+    out = run_cli("sample-crawl", "--warcs", "many", "/tmp/x")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("dsllm sample-crawl: error:")
