@@ -85,13 +85,15 @@ def top_ngram_char_fraction(h: np.ndarray, lens: np.ndarray, n: int) -> float:
     total = lens.sum()
     if len(g) == 0 or total == 0:
         return 0.0
-    uniq, first, counts = np.unique(g, return_index=True, return_counts=True)
-    best = int(np.argmax(counts))
-    if counts[best] < 2:
+    _, first, counts = np.unique(g, return_index=True, return_counts=True)
+    if counts.max() < 2:
         return 0.0
+    # the most frequent n-gram; among equally frequent ones the longest, so that the result does not
+    # depend on hash order (Python's str hash is salted per process)
     cum = np.concatenate(([0], np.cumsum(lens)))
-    start = first[best]
-    return float(counts[best] * (cum[start + n] - cum[start]) / total)
+    chars = cum[first + n] - cum[first]
+    top = counts == counts.max()
+    return float((counts[top] * chars[top]).max() / total)
 
 
 def dup_ngram_char_fraction(h: np.ndarray, lens: np.ndarray, n: int) -> float:

@@ -1,13 +1,61 @@
-"""WARC → extracted, language- and quality-filtered, deduplicated, remixed Parquet shards."""
+"""WARC → extracted, language- and quality-filtered, deduplicated, remixed Parquet shards.
+
+Inputs: local files, directories and globs, s3:// prefixes, https:// URLs, and Common Crawl crawls
+as cc:CC-MAIN-YYYY-WW (the WARCs of the crawl's warc.paths.gz under --cc-base). Rerunning the same
+command on the same OUT resumes: finished inputs are skipped, failed ones are retried.
+"""
 
 from __future__ import annotations
 
-from jobs.commands.common import not_yet
+from jobs.commands.common import add_config_flags, add_ray_flags, add_requester_pays
 
 
 def add_arguments(p) -> None:
-    p.add_argument("args", nargs="*", help="(not implemented yet)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="WARC/WET files, directories, globs, s3://, https://, cc:CRAWL")
+    p.add_argument("--output", "-o", required=True, metavar="OUT", help="output directory (local or s3://)")
+    add_config_flags(p)
+    p.add_argument("--dedup-index", metavar="IDX", default=None,
+                   help="cross-dump dedup index (local or s3://): dedup against earlier dumps and add this one")
+    p.add_argument("--skip", metavar="STAGE[,STAGE]", default="",
+                   help="stages not to run, named as in stats.json (e.g. minhash_dedup,remix)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="take only the first N WARCs")
+    p.add_argument("--cc-base", default=None, metavar="URL",
+                   help="where cc:CRAWL is read from (default $DSLLM_CC_BASE or https://data.commoncrawl.org/)")
+    add_ray_flags(p)
+    add_requester_pays(p)
 
 
 def run(args) -> int:
-    not_yet("curate", "issue #3")
+    import sys
+
+    from curation.config import CurateConfig
+    from curation.pipeline import replace_skip
+    from curation.sources import resolve_inputs
+    from dsllm import storage
+    from dsllm.config import load_config
+    from dsllm.errors import UserError
+    from jobs.runner import RayExecutor, run_curate
+
+    storage.set_requester_pays(args.requester_pays)
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be >= 1")
+    if storage.is_http(args.output):
+        raise UserError(f"--output {args.output}: cannot write to an HTTP URL; use a local path or s3://")
+    cfg = load_config(CurateConfig, args.config, args.overrides, default="curate.toml")
+    cfg = replace_skip(cfg, [s.strip() for s in args.skip.split(",") if s.strip()])
+    specs = resolve_inputs(args.inputs, args.cc_base, args.limit)
+    print(f"curate: {len(specs)} input file(s) → {args.output}; stages: {', '.join(cfg.stages)}", file=sys.stderr)
+    executor = RayExecutor.start(args.ray_address)
+    result = run_curate(specs, args.output, cfg, executor, args.dedup_index,
+                        log=lambda m: print(m, file=sys.stderr))
+    totals = result.stats["totals"]
+    print(f"curate: {totals['documents']} documents, {totals['chars']} characters in "
+          f"{len(result.shards)} shard(s) at {args.output}")
+    if result.failed:
+        for f in result.failed:
+            print(f"curate: input failed: {f['uri']}: {f['error']}", file=sys.stderr)
+        names = ", ".join(f["uri"] for f in result.failed)
+        print(f"dsllm curate: error: {len(result.failed)} input(s) failed: {names}; the others are kept; "
+              "rerun the same command to retry only the failed ones", file=sys.stderr)
+        return 1
+    return 0

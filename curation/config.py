@@ -1,0 +1,93 @@
+"""`CurateConfig`: the resolved configuration of one curate run, nesting each component's config.
+
+Sections map 1:1 onto `configs/curate.toml` and `--set section.key=value`. The run writes it to
+`OUT/config.json` and into the manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from curation.dedup.config import DedupConfig
+from curation.extract import ExtractConfig
+from curation.filters.c4 import C4Config
+from curation.filters.fineweb import FineWebConfig
+from curation.filters.gopher import GopherQualityConfig, GopherRepetitionConfig
+from curation.filters.pii import PiiConfig
+from curation.filters.urls import UrlFilterConfig
+from curation.langid import LangidConfig
+from curation.quality import QualityModelConfig
+from curation.remix import RemixConfig
+from curation.warc import ReadConfig
+
+# stats.json stage names, in pipeline order (`--skip` takes these names)
+PER_INPUT_STAGES = ("read", "extract", "langid", "gopher_quality", "gopher_repetition", "c4", "fineweb",
+                    "quality_model", "url_filter", "pii")
+GLOBAL_STAGES = ("exact_dedup", "minhash_dedup", "remix")
+STAGES = PER_INPUT_STAGES + GLOBAL_STAGES
+REQUIRED_STAGES = ("read", "extract")
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputConfig:
+    shard_rows: int = 100_000      # target rows per output shard (inputs are not split across shards)
+    batch_rows: int = 2_000        # rows per Arrow batch / Parquet row group write
+    compression_level: int = 3     # zstd level
+
+    def __post_init__(self):
+        if self.shard_rows < 1 or self.batch_rows < 1:
+            raise ValueError("output.shard_rows and output.batch_rows must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    crawl: str = ""          # crawl name when neither cc:CRAWL, the file name nor warcinfo tell it
+    retries: int = 2         # retries of a failing input (then it is recorded as failed)
+    cpus_per_task: float = 1.0
+
+    def __post_init__(self):
+        if self.retries < 0:
+            raise ValueError("run.retries must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class CurateConfig:
+    run: RunConfig = RunConfig()
+    read: ReadConfig = ReadConfig()
+    extract: ExtractConfig = ExtractConfig()
+    langid: LangidConfig = LangidConfig()
+    gopher_quality: GopherQualityConfig = GopherQualityConfig()
+    gopher_repetition: GopherRepetitionConfig = GopherRepetitionConfig()
+    c4: C4Config = C4Config()
+    fineweb: FineWebConfig = FineWebConfig()
+    quality_model: QualityModelConfig = QualityModelConfig()
+    url_filter: UrlFilterConfig = UrlFilterConfig()
+    pii: PiiConfig = PiiConfig()
+    dedup: DedupConfig = DedupConfig()
+    remix: RemixConfig = RemixConfig()
+    output: OutputConfig = OutputConfig()
+    skip: tuple[str, ...] = ()   # stage names not to run (also set by --skip)
+
+    def __post_init__(self):
+        unknown = [s for s in self.skip if s not in STAGES]
+        if unknown:
+            raise ValueError(f"skip: unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
+        required = [s for s in self.skip if s in REQUIRED_STAGES]
+        if required:
+            raise ValueError(f"skip: {required} cannot be skipped (every run reads and extracts)")
+
+    def runs(self, stage: str) -> bool:
+        """Whether `stage` runs (not skipped, and for quality_model: a model is configured)."""
+        if stage in self.skip:
+            return False
+        if stage == "quality_model":
+            return bool(self.quality_model.model)
+        if stage == "exact_dedup":
+            return self.dedup.exact
+        if stage == "minhash_dedup":
+            return self.dedup.minhash
+        return True
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return tuple(s for s in STAGES if self.runs(s))

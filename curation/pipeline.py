@@ -1,0 +1,176 @@
+"""One input file through the per-input stages, with no Ray in sight:
+
+    read → extract → langid → gopher_quality → gopher_repetition → c4 → fineweb → quality_model
+         → url_filter → pii → OUT/_work/inputs/<key>/docs.parquet (+ done.json, written last)
+
+`process_input` is what a Ray task runs (and what tests call directly). Its outputs are published
+atomically and the completion marker comes last, so a rerun skips finished inputs and a killed
+task leaves nothing half-visible. The result of the same input under the same config is always
+the same documents in the same order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import time
+from collections import Counter
+from typing import Iterator
+
+from curation.config import PER_INPUT_STAGES, CurateConfig
+from curation.document import Document
+from curation.sources import InputSpec
+from curation.stage import StageCounts
+from dsllm import storage
+from dsllm.config import config_to_dict
+from dsllm.errors import UserError
+
+
+def work_dir(out: str, spec: InputSpec) -> str:
+    return storage.join(out, "_work", "inputs", spec.key)
+
+
+def per_input_fingerprint(cfg: CurateConfig) -> str:
+    """Hash of the config sections that change per-input outputs (a change redoes the inputs)."""
+    d = config_to_dict(cfg)
+    keep = {k: d[k] for k in PER_INPUT_STAGES + ("run", "remix", "skip") if k in d}
+    keep["remix"] = {k: keep["remix"].get(k) for k in ("rules", "extra_rules")}  # domain labels only
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=2)
+def _domain_classifier(rules_key: str):
+    from curation.remix import DomainClassifier, RemixConfig
+
+    rules, extra = json.loads(rules_key)
+    return DomainClassifier.from_config(RemixConfig(rules=rules, extra_rules=extra))
+
+
+def build_stages(cfg: CurateConfig, reader, warc_file: str, id_base: str, crawl) -> list:
+    """The stage objects after `read`, in order, for the stages that run."""
+    from curation.extract import HtmlExtractor
+    from curation.filters.c4 import C4Filter
+    from curation.filters.fineweb import FineWebFilter
+    from curation.filters.gopher import GopherQualityFilter, GopherRepetitionFilter
+    from curation.filters.pii import PiiMasker
+    from curation.filters.urls import UrlFilter
+
+    classifier = _domain_classifier(json.dumps([cfg.remix.rules, cfg.remix.extra_rules]))
+    factories = {
+        "extract": lambda: HtmlExtractor(cfg.extract, crawl=crawl, warc_file=warc_file, id_base=id_base,
+                                         domain_of=classifier.domain),
+        "langid": lambda: _langid(cfg),
+        "gopher_quality": lambda: GopherQualityFilter(cfg.gopher_quality),
+        "gopher_repetition": lambda: GopherRepetitionFilter(cfg.gopher_repetition),
+        "c4": lambda: C4Filter(cfg.c4),
+        "fineweb": lambda: FineWebFilter(cfg.fineweb),
+        "quality_model": lambda: _quality(cfg),
+        "url_filter": lambda: UrlFilter(cfg.url_filter),
+        "pii": lambda: PiiMasker(cfg.pii),
+    }
+    return [factories[name]() for name in cfg.stages if name in factories]
+
+
+def _langid(cfg):
+    from curation.langid import LanguageIdentifier
+
+    return LanguageIdentifier(cfg.langid)
+
+
+def _quality(cfg):
+    from curation.quality import QualityScorer
+
+    return QualityScorer(cfg.quality_model)
+
+
+def run_stages(cfg: CurateConfig, stream, warc_file: str, id_base: str, crawl_hint: str,
+               counts: dict[str, StageCounts]) -> Iterator[Document]:
+    """Chain reader and stages over a WARC stream; every stage counts into `counts[name]`."""
+    from curation.quality import heuristic_score
+    from curation.warc import WarcReader
+
+    reader = WarcReader(cfg.read)
+    crawl = lambda: reader.crawl or crawl_hint or cfg.run.crawl or "unknown"  # noqa: E731
+    docs = reader(stream, counts["read"])
+    stages = build_stages(cfg, reader, warc_file, id_base, crawl)
+    for stage in stages:
+        docs = stage(docs, counts[stage.name])
+    score_heuristically = not cfg.runs("quality_model")
+    for doc in docs:
+        if score_heuristically:
+            doc.quality_score = heuristic_score(doc.signals)
+        yield doc
+    for stage in stages:  # line removals, masks, dropped languages: informative events
+        counts[stage.name].events.update(getattr(stage, "events", Counter()))
+    counts["read"].events["records"] = reader.records
+
+
+def id_base_of(spec: InputSpec) -> str:
+    """What ids hash besides the record id: the WARC's file name (stable across machines/mirrors)."""
+    return spec.uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def process_input(spec: InputSpec, cfg: CurateConfig, out: str) -> dict:
+    """Run one input through the per-input stages; returns (and stores as done.json) its result.
+
+    Skips the work if a completion marker for the same config exists."""
+    from curation.shards import ParquetShardWriter
+
+    wdir = work_dir(out, spec)
+    done_uri, docs_uri = storage.join(wdir, "done.json"), storage.join(wdir, "docs.parquet")
+    fingerprint = per_input_fingerprint(cfg)
+    if storage.exists(done_uri):
+        prev = storage.read_json(done_uri)
+        if prev.get("fingerprint") == fingerprint:
+            return dict(prev, skipped=True)
+    counts = {name: StageCounts(name) for name in cfg.stages if name in PER_INPUT_STAGES}
+    start = time.time()
+    with storage.open_read(spec.uri) as stream, \
+            ParquetShardWriter(docs_uri, cfg.output.batch_rows, cfg.output.compression_level) as writer:
+        crawls: Counter = Counter()
+        for doc in run_stages(cfg, stream, spec.uri, id_base_of(spec), spec.crawl, counts):
+            crawls[doc.crawl] += 1
+            writer.add(doc)
+    result = {"uri": spec.uri, "key": spec.key, "status": "done", "error": None,
+              "crawl": crawls.most_common(1)[0][0] if crawls else (spec.crawl or cfg.run.crawl or "unknown"),
+              "records": counts["read"].n_in, "documents": writer.rows, "docs": docs_uri,
+              "counts": [c.to_json() for c in counts.values()], "fingerprint": fingerprint,
+              "seconds": round(time.time() - start, 3)}
+    for c in counts.values():
+        if not c.balanced():
+            raise AssertionError(f"stage {c.name} does not balance: {c.to_json()}")
+    storage.write_json(done_uri, result)  # the completion marker, last
+    return result
+
+
+def process_input_safely(task: tuple[InputSpec, CurateConfig, str]) -> dict:
+    """`process_input` with retries; a failure after them becomes a failed result, not an exception,
+    so the other inputs go on. Module-level so executors can pickle it."""
+    spec, cfg, out = task
+    attempts = cfg.run.retries + 1
+    error = ""
+    for attempt in range(attempts):
+        try:
+            return process_input(spec, cfg, out)
+        except UserError as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - any failure of one input is recorded, the run goes on
+            error = f"{type(exc).__name__}: {exc}"
+        if attempt < attempts - 1:
+            time.sleep(min(5.0, 0.5 * 2 ** attempt))
+    return {"uri": spec.uri, "key": spec.key, "status": "failed", "error": error.splitlines()[0][:500],
+            "crawl": spec.crawl, "records": 0, "documents": 0}
+
+
+def task_list(specs: list[InputSpec], cfg: CurateConfig, out: str) -> list[tuple]:
+    return [(spec, cfg, out) for spec in specs]
+
+
+def replace_skip(cfg: CurateConfig, skip: list[str]) -> CurateConfig:
+    """The config with `--skip` stages added (validated by CurateConfig)."""
+    try:
+        return dataclasses.replace(cfg, skip=tuple(dict.fromkeys(cfg.skip + tuple(skip))))
+    except ValueError as exc:
+        raise UserError(f"--skip: {exc}") from None

@@ -1,0 +1,139 @@
+"""The curate run without the CLI: funnel invariants, manifest, resume after a kill, failures, --skip."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from curation.config import CurateConfig
+from curation.document import SCHEMA
+from curation.executor import LocalExecutor
+from curation.pipeline import process_input, replace_skip, work_dir
+from curation.samples import SampleCrawlConfig, write_sample_crawl
+from curation.sources import InputSpec, resolve_inputs
+from dsllm.errors import UserError
+from jobs.runner import RayExecutor, run_curate
+from tests.conftest import shared_path
+
+
+@pytest.fixture(scope="module")
+def crawl(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("crawl")
+    write_sample_crawl(str(root), SampleCrawlConfig(warcs=3, records=40, seed=1))
+    return root
+
+
+def quiet(*a):
+    pass
+
+
+def documents(out: Path) -> list[dict]:
+    rows = []
+    for shard in sorted((out / "shards").glob("part-*.parquet")):
+        rows += pq.read_table(shard).to_pylist()
+    return rows
+
+
+def test_run_writes_shards_manifest_and_a_funnel_that_adds_up(crawl, tmp_path):
+    specs = resolve_inputs([str(crawl), str(shared_path("data", "warc"))])
+    out = tmp_path / "out"
+    cfg = dataclasses.replace(CurateConfig(), output=dataclasses.replace(CurateConfig().output, shard_rows=40))
+    result = run_curate(specs, str(out), cfg, LocalExecutor(), log=quiet)
+    assert not result.failed
+    stats = json.loads((out / "stats.json").read_text())
+    names = [s["name"] for s in stats["stages"]]
+    assert names == ["read", "extract", "langid", "gopher_quality", "gopher_repetition", "c4", "fineweb",
+                     "url_filter", "pii", "exact_dedup", "minhash_dedup", "remix"]
+    for prev, cur in zip(stats["stages"], stats["stages"][1:]):
+        assert cur["in"] == prev["out"]
+    for s in stats["stages"]:
+        assert s["in"] + s["added"] == s["out"] + sum(s["dropped"].values())
+    manifest = json.loads((out / "manifest.json").read_text())
+    records = sum(i["records"] for i in manifest["inputs"])
+    assert stats["stages"][0]["in"] == records == 3 * (1 + 40 * 3) + 50 + 4 + 2  # sample WARCs + the real excerpts
+    rows = documents(out)
+    assert stats["stages"][-1]["out"] == len(rows) == stats["totals"]["documents"] == sum(s["rows"] for s in manifest["shards"])
+    assert len(manifest["shards"]) > 1
+    for shard in manifest["shards"]:
+        data = (out / shard["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == shard["sha256"] and len(data) == shard["bytes"]
+        assert pq.read_schema(out / shard["path"]).equals(SCHEMA, check_metadata=False)
+        assert pq.ParquetFile(out / shard["path"]).metadata.row_group(0).column(0).compression == "ZSTD"
+    assert {r["lang"] for r in rows} == {"en", "zh"} and set(stats["languages"]) == {"en", "zh"}
+    assert len({r["id"] for r in rows}) == len(rows)
+    assert all(r["n_chars"] == len(r["text"]) and 0 <= r["quality_score"] <= 1 for r in rows)
+    signals = json.loads(rows[0]["signals"])
+    assert {"n_words", "dup_lines", "line_punct_ratio", "charset"} <= set(signals)
+    assert "CC-MAIN-2024-10" in {r["crawl"] for r in rows} <= {"CC-MAIN-2024-10", "CC-MAIN-2020-34", "CC-MAIN-2024-22"}
+    assert stats["domains"]["natural"] and stats["domains"]["remixed"]
+    assert json.loads((out / "config.json").read_text())["langid"]["languages"] == ["en", "zh"]
+    # a rerun of a complete run does nothing and changes nothing
+    again = run_curate(specs, str(out), cfg, LocalExecutor(), log=quiet)
+    assert again.skipped_complete and documents(out) == rows
+
+
+def test_killed_run_resumes_to_the_same_documents(crawl, tmp_path):
+    specs = resolve_inputs([str(crawl)])
+    cfg = CurateConfig()
+    whole = tmp_path / "whole"
+    run_curate(specs, str(whole), cfg, LocalExecutor(), log=quiet)
+    killed = tmp_path / "killed"
+    # the "killed" run finished one input, left a half-written temp file for another, and nothing else
+    first = process_input(specs[0], cfg, str(killed))
+    assert first["status"] == "done" and first["documents"] > 0
+    half = Path(work_dir(str(killed), specs[1]))
+    half.mkdir(parents=True)
+    (half / ".shard-partial.parquet.tmp").write_bytes(b"PAR1 half a file")
+    assert process_input(specs[0], cfg, str(killed)).get("skipped")  # finished inputs are skipped
+    run_curate(specs, str(killed), cfg, LocalExecutor(), log=quiet)
+    assert documents(killed) == documents(whole)
+    assert json.loads((killed / "stats.json").read_text())["stages"] == json.loads((whole / "stats.json").read_text())["stages"]
+
+
+def test_failed_input_is_recorded_and_retried_alone_on_rerun(crawl, tmp_path):
+    good = resolve_inputs([str(crawl)])[:2]
+    missing = tmp_path / "later" / "CC-MAIN-2024-10-late.warc.gz"
+    specs = good + [InputSpec(str(missing), "CC-MAIN-2024-10")]
+    cfg = dataclasses.replace(CurateConfig(), run=dataclasses.replace(CurateConfig().run, retries=1))
+    out = tmp_path / "out"
+    result = run_curate(specs, str(out), cfg, LocalExecutor(), log=quiet)
+    assert [f["uri"] for f in result.failed] == [str(missing)]
+    manifest = json.loads((out / "manifest.json").read_text())
+    status = {i["uri"]: (i["status"], i["error"]) for i in manifest["inputs"]}
+    assert status[str(missing)][0] == "failed" and "no such file" in status[str(missing)][1]
+    assert all(status[s.uri] == ("done", None) for s in good)
+    assert documents(out) and not (out / "_work" / "complete.json").exists()
+    missing.parent.mkdir()
+    shutil.copy(good[0].uri, missing)
+    result = run_curate(specs, str(out), cfg, LocalExecutor(), log=quiet)
+    assert not result.failed
+    assert [bool(r.get("skipped")) for r in result.inputs] == [True, True, False]
+    assert (out / "_work" / "complete.json").exists()
+
+
+def test_skip_stages(crawl, tmp_path):
+    specs = resolve_inputs([str(crawl)])[:1]
+    cfg = replace_skip(CurateConfig(), ["minhash_dedup", "remix", "c4", "pii"])
+    run_curate(specs, str(tmp_path), cfg, LocalExecutor(), log=quiet)
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert [s["name"] for s in stats["stages"]] == ["read", "extract", "langid", "gopher_quality",
+                                                    "gopher_repetition", "fineweb", "url_filter", "exact_dedup"]
+    assert stats["skipped"] == ["minhash_dedup", "remix", "c4", "pii"]
+    with pytest.raises(UserError, match="unknown stage"):
+        replace_skip(CurateConfig(), ["dedupe"])
+    with pytest.raises(UserError, match="cannot be skipped"):
+        replace_skip(CurateConfig(), ["read"])
+
+
+def test_ray_executor_gives_the_same_documents(crawl, tmp_path, ray_local):
+    specs = resolve_inputs([str(crawl)])
+    local, ray_out = tmp_path / "local", tmp_path / "ray"
+    run_curate(specs, str(local), CurateConfig(), LocalExecutor(), log=quiet)
+    run_curate(specs, str(ray_out), CurateConfig(), RayExecutor(quiet=True), log=quiet)
+    assert documents(ray_out) == documents(local)
