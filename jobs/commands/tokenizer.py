@@ -1,11 +1,6 @@
-"""DeepSeek-faithful byte-level BPE tokenizer.
-
-  dsllm tokenizer train SHARDS... --output DIR [--vocab-size 100000] [--sample-bytes N] [--set train.K=V]
-  dsllm tokenizer from-gguf FILE --output DIR
-  dsllm tokenizer eval DIR [DIR2] --data PATH [--data PATH ...]
-
-Knobs live in configs/tokenizer.toml ([train], [eval]); --set overrides them.
-"""
+"""DeepSeek-faithful byte-level BPE tokenizer: `train` on curated shards, `from-gguf` to convert a
+GGUF vocabulary (e.g. DeepSeek's), `eval` for bytes per token side by side. Knobs live in
+configs/tokenizer.toml ([train], [eval]); --set KEY=VALUE overrides them."""
 
 from __future__ import annotations
 
