@@ -290,7 +290,7 @@ class _ProxyState:
         self.mode = "ok"            # ok | bad_key | deny
         self.fault = None           # None | "truncate" | "corrupt"
         self.fault_times = -1       # how many GETs to damage (-1: all)
-        self.fault_match = ""       # only GETs whose path contains this
+        self.fault_match = ""       # only GETs whose "PATH RANGE" contains this
         self.requests: list[tuple[str, str, dict]] = []
 
 
@@ -336,17 +336,19 @@ class _S3ProxyHandler(http.server.BaseHTTPRequestHandler):
         data = resp.read()
         conn.close()
         damage = (st.fault and self.command == "GET" and resp.status in (200, 206) and st.fault_times != 0
-                  and st.fault_match in self.path and len(data) > 16)
+                  and st.fault_match in f"{self.path} {self.headers.get('Range', '')}" and len(data) > 16)
         if damage and st.fault_times > 0:
             st.fault_times -= 1
         self.send_response(resp.status)
         for k, v in resp.getheaders():
             if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
                 self.send_header(k, v)
+        if self.command == "HEAD":  # HEAD carries the object's length, not the (empty) body's
+            self.send_header("Content-Length", resp.getheader("Content-Length", "0"))
+            self.end_headers()
+            return
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        if self.command == "HEAD":
-            return
         if damage and st.fault == "truncate":
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()

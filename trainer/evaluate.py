@@ -34,15 +34,27 @@ class EvalResult:
         return dataclasses.asdict(self)
 
 
+def packed_manifest(uri: str) -> dict:
+    """PACKED/manifest.json, checked (call before loading models: a bad --data fails fast)."""
+    uri = str(uri).rstrip("/")
+    path = storage.join(uri, "manifest.json")
+    if not storage.exists(path):
+        raise UserError(f"{uri}: no manifest.json (not packed data, or packing did not finish)")
+    manifest = storage.read_json(path)
+    if not isinstance(manifest, dict) or manifest.get("kind") != "packed":
+        raise UserError(f"{path}: not packed data (kind != 'packed')")
+    if not isinstance(manifest.get("seq_len"), int) or not isinstance(manifest.get("shards"), list):
+        raise UserError(f"{path}: malformed manifest (seq_len / shards)")
+    return manifest
+
+
 def read_packed(uri: str, max_rows: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(input_ids (n, seq_len) int32, n_tokens (n,) int64) batches of PACKED in file order."""
     import pyarrow.parquet as pq
 
     uri = str(uri).rstrip("/")
-    manifest = storage.read_json(storage.join(uri, "manifest.json"))
-    if not isinstance(manifest, dict) or manifest.get("kind") != "packed":
-        raise UserError(f"{uri}: not packed data (manifest.json kind != 'packed')")
-    seq_len, left = int(manifest["seq_len"]), max_rows if max_rows is not None else int(manifest["rows"])
+    manifest = packed_manifest(uri)
+    seq_len, left = int(manifest["seq_len"]), max_rows if max_rows is not None else int(manifest.get("rows", 1 << 62))
     for shard in manifest["shards"]:
         if left <= 0:
             return

@@ -38,7 +38,7 @@ from dsllm.errors import UserError
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf")
 NON_WEIGHT_NAMES = {"optimizer.pt", "training_args.bin", "scheduler.pt", "rng_state.pth", "optimizer.bin"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model")
-_STEP_RE = re.compile(r"(?:global[_-]?step|step|iter(?:ation)?|checkpoint|ckpt)[-_]?0*(\d+)$", re.I)
+_STEP_RE = re.compile(r"(?<![a-z])(?:global[_-]?step|step|iter(?:ation)?|checkpoint|ckpt)[-_]?0*(\d+)(?![\d.])", re.I)
 _TOKENS_RE = re.compile(r"(?:tokens?[-_=]?(\d+(?:\.\d+)?)([kmgbt])?\b)|(?:(\d+(?:\.\d+)?)([kmgbt])[-_]?tok(?:en)?s?\b)", re.I)
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9, "t": 10**12}
 ProgressFn = Callable[[int, int], None]
@@ -123,7 +123,8 @@ def parse_step(name: str) -> int | None:
 
 
 def parse_tokens(name: str) -> int | None:
-    """Token count from a name that says `tokens` (`tokens-1.2T`, `400B-tokens`, `tokens_2e9` no)."""
+    """Token count from a name that says `tokens` (`tokens-1.2T`, `400B-tokens`, `tokens_2000000`);
+    a bare `7B` is a parameter count, not tokens, and is not read."""
     m = _TOKENS_RE.search(name.rstrip("/").rsplit("/", 1)[-1])
     if not m:
         return None
@@ -243,7 +244,7 @@ def _retries() -> int:
     return int(os.environ.get("DSLLM_FETCH_RETRIES", "5"))
 
 
-def _fetch_range(remote: _Remote, fd: int, lo: int, hi: int, requester_pays: bool,
+def _fetch_range(client, remote: _Remote, fd: int, lo: int, hi: int, requester_pays: bool,
                  progress: _Progress, stop: threading.Event) -> str:
     """GET bytes [lo, hi) into `fd` at their offset; retries read errors from where it stopped.
     Returns the MD5 of the range (for multipart ETags)."""
@@ -254,7 +255,7 @@ def _fetch_range(remote: _Remote, fd: int, lo: int, hi: int, requester_pays: boo
         if stop.is_set():
             raise InterruptedError
         try:
-            resp = storage.s3_client().get_object(Bucket=bucket, Key=key, Range=f"bytes={pos}-{hi - 1}", **rp)
+            resp = client.get_object(Bucket=bucket, Key=key, Range=f"bytes={pos}-{hi - 1}", **rp)
             body = resp["Body"]
             while pos < hi:
                 data = body.read(min(1 << 20, hi - pos))
@@ -363,6 +364,7 @@ def fetch_files(uris: list[str], requester_pays: bool = True, cache: Path | None
     todo = [(r, f) for r, f in zip(remotes, finals) if not _is_cached(f, r)]
     tracker = _Progress(sum(r.size for r, _ in todo), progress)
     stop = threading.Event()
+    client = storage.s3_client()  # boto3 clients are thread-safe: one for all workers
     jobs, fds = [], []
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="fetch") as pool:
@@ -377,7 +379,7 @@ def fetch_files(uris: list[str], requester_pays: bool = True, cache: Path | None
                 os.ftruncate(fd, remote.size)
                 ranges = _ranges(remote, chunk_size)
                 tracker.add(sum(hi - lo for lo, hi in ranges if (lo, hi) in log.done))
-                futures = [pool.submit(_fetch_one, remote, fd, lo, hi, requester_pays, tracker, stop, log)
+                futures = [pool.submit(_fetch_one, client, remote, fd, lo, hi, requester_pays, tracker, stop, log)
                            for lo, hi in ranges if (lo, hi) not in log.done]
                 jobs.append((remote, final, partial, log, ranges, futures))
             try:
@@ -396,9 +398,9 @@ def fetch_files(uris: list[str], requester_pays: bool = True, cache: Path | None
     return finals
 
 
-def _fetch_one(remote, fd, lo, hi, requester_pays, tracker, stop, log) -> None:
+def _fetch_one(client, remote, fd, lo, hi, requester_pays, tracker, stop, log) -> None:
     if hi > lo:
-        md5 = _fetch_range(remote, fd, lo, hi, requester_pays, tracker, stop)
+        md5 = _fetch_range(client, remote, fd, lo, hi, requester_pays, tracker, stop)
     else:
         md5 = hashlib.md5().hexdigest()
     log.record(fd, lo, hi, md5)

@@ -76,12 +76,23 @@ def _list(args) -> int:
     return 0
 
 
-def _progress(done: int, total: int) -> None:
-    if total:
-        print(f"\rfetched {_size(done)} of {_size(total)} ({100 * done / total:.0f}%)", end="",
-              file=sys.stderr, flush=True)
-        if done >= total:
-            print(file=sys.stderr)
+class _Progress:
+    """Fetch progress on stderr: a live line on a terminal, else a line every 10 s (job logs)."""
+
+    def __init__(self):
+        import time
+
+        self.tty, self.clock, self.last = sys.stderr.isatty(), time.monotonic, time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not total:
+            return
+        msg = f"fetched {_size(done)} of {_size(total)} ({100 * done / total:.0f}%)"
+        if self.tty:
+            print(f"\r{msg}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+        elif self.clock() - self.last >= 10 or done >= total:
+            self.last = self.clock()
+            print(msg, file=sys.stderr, flush=True)
 
 
 def _resolve(args, with_optimizer: bool = True):
@@ -91,7 +102,7 @@ def _resolve(args, with_optimizer: bool = True):
 
     return resolve_checkpoint(args.ckpt if hasattr(args, "ckpt") else args.src, step=args.step,
                               requester_pays=args.requester_pays, with_optimizer=with_optimizer,
-                              cache=Path(args.cache) if args.cache else None, progress=_progress)
+                              cache=Path(args.cache) if args.cache else None, progress=_Progress())
 
 
 def _fetch(args) -> int:
@@ -103,7 +114,7 @@ def _fetch(args) -> int:
     info = pick_checkpoint(remote.list_checkpoints(args.src, requester_pays=args.requester_pays),
                            args.src, args.step)
     folder = remote.fetch_checkpoint(info, requester_pays=args.requester_pays, workers=args.workers,
-                                     cache=Path(args.cache) if args.cache else None, progress=_progress)
+                                     cache=Path(args.cache) if args.cache else None, progress=_Progress())
     print(folder)
     return 0
 

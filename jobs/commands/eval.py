@@ -40,18 +40,21 @@ def _checkpoints(src: str, args):
     stepped = [i for i in infos if i.step is not None]
     chosen = stepped if len(stepped) > 1 else [hf.pick_checkpoint(infos, src, None)]
     cache = Path(args.cache) if args.cache else None
-    return [lambda i=i: hf.open_checkpoint(i, src, args.requester_pays, cache, with_optimizer=False)
-            for i in chosen]
+    from jobs.commands.checkpoint import _Progress
+
+    return [lambda i=i: hf.open_checkpoint(i, src, args.requester_pays, cache, with_optimizer=False,
+                                           progress=_Progress()) for i in chosen]
 
 
 def run(args) -> int:
     import torch
 
     from dsllm.errors import UserError
-    from trainer.evaluate import evaluate_checkpoint, format_table
+    from trainer.evaluate import evaluate_checkpoint, format_table, packed_manifest
 
     if args.max_rows is not None and args.max_rows <= 0:
         raise UserError("--max-rows must be positive")
+    packed_manifest(args.data)
     jobs = [(src, job) for src in args.model for job in _checkpoints(src, args)]
     results = []
     for k, (src, job) in enumerate(jobs, 1):
