@@ -27,8 +27,8 @@ def distributions(footers: list[scan.ShardFooter], threads: int, tick):
     def reduce(ft):
         t = scan.read_columns(ft, ["quality_score", "n_chars"])
         q, n = scan.LinearHistogram(q_lo, q_hi), scan.Log2Histogram()
-        q.add(t.column("quality_score").to_numpy(zero_copy_only=False))
-        n.add(t.column("n_chars").to_numpy(zero_copy_only=False))
+        q.add(scan.numeric(t.column("quality_score")))
+        n.add(scan.numeric(t.column("n_chars")))
         return q, n
 
     quality, length = scan.LinearHistogram(q_lo, q_hi), scan.Log2Histogram()

@@ -206,11 +206,12 @@ function shards() {
     `${fmt(ss.flagged)} flagged`);
   const W = 1000, H = 120, L = 46, ph = 96, rows = R.shards, max = Math.max(1, ...rows.map(r => r.rows || 0));
   const svg = svgRoot(sec, 'shard_rows', W, H), bw = (W - L) / Math.max(1, rows.length);
+  if (bw < 3) svg.setAttribute('shape-rendering', 'crispEdges');  // thousands of shards: no hairline gaps
   s('text', {x: L - 5, y: 8, 'text-anchor': 'end', class: 'axis'}, svg, short(max));
   s('text', {x: L - 5, y: ph + 4, 'text-anchor': 'end', class: 'axis'}, svg, '0');
   rows.forEach((r, i) => {
     const bh = ph * (r.rows || 0) / max, bad = r.flags.some(f => !WARN.includes(f)), warn = r.flags.length > 0;
-    tip(s('rect', {class: 'bar', x: L + i * bw, y: 4 + ph - bh, width: Math.max(0.6, bw - (bw > 3 ? 1 : 0)), height: Math.max(bh, bad ? 3 : 0),
+    tip(s('rect', {class: 'bar', x: L + i * bw, y: 4 + ph - bh, width: bw > 3 ? bw - 1 : bw + 0.3, height: Math.max(bh, bad ? 3 : 0),
                    fill: bad ? C.red : (warn ? C.orange : C.teal)}, svg),
         `${r.path}: ${fmt(r.rows)} rows, ${size(r.bytes)}${r.flags.length ? ' — ' + r.flags.join(', ') : ''}`);
   });

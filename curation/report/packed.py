@@ -70,10 +70,10 @@ def _distributions(good, seq_len: int, threads: int, tick):
     def reduce(item):
         r, ft = item
         t = scan.read_columns(ft, ["n_tokens", "doc_offsets"])
-        n_tok = t.column("n_tokens").to_numpy(zero_copy_only=False).astype(np.int64)
+        n_tok = np.nan_to_num(scan.numeric(t.column("n_tokens"))).astype(np.int64)
         offs = t.column("doc_offsets").combine_chunks()
-        lengths = offs.value_lengths().to_numpy(zero_copy_only=False).astype(np.int64)
-        flat = offs.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+        lengths = np.nan_to_num(scan.numeric(offs.value_lengths())).astype(np.int64)
+        flat = scan.numeric(offs.flatten()).astype(np.int64)
         # a segment ends where the next one starts; the last one in a row ends at n_tokens
         ends = np.append(flat[1:], 0)
         last = np.cumsum(lengths)[lengths > 0] - 1
