@@ -56,6 +56,7 @@ def sections(manifest: dict, stats: dict | None, rows: list[dict], quality, leng
                    "row_groups": sum(r["row_groups"] for r in rows)},
         "inputs": _inputs(manifest.get("inputs") or []),
         "funnel": _funnel(stats.get("stages") or [], documents, problems),
+        "skipped_stages": list(stats.get("skipped") or []),
         "languages": _languages(stats.get("languages") or {}),
         "domains": _domains(stats.get("domains") or {}),
         "quality_score": quality.to_json(),

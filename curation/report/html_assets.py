@@ -252,7 +252,8 @@ function curated() {
   cards([['documents', fmt(t.documents)], ['characters', fmt(t.chars)], ['text bytes', size(t.text_bytes)],
          ['shard bytes', size(t.shard_bytes)], ['shards', fmt(t.shards)], [t.tokens == null ? 'tokens (not tokenized)' : 'tokens', fmt(t.tokens)],
          ['inputs done / failed', `${fmt(R.inputs.done)} / ${fmt(R.inputs.failed)}`]]);
-  if (R.funnel.length) funnel(section('Stage funnel', 'grey: documents in, blue: documents out, as a share of records read; hover for drop reasons'), R.funnel);
+  if (R.funnel.length) funnel(section('Stage funnel', 'grey: documents in, blue: documents out, as a share of records read; hover for drop reasons' +
+    (R.skipped_stages.length ? ` · skipped: ${R.skipped_stages.join(', ')}` : '')), R.funnel);
   const g = h('div', {class: 'grid2'}, main);
   if (R.languages.length) hbars(section('Languages', 'documents; share of characters in the label', g), 'languages',
     R.languages.map(l => ({label: `${l.lang} (${pct(l.share_chars)} chars)`, values: [l.share_documents],
@@ -272,7 +273,7 @@ function curated() {
 
 function packed() {
   const t = R.totals, p = R.packed, tk = p.tokenizer;
-  cards([['sequences', fmt(t.sequences)], ['sequence length', fmt(p.seq_len)], ['tokens', fmt(t.tokens)], ['fill', pct(p.fill)],
+  cards([['sequences', fmt(t.sequences)], ['sequence length', fmt(p.seq_len)], ['tokens', fmt(t.tokens)], ['fill', p.fill == null ? '—' : (100 * p.fill).toFixed(2) + '%'],
          ['documents', fmt(p.documents)], ['documents / sequence', fmt(p.documents_per_sequence)], ['shard bytes', size(t.shard_bytes)]]);
   const sec = section('Tokenizer and fill', `sha256 ${tk.sha256 || '—'} · vocab ${fmt(tk.vocab_size)} · EOS ${fmt(tk.eos_id)} · BOS ${fmt(tk.bos_id)} · ${tk.path || ''} · BOS policy ${p.bos_policy || '—'}`);
   hbars(sec, 'fill', [{label: 'tokens', values: [p.fill || 0], tips: [`non-padding: ${fmt(p.tokens)}`]},

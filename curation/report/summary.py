@@ -29,6 +29,7 @@ Curated only
   inputs      {total, done, failed, records, failed_list: [{uri, error}]}
   funnel      [{name, in, out, added, dropped: {reason: n}, dropped_total,
                 share_of_in: {reason: share of this stage's in}, kept_of_read}]
+  skipped_stages  stage names the run skipped (`dsllm curate --skip`), from stats.json "skipped"
   languages   [{lang, documents, chars, share_documents, share_chars}] (most documents first)
   domains     [{domain, natural_documents, natural_chars, remixed_documents, remixed_chars,
                 natural_share, remixed_share, weight (remixed_share / natural_share)}]

@@ -73,7 +73,7 @@ def header(report: dict) -> Panel:
     else:
         p = report["packed"]
         line = (f"[bold]{num(t['sequences'])}[/] sequences × {num(p['seq_len'])} · {num(t['tokens'])} tokens · "
-                f"fill {pct(p['fill'])} · {num(t['documents'])} documents · "
+                f"fill {'—' if p['fill'] is None else format(100 * p['fill'], '.2f') + '%'} · {num(t['documents'])} documents · "
                 f"{size(t['shard_bytes'])} in {num(t['shards'])} shards")
     return Panel(line, title=f"{report['kind']} output · {report['path']}", title_align="left",
                  subtitle=f"created {report.get('manifest_created') or '—'}", subtitle_align="right")
@@ -83,6 +83,8 @@ def curated_parts(r: dict):
     yield header(r)
     yield inputs(r["inputs"])
     yield funnel(r["funnel"])
+    if r.get("skipped_stages"):
+        yield Text(f"stages skipped in this run: {', '.join(r['skipped_stages'])}", style="yellow")
     yield languages(r["languages"])
     yield domains(r["domains"])
     yield distribution("Quality score", r["quality_score"], "{:.3f}")
@@ -93,10 +95,10 @@ def curated_parts(r: dict):
 def packed_parts(r: dict):
     yield header(r)
     p, tok = r["packed"], r["packed"]["tokenizer"]
-    t = _table("Packing", "", ":r", show_header=False)
+    t = _table("Packing", "", "", show_header=False)
     for k, v in (("sequence length", num(p["seq_len"])), ("sequences", num(p["sequences"])),
                  ("tokens (non-padding)", num(p["tokens"])), ("padding tokens", num(p["pad_tokens"])),
-                 ("fill", pct(p["fill"])), ("documents", num(p["documents"])),
+                 ("fill", "—" if p["fill"] is None else f"{100 * p['fill']:.2f}%"), ("documents", num(p["documents"])),
                  ("documents per sequence", num(p["documents_per_sequence"], 2)),
                  ("BOS policy", p["bos_policy"] or "—"), ("source shards", num(p["source_shards"])),
                  ("tokenizer sha256", (tok["sha256"] or "—")[:16]), ("vocab size", num(tok["vocab_size"])),
