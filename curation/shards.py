@@ -116,7 +116,7 @@ def plan_shards(rows: list[int], target: int) -> list[list[int]]:
 
 def _filtered_batches(docs_uri: str, removed: list[str], batch_rows: int) -> Iterable[pa.RecordBatch]:
     drop = pa.array(removed, type=pa.string()) if removed else None
-    with storage.open_read(docs_uri) as f:
+    with storage.open_random(docs_uri) as f:  # Parquet needs seeks: ranged reads on S3
         for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows):
             if drop is not None:
                 batch = batch.filter(pc.invert(pc.is_in(batch.column("id"), value_set=drop)))

@@ -79,17 +79,16 @@ def _path_inputs(spec: str) -> list[InputSpec]:
 
 
 def resolve_inputs(specs: list[str], cc_base_url: str | None = None, limit: int | None = None) -> list[InputSpec]:
-    """Expand the command line's inputs into files, in order, without duplicates."""
+    """Expand the command line's inputs into files, in order, without duplicates; `limit` takes the
+    first N files of each crawl, directory, prefix or glob."""
     if not specs:
         raise UserError("no inputs given (files, directories, globs, s3://, https:// or cc:CRAWL)")
     out: list[InputSpec] = []
     seen: set[str] = set()
     for spec in specs:
-        found = _cc_inputs(spec, cc_base(cc_base_url), limit) if spec.startswith("cc:") else _path_inputs(spec)
+        found = _cc_inputs(spec, cc_base(cc_base_url), limit) if spec.startswith("cc:") else _path_inputs(spec)[:limit]
         for item in found:
             if item.uri not in seen:
                 seen.add(item.uri)
                 out.append(item)
-    if limit is not None:
-        out = out[:limit]
     return out
