@@ -23,6 +23,7 @@ loaded, and dropped on export.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -394,23 +395,38 @@ def _target(ckpt, targets, name, shape, new):
     return t.data
 
 
-def build_model(ckpt: LocalCheckpoint, dtype=None):
-    """A `Transformer` holding the checkpoint's weights, built on the meta device (one copy in memory).
-    `dtype` None keeps float32."""
+@contextlib.contextmanager
+def _skip_init(dtype=None):
+    """Build modules without random init (and in `dtype`): their `torch.empty` storage stays
+    untouched, so it costs no resident memory until the checkpoint's bytes are read into it."""
     import torch
+    from torch.nn import init
 
-    from trainer.model import RotaryEmbedding, Transformer
+    names = ("normal_", "uniform_", "kaiming_uniform_", "ones_", "zeros_", "trunc_normal_")
+    saved, old_dtype = {n: getattr(init, n) for n in names}, torch.get_default_dtype()
+    try:
+        for n in names:
+            setattr(init, n, lambda tensor, *a, **k: tensor)
+        if dtype is not None:
+            torch.set_default_dtype(dtype)
+        yield
+    finally:
+        torch.set_default_dtype(old_dtype)
+        for n, fn in saved.items():
+            setattr(init, n, fn)
 
-    with torch.device("meta"):
+
+def build_model(ckpt: LocalCheckpoint, dtype=None):
+    """A `Transformer` holding the checkpoint's weights, in `dtype` (None: float32).
+
+    Built without random init (a meta-device build would do, but RoPE's table on `meta` drags in
+    torch._dynamo for seconds); the untouched storage is filled in place, shard by shard, so peak
+    memory is one copy of the weights (bench/RESULTS-checkpoints.md)."""
+    from trainer.model import Transformer
+
+    with _skip_init(dtype):
         model = Transformer(ckpt.config)
-    if dtype is not None:
-        model = model.to(dtype)
     load_into(model, ckpt)
-    cfg = ckpt.config
-    model.model.rotary_emb = RotaryEmbedding(cfg.head_dim, cfg.rope_theta)  # non-persistent buffer
-    leftover = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
-    if leftover:
-        raise RuntimeError(f"tensors left on the meta device after loading: {leftover[:3]}")
     return model.eval()
 
 
