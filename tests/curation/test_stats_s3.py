@@ -36,7 +36,8 @@ def test_s3_curated_matches_local_with_ranged_reads(tmp_path, s3_bucket):
     _upload(str(tmp_path / "cur"), f"s3://{s3_bucket}/runs/cur")
     local = summarize(str(tmp_path / "cur"), sample=3, verify=True)
     gets: list = []
-    _record_gets(storage.s3_client(), gets)
+    for client in {id(c): c for c in (storage.s3_client(), storage.shared_s3_client())}.values():
+        _record_gets(client, gets)  # manifest/stats via this thread's client, shards via the shared one
     remote = summarize(f"s3://{s3_bucket}/runs/cur", threads=1)
     assert remote["path"] == f"s3://{s3_bucket}/runs/cur"
     # manifest.json + stats.json are whole reads; every shard read is ranged (footer + column chunks)
