@@ -1,0 +1,104 @@
+"""`dsllm train --workers N`: data-parallel training with Ray Train's TorchTrainer.
+
+Ray Train starts N workers and their torch.distributed process group (gloo on CPUs, NCCL on GPUs);
+each worker runs the same `trainer.train.train` loop, which asks `trainer.parallelize` for DDP (or
+FSDP2 with `--set strategy=fsdp`) and reads its own slice of every global batch, so N workers see
+the same global batches as one (the data order of trainer/data.py). Checkpoints are written by rank
+0 into RUN/checkpoints and reported to Ray Train as they are published; with `FailureConfig`, a
+worker failure restarts the group, which resumes from the latest checkpoint in RUN.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from dsllm.errors import UserError
+
+
+def _worker_loop(config: dict) -> None:
+    """Runs on every Ray Train worker."""
+    import ray.train
+    import torch
+
+    from trainer.config import ModelConfig
+    from trainer.train import train
+    from dsllm.config import from_dict
+    from trainer.train import TrainConfig
+
+    torch.set_num_threads(max(1, config["threads_per_worker"]))
+    model_cfg = ModelConfig.from_hf_dict(config["model"])
+    cfg = from_dict(TrainConfig, config["train"])
+    rank = ray.train.get_context().get_world_rank()
+
+    def on_checkpoint(step: int, path: str) -> None:
+        # Ray Train keeps track of the checkpoints rank 0 publishes (metrics attached)
+        ray.train.report({"step": step}, checkpoint=ray.train.Checkpoint.from_directory(path))
+
+    kwargs = {"on_checkpoint": on_checkpoint} if rank == 0 and _accepts_callback(train) else {}
+    summary = train(model_cfg, cfg, config["data"], config["run_dir"], config["resume_from"],
+                    quiet=config["quiet"] or rank != 0, **kwargs)
+    ray.train.report({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+
+
+def _accepts_callback(fn) -> bool:
+    import inspect
+
+    return "on_checkpoint" in inspect.signature(fn).parameters
+
+
+def train_with_ray(args, cfg, model_cfg) -> int:
+    """Launch `--workers N` training on the in-process Ray or the cluster at --ray-address."""
+    from dsllm import storage
+    from dsllm.config import config_to_dict
+    from jobs.runner import RayExecutor
+
+    address = getattr(args, "ray_address", None) or os.environ.get("DSLLM_RAY_ADDRESS")
+    RayExecutor.start(address, quiet=True)
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    if len(alive) > 1 and storage.local_dir(args.output) and not os.environ.get("DSLLM_SHARED_FS"):
+        raise UserError(f"--output {args.output}: a node-local path on a {len(alive)}-node cluster; use a shared "
+                        "filesystem path (and set DSLLM_SHARED_FS=1) so every worker sees the run")
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    use_gpu = bool(ray.cluster_resources().get("GPU", 0))
+    if not use_gpu and args.workers > cpus:
+        raise UserError(f"--workers {args.workers}: the Ray cluster has only {cpus} CPUs")
+    run_dir = Path(args.output).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "train_config.json").write_text(json.dumps(
+        {"model": model_cfg.to_hf_dict(), "train": config_to_dict(cfg), "data": args.data,
+         "resume_from": args.resume_from, "workers": args.workers}, indent=2) + "\n")
+    loop_config = {
+        "model": model_cfg.to_hf_dict(), "train": config_to_dict(cfg), "data": args.data,
+        "run_dir": str(run_dir), "resume_from": args.resume_from, "quiet": bool(args.quiet),
+        "threads_per_worker": max(1, cpus // args.workers) if not use_gpu else 4,
+    }
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config=loop_config,
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=args.workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": max(1, cpus // args.workers)} if not use_gpu else None),
+        run_config=RunConfig(name="ray-train", storage_path=str(run_dir / "ray"),
+                             failure_config=FailureConfig(max_failures=int(os.environ.get("DSLLM_MAX_FAILURES", "2")))),
+    )
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # noqa: BLE001 - surface the worker's own user error as one line
+        msg = str(exc)
+        for line in msg.splitlines()[::-1]:
+            if "UserError" in line:
+                raise UserError(line.split("UserError:", 1)[-1].strip()) from None
+        raise
+    if result.error is not None:
+        raise result.error
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").exists() else []
+    last = json.loads(lines[-1]) if lines else {}
+    print(f"trained to step {last.get('step')} ({int(last.get('tokens', 0)):,} tokens) with {args.workers} "
+          f"workers, loss {last.get('loss', float('nan')):.4f}; checkpoints in {run_dir / 'checkpoints'}")
+    return 0
