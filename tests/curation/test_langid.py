@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import subprocess
 import sys
 import types
-from pathlib import Path
 
 import pytest
 
@@ -23,8 +22,14 @@ def test_installed_fasttext_trains_and_predicts_lid176(tmp_path):
     train = tmp_path / "train.txt"
     train.write_text("".join(f"__label__a apples pears fruit {i} grow on trees\n"
                              f"__label__b engines wheels cars {i} drive on roads\n" for i in range(100)))
-    model = fasttext_compat.train_supervised(input=str(train), epoch=10, lr=0.2, wordNgrams=2, bucket=10_000, dim=32,
-                                             minCount=1, thread=2, seed=0, verbose=0)
+    # trained in a fresh process, as `dsllm quality train` does (fastText 0.9.2 can report NaN when
+    # trained inside a process that already did other work; see curation.quality._train_isolated)
+    code = ("import sys; from dsllm import fasttext_compat as f; "
+            "f.train_supervised(input=sys.argv[1], epoch=10, lr=0.2, wordNgrams=2, bucket=10_000, dim=32, "
+            "minCount=1, thread=2, seed=0, verbose=0).save_model(sys.argv[2])")
+    proc = subprocess.run([sys.executable, "-c", code, str(train), str(tmp_path / "m.bin")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    model = fasttext_compat.load_model(str(tmp_path / "m.bin"))
     assert model.predict("apples and pears")[0][0] == "__label__a"
     assert model.predict("wheels and engines")[0][0] == "__label__b"
     lid = fasttext_compat.load_model(fasttext_compat.lid176_path())
