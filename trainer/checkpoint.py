@@ -151,10 +151,13 @@ class Checkpointer:
             if final.exists():  # a rerun reaching the same step: replace the older copy
                 shutil.rmtree(final)
             os.replace(tmp, final)
-        except OSError as exc:
+        except Exception as exc:  # OSError, or safetensors' own error wrapping one
             shutil.rmtree(tmp, ignore_errors=True)
+            full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc)
+            if not full and not isinstance(exc, OSError):
+                raise
             last = f"; last good checkpoint: {self.last_good}" if self.last_good else "; no earlier checkpoint"
-            reason = "no space left on device" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror or str(exc)
+            reason = "no space left on device" if full else (exc.strerror or str(exc))
             raise UserError(f"checkpoint {final}: {reason}{last}") from None
         self.last_good = final
         self._prune()

@@ -23,7 +23,7 @@ GQA_NATIVE = False
 
 
 class RMSNorm(nn.Module):
-    """x / rms(x) · weight, computed in fp32 and cast back (as LlamaRMSNorm)."""
+    """x / rms(x) · weight (LlamaRMSNorm; torch's fused kernel, which accumulates in fp32)."""
 
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -31,10 +31,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x = x.float()
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x.to(dtype)
+        return F.rms_norm(x, (x.shape[-1],), self.weight.to(x.dtype), self.eps)
 
 
 class RotaryEmbedding(nn.Module):
@@ -54,13 +51,14 @@ class RotaryEmbedding(nn.Module):
         return emb.cos().to(dtype)[:, None], emb.sin().to(dtype)[:, None]
 
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    return x * cos + rotate_half(x) * sin
+    """x·cos + rotate_half(x)·sin, rotate_half(x) = [-x2, x1] (HF layout), written as two in-place
+    half-width multiply-adds instead of materialising rotate_half (fewer passes over memory)."""
+    h = x.shape[-1] // 2
+    y = x * cos
+    y[..., :h].addcmul_(x[..., h:], sin[..., :h], value=-1.0)
+    y[..., h:].addcmul_(x[..., :h], sin[..., h:])
+    return y
 
 
 class Attention(nn.Module):
@@ -78,9 +76,14 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 mask: torch.Tensor | None) -> torch.Tensor:
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
-        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
+        # one matmul for q, k and v (the weights stay three HF-named parameters)
+        w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
+        qkv = F.linear(x, w)  # (B, T, (nh + 2·nkv)·hd)
+        q, k, v = qkv.split((self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim,
+                             self.n_kv_heads * self.head_dim), dim=-1)
+        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
+        v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         groups = self.n_heads // self.n_kv_heads
         if groups > 1 and not GQA_NATIVE:
@@ -105,7 +108,9 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        # gate and up in one matmul (two HF-named parameters, concatenated on the fly)
+        gate, up = F.linear(x, torch.cat((self.gate_proj.weight, self.up_proj.weight))).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class DecoderLayer(nn.Module):
@@ -194,8 +199,10 @@ class Transformer(nn.Module):
         logits = self.lm_head(self.model.norm(x))  # (B, T, V)
         if labels is None:
             return logits
-        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
-                               ignore_index=-100)
+        # next-token targets: labels shifted left, the last position ignored (no slice of the
+        # (B, T, V) logits, whose backward would materialise a second full-size gradient)
+        targets = F.pad(labels[:, 1:], (0, 1), value=-100)  # (B, T)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
         return logits, loss
 
     def num_parameters(self) -> int:

@@ -247,8 +247,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
             if not (math.isfinite(float(loss)) and math.isfinite(grad_norm)):
                 checkpointer.wait()
                 last = checkpointer.last_good
-                raise UserError(f"loss is {float(loss)} (grad norm {grad_norm}) at step {progress.step + 1}; "
-                                f"stopped. Last good checkpoint: {last or 'none'}")
+                raise UserError(f"non-finite loss or gradient at step {progress.step + 1} (loss {float(loss)}, "
+                                f"grad norm {grad_norm}); stopped before the update. "
+                                f"Last good checkpoint: {last or 'none'}")
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             master.publish()
