@@ -25,6 +25,48 @@ from dsllm import storage
 from dsllm.config import config_to_dict
 
 
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to the Ray cluster at `address` ('auto', HOST:PORT; default $DSLLM_RAY_ADDRESS, which a
+    submitted job sets), or start an in-process Ray on this machine's cores, bound to loopback."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    address = address or os.environ.get("DSLLM_RAY_ADDRESS") or None
+    if not address:
+        # without this Ray resolves 127.0.0.1 to the host's interface address and listens there
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        try:
+            ray.init(address=address, log_to_driver=False, ignore_reinit_error=True)
+        except ConnectionError as exc:
+            from dsllm.errors import UserError
+
+            raise UserError(f"--ray-address {address}: cannot connect to a Ray cluster ({exc})") from None
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
+                 ignore_reinit_error=True)
+
+
+def require_shared_path(uri: str, flag: str) -> None:
+    """On a multi-node cluster, refuse a node-local path: other nodes could not see it.
+
+    Set DSLLM_SHARED_FS=1 when the local path is on a filesystem every node mounts."""
+    import ray
+
+    from dsllm import storage
+    from dsllm.errors import UserError
+
+    if storage.is_remote(uri) or os.environ.get("DSLLM_SHARED_FS"):
+        return
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) > 1:
+        raise UserError(f"{flag} {uri}: a node-local path on a {len(nodes)}-node Ray cluster; use s3:// "
+                        "(or a shared filesystem and DSLLM_SHARED_FS=1)")
+
+
 class RayExecutor:
     """`map(fn, items)` as one Ray task per item (results in item order), progress on stderr."""
 
@@ -39,16 +81,7 @@ class RayExecutor:
     @classmethod
     def start(cls, address: str | None = None, quiet: bool = False) -> "RayExecutor":
         """Join `address` (or 'auto'), or start an in-process Ray with every core of this machine."""
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        import ray
-
-        if not ray.is_initialized():
-            if address:
-                ray.init(address=address, log_to_driver=False, ignore_reinit_error=True)
-            else:
-                ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                         ignore_reinit_error=True)
+        init_ray(address)
         return cls(quiet=quiet)
 
     def map(self, fn, items, label: str = "tasks"):

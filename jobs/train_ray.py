@@ -50,9 +50,8 @@ def _accepts_callback(fn) -> bool:
 
 def train_with_ray(args, cfg, model_cfg) -> int:
     """Launch `--workers N` training on the in-process Ray or the cluster at --ray-address."""
-    from dsllm import storage
     from dsllm.config import config_to_dict
-    from jobs.runner import RayExecutor
+    from jobs.runner import RayExecutor, require_shared_path
 
     address = getattr(args, "ray_address", None) or os.environ.get("DSLLM_RAY_ADDRESS")
     RayExecutor.start(address, quiet=True)
@@ -60,10 +59,8 @@ def train_with_ray(args, cfg, model_cfg) -> int:
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    alive = [n for n in ray.nodes() if n.get("Alive")]
-    if len(alive) > 1 and storage.local_dir(args.output) and not os.environ.get("DSLLM_SHARED_FS"):
-        raise UserError(f"--output {args.output}: a node-local path on a {len(alive)}-node cluster; use a shared "
-                        "filesystem path (and set DSLLM_SHARED_FS=1) so every worker sees the run")
+    require_shared_path(args.output, "--output")
+    require_shared_path(args.data, "--data")
     cpus = int(ray.cluster_resources().get("CPU", 1))
     use_gpu = bool(ray.cluster_resources().get("GPU", 0))
     if not use_gpu and args.workers > cpus:

@@ -34,7 +34,7 @@ def run(args) -> int:
     from dsllm import storage
     from dsllm.config import load_config
     from dsllm.errors import UserError
-    from jobs.runner import RayExecutor, run_curate
+    from jobs.runner import RayExecutor, require_shared_path, run_curate
 
     storage.set_requester_pays(args.requester_pays)
     if args.limit is not None and args.limit < 1:
@@ -46,6 +46,8 @@ def run(args) -> int:
     specs = resolve_inputs(args.inputs, args.cc_base, args.limit)
     print(f"curate: {len(specs)} input file(s) → {args.output}; stages: {', '.join(cfg.stages)}", file=sys.stderr)
     executor = RayExecutor.start(args.ray_address)
+    for uri in [args.output] + ([args.dedup_index] if args.dedup_index else []) + [spec.uri for spec in specs]:
+        require_shared_path(uri, "--output" if uri == args.output else "input")
     result = run_curate(specs, args.output, cfg, executor, args.dedup_index,
                         log=lambda m: print(m, file=sys.stderr))
     totals = result.stats["totals"]
