@@ -10,6 +10,7 @@ manifest + stats.json, every footer, the two columns, the terminal rendering or 
 
     /work/venv/bin/python bench/bench_stats.py                    # 100 / 300 / 1000 shards
     /work/venv/bin/python bench/bench_stats.py --shards 1000 --runs 5
+    /work/venv/bin/python bench/bench_stats.py --s3 100          # the same on a local moto S3 server
 
 Data is generated once under --workdir (default /tmp/dsllm-bench-stats) and reused.
 """
@@ -128,13 +129,56 @@ def bench(out: str, runs: int) -> dict:
             "docs": report["totals"]["documents"], "bytes": report["totals"]["shard_bytes"]}
 
 
+def bench_s3(out: str, runs: int) -> tuple[float, float]:
+    """The same output uploaded to moto's S3 server on 127.0.0.1 (a single-process Python server:
+    it, not the client, is the bottleneck); returns (median seconds of `dsllm stats --json`, upload s)."""
+    import logging
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = dict(os.environ, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="bench",
+               AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+    os.environ.update(env)
+    try:
+        from dsllm import storage
+
+        storage.s3_client().create_bucket(Bucket="bench")
+        t = time.perf_counter()
+        for f in storage.list_files(out):
+            storage.upload_file(os.path.realpath(f.uri), "s3://bench/out/" + os.path.relpath(f.uri, out))
+        upload = time.perf_counter() - t
+
+        def cli():
+            proc = subprocess.run([sys.executable, "-m", "jobs.cli", "stats", "s3://bench/out", "--json"],
+                                  capture_output=True, text=True, cwd=ROOT, env=env)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+        return timed(cli, runs), upload
+    finally:
+        server.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shards", type=int, nargs="+", default=[100, 300, 1000])
     ap.add_argument("--rows", type=int, default=10_000, help="documents per shard")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--workdir", default="/tmp/dsllm-bench-stats")
+    ap.add_argument("--s3", type=int, metavar="SHARDS", help="instead: time SHARDS shards on a local moto S3 server")
     args = ap.parse_args()
+    if args.s3:
+        out = generate(args.workdir, args.s3, args.rows)
+        seconds, upload = bench_s3(out, args.runs)
+        print(f"| {args.s3:,} shards on moto S3 (127.0.0.1) | {args.s3 * args.rows:,} documents | "
+              f"`dsllm stats --json` {seconds:.2f} s | (upload {upload:.1f} s) |")
+        return
     print(f"| shards | documents | shard bytes | `dsllm stats` (tables) | `dsllm stats --json` | "
           f"anchor: pyarrow.dataset 2 columns | anchor: pyarrow.dataset all columns |")
     print("|---:|---:|---:|---:|---:|---:|---:|")

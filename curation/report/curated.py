@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from curation.report import scan
-from dsllm import storage
 
 
 def distributions(footers: list[scan.ShardFooter], threads: int, tick):

@@ -51,7 +51,6 @@ last shard), huge (> 4x the median rows or bytes).
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 from typing import Callable
 
@@ -234,7 +233,3 @@ def _curated(root, manifest, sample, verify, seed, threads, tick) -> dict:
 
 def _num(x):
     return None if x is None else (round(float(x), 6) if isinstance(x, float) else x)
-
-
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
