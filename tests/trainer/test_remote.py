@@ -166,3 +166,16 @@ def test_missing_shard_on_s3(tiny_llama, s3_bucket, s3_proxy, tmp_path):
     with pytest.raises(UserError, match="shard pytorch_model-00002-of-00002.bin listed in "
                                         "pytorch_model.bin.index.json is missing"):
         hf.resolve_checkpoint(f"s3://{s3_bucket}/run", cache=tmp_path)
+
+
+def test_export_to_s3_and_import_back(tiny_llama, s3_bucket, s3_proxy, tmp_path):
+    folder, ref = tiny_llama(fmt="bin", shards=2)
+    s3_proxy.require_payer = False  # the output bucket is the user's own
+    hf.export_hf(hf.resolve_checkpoint(str(folder)), f"s3://{s3_bucket}/exported", max_shard_bytes=40_000)
+    s3_proxy.require_payer = True
+    names = {f.uri.rsplit("/", 1)[1] for f in storage.list_files(f"s3://{s3_bucket}/exported", requester_pays=True)}
+    assert {"config.json", "generation_config.json", "model.safetensors.index.json"} <= names
+    back = hf.resolve_checkpoint(f"s3://{s3_bucket}/exported", cache=tmp_path)
+    for name, t in hf.build_model(back).state_dict().items():
+        if name in ref.state_dict():
+            assert torch.equal(t, ref.state_dict()[name]), name
