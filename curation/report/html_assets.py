@@ -17,7 +17,7 @@ h1 .kind { font-size:13px; font-weight:600; color:#fff; background:var(--blue); 
 main { max-width:1100px; margin:0 auto; padding:18px 24px 48px; }
 .cards { display:grid; grid-template-columns:repeat(auto-fit,minmax(128px,1fr)); gap:12px; margin:8px 0 18px; }
 .card { background:var(--card); border:1px solid var(--line); border-radius:10px; padding:12px 14px; }
-.card .v { font-size:21px; font-weight:650; } .card .k { color:var(--muted); font-size:12px; }
+.card .v { font-size:19px; font-weight:650; white-space:nowrap; } .card .k { color:var(--muted); font-size:12px; }
 section { background:var(--card); border:1px solid var(--line); border-radius:10px; padding:16px 20px; margin:16px 0; }
 section h2 { margin:0 0 4px; font-size:16px; } section .sub { color:var(--muted); font-size:12px; margin-bottom:8px; }
 .grid2 { display:grid; grid-template-columns:1fr 1fr; gap:16px; margin:16px 0; }
@@ -127,7 +127,7 @@ function funnel(parent, stages) {
     tip(s('rect', {class: 'in', x: cx - wi / 2, y: y, width: wi, height: rowH - 6, rx: 3, fill: C.grey, opacity: .55}, svg), t);
     tip(s('rect', {class: 'bar', x: cx - wo / 2, y: y, width: Math.max(1.5, wo), height: rowH - 6, rx: 3, fill: C.blue}, svg), t);
     let top = Object.entries(st.dropped).slice(0, 2).map(([k, v]) => `${k} ${pct(st.share_of_in[k])}`).join(', ');
-    if (top.length > 44) top = top.slice(0, 43) + '…';
+    if (top.length > 40) top = top.slice(0, 39) + '…';
     s('text', {x: L + plotW + 10, y: y + rowH / 2 - 1, 'dominant-baseline': 'middle'}, svg,
       `${fmt(st.out)} · ${pct(st.kept_of_read)} of read`);
     if (top) s('text', {x: L + plotW + 10, y: y + rowH / 2 + 10, 'dominant-baseline': 'middle', class: 'axis'}, svg, '− ' + top);
