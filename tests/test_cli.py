@@ -23,6 +23,7 @@ SPEC_FLAGS = [
     (["tokenizer", "from-gguf"], ["--output"]),
     (["tokenizer", "eval"], ["--data"]),
     (["pack"], ["--tokenizer", "--output", "--seq-len"]),
+    (["train"], ["--model", "--data", "--output", "--resume-from", "--max-steps", "--batch-size", "--workers"]),
     (["checkpoint", "list"], ["SRC"]),
     (["checkpoint", "export"], ["--output"]),
     (["eval"], ["--model", "--data", "--max-rows", "--json"]),
@@ -64,6 +65,9 @@ def test_no_command_prints_help_and_exits_2():
      "/nonexistent.toml"),
     (["pack", "/nonexistent/shards", "--tokenizer", "/nonexistent/tok", "--output", "/tmp/dsllm-cli-p"], "/nonexistent"),
     (["sample-crawl", "/tmp/dsllm-cli-sc", "--crawl", "CC-MAIN-24-10"], "CC-MAIN-24-10"),
+    (["train", "--model", "tiny", "--data", "/nonexistent/packed", "--output", "/tmp/dsllm-cli-run"],
+     "/nonexistent/packed"),
+    (["demo", "--workdir", "/tmp/dsllm-cli-demo", "--set", "no_such_knob=1"], "no_such_knob"),
 ])
 def test_user_errors_are_one_line_exit_2_no_traceback(argv, needle):
     out = run_cli(*argv, timeout=300)
