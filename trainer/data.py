@@ -223,41 +223,67 @@ class PackedDataset:
         """Row offsets of the row groups of one shard, plus its end (from the Parquet footer)."""
         return self._open(shard)[2]
 
-    def _read_groups(self, shard: int, groups: list[int]) -> np.ndarray:
-        """The `input_ids` of some row groups of one shard, as (rows, seq_len) int32."""
+    def _read_groups(self, shard: int, groups: list[int], segments: bool):
+        """Some row groups of one shard → (input_ids (rows, seq_len) int32, doc_offsets, n_tokens)."""
         lock, pf, _, _ = self._open(shard)
+        names = pf.schema_arrow.names
+        columns = ["input_ids"] + ([c for c in ("doc_offsets", "n_tokens") if c in names] if segments else [])
         with lock:
-            table = pf.read_row_groups(groups, columns=["input_ids"], use_threads=False)
+            table = pf.read_row_groups(groups, columns=columns, use_threads=False)
         col = table.column("input_ids").combine_chunks()
-        values = col.values.to_numpy(zero_copy_only=False)  # flat (rows * seq_len,)
-        return values.reshape(-1, self.seq_len)
+        ids = col.values.to_numpy(zero_copy_only=False).reshape(-1, self.seq_len)
+        if not segments:
+            return ids, None, None
+        n = len(ids)
+        offsets = table.column("doc_offsets").to_pylist() if "doc_offsets" in columns else [[0]] * n
+        n_tokens = (table.column("n_tokens").to_numpy() if "n_tokens" in columns
+                    else np.full(n, self.seq_len, dtype=np.int32))
+        return ids, offsets, n_tokens
 
     def read_rows(self, indices: np.ndarray) -> np.ndarray:
         """Rows at global indices (any order, repeats allowed) → int32 array (n, seq_len)."""
+        return self.read(indices).input_ids
+
+    def read(self, indices: np.ndarray, segments: bool = False) -> "Rows":
+        """Rows at global indices; with `segments`, also their doc_offsets and n_tokens."""
         idx = np.asarray(indices, dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self.rows):
             raise IndexError(f"row index out of range [0, {self.rows})")
-        out = np.empty((len(idx), self.seq_len), dtype=np.int32)
+        rows = Rows(np.empty((len(idx), self.seq_len), dtype=np.int32),
+                    [None] * len(idx) if segments else None,
+                    np.empty(len(idx), dtype=np.int32) if segments else None)
         shard_of = np.searchsorted(self.starts, idx, side="right") - 1
-        jobs = []
+        futures = []
         for shard in np.unique(shard_of):
             sel = np.nonzero(shard_of == shard)[0]
-            local = idx[sel] - self.starts[shard]
-            jobs.append((int(shard), sel, local))
-        futures = [self._pool.submit(self._read_into, out, *job) for job in jobs]
+            futures.append(self._pool.submit(self._read_into, rows, int(shard), sel, idx[sel] - self.starts[shard]))
         for fut in futures:
             fut.result()
-        return out
+        return rows
 
-    def _read_into(self, out: np.ndarray, shard: int, sel: np.ndarray, local: np.ndarray) -> None:
+    def _read_into(self, rows: "Rows", shard: int, sel: np.ndarray, local: np.ndarray) -> None:
         starts = self.row_group_starts(shard)
         group_of = np.searchsorted(starts, local, side="right") - 1
         groups = np.unique(group_of)
-        data = self._read_groups(shard, groups.tolist())
+        ids, offsets, n_tokens = self._read_groups(shard, groups.tolist(), rows.doc_offsets is not None)
         # position of each needed row inside the concatenation of the groups read
         base = np.cumsum([0] + [int(starts[g + 1] - starts[g]) for g in groups])[:-1]
         where = base[np.searchsorted(groups, group_of)] + (local - starts[group_of])
-        out[sel] = data[where]
+        rows.input_ids[sel] = ids[where]
+        if offsets is not None:
+            rows.n_tokens[sel] = n_tokens[where]
+            for i, w in zip(sel.tolist(), where.tolist()):  # one entry per row
+                rows.doc_offsets[i] = offsets[w]
+
+
+@dataclasses.dataclass
+class Rows:
+    """Rows read from PACKED: input_ids (n, seq_len) int32; doc_offsets (per row, start of every
+    document segment, first 0) and n_tokens (non-padding tokens) when asked for."""
+
+    input_ids: np.ndarray
+    doc_offsets: list | None = None
+    n_tokens: np.ndarray | None = None
 
 
 @dataclasses.dataclass
@@ -266,12 +292,17 @@ class Batch:
 
     step_sequences_after: global sequences consumed once the global batch this micro-batch
     belongs to is done (what to save as the data position after that optimizer step).
+    doc_offsets (list per row of document-segment starts, first 0; for trainer.model's
+    segments_from_offsets) and n_tokens (torch.IntTensor (micro,), non-padding tokens: positions
+    >= n_tokens are padding) are set when the loader was built with `segments=True`.
     """
 
     input_ids: "object"  # torch.LongTensor (micro, seq_len)
     step_sequences_after: int
     is_last_micro: bool
     epoch: int = 0
+    doc_offsets: list | None = None
+    n_tokens: "object" = None
 
 
 _DONE = object()
@@ -287,7 +318,7 @@ class DataLoader:
 
     def __init__(self, dataset: PackedDataset, global_batch_size: int, micro_batch_size: int, seed: int,
                  rank: int = 0, world_size: int = 1, start_sequences: int = 0, prefetch: int = 2,
-                 chunk_rows: int | None = None):
+                 chunk_rows: int | None = None, segments: bool = False):
         if world_size < 1 or not 0 <= rank < world_size:
             raise UserError(f"rank {rank} is not in a world of {world_size}")
         if global_batch_size % world_size:
@@ -300,7 +331,7 @@ class DataLoader:
         self.dataset = dataset
         self.global_batch_size, self.micro_batch_size = global_batch_size, micro_batch_size
         self.rank, self.world_size, self.local_batch = rank, world_size, local
-        self.seed, self.prefetch = int(seed), max(1, prefetch)
+        self.seed, self.prefetch, self.segments = int(seed), max(1, prefetch), segments
         self.order = GlobalBatchOrder(dataset.rows, seed, chunk_rows or dataset.chunk_rows)
         self.start_sequences = self.sequences_consumed = int(start_sequences)
         self._thread: threading.Thread | None = None
@@ -320,12 +351,16 @@ class DataLoader:
 
         try:
             while not self._stop.is_set():
-                data = self.dataset.read_rows(self.local_rows(position))
+                rows = self.dataset.read(self.local_rows(position), segments=self.segments)
                 after, epoch = position + self.global_batch_size, self.order.epoch_of(position)
                 n_micro = self.local_batch // self.micro_batch_size
                 for m in range(n_micro):
-                    part = data[m * self.micro_batch_size:(m + 1) * self.micro_batch_size]
-                    item = Batch(torch.from_numpy(part.astype(np.int64)), after, m == n_micro - 1, epoch)
+                    part = slice(m * self.micro_batch_size, (m + 1) * self.micro_batch_size)
+                    item = Batch(torch.from_numpy(rows.input_ids[part].astype(np.int64)), after,
+                                 m == n_micro - 1, epoch)
+                    if self.segments:
+                        item.doc_offsets = rows.doc_offsets[part]
+                        item.n_tokens = torch.from_numpy(rows.n_tokens[part].copy())
                     if not self._put(q, item):
                         return
                 position = after

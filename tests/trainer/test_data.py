@@ -30,8 +30,9 @@ def write_packed(root: str, shard_rows: list[int], seq_len: int = 8, row_group_r
             ids = ids.reshape(-1)
         col = pa.FixedSizeListArray.from_arrays(pa.array(ids, pa.int32()), seq_len)
         table = pa.table({"input_ids": col,
-                          "doc_offsets": pa.array([[0]] * n, pa.list_(pa.int32())),
-                          "n_tokens": pa.array([seq_len] * n, pa.int32())})
+                          "doc_offsets": pa.array([[0, 1 + r % 5] for r in range(start, start + n)],
+                                                  pa.list_(pa.int32())),
+                          "n_tokens": pa.array([seq_len - r % 3 for r in range(start, start + n)], pa.int32())})
         buf = io.BytesIO()
         pq.write_table(table, buf, row_group_size=row_group_rows, compression="zstd")
         path = f"part-{i:05d}.parquet"
@@ -132,6 +133,19 @@ def test_resume_mid_epoch_at_a_different_world_size(tmp_path):
     assert state == {"seed": 7, "sequences_consumed": 24}
     resumed = global_batches(ds, gbs=6, micro=3, world=2, steps=6, start=state["sequences_consumed"])
     assert resumed == straight[4:]
+
+
+def test_segments_come_with_their_rows(tmp_path):
+    ds = PackedDataset(write_packed(str(tmp_path), [12, 9], row_group_rows=4))
+    rows = ds.read(np.array([20, 3, 11, 12]), segments=True)
+    assert rows.doc_offsets == [[0, 1 + r % 5] for r in (20, 3, 11, 12)]
+    assert rows.n_tokens.tolist() == [8 - r % 3 for r in (20, 3, 11, 12)]
+    loader = DataLoader(ds, 6, 3, seed=5, world_size=2, rank=1, segments=True)
+    for _, b in zip(range(6), loader):
+        ids = row_ids(b.input_ids)
+        assert b.doc_offsets == [[0, 1 + r % 5] for r in ids]
+        assert b.n_tokens.tolist() == [8 - r % 3 for r in ids]
+    loader.close()
 
 
 def test_state_counts_only_full_global_batches(tmp_path):
