@@ -50,6 +50,22 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
                  ignore_reinit_error=True)
 
 
+def task_env() -> dict[str, str]:
+    """The environment every task needs (S3 endpoint and credentials, dsllm settings).
+
+    Workers of an existing cluster do not inherit the driver's environment; these values travel
+    through the object store (not `runtime_env`, which the dashboard displays)."""
+    from jobs.submit import forwarded_env
+
+    return forwarded_env()
+
+
+def call_with_env(env: dict[str, str], fn, item):
+    """Run `fn(item)` in a Ray worker after applying the driver's environment."""
+    os.environ.update(env)
+    return fn(item)
+
+
 def require_shared_path(uri: str, flag: str) -> None:
     """On a multi-node cluster, refuse a node-local path: other nodes could not see it.
 
@@ -88,8 +104,9 @@ class RayExecutor:
         items = list(items)
         if not items:
             return []
-        remote = self.ray.remote(num_cpus=self.num_cpus, max_retries=3)(fn)
-        refs = [remote.remote(item) for item in items]
+        remote = self.ray.remote(num_cpus=self.num_cpus, max_retries=3)(call_with_env)
+        env = self.ray.put(task_env())
+        refs = [remote.remote(env, fn, item) for item in items]
         index = {ref: i for i, ref in enumerate(refs)}
         results: list = [None] * len(refs)
         pending, start = list(refs), time.time()

@@ -27,6 +27,7 @@ def _worker_loop(config: dict) -> None:
     from dsllm.config import from_dict
     from trainer.train import TrainConfig
 
+    os.environ.update(config["env"])
     torch.set_num_threads(max(1, config["threads_per_worker"]))
     model_cfg = ModelConfig.from_hf_dict(config["model"])
     cfg = from_dict(TrainConfig, config["train"])
@@ -51,7 +52,7 @@ def _accepts_callback(fn) -> bool:
 def train_with_ray(args, cfg, model_cfg) -> int:
     """Launch `--workers N` training on the in-process Ray or the cluster at --ray-address."""
     from dsllm.config import config_to_dict
-    from jobs.runner import RayExecutor, require_shared_path
+    from jobs.runner import RayExecutor, require_shared_path, task_env
 
     address = getattr(args, "ray_address", None) or os.environ.get("DSLLM_RAY_ADDRESS")
     RayExecutor.start(address, quiet=True)
@@ -73,6 +74,7 @@ def train_with_ray(args, cfg, model_cfg) -> int:
     loop_config = {
         "model": model_cfg.to_hf_dict(), "train": config_to_dict(cfg), "data": args.data,
         "run_dir": str(run_dir), "resume_from": args.resume_from, "quiet": bool(args.quiet),
+        "env": task_env(),
         "threads_per_worker": max(1, cpus // args.workers) if not use_gpu else 4,
     }
     trainer = TorchTrainer(

@@ -138,8 +138,10 @@ def ray_head():
     """
     temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")
     gcs_port, dash_port = free_port(), free_port()
+    # as a user does from an activated virtualenv: the job's `python` is this interpreter
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
-               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     cmd = [_ray_bin(), "start", "--head", f"--port={gcs_port}", "--node-ip-address=127.0.0.1",
            "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}", f"--temp-dir={temp_dir}",
            "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats",

@@ -41,3 +41,59 @@ def test_jobs_errors_are_one_line(ray_head):
     assert res.stderr.count("\n") == 1 and "no-such-job" in res.stderr
     res = run_cli("jobs", "list", "--address", "127.0.0.1:1")
     assert res.returncode == 2 and "dashboard URL" in res.stderr
+
+
+def test_submit_curate_from_http_crawl_to_s3_then_stop_a_running_job(ray_head, http_server, s3_bucket, tmp_path):
+    """The issue's scenario: a sample crawl served over HTTP, curated by a Ray job into the S3 server."""
+    from dsllm import storage
+
+    crawl = tmp_path / "crawl"
+    res = run_cli("sample-crawl", str(crawl), "--warcs", "2", "--records", "40", "--seed", "3")
+    assert res.returncode == 0, res.stderr
+    base = http_server(crawl)
+    out = f"s3://{s3_bucket}/runs/job1"
+    res = run_cli("submit", "curate", "--address", ray_head["dashboard"], "--wait", "--timeout", "600", "--",
+                  "cc:CC-MAIN-2024-10", "--cc-base", base, "--output", out, timeout=700)
+    job_id = res.stdout.strip().splitlines()[0]
+    logs = run_cli("jobs", "logs", job_id, "--address", ray_head["dashboard"]).stdout
+    assert res.returncode == 0, logs[-3000:]
+    stats = storage.read_json(f"{out}/stats.json")
+    manifest = storage.read_json(f"{out}/manifest.json")
+    assert [i["status"] for i in manifest["inputs"]] == ["done", "done"]
+    assert stats["stages"][0]["name"] == "read" and stats["stages"][0]["in"] > 0
+    rows = sum(s["rows"] for s in manifest["shards"])
+    assert rows == stats["stages"][-1]["out"] > 0
+    assert "curate:" in logs and "documents" in logs
+    assert "testing" not in json.dumps(run_cli("jobs", "list", "--address", ray_head["dashboard"], "--json").stdout)
+
+
+
+def test_stop_a_running_job(ray_head, tmp_path):
+    import sys
+    import time
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "trainer"))
+    from test_train_loop import write_packed
+
+    data = write_packed(tmp_path / "packed", rows=64, seq_len=32)
+    res = run_cli("submit", "train", "--address", ray_head["dashboard"], "--", "--model", "tiny", "--data", data,
+                  "--output", str(tmp_path / "run"), "--max-steps", "100000", "--batch-size", "8",
+                  "--set", "precision=fp32", "--set", "eval_every=0")
+    assert res.returncode == 0, res.stderr
+    job_id = res.stdout.strip()
+
+    def status() -> str:
+        return json.loads(run_cli("jobs", "status", job_id, "--address", ray_head["dashboard"], "--json").stdout)["status"]
+
+    deadline = time.time() + 300
+    while time.time() < deadline and not (tmp_path / "run" / "metrics.jsonl").exists():
+        assert status() in ("PENDING", "RUNNING")
+        time.sleep(1)
+    assert status() == "RUNNING"  # it is training
+    stopped = run_cli("jobs", "stop", job_id, "--address", ray_head["dashboard"])
+    assert stopped.returncode == 0 and "stop requested" in stopped.stdout
+    deadline = time.time() + 120
+    while time.time() < deadline and status() == "RUNNING":
+        time.sleep(1)
+    assert status() == "STOPPED"
