@@ -13,6 +13,8 @@ weighting false negatives 0.8 (recall first; candidates are then verified on the
 their true Jaccard, so false positives cost time, not documents). For threshold 0.7 and 128
 permutations this gives 18 bands x 7 rows: a pair with Jaccard 0.8 becomes a candidate with
 probability 0.986, one with Jaccard 0.5 with probability 0.13 (and is then rejected by verification).
+Verification applies within a dump, against earlier dumps of the run and against the index, whose
+batches keep the signatures of their documents (`verify = "none"` removes on any shared band key).
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
-"""Pass 2, one task per key partition (and pass 3, the verification join), for one dump.
+"""Pass 2, one task per key partition, for one dump (pass 3, the verification join: verify.py).
 
 Every document's keys were split by `key % partitions` in pass 1, so equal keys meet in one
 partition task, which holds only its slice of the keys:
   exact:  a key already seen (index or earlier dump) → removed against the index; otherwise the
           best of each key group survives (highest quality, then smallest id);
-  bands:  a key already seen → the document is a near duplicate of the index; documents sharing
-          a key become candidate edges (a star per group).
-Verification is a join done in two shuffles so that no task loads more than one file's
-signatures: edges grouped by the file of b pick up b's signature, regrouped by the file of a
-they meet a's and are kept if their (estimated or true) Jaccard reaches the threshold.
+  bands:  documents of the dump sharing a key become candidate edges (a star per group); a key
+          also held by kept documents of earlier dumps of the run or of the index makes candidate
+          edges to (at most MAX_EXTERNAL_PER_KEY of) them, which verification turns into edges to
+          INDEX_NODE. Without verification, or against a version-1 index without signatures, a
+          key already seen is enough: the document is a near duplicate of something kept.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.dedup.components import gid_file, gid_row, group_edges, spanning_forest
+from curation.dedup.components import gid_file, group_edges, spanning_forest
 from curation.dedup.config import DedupConfig
-from curation.dedup.index import read_index_keys
-from curation.dedup.signatures import BAND, EXACT, docs_path, keys_path, read_parquet, write_parquet
+from curation.dedup.index import read_index_bands, read_index_keys
+from curation.dedup.signatures import BAND, EXACT, keys_path, read_parquet, write_parquet
 from dsllm import storage
+
+MAX_EXTERNAL_PER_KEY = 64      # earlier kept documents checked per shared band key (smallest first)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,8 +39,10 @@ class PartitionTask:
     earlier_removed: tuple       # uris of their removed-gid tables
     exact_removed: str | None    # uri of this dump's exact removals (band pass)
     index: str | None
-    index_batches: tuple         # the index snapshot this run deduplicates against
+    index_batches: tuple         # the index snapshot this run deduplicates against (all batches)
     cfg: DedupConfig
+    index_verified: tuple = ()   # its batches with signatures (band keys carry gids), in order
+    index_legacy: tuple = ()     # its version-1 batches (band keys only)
 
 
 def write_gids(uri: str, gids: np.ndarray) -> None:
@@ -49,30 +53,25 @@ def read_gids(uri: str) -> np.ndarray:
     return read_parquet(uri).column("gid").to_numpy()
 
 
-def _rows(task: PartitionTask, kind: int) -> tuple[pa.Table, np.ndarray]:
-    """This partition's rows of `kind` for the current dump, and the keys seen before it."""
-    tables = [read_parquet(keys_path(task.workdir, i, task.partition)) for i in range(task.n_files)]
-    t = pa.concat_tables(tables)
+def _rows(task: PartitionTask, kind: int) -> tuple[pa.Table, pa.Table]:
+    """This partition's rows of `kind` for the current dump, and the kept rows of earlier dumps."""
+    t = pa.concat_tables([read_parquet(keys_path(task.workdir, i, task.partition)) for i in range(task.n_files)])
     t = t.filter(pc.equal(t.column("kind"), kind))
     crawl = t.column("crawl_key").to_numpy()
     current = t.filter(pa.array(crawl == np.uint64(task.crawl_key)))
-    seen = [np.zeros(0, np.uint64)]
-    if task.index:
-        seen.append(read_index_keys(task.index, "exact" if kind == EXACT else "bands", task.partition,
-                                    task.index_batches))
-    if task.earlier_keys:
-        earlier = t.filter(pa.array(np.isin(crawl, np.array(task.earlier_keys, dtype=np.uint64))))
-        removed = np.concatenate([read_gids(u) for u in task.earlier_removed] + [np.zeros(0, np.uint64)])
-        kept = ~np.isin(earlier.column("gid").to_numpy(), removed)
-        seen.append(earlier.column("key").to_numpy()[kept])
-    return current, np.unique(np.concatenate(seen))
+    earlier = t.filter(pa.array(np.isin(crawl, np.array(task.earlier_keys, dtype=np.uint64))))
+    removed = np.concatenate([read_gids(u) for u in task.earlier_removed] + [np.zeros(0, np.uint64)])
+    return current, earlier.filter(pa.array(~np.isin(earlier.column("gid").to_numpy(), removed)))
 
 
 def exact_partition_task(task: PartitionTask) -> dict:
     """{"against": gids equal to something seen, "within": gids with a better equal in the dump}."""
-    cur, seen = _rows(task, EXACT)
+    cur, earlier = _rows(task, EXACT)
+    seen = [earlier.column("key").to_numpy()]
+    if task.index:
+        seen.append(read_index_keys(task.index, "exact", task.partition, task.index_batches))
     keys = cur.column("key").to_numpy()
-    hit = np.isin(keys, seen)
+    hit = np.isin(keys, np.concatenate(seen))
     against = cur.column("gid").to_numpy()[hit]
     rest = cur.filter(pa.array(~hit))
     rest = rest.append_column("neg_q", pc.negate(rest.column("quality")))
@@ -83,87 +82,75 @@ def exact_partition_task(task: PartitionTask) -> dict:
     return {"against": against, "within": rest.column("gid").to_numpy()[dup]}
 
 
+def match_keys(keys: np.ndarray, gids: np.ndarray, ext_keys: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (gid of a document, position in `ext_keys`, sorted) with equal keys, at most `cap`
+    external rows per document and key (the first ones in ext order)."""
+    lo = np.searchsorted(ext_keys, keys, side="left")
+    n = np.minimum(np.searchsorted(ext_keys, keys, side="right") - lo, cap)
+    total = int(n.sum())
+    start = np.repeat(lo, n)
+    step = np.arange(total) - np.repeat(np.cumsum(n) - n, n)
+    return np.repeat(gids, n), start + step
+
+
 def band_partition_task(task: PartitionTask) -> dict:
-    """{"hits": gids matching a seen band key, "forest": (n, 2) edges, or with verification
-    "cand": {file of b: uri} of candidate edges written for the join}."""
-    cur, seen = _rows(task, BAND)
+    """{"hits": gids to remove against the index unverified, "forest": (n, 2) edges, or with
+    verification "cand": {file of b: uri} and "icand": {(batch ordinal, file): uri} of candidate
+    edges written for the joins}."""
+    cur, earlier = _rows(task, BAND)
     gids, keys = cur.column("gid").to_numpy(), cur.column("key").to_numpy()
     if task.exact_removed:
         live = ~np.isin(gids, read_gids(task.exact_removed))
         gids, keys = gids[live], keys[live]
-    hits = np.unique(gids[np.isin(keys, seen)])
     edges = group_edges(keys, gids)
-    if task.cfg.verify == "none":
-        return {"hits": hits, "forest": spanning_forest(edges)}
+    legacy = [np.zeros(0, np.uint64)]
+    if task.index and task.index_legacy:
+        legacy.append(read_index_keys(task.index, "bands", task.partition, task.index_legacy))
+    if task.cfg.verify == "none":       # nothing is verified: a key seen before suffices
+        seen = legacy + [earlier.column("key").to_numpy()]
+        if task.index and task.index_verified:
+            seen.append(read_index_keys(task.index, "bands", task.partition, task.index_verified))
+        return {"hits": np.unique(gids[np.isin(keys, np.concatenate(seen))]), "forest": spanning_forest(edges)}
+    hits = np.unique(gids[np.isin(keys, np.concatenate(legacy))])
+    ek, eg = earlier.column("key").to_numpy(), earlier.column("gid").to_numpy()
+    order = np.lexsort((eg, ek))
+    a, j = match_keys(keys, gids, ek[order], MAX_EXTERNAL_PER_KEY)
+    cand = _write_candidates(task, edges, np.stack([a, eg[order][j]], axis=1))
+    icand = {}
+    if task.index and task.index_verified:
+        ik, io, ig = read_index_bands(task.index, task.partition, task.index_verified)
+        a, j = match_keys(keys, gids, ik, MAX_EXTERNAL_PER_KEY)
+        icand = _write_index_candidates(task, a, io[j], ig[j])
+    return {"hits": hits, "cand": cand, "icand": icand}
+
+
+def _write_candidates(task: PartitionTask, edges: np.ndarray, ext: np.ndarray) -> dict:
+    """Edges within the dump and to earlier kept documents (ext), grouped by the file of b."""
+    both = np.concatenate([edges, ext]) if len(ext) else edges
+    flag = np.concatenate([np.zeros(len(edges), bool), np.ones(len(ext), bool)])
     cand = {}
-    files_b = gid_file(edges[:, 1])
-    for g in np.unique(files_b):
+    for g, sel in _groups(gid_file(both[:, 1])):
         uri = storage.join(task.rundir, "cand", f"p{task.partition:04d}-g{g:05d}.parquet")
-        sel = edges[files_b == g]
-        write_parquet(uri, pa.table({"a": pa.array(sel[:, 0]), "b": pa.array(sel[:, 1])}))
-        cand[int(g)] = uri
-    return {"hits": hits, "cand": cand}
+        write_parquet(uri, pa.table({"a": pa.array(both[sel, 0]), "b": pa.array(both[sel, 1]),
+                                     "ext": pa.array(flag[sel])}))
+        cand[g] = uri
+    return cand
 
 
-@dataclasses.dataclass(frozen=True)
-class JoinTask:
-    file: int
-    inputs: tuple                # edge tables whose b lies in `file` (join) or a lies in it (verify)
-    workdir: str
-    rundir: str
-    cfg: DedupConfig
+def _write_index_candidates(task: PartitionTask, a: np.ndarray, ords: np.ndarray, b: np.ndarray) -> dict:
+    """Edges to indexed documents, grouped by (batch ordinal, file of b): one signature file each."""
+    icand = {}
+    for key, sel in _groups(ords.astype(np.int64) << 32 | gid_file(b)):
+        o, g = key >> 32, key & 0xFFFFFFFF
+        uri = storage.join(task.rundir, "icand", f"p{task.partition:04d}-i{o:04d}-g{g:05d}.parquet")
+        write_parquet(uri, pa.table({"a": pa.array(a[sel]), "b": pa.array(b[sel])}))
+        icand[(o, g)] = uri
+    return icand
 
 
-def _payload_column(cfg: DedupConfig) -> str:
-    return "signature" if cfg.verify == "signature" else "shingles"
-
-
-def join_task(task: JoinTask) -> dict:
-    """Attach b's signature (or shingle set) to every edge whose b is in this file; regroup
-    by the file of a. Returns {file of a: uri}."""
-    edges = pa.concat_tables([read_parquet(u) for u in task.inputs])
-    ab = np.unique(np.stack([edges.column("a").to_numpy(), edges.column("b").to_numpy()], axis=1), axis=0)
-    col = _payload_column(task.cfg)
-    payload = read_parquet(docs_path(task.workdir, task.file), columns=[col]).column(col)
-    pb = payload.take(pa.array(gid_row(ab[:, 1])))
-    out = {}
-    files_a = gid_file(ab[:, 0])
-    for f in np.unique(files_a):
-        sel = np.flatnonzero(files_a == f)
-        uri = storage.join(task.rundir, "join", f"g{task.file:05d}-f{f:05d}.parquet")
-        write_parquet(uri, pa.table({"a": pa.array(ab[sel, 0]), "b": pa.array(ab[sel, 1]),
-                                     "pb": pb.take(pa.array(sel))}))
-        out[int(f)] = uri
-    return out
-
-
-def verify_task(task: JoinTask) -> np.ndarray:
-    """Keep the edges (a in this file) whose Jaccard reaches the threshold; their forest."""
-    t = pa.concat_tables([read_parquet(u) for u in task.inputs])
-    a, b = t.column("a").to_numpy(), t.column("b").to_numpy()
-    col = _payload_column(task.cfg)
-    payload = read_parquet(docs_path(task.workdir, task.file), columns=[col]).column(col)
-    pa_ = payload.take(pa.array(gid_row(a)))
-    pb = t.column("pb").combine_chunks()
-    if task.cfg.verify == "signature":
-        p = task.cfg.num_perm
-        sa = pa_.combine_chunks().values.to_numpy().reshape(-1, p) if len(a) else np.zeros((0, p), np.uint32)
-        sb = pb.values.to_numpy().reshape(-1, p) if len(b) else np.zeros((0, p), np.uint32)
-        sim = (sa == sb).mean(axis=1)
-    else:
-        sim = _true_jaccard(pa_.combine_chunks(), pb)
-    ok = sim >= task.cfg.threshold
-    return spanning_forest(np.stack([a[ok], b[ok]], axis=1))
-
-
-def _true_jaccard(xs: pa.ListArray, ys: pa.ListArray) -> np.ndarray:
-    """Jaccard of sorted distinct shingle sets, pair by pair (a loop per pair, not per shingle)."""
-    xo, yo = xs.offsets.to_numpy(), ys.offsets.to_numpy()
-    xv, yv = xs.values.to_numpy(), ys.values.to_numpy()
-    out = np.zeros(len(xs))
-    for i in range(len(xs)):
-        x, y = xv[xo[i]:xo[i + 1]], yv[yo[i]:yo[i + 1]]
-        inter = len(np.intersect1d(x, y, assume_unique=True))
-        union = len(x) + len(y) - inter
-        out[i] = inter / union if union else 1.0
-    return out
+def _groups(labels: np.ndarray):
+    """(label, row indices) per distinct label, labels ascending (one sort, no mask per group)."""
+    order = np.argsort(labels, kind="stable")
+    uniq, starts = np.unique(labels[order], return_index=True)
+    for lab, rows in zip(uniq.tolist(), np.split(order, starts[1:])):
+        yield int(lab), rows

@@ -4,7 +4,9 @@ Dumps (values of `crawl`) are processed in sorted order; each one is deduplicate
 and against the index plus the earlier dumps of this run (DeepSeek's "across dumps"). Per dump:
 exact partitions → band partitions → [join → verify] → forests merged pairwise → components →
 one survivor per component (highest quality_score, then smallest id); components that touch the
-index lose every member. Everything fans out through `executor.map`; results depend only on the
+index lose every member. Matches against earlier dumps and the index are verified like matches
+within the dump (see verify.py), unless `verify = "none"` or the index predates signatures.
+Everything fans out through `executor.map`; results depend only on the
 inputs and the config, never on the executor or its parallelism.
 """
 
@@ -13,20 +15,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 
 import numpy as np
 import pyarrow as pa
 
-from curation.dedup.components import INDEX_NODE, gid_file, gid_row, merge_forests
+from curation.dedup.components import INDEX_NODE, gid, gid_file, gid_row, merge_forests
 from curation.dedup.config import DedupConfig
-from curation.dedup.index import DedupIndex, publish_batch, write_index_partition
-from curation.dedup.partitions import (JoinTask, PartitionTask, band_partition_task, exact_partition_task,
-                                       join_task, read_gids, verify_task, write_gids)
+from curation.dedup.index import DedupIndex, publish_batch, signature_path, write_index_partition
+from curation.dedup.partitions import PartitionTask, band_partition_task, exact_partition_task, read_gids, write_gids
 from curation.dedup.signatures import (BAND, EXACT, FileTask, crawl_key, docs_path, keys_path, read_parquet,
                                        signature_task, write_parquet)
+from curation.dedup.verify import IndexJoinTask, JoinTask, index_join_task, join_task, verify_task
 from curation.stage import StageCounts
 from dsllm import storage
 from dsllm.config import config_to_dict
+
+log = logging.getLogger(__name__)
+ARTIFACTS = 2      # version of the work-dir artifacts (part of the fingerprint)
 
 REASONS = {("exact", "within"): "exact_duplicate", ("exact", "against"): "exact_duplicate_indexed",
            ("minhash", "within"): "near_duplicate", ("minhash", "against"): "near_duplicate_indexed"}
@@ -58,12 +64,17 @@ class DedupOutcome:
             return
         if DedupIndex(self.index, self.cfg).has_batch(self.batch):
             return
-        tasks = [(self.workdir, len(self.files), p, self.index, self.batch, tuple(self.removed_uris))
-                 for p in range(self.partitions)]
-        self.executor.map(_commit_partition, tasks)
+        removed = tuple(self.removed_uris)
+        self.executor.map(_commit_partition, [(self.workdir, len(self.files), p, self.index, self.batch, removed)
+                                              for p in range(self.partitions)])
+        payload = ["signature", "shingles"] if self.cfg.verify == "jaccard" else ["signature"]
+        if self.cfg.minhash:
+            self.executor.map(_commit_signatures, [(self.workdir, i, self.index, self.batch, removed, payload)
+                                                   for i in range(len(self.files))])
         publish_batch(self.index, self.cfg, self.partitions, self.batch,
                       [{"crawl": d["crawl"], "documents": d["documents_in"] - d["removed_within_dump"]
-                        - d["removed_against_index"]} for d in self.dumps])
+                        - d["removed_against_index"]} for d in self.dumps],
+                      files=len(self.files), payload=payload if self.cfg.minhash else [])
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -80,6 +91,10 @@ def run_dedup(files: list[str], workdir: str, cfg: DedupConfig, index: str | Non
     batch = "b-" + fp
     idx = DedupIndex(index, cfg, exclude_batch=batch) if index else None
     work = storage.join(workdir, f"dedup-{fp}")
+    if idx and idx.legacy_batches and cfg.minhash and cfg.verify != "none":
+        log.warning("dedup index %s: %d batch(es) written without signatures (index version 1); near "
+                    "duplicates of them are removed unverified (one shared band key suffices)",
+                    index, len(idx.legacy_batches))
     summaries = executor.map(signature_task, [FileTask(i, f, work, cfg, partitions) for i, f in enumerate(files)])
     crawls: dict[str, int] = {}
     for s in summaries:
@@ -90,8 +105,8 @@ def run_dedup(files: list[str], workdir: str, cfg: DedupConfig, index: str | Non
     before = idx.documents if idx else 0
     n_index_dumps = len(idx.dumps) if idx else 0
     for d, crawl in enumerate(sorted(crawls)):
-        result = _dump(d, crawl, sorted(crawls)[:d], removed_uris, work, run, len(files), partitions, index,
-                       tuple(idx.batches) if idx else (), cfg, executor)
+        result = _dump(d, crawl, sorted(crawls)[:d], removed_uris, work, run, len(files), partitions, idx,
+                       cfg, executor)
         removed_uris.append(result["removed_uri"])
         n_in = crawls[crawl]
         within, against = result["within"], result["against"]
@@ -108,7 +123,7 @@ def run_dedup(files: list[str], workdir: str, cfg: DedupConfig, index: str | Non
                         batch=batch, removed_uris=removed_uris, executor=executor)
 
 
-def _dump(d, crawl, earlier, removed_uris, work, run, n_files, partitions, index, index_batches, cfg,
+def _dump(d, crawl, earlier, removed_uris, work, run, n_files, partitions, idx: DedupIndex | None, cfg,
           executor) -> dict:
     """Deduplicate one dump; returns counts and the uri of its removed gids (cached)."""
     rundir = storage.join(run, f"dump-{d:03d}")
@@ -117,7 +132,9 @@ def _dump(d, crawl, earlier, removed_uris, work, run, n_files, partitions, index
         return storage.read_json(done)
     base = dict(workdir=work, rundir=rundir, n_files=n_files, crawl_key=crawl_key(crawl),
                 earlier_keys=tuple(crawl_key(c) for c in earlier), earlier_removed=tuple(removed_uris),
-                exact_removed=None, index=index, index_batches=index_batches, cfg=cfg)
+                exact_removed=None, index=idx.uri if idx else None, index_batches=tuple(idx.batches) if idx else (),
+                index_legacy=tuple(idx.legacy_batches) if idx else (), cfg=cfg,
+                index_verified=tuple(b for b in idx.batches if b not in idx.legacy_batches) if idx else ())
     removed = {}   # (stage, how) -> gids
     if cfg.exact:
         parts = executor.map(exact_partition_task, [PartitionTask(p, **base) for p in range(partitions)])
@@ -128,7 +145,8 @@ def _dump(d, crawl, earlier, removed_uris, work, run, n_files, partitions, index
                                                  for h in ("within", "against")])))
     if cfg.minhash:
         base["exact_removed"] = exact_uri
-        within, against = _near_duplicates(base, partitions, rundir, work, cfg, executor)
+        payloads = tuple(_index_payload(idx, b, cfg) for b in base["index_verified"])
+        within, against = _near_duplicates(base, payloads, partitions, rundir, work, cfg, executor)
         removed[("minhash", "within")], removed[("minhash", "against")] = within, against
     table = pa.concat_tables([pa.table({"gid": pa.array(g, pa.uint64()),
                                         "reason": pa.array([REASONS[k]] * len(g), pa.string())})
@@ -146,17 +164,29 @@ def _dump(d, crawl, earlier, removed_uris, work, run, n_files, partitions, index
     return result
 
 
-def _near_duplicates(base, partitions, rundir, work, cfg, executor) -> tuple[np.ndarray, np.ndarray]:
+def _index_payload(idx: DedupIndex, batch: str, cfg: DedupConfig) -> str:
+    """What candidates against `batch` are verified on: the run's mode if the batch stores it."""
+    return "shingles" if cfg.verify == "jaccard" and "shingles" in idx.payload(batch) else "signature"
+
+
+def _near_duplicates(base, payloads, partitions, rundir, work, cfg, executor) -> tuple[np.ndarray, np.ndarray]:
     parts = executor.map(band_partition_task, [PartitionTask(p, **base) for p in range(partitions)])
     hits = np.unique(np.concatenate([r["hits"] for r in parts] + [np.zeros(0, np.uint64)]))
     if cfg.verify == "none":
         forests = [r["forest"] for r in parts]
     else:
         by_b: dict[int, list] = {}
+        by_ib: dict[tuple, list] = {}
         for r in parts:
             for g, uri in r["cand"].items():
                 by_b.setdefault(g, []).append(uri)
+            for og, uri in r["icand"].items():
+                by_ib.setdefault(og, []).append(uri)
         joined = executor.map(join_task, [JoinTask(g, tuple(u), work, rundir, cfg) for g, u in sorted(by_b.items())])
+        batches = base["index_verified"]
+        joined += executor.map(index_join_task, [
+            IndexJoinTask(o, batches[o], g, tuple(u), base["index"], rundir, payloads[o])
+            for (o, g), u in sorted(by_ib.items())])
         by_a: dict[int, list] = {}
         for r in joined:
             for f, uri in r.items():
@@ -226,8 +256,22 @@ def _commit_partition(args) -> None:
     t = pa.concat_tables([read_parquet(keys_path(work, i, p)) for i in range(n_files)])
     removed = np.concatenate([read_gids(u) for u in removed_uris] + [np.zeros(0, np.uint64)])
     t = t.filter(pa.array(~np.isin(t.column("gid").to_numpy(), removed)))
-    kind, keys = t.column("kind").to_numpy(), t.column("key").to_numpy()
-    write_index_partition(index, batch, p, keys[kind == EXACT], keys[kind == BAND])
+    kind, keys, gids = t.column("kind").to_numpy(), t.column("key").to_numpy(), t.column("gid").to_numpy()
+    write_index_partition(index, batch, p, keys[kind == EXACT], keys[kind == BAND], gids[kind == BAND])
+
+
+def _commit_signatures(args) -> None:
+    """Write the signatures (and shingle sets) of one run file's kept documents into the index."""
+    work, i, index, batch, removed_uris, payload = args
+    docs = read_parquet(docs_path(work, i))
+    if "signature" not in docs.column_names:        # a file without documents
+        docs = pa.table({"row": pa.array([], pa.int32()),
+                         **{c: pa.array([], pa.list_(pa.uint32())) for c in payload}})
+    gids = gid(i, docs.column("row").to_numpy())
+    removed = np.concatenate([read_gids(u) for u in removed_uris] + [np.zeros(0, np.uint64)])
+    keep = pa.array(~np.isin(gids, removed))
+    write_parquet(signature_path(index, batch, i),
+                  pa.table({"gid": pa.array(gids).filter(keep), **{c: docs.column(c).filter(keep) for c in payload}}))
 
 
 def _counts(dumps: list[dict], n_in: int) -> list[StageCounts]:
@@ -254,4 +298,5 @@ def _sha(text: str) -> str:
 
 
 def _fingerprint(cfg: DedupConfig, files: list[str], partitions: int) -> str:
-    return _sha(json.dumps({"cfg": config_to_dict(cfg), "files": files, "partitions": partitions}, sort_keys=True))
+    return _sha(json.dumps({"cfg": config_to_dict(cfg), "files": files, "partitions": partitions,
+                            "artifacts": ARTIFACTS}, sort_keys=True))

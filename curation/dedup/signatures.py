@@ -1,7 +1,7 @@
 """Pass 1, one task per input file: text → exact key, MinHash signature, LSH band keys.
 
 Artifacts (under the run's work dir, written atomically, the marker last):
-  docs/file-NNNNN.parquet      row, id, quality, crawl_key, n_shingles [, signature | shingles]
+  docs/file-NNNNN.parquet      row, id, quality, crawl_key, n_shingles [, signature [, shingles]]
   keys/file-NNNNN/pPPPP.parquet the file's keys that fall in partition PPPP (key % partitions):
                                kind (0 exact, 1 band), key, gid, crawl_key, quality, id (exact only)
   files/file-NNNNN.json        done marker: rows, documents per crawl
@@ -117,9 +117,9 @@ def _batch(mh: MinhashSignature, cfg: DedupConfig, index: int, row0: int, batch:
         key_parts.append(_keys(EXACT, exact, gids, ckeys, quality, ids))
     if cfg.minhash:
         sig = mh.from_hashes(hashes, offsets)
-        if cfg.verify == "signature":
-            cols["signature"] = pa.FixedSizeListArray.from_arrays(pa.array(sig.ravel()), cfg.num_perm)
-        elif cfg.verify == "jaccard":
+        # signatures always (the index keeps them to verify later dumps), shingle sets for true Jaccard
+        cols["signature"] = pa.FixedSizeListArray.from_arrays(pa.array(sig.ravel()), cfg.num_perm)
+        if cfg.verify == "jaccard":
             cols["shingles"] = _unique_lists(hashes, offsets)
         has = np.flatnonzero(n_sh > 0)           # documents without shingles take no part in LSH
         bands = mh.band_keys(sig[has])

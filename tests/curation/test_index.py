@@ -7,6 +7,7 @@ import random
 import pytest
 
 from curation.dedup import DedupConfig, run_dedup
+from curation.dedup.index import DedupIndex
 from curation.dedup.synthetic import english_pieces, near_duplicate, write_documents
 from curation.executor import LocalExecutor
 from dsllm import storage
@@ -48,8 +49,9 @@ def test_second_dump_deduplicated_against_index(tmp_path, where, request):
     assert DUMP_KEYS <= set(d1)
     assert (d1["removed_within_dump"], d1["removed_against_index"], d1["index_documents_after"]) == (10, 0, 40)
     out1.commit_index()
-    meta = storage.read_json(storage.join(index, "meta.json"))
-    assert meta["documents"] == 40 and [d["crawl"] for d in meta["dumps"]] == ["CC-MAIN-2023-50"]
+    idx = DedupIndex(index, cfg)
+    assert idx.documents == 40 and [d["crawl"] for d in idx.dumps] == ["CC-MAIN-2023-50"]
+    assert storage.read_json(storage.join(index, "meta.json"))["partitions"] == 3
 
     out2 = run_dedup([f2], str(tmp_path / "w2"), cfg, index, LocalExecutor())
     removed = out2.removed(f2)
@@ -63,7 +65,7 @@ def test_second_dump_deduplicated_against_index(tmp_path, where, request):
     assert out2.counts[1].dropped == {"near_duplicate_indexed": 10, "near_duplicate": 5}
     out2.commit_index()
     out2.commit_index()                              # idempotent
-    assert storage.read_json(storage.join(index, "meta.json"))["documents"] == 60
+    assert DedupIndex(index, cfg).documents == 60
     # a rerun after the commit does not deduplicate the dump against itself
     again = run_dedup([f2], str(tmp_path / "w2"), cfg, index, LocalExecutor())
     assert again.removed(f2) == removed and again.dumps[0]["index_documents_before"] == 40
