@@ -1,0 +1,133 @@
+"""Cluster benchmarks (issue: scale out on a Ray cluster):
+
+1. Submission overhead: `dsllm submit` → the job is RUNNING (and → our entrypoint's first log line),
+   against a bare `JobSubmissionClient.submit_job` of `python -c pass` with no working dir (the anchor:
+   Ray's own cost).
+2. Curate throughput with 1 vs 2 Ray workers: a real `ray start --head` with --num-cpus 1, then 2, and
+   `dsllm curate --ray-address` on the same sample crawl (wall time; target ≥ 1.8× for 2 workers).
+
+Every Ray process is bound to 127.0.0.1 and stopped by its own temp dir (never `ray stop`).
+
+    python bench/bench_cluster.py [--warcs 4] [--records 150] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+ENV = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+           PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Head:
+    """A `ray start --head` of our own, on loopback, stopped by its temp dir."""
+
+    def __init__(self, num_cpus: int):
+        self.temp = tempfile.mkdtemp(prefix="rb", dir="/tmp")
+        self.gcs, self.dash = free_port(), free_port()
+        subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={self.gcs}", "--node-ip-address=127.0.0.1",
+                        "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dash}", f"--temp-dir={self.temp}",
+                        f"--num-cpus={num_cpus}", "--disable-usage-stats"], env=ENV, check=True,
+                       capture_output=True, timeout=180)
+        self.url, self.address = f"http://127.0.0.1:{self.dash}", f"127.0.0.1:{self.gcs}"
+        import requests
+
+        for _ in range(120):
+            try:
+                if requests.get(f"{self.url}/api/version", timeout=5).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(1)
+
+    def stop(self) -> None:
+        import psutil
+
+        procs = [p for p in psutil.process_iter(["cmdline"]) if self.temp in " ".join(p.info["cmdline"] or [])]
+        for p in procs:
+            try:
+                p.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(procs, timeout=10)
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def submission_overhead(head: Head, runs: int) -> tuple[float, float]:
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(head.url)
+
+    def until_running(job_id: str) -> None:
+        while str(client.get_job_status(job_id)).split(".")[-1] == "PENDING":
+            time.sleep(0.05)
+
+    ours, bare = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        job = client.submit_job(entrypoint="python -c pass")
+        until_running(job)
+        bare.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        out = subprocess.run([str(BIN / "dsllm"), "submit", "pack", "--address", head.url, "--", "--help"],
+                             env=ENV, capture_output=True, text=True, check=True)
+        until_running(out.stdout.strip())
+        ours.append(time.perf_counter() - t)
+    return statistics.median(ours), statistics.median(bare)
+
+
+def curate_wall(head: Head, crawl: str, out: str) -> float:
+    t = time.perf_counter()
+    subprocess.run([str(BIN / "dsllm"), "curate", "cc:CC-MAIN-2024-10", "--cc-base", crawl, "--output", out,
+                    "--ray-address", head.address, "--skip", "minhash_dedup,remix"],
+                   env=ENV, check=True, capture_output=True, cwd=str(ROOT))
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--warcs", type=int, default=4)
+    ap.add_argument("--records", type=int, default=150)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="dsllm-bench-cluster-")
+    crawl = os.path.join(work, "crawl")
+    subprocess.run([str(BIN / "dsllm"), "sample-crawl", crawl, "--warcs", str(args.warcs), "--records",
+                    str(args.records)], env=ENV, check=True, capture_output=True)
+    walls: dict[int, list[float]] = {1: [], 2: []}
+    overhead = None
+    for cpus in (1, 2):
+        head = Head(cpus)
+        try:
+            if cpus == 2:
+                overhead = submission_overhead(head, args.runs)
+            for r in range(args.runs):
+                walls[cpus].append(curate_wall(head, crawl, os.path.join(work, f"out-{cpus}-{r}")))
+        finally:
+            head.stop()
+    one, two = statistics.median(walls[1]), statistics.median(walls[2])
+    print(f"| submission → RUNNING | dsllm submit {overhead[0]:.2f} s | bare submit_job {overhead[1]:.2f} s |")
+    print(f"| curate {args.warcs}×{args.records} records, wall | 1 worker {one:.1f} s | 2 workers {two:.1f} s | "
+          f"speed-up {one / two:.2f}× |")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
