@@ -53,7 +53,7 @@ class Variant:
         self.opt.zero_grad(set_to_none=True)
         self.master.publish()
         self.times.append(time.perf_counter() - t)
-        self.losses.append(float(loss))
+        self.losses.append(loss.item())
 
 
 def hf_loss(model, ids):

@@ -73,6 +73,9 @@ class RowRange:
     def read_rows(self, indices: np.ndarray) -> np.ndarray:
         return self.base.read_rows(np.asarray(indices, dtype=np.int64) + self.start)
 
+    def read(self, indices: np.ndarray, segments: bool = False):
+        return self.base.read(np.asarray(indices, dtype=np.int64) + self.start, segments=segments)
+
 
 @dataclass
 class Progress:
@@ -122,7 +125,7 @@ def resume(src: str, model: Transformer, model_cfg: ModelConfig) -> tuple[dict |
     from trainer import hf
 
     ck = hf.resolve_checkpoint(src)
-    if ck.config.replace(bos_token_id=model_cfg.bos_token_id, eos_token_id=model_cfg.eos_token_id) != model_cfg:
+    if _shape(ck.config) != _shape(model_cfg):
         raise UserError(f"--resume-from {src}: its config ({_shape(ck.config)}) differs from the "
                         f"model's ({_shape(model_cfg)})")
     hf.load_into(model, ck)
@@ -137,8 +140,9 @@ def resume(src: str, model: Transformer, model_cfg: ModelConfig) -> tuple[dict |
 
 
 def _shape(c: ModelConfig) -> str:
+    """The fields that make weights fit (init std, context, special ids may differ)."""
     return (f"vocab {c.vocab_size}, d {c.hidden_size}, ffn {c.intermediate_size}, layers {c.num_hidden_layers}, "
-            f"heads {c.num_attention_heads}/{c.num_key_value_heads}")
+            f"heads {c.num_attention_heads}/{c.num_key_value_heads}, rope theta {c.rope_theta}, eps {c.rms_norm_eps}")
 
 
 @torch.no_grad()
