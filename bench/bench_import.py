@@ -126,6 +126,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gb", type=float, default=1.0)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--disk-only", action="store_true", help="skip the S3 rows")
     ap.add_argument("--child", default=None)
     ap.add_argument("--src", default=None)
     ap.add_argument("--cache", default=None)
@@ -145,45 +146,60 @@ def main() -> None:
         subprocess.run([sys.executable, __file__, "--child", "make", "--src", str(folder), "--cache", str(args.gb)],
                        check=True)
         size = (folder / "model.safetensors").stat().st_size
-        port = 45000 + os.getpid() % 1000
-        server = subprocess.Popen([sys.executable, "-c", "import sys; from moto.server import main; main(sys.argv[1:])",
-                                   "-H", "127.0.0.1", "-p", str(port)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="bench",
-                          AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
-        from boto3.s3.transfer import TransferConfig
-
-        from dsllm import storage
-
-        client = storage.s3_client()
-        for _ in range(100):
-            try:
-                client.create_bucket(Bucket="bench")
-                break
-            except Exception:  # noqa: BLE001 - the server is still starting
-                time.sleep(0.3)
-        for f in folder.iterdir():  # 64 MiB parts, as `aws s3 cp` would with a large chunk size
-            client.upload_file(str(f), "bench", f"ckpt/step-1000/{f.name}",
-                               Config=TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20))
-        s3 = "s3://bench/ckpt"
         st = str(folder / "model.safetensors")
         rows = [("disk", "raw bytes (readinto one buffer)", measure("raw-bytes", st, args.runs, tmp)),
                 ("disk", "raw safetensors read (load_file, every page touched)", measure("raw-disk", st, args.runs, tmp)),
-                ("disk", "dsllm import (resolve + build_model)", measure("import-disk", str(folder), args.runs, tmp)),
-                ("S3", "boto3 download_file + load_file", measure("raw-s3", s3 + "/step-1000", args.runs, tmp)),
-                ("S3", "dsllm import (fetch to cache + build_model)", measure("import-s3", s3, args.runs, tmp))]
-        print(f"checkpoint: {size / 1e9:.2f} GB float32 safetensors ({_config(args.gb)['num_hidden_layers']} layers), "
-              f"median of {args.runs} runs, each in a fresh process")
-        print("| source | what | wall s | MB/s | peak RSS GB | peak RSS / size | RSS after `import torch` GB |")
-        print("|---|---|---|---|---|---|---|")
-        for where, what, r in rows:
-            print(f"| {where} | {what} | {r['wall']:.2f} | {size / r['wall'] / 1e6:.0f} | {r['peak'] / 1e9:.2f} | "
-                  f"{r['peak'] / size:.2f}× | {r['base'] / 1e9:.2f} |")
+                ("disk", "dsllm import (resolve + build_model)", measure("import-disk", str(folder), args.runs, tmp))]
+        if not args.disk_only:
+            server, port = _start_moto()
+            _s3_rows(folder, rows, args.runs, tmp, port)
+        _print(rows, size, args)
     finally:
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _start_moto() -> tuple[subprocess.Popen, int]:
+    port = 45000 + os.getpid() % 1000
+    server = subprocess.Popen([sys.executable, "-c", "import sys; from moto.server import main; main(sys.argv[1:])",
+                               "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return server, port
+
+
+def _s3_rows(folder: Path, rows: list, runs: int, tmp: Path, port: int) -> None:
+    """Upload the checkpoint to moto's server (own process), then measure the S3 rows."""
+    os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="bench",
+                      AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+    from boto3.s3.transfer import TransferConfig
+
+    from dsllm import storage
+
+    client = storage.s3_client()
+    for _ in range(100):
+        try:
+            client.create_bucket(Bucket="bench")
+            break
+        except Exception:  # noqa: BLE001 - the server is still starting
+            time.sleep(0.3)
+    for f in folder.iterdir():  # 64 MiB parts, as `aws s3 cp` would with a large chunk size
+        client.upload_file(str(f), "bench", f"ckpt/step-1000/{f.name}",
+                           Config=TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20))
+    s3 = "s3://bench/ckpt"
+    rows += [("S3", "boto3 download_file + load_file", measure("raw-s3", s3 + "/step-1000", runs, tmp)),
+             ("S3", "dsllm import (fetch to cache + build_model)", measure("import-s3", s3, runs, tmp))]
+
+
+def _print(rows: list, size: int, args) -> None:
+    print(f"checkpoint: {size / 1e9:.2f} GB float32 safetensors ({_config(args.gb)['num_hidden_layers']} layers), "
+          f"median of {args.runs} runs, each in a fresh process")
+    print("| source | what | wall s | MB/s | peak RSS GB | peak RSS / size | RSS after `import torch` GB |")
+    print("|---|---|---|---|---|---|---|")
+    for where, what, r in rows:
+        print(f"| {where} | {what} | {r['wall']:.2f} | {size / r['wall'] / 1e6:.0f} | {r['peak'] / 1e9:.2f} | "
+              f"{r['peak'] / size:.2f}× | {r['base'] / 1e9:.2f} |")
 
 
 if __name__ == "__main__":
