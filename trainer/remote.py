@@ -139,8 +139,9 @@ def list_checkpoints(src: str, requester_pays: bool = True, read_metadata: bool 
         raise UserError(f"{src}: HTTP(S) servers cannot be listed; use s3:// or a local folder")
     if not storage.is_s3(src) and not os.path.exists(src):
         raise UserError(f"{src}: no such file or directory")
+    # hidden names are work in progress (a trainer's `.tmp-step-N-PID/`, our `.NAME.partial`)
     files = [f for f in storage.list_files(src, requester_pays=requester_pays)
-             if not f.uri.rsplit("/", 1)[-1].startswith(".")]
+             if not any(part.startswith(".") for part in _rel(f.uri, src).split("/"))]
     if not files:
         raise UserError(f"{src}: nothing there (no files under this prefix)")
     by_dir: dict[str, list[storage.FileInfo]] = {}

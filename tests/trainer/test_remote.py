@@ -45,6 +45,7 @@ def test_list_local_run_and_metadata(tiny_llama, tmp_path):
         folder, _ = tiny_llama(name=f"run/checkpoints/step-{step:08d}")
         (folder / "trainer_state.json").write_text(json.dumps({"step": step, "tokens": step * 100}))
         (folder / "optimizer.pt").write_bytes(b"x")
+    partial, _ = tiny_llama(name="run/checkpoints/.tmp-step-00000030-123")  # a save in progress
     infos = remote.list_checkpoints(str(tmp_path / "run"))
     assert [(i.name, i.step, i.tokens) for i in infos] == [
         ("checkpoints/step-00000010", 10, 1000), ("checkpoints/step-00000020", 20, 2000)]
