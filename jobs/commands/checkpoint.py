@@ -16,6 +16,9 @@ from jobs.commands.common import add_requester_pays
 
 
 def add_arguments(p) -> None:
+    import argparse
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' lines
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     ls = sub.add_parser("list", help="checkpoints under a local folder or S3 prefix")
     ls.add_argument("src", metavar="SRC", help="local folder or s3://bucket/prefix")

@@ -15,6 +15,9 @@ from jobs.commands.common import add_requester_pays
 
 
 def add_arguments(p) -> None:
+    import argparse
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' lines
     p.add_argument("--model", nargs="+", required=True, metavar="SRC",
                    help="checkpoint(s): run dir, step dir, HF folder or s3:// prefix")
     p.add_argument("--data", required=True, metavar="PACKED", help="packed data folder (local or s3://)")
