@@ -29,7 +29,6 @@ import dataclasses
 import hashlib
 import io
 import itertools
-import json
 import os
 import tempfile
 
@@ -74,7 +73,7 @@ def schema(seq_len: int):
 # ---------------------------------------------------------------- tokens of documents
 def encode_documents(tok, texts: list[str], eos_id: int, bos_id: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Batch-encode documents → (tokens int32 with BOS?/EOS around each doc, doc start positions)."""
-    ids = [e.ids for e in tok.encode_batch_fast(texts, add_special_tokens=False)]
+    ids = [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
     lens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(lens.sum()))
     extra = 1 if bos_id is None else 2

@@ -105,7 +105,9 @@ def _unwrap(ray, ref):
 def run(args) -> int:
     import os
 
+    from dsllm import storage
     from dsllm.config import load_config
+    from dsllm.errors import UserError
     from tokenizer.pack import PackConfig, pack
 
     overrides = list(args.overrides)
@@ -117,6 +119,11 @@ def run(args) -> int:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     executor = RayMapExecutor(args.ray_address, args.workers)
     try:
+        if args.ray_address and storage.local_dir(args.output):
+            nodes = [n for n in executor._ray().nodes() if n.get("Alive")]
+            if len(nodes) > 1:
+                raise UserError(f"{args.output}: a local path cannot collect output from {len(nodes)} "
+                                "cluster nodes; use s3://")
         pack(args.shards, args.tokenizer, args.output, cfg, executor, log=lambda msg: print(msg, file=sys.stderr))
     finally:
         executor.close()

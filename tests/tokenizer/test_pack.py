@@ -276,3 +276,60 @@ def test_cli_packs_and_resumes_as_a_user_would(shards, tok_dir, tmp_path):
     assert os.path.exists(out / "_work" / "job.json")
     r = run_cli(*argv)
     assert r.returncode == 0 and "already packed" in r.stderr
+
+
+def test_deepseek_tokenizer_ids_and_no_bos(shards, deepseek_dir, tmp_path):
+    """DeepSeek LLM's own tokenizer (rebuilt from its GGUF): EOS 100001 joins documents; no BOS
+    in the packed stream although its tokenizer_config says add_bos_token (that is for prompts)."""
+    from tokenizers import Tokenizer
+
+    m = pack([shards], str(deepseek_dir), str(tmp_path / "p"), CFG, LocalExecutor(), log=lambda m: None)
+    assert (m["tokenizer"]["eos_id"], m["tokenizer"]["bos_id"]) == (100001, 100000)
+    ids = np.concatenate([np.asarray(pq.read_table(tmp_path / "p" / s["path"]).column("input_ids").to_pylist()).reshape(-1)
+                          for s in m["shards"]])
+    assert (ids == 100000).sum() == 0
+    assert (ids == 100001).sum() == m["documents"] + m["pad_tokens"]
+    tok = Tokenizer.from_file(str(deepseek_dir / "tokenizer.json"))
+    first = curated_texts(shards)[0][0]
+    head = pq.read_table(tmp_path / "p" / "part-00000.parquet").column("input_ids").to_pylist()
+    flat = [t for r in head for t in r]
+    assert tok.decode(flat[:flat.index(100001)]) == first
+
+
+KILL_SCRIPT = """
+import sys, time
+from tokenizer.pack import PackConfig, pack
+
+class Slow:
+    parallelism = 1
+    def map(self, fn, items):
+        out = []
+        for item in items:
+            out.append(fn(item))
+            print("done", item["index"], flush=True)
+            time.sleep(0.3)
+        return out
+
+pack([sys.argv[1]], sys.argv[2], sys.argv[3], PackConfig(seq_len=64, row_group_rows=4, batch_docs=16), Slow(),
+     log=lambda m: print(m, file=sys.stderr))
+"""
+
+
+def test_resume_after_a_real_sigkill(shards, tok_dir, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    clean = tmp_path / "clean"
+    pack([shards], tok_dir, str(clean), CFG, LocalExecutor(), log=lambda m: None)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, shards, tok_dir, str(out)], cwd=str(ROOT),
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith("done 0")
+    proc.send_signal(signal.SIGKILL)  # mid-run: during the pause or the second shard
+    proc.wait()
+    assert not (out / "manifest.json").exists() and (out / "_work" / "source-00000.json").exists()
+    pack([shards], tok_dir, str(out), CFG, LocalExecutor(), log=lambda m: None)
+    assert file_hashes(str(out)) == file_hashes(str(clean))
