@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
-import os
 import sys
 import time
 
@@ -39,7 +38,9 @@ class DemoConfig:
     num_key_value_heads: int = 2
     max_steps: int = 40
     batch_size: int = 8       # global batch, sequences
-    train_overrides: tuple[str, ...] = ()  # extra `--set` for `dsllm train`
+    lr: float = 2e-3          # a short run: a higher peak and a short warmup so the loss visibly falls
+    warmup_steps: int = 5
+    train_overrides: tuple[str, ...] = ()  # extra `--set` for `dsllm train`, e.g. ("precision=fp32",)
 
     def __post_init__(self):
         if self.num_attention_heads % self.num_key_value_heads:
@@ -78,7 +79,6 @@ class Demo:
                       ("crawl", "curated", "dedup-index", "tokenizer", "packed", "run")}
         self.paths["workdir"] = workdir
         self.paths["report"] = storage.join(workdir, "curated-report.html")
-        self.paths["model"] = storage.join(workdir, "model.json")
         self.timings: list[tuple[str, float]] = []
         self._n_stages = 7
 
@@ -113,22 +113,17 @@ class Demo:
         self.stage(5, "pack", ["pack", p["curated"], "--tokenizer", p["tokenizer"], "--output", p["packed"],
                                "--seq-len", str(cfg.seq_len)])
         self.stage(6, "stats", ["stats", p["packed"]])
-        storage.write_json(p["model"], self.model_config())
-        overrides = [a for s in cfg.train_overrides for a in ("--set", s)]
-        self.stage(7, "train", ["train", "--model", p["model"], "--data", p["packed"], "--output", p["run"],
-                                "--max-steps", str(cfg.max_steps), "--batch-size", str(cfg.batch_size), *overrides])
+        c = cfg
+        model = {"hidden_size": c.hidden_size, "intermediate_size": c.intermediate_size,
+                 "num_hidden_layers": c.num_hidden_layers, "num_attention_heads": c.num_attention_heads,
+                 "num_key_value_heads": c.num_key_value_heads, "max_position_embeddings": c.seq_len}
+        sets = [f"model.{k}={v}" for k, v in model.items()] + [
+            f"optim.lr={c.lr}", f"schedule.warmup_steps={c.warmup_steps}", *c.train_overrides]
+        # the `tiny` flavor (configs/train-tiny.toml) takes the vocabulary size from the packed data
+        self.stage(7, "train", ["train", "--model", "tiny", "--data", p["packed"], "--output", p["run"],
+                                "--max-steps", str(c.max_steps), "--batch-size", str(c.batch_size),
+                                *[a for kv in sets for a in ("--set", kv)]])
         return self.report()
-
-    def model_config(self) -> dict:
-        """A Hugging Face LlamaConfig for the tiny GQA model, matching the trained tokenizer."""
-        tok = storage.read_json(storage.join(self.paths["packed"], "manifest.json"))["tokenizer"]
-        c = self.cfg
-        return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": tok["vocab_size"],
-                "hidden_size": c.hidden_size, "intermediate_size": c.intermediate_size,
-                "num_hidden_layers": c.num_hidden_layers, "num_attention_heads": c.num_attention_heads,
-                "num_key_value_heads": c.num_key_value_heads, "max_position_embeddings": c.seq_len,
-                "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "bos_token_id": tok["bos_id"],
-                "eos_token_id": tok["eos_id"], "tie_word_embeddings": False}
 
     def report(self) -> dict:
         """Where everything is, the numbers of each output, and the loss curve (which must fall)."""
@@ -144,6 +139,9 @@ class Demo:
         first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
         checkpoints = sorted(f.uri for f in storage.list_files(storage.join(p["run"], "checkpoints"))
                              if f.uri.endswith("model.safetensors"))
+        if not checkpoints:
+            raise UserError(f"{p['run']}: the training run left no checkpoint")
+        model = storage.read_json(storage.join(checkpoints[-1].rsplit("/", 1)[0], "config.json"))
         dumps = curated.get("dedup", {}).get("dumps", [])
         self.say("\n━━ demo finished")
         rows = [
@@ -160,6 +158,9 @@ class Demo:
             ("packed data", p["packed"], f"{packed['rows']} rows × {packed['seq_len']} tokens"),
             ("training run", p["run"], f"{len(metrics)} logged steps; metrics.jsonl; "
                                        f"{len(checkpoints)} checkpoint(s)"),
+            ("model", checkpoints[-1], f"LLaMA-style, {model['num_hidden_layers']} layers, d {model['hidden_size']}, "
+                                       f"{model['num_attention_heads']} query / {model['num_key_value_heads']} "
+                                       f"key-value heads (GQA), vocab {model['vocab_size']}"),
         ]
         width = max(len(r[0]) for r in rows)
         for name, where, what in rows:
@@ -172,7 +173,8 @@ class Demo:
         if not last < first:
             raise UserError(f"the loss did not fall ({first:.3f} → {last:.3f}); see {metrics_uri}")
         return {"paths": p, "losses": losses, "documents": curated["totals"]["documents"],
-                "packed_rows": packed["rows"], "checkpoints": checkpoints, "timings": dict(self.timings)}
+                "packed_rows": packed["rows"], "checkpoints": checkpoints, "model": model,
+                "timings": dict(self.timings)}
 
 
 def _sparkline(values: list[float]) -> str:
@@ -187,13 +189,12 @@ def run_demo(workdir: str, cfg: DemoConfig = DemoConfig(), out=sys.stdout) -> di
     """Run the whole demo under `workdir` (one in-process Ray shared by the stages; shut down at the
     end only if the demo started it)."""
     check_stages()
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
+    from jobs.runner import init_ray
+
     started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+    init_ray()
     try:
         return Demo(workdir, cfg, out).run()
     finally:
