@@ -21,6 +21,7 @@ weights. Requester pays is on by default for checkpoint sources.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -362,7 +363,33 @@ def fetch_files(uris: list[str], requester_pays: bool = True, cache: Path | None
     """
     remotes = [_head(u, requester_pays) for u in uris]
     finals = [cache_path(u, cache) for u in uris]
-    todo = [(r, f) for r, f in zip(remotes, finals) if not _is_cached(f, r)]
+    with _locked(finals):  # another process fetching the same objects (e.g. Ray workers) waits
+        todo = [(r, f) for r, f in zip(remotes, finals) if not _is_cached(f, r)]
+        _download(todo, requester_pays, workers, chunk_size, progress)
+    return finals
+
+
+@contextlib.contextmanager
+def _locked(finals: list[Path]):
+    """Exclusive advisory locks (`.NAME.lock`) on cache entries, taken in sorted order."""
+    import fcntl
+
+    handles = []
+    try:
+        for final in sorted(set(finals)):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(final.with_name(f".{final.name}.lock"), "a")
+            handles.append(fh)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+    finally:
+        for fh in handles:
+            fh.close()  # closing releases the lock
+
+
+def _download(todo: list[tuple[_Remote, Path]], requester_pays: bool, workers: int, chunk_size: int,
+              progress: ProgressFn | None) -> None:
+    """Fetch, verify and publish the objects in `todo` (their locks are held by the caller)."""
     tracker = _Progress(sum(r.size for r, _ in todo), progress)
     stop = threading.Event()
     client = storage.s3_client()  # boto3 clients are thread-safe: one for all workers
@@ -372,7 +399,10 @@ def fetch_files(uris: list[str], requester_pays: bool = True, cache: Path | None
             for remote, final in todo:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 partial = final.with_name(f".{final.name}.partial")
-                log = _ProgressLog(final.with_name(f".{final.name}.progress"), remote, chunk_size)
+                progress_path = final.with_name(f".{final.name}.progress")
+                if not partial.exists():  # ranges recorded for bytes that are gone do not count
+                    progress_path.unlink(missing_ok=True)
+                log = _ProgressLog(progress_path, remote, chunk_size)
                 if not log.done and partial.exists():
                     partial.unlink()
                 fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
@@ -396,7 +426,6 @@ def fetch_files(uris: list[str], requester_pays: bool = True, cache: Path | None
             os.close(fd)
     for remote, final, partial, log, ranges, _ in jobs:
         _publish(remote, final, partial, log, ranges)
-    return finals
 
 
 def _fetch_one(client, remote, fd, lo, hi, requester_pays, tracker, stop, log) -> None:

@@ -180,3 +180,14 @@ def test_export_to_s3_and_import_back(tiny_llama, s3_bucket, s3_proxy, tmp_path)
     for name, t in hf.build_model(back).state_dict().items():
         if name in ref.state_dict():
             assert torch.equal(t, ref.state_dict()[name]), name
+
+
+def test_concurrent_fetches_of_one_object_share_the_cache(s3_bucket, s3_proxy, tmp_path):
+    """Two fetchers of the same object (Ray workers on one node) serialize on the cache entry's lock."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    uri, data = _single_object(s3_bucket, s3_proxy)
+    with ThreadPoolExecutor(2) as pool:
+        paths = list(pool.map(lambda _: remote.fetch_files([uri], cache=tmp_path, chunk_size=1 << 20)[0], range(2)))
+    assert paths[0] == paths[1] and paths[0].read_bytes() == data
+    assert len(_gets(s3_proxy)) == 4  # one download of the four ranges; the second fetcher found it cached
