@@ -38,7 +38,7 @@ class TrainConfig:
     batch_tokens: int = 0           # global batch in tokens instead (a multiple of seq_len), if > 0
     micro_batch_size: int = 4       # sequences per forward/backward (gradient accumulation)
     max_steps: int = 1000
-    precision: str = "bf16"         # fp32 | bf16-autocast | bf16 (bf16 weights, fp32 master)
+    precision: str = "bf16-autocast"  # fp32 | bf16-autocast | bf16 (bf16 weights, fp32 master)
     compile: bool = False
     strategy: str = "ddp"           # ddp | fsdp when several workers
     threads: int = 0                # torch intra-op threads (0: torch's default)
