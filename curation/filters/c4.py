@@ -58,13 +58,17 @@ class C4Filter(Stage):
         if cfg.filter_curly_bracket and "{" in doc.text:
             return "curly_bracket"
         cjk = doc.signals.get("cjk", T.is_cjk_doc(doc.text, doc.lang))
+        # whole-text checks first: most documents contain none of the phrases, so no line needs them
+        phrases = tuple(p for p in ((("javascript",) if cfg.filter_javascript else ())
+                                    + (POLICY_PHRASES if cfg.filter_policy else ())) if p in lower)
+        cite = cfg.remove_citations and "[" in doc.text
         kept, removed = [], 0
         for line in doc.text.split("\n"):  # a loop over lines, each judged by C-level string ops
             if not line.strip():
                 kept.append(line)
                 continue
-            if self._keep_line(line, cjk):
-                kept.append(_CITATION.sub("", line) if cfg.remove_citations else line)
+            if self._keep_line(line, cjk, phrases):
+                kept.append(_CITATION.sub("", line) if cite and "[" in line else line)
             else:
                 removed += 1
         doc.text = "\n".join(kept).strip()
@@ -76,23 +80,29 @@ class C4Filter(Stage):
             return "too_few_sentences"
         return None
 
-    def _keep_line(self, line: str, cjk: bool) -> bool:
+    def _keep_line(self, line: str, cjk: bool, phrases: tuple[str, ...]) -> bool:
         cfg, stripped = self.cfg, line.strip()
-        low = stripped.lower()
-        if cfg.filter_javascript and "javascript" in low:
-            return False
-        if cfg.filter_policy and any(p in low for p in POLICY_PHRASES):
-            return False
+        if phrases:
+            low = stripped.lower()
+            if any(p in low for p in phrases):
+                return False
         if cfg.filter_no_terminal_punct and not stripped.endswith(T.CJK_TERMINAL_PUNCT if cjk else T.TERMINAL_PUNCT):
             return False
         if cjk:
-            return len(T.cjk_tokens(stripped)) >= cfg.cjk_min_chars_per_line
+            return T.cjk_count(stripped) >= cfg.cjk_min_chars_per_line
         parts = stripped.split()
         if len(parts) < cfg.min_words_per_line:
             return False
         return max(map(len, parts)) <= cfg.max_word_length
 
 
+# The sentence count of `[^.!?\s][^.!?]*[.!?]+(?=[\s"')\]]|$)` (runs of text ending in . ! or ?),
+# written so that the regex engine tries each stretch between punctuation once instead of from every
+# character of it (the original pattern is quadratic in the length of a stretch with no sentence end):
+# a match may only start at the text's start or right after . ! ?, and never gives back characters.
+LATIN_SENTENCE_COUNT_RE = re.compile(r"(?:^|(?<=[.!?]))[^.!?]*?[^.!?\s][^.!?]*+[.!?]++(?=[\s\"')\]]|$)")
+
+
 def _latin_sentences(text: str) -> int:
     """Sentences ≈ runs of text ending in . ! or ? (a regex stand-in for a sentence splitter)."""
-    return len(re.findall(r"[^.!?\s][^.!?]*[.!?]+(?=[\s\"')\]]|$)", text))
+    return len(LATIN_SENTENCE_COUNT_RE.findall(text))

@@ -50,7 +50,7 @@ class FineWebFilter(Stage):
         lens = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
         short = float((lens <= short_len).mean())
         _, dup_chars = T.duplicate_fractions(lines)
-        n_units = len(T.cjk_tokens(text)) if cjk else len(text.split())  # after C4 removed lines
+        n_units = T.cjk_count(text) if cjk else len(text.split())  # after C4 removed lines
         newline = text.count("\n") / max(1, n_units)
         s.update(line_punct_ratio=round(punct, 4), short_line_ratio=round(short, 4),
                  char_dup_ratio=round(dup_chars, 4), newline_ratio=round(newline, 4))

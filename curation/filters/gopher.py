@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import dataclasses
 import re
-
-import numpy as np
+from typing import Iterable, Iterator
 
 from curation.document import Document
 from curation.filters import text as T
-from curation.stage import Stage
+from curation.filters.ngrams import repetition_fractions
+from curation.stage import Stage, StageCounts
 
 BULLETS = ("•", "●", "○", "▪", "◦", "·", "-", "*", "–", "►", "▶", "‣", "⁃")
 ELLIPSES = ("...", "…")
 _ALPHA_WORD = re.compile(r"\S*[^\W\d_]\S*")  # a whitespace word with at least one letter
+# the characters that re.I equates to an ASCII letter although lower() does not map them to it
+# (checked over every code point); İ is the third, and lower() lengthens it
+_IGNORECASE_EXTRA = ("\u0131", "\u017f")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,17 +68,33 @@ class GopherQualityFilter(Stage):
 
     def __init__(self, cfg: GopherQualityConfig = GopherQualityConfig()):
         self.cfg = cfg
-        self.stop_re = re.compile(r"\b(?:%s)\b" % "|".join(map(re.escape, cfg.stop_words)), re.I)
+        pattern = r"\b(?:%s)\b" % "|".join(map(re.escape, cfg.stop_words))
+        self.stop_re = re.compile(pattern, re.I)
+        # on lowercased text the same count without re.I (several times faster); valid when lowering
+        # keeps every position and no character re.I would also equate to an ASCII letter is present
+        self.stop_lower_re = re.compile(pattern) if all(w.isascii() for w in cfg.stop_words) else None
         self.cjk_stop = tuple(cfg.cjk_stop_chars)
+
+    def count_stop_words(self, text: str) -> int:
+        """Occurrences of the stop words as whole words, case-insensitive (`stop_re`)."""
+        if self.stop_lower_re is not None:
+            lower = text.lower()
+            if len(lower) == len(text) and not any(c in text for c in _IGNORECASE_EXTRA):
+                return len(self.stop_lower_re.findall(lower))
+        return len(self.stop_re.findall(text))
 
     def keep(self, doc: Document) -> str | None:
         cfg, text = self.cfg, doc.text
         cjk = T.is_cjk_doc(text, doc.lang)
-        toks = T.cjk_tokens(text) if cjk else T.words(text)
-        n = len(toks)
         n_symbols = text.count("#") + text.count("...") + text.count("…")
         bullet, ellipsis = _line_stats(text)
         s = doc.signals
+        if cjk:
+            n = T.cjk_count(text)
+        else:
+            toks = T.words(text)
+            n = len(toks)
+            mean_len = sum(map(len, toks)) / n if n else 0.0
         s.update(cjk=cjk, n_words=n, symbol_ratio=round(n_symbols / max(1, n), 4),
                  bullet_lines=round(bullet, 4), ellipsis_lines=round(ellipsis, 4))
         if cjk:
@@ -86,10 +105,8 @@ class GopherQualityFilter(Stage):
             if n > cfg.cjk_max_chars:
                 return "too_many_chars"
         else:
-            lens = np.fromiter(map(len, toks), dtype=np.int64, count=n)
-            mean_len = float(lens.mean()) if n else 0.0
             alpha = len(_ALPHA_WORD.findall(text)) / max(1, n)
-            n_stop = len(self.stop_re.findall(text))
+            n_stop = self.count_stop_words(text)
             s.update(mean_word_length=round(mean_len, 3), alpha_words=round(alpha, 4), stop_words=n_stop)
             if n < cfg.min_words:
                 return "too_few_words"
@@ -147,29 +164,66 @@ class GopherRepetitionConfig:
 
 
 class GopherRepetitionFilter(Stage):
+    """Measures documents in batches (one numpy pass over the n-grams of many documents)."""
+
     name = "gopher_repetition"
 
-    def __init__(self, cfg: GopherRepetitionConfig = GopherRepetitionConfig()):
+    def __init__(self, cfg: GopherRepetitionConfig = GopherRepetitionConfig(), batch_docs: int = 256,
+                 batch_chars: int = 4_000_000):
         self.cfg = cfg
+        self.batch_docs, self.batch_chars = batch_docs, batch_chars
+
+    def __call__(self, docs: Iterable[Document], counts: StageCounts) -> Iterator[Document]:
+        batch: list[Document] = []
+        chars = 0
+        for doc in docs:
+            batch.append(doc)
+            chars += len(doc.text)
+            if len(batch) >= self.batch_docs or chars >= self.batch_chars:
+                yield from self._flush(batch, counts)
+                batch, chars = [], 0
+        if batch:
+            yield from self._flush(batch, counts)
+
+    def _flush(self, batch: list[Document], counts: StageCounts) -> Iterator[Document]:
+        for doc, reason in zip(batch, self.judge(batch)):
+            counts.n_in += 1
+            if reason is None:
+                counts.n_out += 1
+                yield doc
+            else:
+                counts.drop(reason)
 
     def keep(self, doc: Document) -> str | None:
+        return self.judge([doc])[0]
+
+    def judge(self, docs: list[Document]) -> list[str | None]:
+        """Store every document's signals and return its reason (None = kept)."""
+        cfg = self.cfg
+        cjk = [d.signals.get("cjk", T.is_cjk_doc(d.text, d.lang)) for d in docs]
+        measured: list[list[tuple[str, float, float]]] = [[] for _ in docs]
+        for flag in (False, True):  # word n-grams for the space-delimited, character n-grams for CJK
+            idx = [i for i, c in enumerate(cjk) if c == flag]
+            if not idx:
+                continue
+            tops, dups = (cfg.cjk_top_ngrams, cfg.cjk_dup_ngrams) if flag else (cfg.top_ngrams, cfg.dup_ngrams)
+            views = [T.token_view(docs[i].text, flag) for i in idx]
+            top, dup = repetition_fractions([v[0] for v in views], [v[1] for v in views], tops, dups)
+            unit = "char" if flag else "gram"
+            for j, i in enumerate(idx):
+                m = measured[i]
+                for n, limit in sorted(tops.items(), key=lambda kv: int(kv[0])):
+                    m.append((f"top_{n}{unit}", float(top[int(n)][j]), limit))
+                for n, limit in sorted(dups.items(), key=lambda kv: int(kv[0])):
+                    m.append((f"dup_{n}{unit}", float(dup[int(n)][j]), limit))
+        return [self._decide(doc, m) for doc, m in zip(docs, measured)]
+
+    def _decide(self, doc: Document, measured: list[tuple[str, float, float]]) -> str | None:
         cfg, text, s = self.cfg, doc.text, doc.signals
         dup_lines, dup_line_chars = T.duplicate_fractions(T.lines_of(text))
         dup_paras, dup_para_chars = T.duplicate_fractions(T.paragraphs_of(text))
         s.update(dup_lines=round(dup_lines, 4), dup_line_chars=round(dup_line_chars, 4),
                  dup_paragraphs=round(dup_paras, 4), dup_paragraph_chars=round(dup_para_chars, 4))
-        cjk = s.get("cjk", T.is_cjk_doc(text, doc.lang))
-        toks = T.cjk_tokens(text) if cjk else T.words(text)
-        h = T.token_hashes(toks)
-        lens = np.fromiter(map(len, toks), dtype=np.int64, count=len(toks))
-        unit = "char" if cjk else "gram"
-        tops = cfg.cjk_top_ngrams if cjk else cfg.top_ngrams
-        dups = cfg.cjk_dup_ngrams if cjk else cfg.dup_ngrams
-        measured: list[tuple[str, float, float]] = []
-        for n, limit in sorted(tops.items(), key=lambda kv: int(kv[0])):
-            measured.append((f"top_{n}{unit}", T.top_ngram_char_fraction(h, lens, int(n)), limit))
-        for n, limit in sorted(dups.items(), key=lambda kv: int(kv[0])):
-            measured.append((f"dup_{n}{unit}", T.dup_ngram_char_fraction(h, lens, int(n)), limit))
         for key, value, _ in measured:
             s[key] = round(value, 4)
         # Gopher's line/paragraph rules (the same for every language)

@@ -8,10 +8,13 @@ characters, so Gopher's word-level rules become character-level rules with their
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
 import numpy as np
+
+from curation.filters.ngrams import repetition_fractions
 
 CJK_LANGS = ("zh", "ja")
 CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
@@ -20,7 +23,6 @@ TERMINAL_PUNCT = (".", "!", "?", '"', "'", "”", "’", "。", "！", "？", "�
 CJK_TERMINAL_PUNCT = ("。", "！", "？", "…", "」", "』", "”", "）", ".", "!", "?", "；")
 CJK_SENTENCE_RE = re.compile(r"[。！？!?]+")
 LATIN_SENTENCE_RE = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
-_PUNCT_TABLE = None
 
 
 def cjk_ratio(text: str, sample: int = 2000) -> float:
@@ -45,12 +47,43 @@ def _is_punct(ch: str) -> bool:
     return unicodedata.category(ch)[0] in "PS"
 
 
+@functools.lru_cache(maxsize=1)
+def _noncontent() -> tuple[np.ndarray, re.Pattern]:
+    """Basic-plane characters that carry no content (spaces, punctuation, symbols): as a lookup
+    table for code point arrays and as a regex character class for strings."""
+    table = np.fromiter((_is_punct(chr(i)) or chr(i).isspace() for i in range(0x10000)), dtype=bool, count=0x10000)
+    idx = np.flatnonzero(table)
+    cut = np.flatnonzero(np.diff(idx) != 1)
+    lo, hi = np.concatenate(([idx[0]], idx[cut + 1])), np.concatenate((idx[cut], [idx[-1]]))
+    ranges = "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+                     for a, b in zip(lo.tolist(), hi.tolist()))
+    return table, re.compile(f"[{ranges}]+")
+
+
 def cjk_tokens(text: str) -> list[str]:
     """The characters of a CJK text that carry content (no spaces, no punctuation or symbols)."""
-    global _PUNCT_TABLE
-    if _PUNCT_TABLE is None:
-        _PUNCT_TABLE = {i: None for i in range(0x10000) if _is_punct(chr(i)) or chr(i).isspace()}
-    return list(text.translate(_PUNCT_TABLE))
+    return list(_noncontent()[1].sub("", text))
+
+
+def cjk_count(text: str) -> int:
+    """len(cjk_tokens(text)) without building the list."""
+    return len(_noncontent()[1].sub("", text))
+
+
+def cjk_codepoints(text: str) -> np.ndarray:
+    """The content characters of a CJK text as code points (its tokens' hashes: equal ⇔ same character)."""
+    cp = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+    table = _noncontent()[0]
+    return cp[(cp > 0xFFFF) | ~table[np.minimum(cp, 0xFFFF)]].astype(np.uint64)
+
+
+def token_view(text: str, cjk: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(token hashes uint64, token lengths int64): CJK content characters or whitespace words."""
+    if cjk:
+        h = cjk_codepoints(text)
+        return h, np.ones(len(h), dtype=np.int64)
+    toks = text.split()
+    return token_hashes(toks), np.fromiter(map(len, toks), dtype=np.int64, count=len(toks))
 
 
 def lines_of(text: str) -> list[str]:
@@ -66,61 +99,22 @@ def token_hashes(tokens: list[str]) -> np.ndarray:
     return np.fromiter(map(hash, tokens), dtype=np.int64, count=len(tokens)).view(np.uint64)
 
 
-def ngram_hashes(h: np.ndarray, n: int) -> np.ndarray:
-    """Rolling polynomial hash of every n-gram of a token-hash array (wrapping uint64 math)."""
-    m = len(h) - n + 1
-    if m <= 0:
-        return np.empty(0, dtype=np.uint64)
-    out = h[:m].copy()
-    mult = np.uint64(1099511628211)
-    with np.errstate(over="ignore"):
-        for k in range(1, n):  # n is small (≤ 10): a loop over the n-gram width, not over tokens
-            out = out * mult + h[k:k + m]
-    return out
-
-
 def top_ngram_char_fraction(h: np.ndarray, lens: np.ndarray, n: int) -> float:
-    """Characters covered by the most frequent n-gram (count × its length) / all characters."""
-    g = ngram_hashes(h, n)
-    total = lens.sum()
-    if len(g) == 0 or total == 0:
-        return 0.0
-    _, first, counts = np.unique(g, return_index=True, return_counts=True)
-    if counts.max() < 2:
-        return 0.0
-    # the most frequent n-gram; among equally frequent ones the longest, so that the result does not
-    # depend on hash order (Python's str hash is salted per process)
-    cum = np.concatenate(([0], np.cumsum(lens)))
-    chars = cum[first + n] - cum[first]
-    top = counts == counts.max()
-    return float((counts[top] * chars[top]).max() / total)
+    """Characters covered by the most frequent n-gram (count × its length) / all characters
+    (one document; `curation.filters.ngrams` does whole batches)."""
+    return float(repetition_fractions([h], [lens], [n], [])[0][n][0])
 
 
 def dup_ngram_char_fraction(h: np.ndarray, lens: np.ndarray, n: int) -> float:
-    """Characters inside any n-gram that occurs more than once / all characters."""
-    g = ngram_hashes(h, n)
-    total = lens.sum()
-    if len(g) == 0 or total == 0:
-        return 0.0
-    _, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
-    starts = np.flatnonzero(counts[inverse] > 1)
-    if len(starts) == 0:
-        return 0.0
-    delta = np.zeros(len(h) + 1, dtype=np.int64)
-    np.add.at(delta, starts, 1)
-    np.add.at(delta, starts + n, -1)
-    covered = np.cumsum(delta[:-1]) > 0
-    return float(lens[covered].sum() / total)
+    """Characters inside any n-gram that occurs more than once / all characters (one document)."""
+    return float(repetition_fractions([h], [lens], [], [n])[1][n][0])
 
 
 def duplicate_fractions(items: list[str]) -> tuple[float, float]:
     """(fraction of items that repeat an earlier item, fraction of characters in those repeats)."""
     if not items:
         return 0.0, 0.0
-    h = token_hashes(items)
-    _, first = np.unique(h, return_index=True)
-    dup = np.ones(len(items), dtype=bool)
-    dup[first] = False
-    lens = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
-    total = lens.sum()
-    return float(dup.mean()), float(lens[dup].sum() / total) if total else 0.0
+    first = dict.fromkeys(items)  # the first occurrence of every distinct item
+    total = sum(map(len, items))
+    dup_chars = total - sum(map(len, first))
+    return (len(items) - len(first)) / len(items), dup_chars / total if total else 0.0
