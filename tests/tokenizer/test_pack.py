@@ -265,12 +265,15 @@ def test_bad_inputs_are_one_line_errors(shards, tok_dir, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("dsllm pack: error:") and message in lines[0], r.stderr
 
 
-def test_cli_packs_and_resumes_as_a_user_would(shards, tok_dir, tmp_path):
+def test_cli_packs_and_resumes_as_a_user_would(ray_local, shards, tok_dir, tmp_path):
+    """The CLI joins a running Ray (the session's, by --ray-address), packs, and a rerun is a no-op."""
     out = tmp_path / "packed"
+    address = ray_local.get_runtime_context().gcs_address
     argv = ["pack", shards, "--tokenizer", tok_dir, "--output", str(out), "--seq-len", "64",
-            "--workers", "2", "--set", "row_group_rows=4"]
+            "--ray-address", address, "--set", "row_group_rows=4"]
     r = run_cli(*argv, env={"RAY_AUTH_MODE": "disabled"})
     assert r.returncode == 0, r.stderr
+    assert "Started a local Ray instance" not in r.stderr and "shards 3/3 on 2 worker(s)" in r.stderr
     m = json.loads((out / "manifest.json").read_text())
     assert m["seq_len"] == 64 and m["rows"] > 10 and m["config"]["row_group_rows"] == 4
     assert os.path.exists(out / "_work" / "job.json")
