@@ -14,6 +14,7 @@ time; its error (a full disk, say) is raised on the training thread at the next 
 from __future__ import annotations
 
 import base64
+import collections
 import errno
 import io
 import json
@@ -88,7 +89,9 @@ def _tuples(x):
 class Checkpointer:
     """Saves checkpoints of one run every N steps / M minutes in a background thread."""
 
-    def __init__(self, run_dir: str | Path, every_steps: int, every_minutes: float, keep_last: int):
+    def __init__(self, run_dir: str | Path, every_steps: int, every_minutes: float, keep_last: int,
+                 on_publish=None):
+        self.on_publish = on_publish
         self.root = Path(run_dir) / "checkpoints"
         self.every_steps, self.every_minutes, self.keep_last = every_steps, every_minutes, keep_last
         self.last_time = time.monotonic()
@@ -96,6 +99,16 @@ class Checkpointer:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._saving_step: int | None = None
+        self._published: collections.deque[tuple[int, Path]] = collections.deque()  # not yet announced
+
+    def announce(self) -> None:
+        """Call `on_publish(step, absolute path)` for every checkpoint published since the last call,
+        oldest first. Called on the training thread: at step boundaries and by `wait()` (so a
+        checkpoint is always announced before the next save can prune it)."""
+        while self._published:
+            step, path = self._published.popleft()
+            if self.on_publish is not None:
+                self.on_publish(step, str(path.resolve()))
 
     def due(self, step: int) -> bool:
         """Whether the policy asks for a checkpoint after `step`."""
@@ -123,6 +136,7 @@ class Checkpointer:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        self.announce()
         if self._error is not None:
             exc, self._error = self._error, None
             raise exc
@@ -160,6 +174,7 @@ class Checkpointer:
             reason = "no space left on device" if full else (exc.strerror or str(exc))
             raise UserError(f"checkpoint {final}: {reason}{last}") from None
         self.last_good = final
+        self._published.append((step, final))
         self._prune()
 
     def _prune(self) -> None:

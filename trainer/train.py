@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,8 +160,11 @@ def evaluate(model, rows: RowRange, micro: int, autocast) -> float:
 
 
 def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, resume_from: str | None = None,
-          quiet: bool = False) -> dict:
-    """Train; returns a summary (steps, tokens, last loss, last checkpoint)."""
+          quiet: bool = False, on_checkpoint: Callable[[int, str], None] | None = None) -> dict:
+    """Train; returns a summary (steps, tokens, last loss, last checkpoint).
+
+    `on_checkpoint(step, absolute checkpoint dir)` is called on rank 0, on this thread, once per
+    checkpoint after it is durably published (e.g. to report it to Ray Train), in step order."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rank, world_size = world()
@@ -207,7 +211,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     dtype = torch.float32 if cfg.precision == "fp32" else torch.bfloat16
     flops_per_token = model_cfg.train_flops_per_token(seq_len)
     peak = peak_flops(dtype) * world_size
-    checkpointer = ckpt_io.Checkpointer(run, cfg.checkpoint_every_steps, cfg.checkpoint_every_minutes, cfg.keep_last)
+    checkpointer = ckpt_io.Checkpointer(run, cfg.checkpoint_every_steps, cfg.checkpoint_every_minutes, cfg.keep_last,
+                                        on_publish=on_checkpoint if rank == 0 else None)
     metrics = MetricsLog(run, cfg.max_steps, progress.step, quiet=quiet or rank != 0)
     hf_config = model_cfg.to_hf_dict("bfloat16" if cfg.precision == "bf16" else "float32")
 
@@ -230,6 +235,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     window_start, window_tokens = time.perf_counter(), 0
     try:
         while progress.step < cfg.max_steps:
+            checkpointer.announce()  # checkpoints the background writer finished since the last step
             lr = multistep_lr(progress.tokens + tokens_per_step, cfg.optim.lr, tokens_per_step, total_tokens,
                               cfg.schedule, progress.resume_tokens)
             for group in optimizer.param_groups:

@@ -143,3 +143,22 @@ def test_weights_only_resume_from_a_hugging_face_folder(packed, tmp_path):
     assert records[0]["lr"] == pytest.approx(3e-3 / 2)  # re-warmup from fresh AdamW moments
     assert records[1]["lr"] == pytest.approx(3e-3)
     assert records[0]["loss"] > 6.0  # the imported model's loss, not a fresh init's ≈ 4.56
+
+
+def test_on_checkpoint_sees_every_published_step_in_order(packed, tmp_path):
+    import threading
+
+    seen = []
+
+    def on_checkpoint(step: int, path: str) -> None:
+        p = Path(path)
+        seen.append((step, path, p.is_absolute() and (p / "trainer_state.json").is_file(),
+                     threading.current_thread() is threading.main_thread()))
+
+    run = tmp_path / "run"
+    # every step and keep_last=1: each checkpoint must be announced before the next one prunes it
+    train(MODEL, cfg(max_steps=4, checkpoint_every_steps=1, keep_last=1, eval_every=0), packed, str(run),
+          quiet=True, on_checkpoint=on_checkpoint)
+    assert [s for s, *_ in seen] == [1, 2, 3, 4]
+    assert all(ok and main for _, _, ok, main in seen)
+    assert seen[-1][1] == str((run / "checkpoints" / "step-00000004").resolve())
