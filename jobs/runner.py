@@ -13,6 +13,7 @@ run ends non-zero naming it; its outputs are not published as complete, so a rer
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import sys
 import time
@@ -84,42 +85,88 @@ def require_shared_path(uri: str, flag: str) -> None:
 
 
 class RayExecutor:
-    """`map(fn, items)` as one Ray task per item (results in item order), progress on stderr."""
+    """`map(fn, items)` as Ray tasks (results in item order, at most `max_in_flight` at once),
+    progress on stderr. Ray starts on first use (in-process unless `address`), so input errors
+    found before any work is spread show without starting Ray; a user error raised inside a task
+    comes back as itself (one line, exit 2)."""
 
-    def __init__(self, num_cpus: float = 1.0, quiet: bool = False):
-        import ray
-
-        self.ray = ray
-        self.num_cpus = num_cpus
-        self.quiet = quiet
-        self.parallelism = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, task_cpus: float = 1.0,
+                 max_in_flight: int | None = None, quiet: bool = False):
+        self.address, self.num_cpus, self.task_cpus = address, num_cpus, task_cpus
+        self.max_in_flight, self.quiet = max_in_flight, quiet
+        self._started = False
 
     @classmethod
     def start(cls, address: str | None = None, quiet: bool = False) -> "RayExecutor":
         """Join `address` (or 'auto'), or start an in-process Ray with every core of this machine."""
-        init_ray(address)
-        return cls(quiet=quiet)
+        executor = cls(address, quiet=quiet)
+        executor.ray
+        return executor
+
+    @property
+    def ray(self):
+        import ray
+
+        if not ray.is_initialized():
+            init_ray(self.address, self.num_cpus)
+            self._started = True
+        return ray
+
+    @property
+    def parallelism(self) -> int:
+        cpus = max(1, int(self.ray.cluster_resources().get("CPU", 1)))
+        return min(cpus, self.max_in_flight or cpus)
 
     def map(self, fn, items, label: str = "tasks"):
-        items = list(items)
+        ray, items = self.ray, list(items)
         if not items:
             return []
-        remote = self.ray.remote(num_cpus=self.num_cpus, max_retries=3)(call_with_env)
-        env = self.ray.put(task_env())
-        refs = [remote.remote(env, fn, item) for item in items]
-        index = {ref: i for i, ref in enumerate(refs)}
-        results: list = [None] * len(refs)
-        pending, start = list(refs), time.time()
-        while pending:
-            ready, pending = self.ray.wait(pending, num_returns=1)
+        remote = ray.remote(num_cpus=self.task_cpus, max_retries=3)(call_with_env)
+        env = ray.put(task_env())
+        limit = self.max_in_flight or len(items)
+        workers = min(limit, self.parallelism)
+        results: list = [None] * len(items)
+        index: dict = {}
+        pending: list = []
+        todo = iter(enumerate(items))
+        done, start = 0, time.time()
+        while True:
+            for i, item in itertools.islice(todo, max(0, limit - len(pending))):
+                ref = remote.remote(env, fn, item)
+                index[ref] = i
+                pending.append(ref)
+            if not pending:
+                break
+            ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
-                results[index[ref]] = self.ray.get(ref)
+                results[index.pop(ref)] = _get(ray, ref)
+                done += 1
             if not self.quiet:
-                done = len(refs) - len(pending)
-                print(f"\r{label}: {done}/{len(refs)} ({time.time() - start:.0f}s)", end="", file=sys.stderr, flush=True)
+                print(f"\r{label}: {done}/{len(items)} on {workers} worker(s) ({time.time() - start:.0f}s)", end="", file=sys.stderr, flush=True)
         if not self.quiet:
             print(file=sys.stderr)
         return results
+
+    def close(self) -> None:
+        """Shut Ray down if this executor started it."""
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
+
+
+def _get(ray, ref):
+    """ray.get that re-raises a user error from a task as itself."""
+    from dsllm.errors import UserError
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, UserError):
+            raise UserError(str(cause)) from None
+        raise
 
 
 def _map(executor: Executor, fn, items, label: str):

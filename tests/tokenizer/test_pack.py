@@ -91,12 +91,12 @@ def read_part(path) -> pa.Table:
 
 
 def test_output_identical_with_1_and_2_ray_workers(ray_local, shards, tok_dir, tmp_path):
-    from jobs.commands.pack import RayMapExecutor
+    from jobs.runner import RayExecutor
 
     outs = []
     for workers in (1, 2):
         out = tmp_path / f"w{workers}"
-        pack([shards], tok_dir, str(out), CFG, RayMapExecutor(max_in_flight=workers), log=lambda m: None)
+        pack([shards], tok_dir, str(out), CFG, RayExecutor(max_in_flight=workers, quiet=True), log=lambda m: None)
         outs.append(file_hashes(str(out)))
     pack([shards], tok_dir, str(tmp_path / "local"), CFG, LocalExecutor(), log=lambda m: None)
     assert outs[0] == outs[1] == file_hashes(str(tmp_path / "local"))
@@ -273,7 +273,7 @@ def test_cli_packs_and_resumes_as_a_user_would(ray_local, shards, tok_dir, tmp_p
             "--ray-address", address, "--set", "row_group_rows=4"]
     r = run_cli(*argv, env={"RAY_AUTH_MODE": "disabled"})
     assert r.returncode == 0, r.stderr
-    assert "Started a local Ray instance" not in r.stderr and "shards 3/3 on 2 worker(s)" in r.stderr
+    assert "Started a local Ray instance" not in r.stderr and "3/3 on 2 worker(s)" in r.stderr
     m = json.loads((out / "manifest.json").read_text())
     assert m["seq_len"] == 64 and m["rows"] > 10 and m["config"]["row_group_rows"] == 4
     assert os.path.exists(out / "_work" / "job.json")
