@@ -125,6 +125,7 @@ class RayExecutor:
         env = ray.put(task_env())
         limit = self.max_in_flight or len(items)
         workers = min(limit, self.parallelism)
+        tty = sys.stderr.isatty()
         results: list = [None] * len(items)
         index: dict = {}
         pending: list = []
@@ -141,10 +142,9 @@ class RayExecutor:
             for ref in ready:
                 results[index.pop(ref)] = _get(ray, ref)
                 done += 1
-            if not self.quiet:
-                print(f"\r{label}: {done}/{len(items)} on {workers} worker(s) ({time.time() - start:.0f}s)", end="", file=sys.stderr, flush=True)
-        if not self.quiet:
-            print(file=sys.stderr)
+            if not self.quiet and (tty or done == len(items)):  # one line per map when not a terminal
+                print(f"\r{label}: {done}/{len(items)} on {workers} worker(s) ({time.time() - start:.0f}s)",
+                      end="" if done < len(items) else "\n", file=sys.stderr, flush=True)
         return results
 
     def close(self) -> None:
