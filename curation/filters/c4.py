@@ -64,10 +64,11 @@ class C4Filter(Stage):
         cite = cfg.remove_citations and "[" in doc.text
         kept, removed = [], 0
         for line in doc.text.split("\n"):  # a loop over lines, each judged by C-level string ops
-            if not line.strip():
+            stripped = line.strip()
+            if not stripped:
                 kept.append(line)
                 continue
-            if self._keep_line(line, cjk, phrases):
+            if self._keep_line(stripped, cjk, phrases):
                 kept.append(_CITATION.sub("", line) if cite and "[" in line else line)
             else:
                 removed += 1
@@ -80,8 +81,8 @@ class C4Filter(Stage):
             return "too_few_sentences"
         return None
 
-    def _keep_line(self, line: str, cjk: bool, phrases: tuple[str, ...]) -> bool:
-        cfg, stripped = self.cfg, line.strip()
+    def _keep_line(self, stripped: str, cjk: bool, phrases: tuple[str, ...]) -> bool:
+        cfg = self.cfg
         if phrases:
             low = stripped.lower()
             if any(p in low for p in phrases):

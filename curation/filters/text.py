@@ -86,8 +86,11 @@ def token_view(text: str, cjk: bool) -> tuple[np.ndarray, np.ndarray]:
     return token_hashes(toks), np.fromiter(map(len, toks), dtype=np.int64, count=len(toks))
 
 
+@functools.lru_cache(maxsize=1024)
 def lines_of(text: str) -> list[str]:
-    return [ln.strip() for ln in text.split("\n") if ln.strip()]
+    """The stripped non-empty lines (cached: several stages ask for the same text's lines; callers
+    must not modify the list)."""
+    return [ln for ln in map(str.strip, text.split("\n")) if ln]
 
 
 def paragraphs_of(text: str) -> list[str]:
