@@ -4,15 +4,22 @@ Kept: `response` records with HTTP 200 and an HTML payload (by WARC-Identified-P
 the HTTP Content-Type), and WET `conversion` records (already plain text). The stream is read
 record by record; payloads above `max_payload_bytes` are skipped without being held in memory.
 
+Gzip-per-record files (Common Crawl) are inflated here member by member (zlib, streaming) and each
+member is handed to FastWARC on its own, so a corrupt or truncated member costs only itself: the
+reader counts it once (`corrupt_gzip`, or `truncated_gzip` when the file ends inside it) and resyncs
+at the next gzip member whose inflated bytes start with a WARC header. Other inputs (uncompressed,
+lz4) go to FastWARC as they are.
+
 Reasons (stage `read`): record_warcinfo, record_request, record_metadata, record_revisit,
 record_resource, record_other (unknown or broken WARC header), bad_http_header, http_not_200,
 not_html, empty_payload, payload_too_large, truncated_record, binary_payload, corrupt_gzip,
-invalid_warc, read_error.
+truncated_gzip, invalid_warc, read_error. Event `resynced_bytes`: compressed bytes skipped to resync.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from typing import IO, Iterator
 
 from curation.stage import StageCounts
@@ -58,8 +65,27 @@ class WarcReader:
         self.cfg = cfg
         self.crawl = ""
         self.records = 0
+        self.resynced_bytes = 0
 
     def __call__(self, stream: IO[bytes], counts: StageCounts) -> Iterator[RawPage]:
+        head = stream.read(_CHUNK)
+        if head[:3] != GZIP_MAGIC:
+            yield from self._records(_Prefixed(head, stream), counts)
+            return
+        members = GzipMembers(stream, head)
+        while True:  # one FastWARC iterator per run of good members
+            yield from self._records(members, counts)
+            if not members.error:
+                break
+            if not members.charged:  # the broken member's unreadable rest, counted once
+                counts.n_in += 1
+                self.records += 1
+                counts.drop(members.error)
+            if not members.resync():
+                break
+        self.resynced_bytes = members.skipped
+
+    def _records(self, stream, counts: StageCounts) -> Iterator[RawPage]:
         from fastwarc.warc import ArchiveIterator
 
         it = iter(ArchiveIterator(stream, parse_http=True, fsspec_args=False))
@@ -77,6 +103,9 @@ class WarcReader:
             counts.n_in += 1
             self.records += 1
             page, reason = self._page(record)
+            if getattr(stream, "error", "") and record.stream_pos >= stream.bad_start:
+                stream.charged = True  # this record lies in the broken member
+                page, reason = None, stream.error
             if page is None:
                 counts.drop(reason)
             else:
@@ -131,3 +160,143 @@ def _stream_error_reason(exc: OSError) -> str:
     if "warc" in msg and "header" in msg:
         return "invalid_warc"
     return "read_error"
+
+
+GZIP_MAGIC = b"\x1f\x8b\x08"
+_CHUNK = 1 << 20
+_FEED = 16 << 10
+_RESYNC_WINDOW = 16 << 20  # compressed bytes of the current member kept to search for the next one
+
+
+class _Prefixed:
+    """A stream with its first bytes already read (file-like for FastWARC)."""
+
+    def __init__(self, head: bytes, stream: IO[bytes]):
+        self.head, self.stream = head, stream
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            out, self.head = (self.head, b"") if n < 0 or n >= len(self.head) else (self.head[:n], self.head[n:])
+        else:
+            out = self.stream.read(n)
+        self.pos += len(out)
+        return out
+
+    def tell(self) -> int:
+        return self.pos
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+
+class GzipMembers:
+    """A gzip-per-record byte stream inflated member after member (file-like for FastWARC, streaming).
+
+    When a member is corrupt or cut short, reading stops there (`error`, `bad_start` = the inflated
+    offset where that member began) and `resync()` moves to the next member start, searched from the
+    broken member's second byte on, whose inflated bytes begin with a WARC header."""
+
+    def __init__(self, stream: IO[bytes], head: bytes = b""):
+        self.stream = stream
+        self.buf, self.off = head, 0      # compressed bytes read, and how far the inflater took them
+        self.history: list = []          # compressed slices taken since the current member began
+        self.kept = 0
+        self.skipped = 0                 # compressed bytes skipped by resyncs
+        self.pos = 0                     # inflated bytes delivered
+        self.error = ""
+        self.bad_start = 0
+        self.charged = False
+        self._start_member(0)
+
+    def _start_member(self, start: int) -> None:
+        self.inflater = zlib.decompressobj(31)
+        self.tail = b""
+        self.member_start = start
+        self.history, self.kept = [], 0
+
+    def tell(self) -> int:
+        return self.pos
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, n: int = -1) -> bytes:
+        if self.error:
+            return b""
+        n = n if n and n > 0 else _CHUNK
+        parts, size = [], 0
+        while size < n:  # fill the request across member boundaries
+            data = self.tail or self._take()
+            if not data:
+                if self.history:  # the stream ended inside a member
+                    self._fail("truncated_gzip")
+                break
+            try:
+                out = self.inflater.decompress(data, n - size)
+            except zlib.error:
+                self._fail("corrupt_gzip")
+                break
+            parts.append(out)
+            size += len(out)
+            self.tail = self.inflater.unconsumed_tail
+            if self.inflater.eof:  # the next member starts in the bytes fed after this one
+                self.off -= len(self.inflater.unused_data)
+                self._start_member(self.pos + size)
+        self.pos += size
+        return b"".join(parts)
+
+    def _fail(self, reason: str) -> None:
+        self.error, self.bad_start, self.charged = reason, self.member_start, False
+
+    def _take(self) -> memoryview | bytes:
+        """The next compressed slice (small, so zlib's leftover copies stay small), remembered for a resync."""
+        if self.off >= len(self.buf):
+            self.buf, self.off = self.stream.read(_CHUNK), 0
+            if not self.buf:
+                return b""
+        data = memoryview(self.buf)[self.off:self.off + _FEED]
+        self.off += len(data)
+        self.history.append(data)
+        self.kept += len(data)
+        if self.kept - len(self.history[0]) >= _RESYNC_WINDOW:
+            self.kept -= len(self.history.pop(0))
+        return data
+
+    def resync(self) -> bool:
+        """After a failure: skip to the next valid member; False when the stream has none."""
+        buf = b"".join(self.history)[1:] + self.buf[self.off:]
+        self.buf, self.off = b"", 0
+        while True:
+            i = buf.find(GZIP_MAGIC)
+            if i >= 0:
+                self.skipped += i
+                buf = buf[i:]
+                while len(buf) < 65536 and (more := self.stream.read(_CHUNK)):
+                    buf += more
+                if _starts_warc(buf):
+                    self.buf, self.error = buf, ""
+                    self._start_member(self.pos)
+                    return True
+                self.skipped += 1
+                buf = buf[1:]
+                continue
+            more = self.stream.read(_CHUNK)
+            if not more:
+                self.skipped += len(buf)
+                return False
+            self.skipped += max(0, len(buf) - 2)
+            buf = buf[-2:] + more
+
+
+def _starts_warc(data: bytes) -> bool:
+    try:
+        return zlib.decompressobj(31).decompress(data[:65536], 8).startswith(b"WARC/1.")
+    except zlib.error:
+        return False
