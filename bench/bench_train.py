@@ -12,6 +12,7 @@ run (`trainer.metrics.measure_matmul_peak`).
 from __future__ import annotations
 
 import argparse
+import os
 import contextlib
 import statistics
 import sys
@@ -50,7 +51,7 @@ class Variant:
         self.master.accumulate()
         clip_gradients(self.master, 1.0)
         self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
+        self.master.zero_grad(self.opt)
         self.master.publish()
         self.times.append(time.perf_counter() - t)
         self.losses.append(loss.item())
@@ -61,7 +62,7 @@ def hf_loss(model, ids):
 
 
 def our_loss(model, ids):
-    return model(ids, labels=ids)[1]
+    return model(ids, labels=ids, return_logits=False)[1]
 
 
 def build(cfg: ModelConfig, compile_: bool):
@@ -90,14 +91,12 @@ def build(cfg: ModelConfig, compile_: bool):
         Variant("dsllm fp32", ours(), "fp32", our_loss),
         Variant("transformers bf16 autocast", hf(), "bf16-autocast", hf_loss),
         Variant("dsllm bf16 autocast", ours(), "bf16-autocast", our_loss),
+        Variant("transformers bf16 weights + fp32 master", hf(), "bf16", hf_loss),
         Variant("dsllm bf16 weights + fp32 master", ours(), "bf16", our_loss),
-        Variant("dsllm bf16 weights, SDPA enable_gqa", ours(), "bf16", our_loss, gqa_native=True),
     ]
     if compile_:
         m = ours()
-        from trainer.parallelize import apply_compile
-
-        apply_compile(m)
+        m.forward = torch.compile(m.forward, mode="max-autotune-no-cudagraphs", dynamic=False)
         variants.append(Variant("dsllm bf16 weights + torch.compile", m, "bf16", our_loss))
     return variants
 
@@ -109,11 +108,18 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=512)
     ap.add_argument("--compile", action="store_true", help="add a torch.compile variant (slow to compile)")
+    ap.add_argument("--only", default="", help="comma-separated substrings: keep the matching variants "
+                    "(the anchors and dsllm fp32 are always kept)")
     args = ap.parse_args()
     cfg = ModelConfig(vocab_size=args.vocab, hidden_size=512, intermediate_size=1376, num_hidden_layers=8,
                       num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=args.seq,
                       bos_token_id=1, eos_token_id=2)
     variants = build(cfg, args.compile)
+    if args.only:
+        keys = args.only.split(",")
+        variants = [v for v in variants if v.name in ("transformers fp32", "dsllm fp32", "transformers bf16 autocast")
+                    or any(k in v.name for k in keys)]
+    load_before = os.getloadavg()
     torch.manual_seed(1)
     batches = [torch.randint(0, args.vocab, (args.batch, args.seq)) for _ in range(args.rounds + 1)]
     t0 = time.perf_counter()
@@ -121,7 +127,7 @@ def main() -> None:
         t = time.perf_counter()
         v.step(batches[0])
         if "compile" in v.name:
-            print(f"torch.compile first step: {time.perf_counter() - t:.0f} s", file=sys.stderr)
+            print(f"torch.compile first step (compile time): {time.perf_counter() - t:.0f} s", file=sys.stderr)
     peaks = []
     for r in range(1, args.rounds + 1):
         peaks.append(measure_matmul_peak(torch.bfloat16, repeats=3))
@@ -131,18 +137,22 @@ def main() -> None:
     peak = statistics.median(peaks)
     tokens = args.batch * args.seq
     flops = cfg.train_flops_per_token(args.seq)
-    base = {p: statistics.median(variants[i].times[1:]) for i, p in ((0, "fp32"), (2, "bf16"))}
+    by_name = {v.name: v for v in variants}
+    base = {"fp32": statistics.median(by_name["transformers fp32"].times[1:]),
+            "bf16": statistics.median(by_name["transformers bf16 autocast"].times[1:])}
     print(f"\nconfig: d 512, 8 layers, 8/2 heads, FFN 1376, vocab {args.vocab}, seq {args.seq}, batch {args.batch}; "
           f"{flops / 1e6:.0f} MFLOP/token; measured bf16 matmul peak {peak / 1e9:.0f} GFLOP/s "
-          f"(median of {len(peaks)}); {torch.get_num_threads()} threads\n")
-    print("| variant | median step (s) | tokens/s | vs transformers (same precision) | MFU vs bf16 peak | loss after |")
+          f"(median of {len(peaks)}); {torch.get_num_threads()} threads; load average (1 min) "
+          f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after\n")
+    print("| variant | median step (s) | tokens/s | vs transformers (fp32 / bf16 autocast) | MFU vs bf16 peak | "
+          "loss after |")
     print("|---|---|---|---|---|---|")
     for v in variants:
         med = statistics.median(v.times[1:])
         anchor = base["fp32"] if v.precision == "fp32" else base["bf16"]
         print(f"| {v.name} | {med:.3f} | {tokens / med:,.0f} | {anchor / med:.2f}× | "
               f"{tokens / med * flops / peak * 100:.1f}% | {v.losses[-1]:.4f} |")
-    diffs = [abs(a - b) for a, b in zip(variants[0].losses, variants[1].losses)]
+    diffs = [abs(a - b) for a, b in zip(by_name["transformers fp32"].losses, by_name["dsllm fp32"].losses)]
     print(f"\nsame loss curve: fp32 losses of dsllm vs transformers over {len(diffs)} steps differ by at most "
           f"{max(diffs):.2e}")
 

@@ -90,8 +90,8 @@ class Checkpointer:
     """Saves checkpoints of one run every N steps / M minutes in a background thread."""
 
     def __init__(self, run_dir: str | Path, every_steps: int, every_minutes: float, keep_last: int,
-                 on_publish=None):
-        self.on_publish = on_publish
+                 on_publish=None, mirror=None):
+        self.on_publish, self.mirror = on_publish, mirror  # mirror: trainer.mirror.RunMirror (S3 runs)
         self.root = Path(run_dir) / "checkpoints"
         self.every_steps, self.every_minutes, self.keep_last = every_steps, every_minutes, keep_last
         self.last_time = time.monotonic()
@@ -174,6 +174,8 @@ class Checkpointer:
             reason = "no space left on device" if full else (exc.strerror or str(exc))
             raise UserError(f"checkpoint {final}: {reason}{last}") from None
         self.last_good = final
+        if self.mirror is not None:  # an S3 run: published once uploaded (its errors are one line)
+            self.mirror.push(step, final)
         self._published.append((step, final))
         self._prune()
 

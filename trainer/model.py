@@ -15,10 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer import kernels
 from trainer.config import ModelConfig
 
-# GQA through SDPA's `enable_gqa=True` was measured against expanding K/V with repeat_interleave on
-# this CPU (bench/RESULTS-train.md); the faster one is the default.
+# When attention goes through SDPA (accelerators, long contexts; see trainer/kernels.py), GQA either
+# repeats K/V with repeat_interleave or uses SDPA's `enable_gqa=True`; measured on this CPU
+# (bench/RESULTS-train.md), repeating was faster.
 GQA_NATIVE = False
 
 
@@ -44,21 +46,18 @@ class RotaryEmbedding(nn.Module):
 
     @torch.no_grad()
     def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        # positions: (B, T) or (T,) -> cos, sin: (B|1, 1, T, hd) broadcast over heads
-        pos = positions.float().reshape(-1, positions.shape[-1])  # (B', T)
-        freqs = pos[:, :, None] * self.inv_freq[None, None, :].float()  # (B', T, hd/2)
-        emb = torch.cat((freqs, freqs), dim=-1)  # (B', T, hd)
-        return emb.cos().to(dtype)[:, None], emb.sin().to(dtype)[:, None]
+        # positions: (T,) -> cos, sin (T, hd); (B, T) -> (B, 1, T, hd); broadcast over heads
+        freqs = positions.float()[..., None] * self.inv_freq.float()  # (..., T, hd/2)
+        emb = torch.cat((freqs, freqs), dim=-1)  # (..., T, hd)
+        cos, sin = emb.cos().to(dtype), emb.sin().to(dtype)
+        return (cos, sin) if positions.dim() == 1 else (cos[:, None], sin[:, None])
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x·cos + rotate_half(x)·sin, rotate_half(x) = [-x2, x1] (HF layout), written as two in-place
-    half-width multiply-adds instead of materialising rotate_half (fewer passes over memory)."""
+    """x·cos + rotate_half(x)·sin, rotate_half(x) = [-x2, x1] (HF layout) on x (B, H, T, hd); the
+    model itself calls the fused `kernels.rope`, which is this with a hand-written backward."""
     h = x.shape[-1] // 2
-    y = x * cos
-    y[..., :h].addcmul_(x[..., h:], sin[..., :h], value=-1.0)
-    y[..., h:].addcmul_(x[..., :h], sin[..., h:])
-    return y
+    return x * cos + torch.cat((-x[..., h:], x[..., :h]), dim=-1) * sin
 
 
 class Attention(nn.Module):
@@ -76,26 +75,16 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 mask: torch.Tensor | None) -> torch.Tensor:
         B, T, _ = x.shape
+        nh, nkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
         # one matmul for q, k and v (the weights stay three HF-named parameters)
         w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
         qkv = F.linear(x, w)  # (B, T, (nh + 2·nkv)·hd)
-        q, k, v = qkv.split((self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim,
-                             self.n_kv_heads * self.head_dim), dim=-1)
-        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
-        k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
-        v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        groups = self.n_heads // self.n_kv_heads
-        if groups > 1 and not GQA_NATIVE:
-            k = k.repeat_interleave(groups, dim=1)  # (B, nh, T, hd)
-            v = v.repeat_interleave(groups, dim=1)
-        kwargs = {"enable_gqa": True} if groups > 1 and GQA_NATIVE else {}
-        if mask is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, **kwargs)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **kwargs)
-        y = y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)  # (B, T, d)
-        return self.o_proj(y)
+        q, k, v = qkv.split((nh * hd, nkv * hd, nkv * hd), dim=-1)
+        q = kernels.rope(q.view(B, T, nh, hd), cos, sin)  # (B, nh, T, hd)
+        k = kernels.rope(k.view(B, T, nkv, hd), cos, sin)  # (B, nkv, T, hd)
+        v = v.view(B, T, nkv, hd).transpose(1, 2)  # (B, nkv, T, hd)
+        y = kernels.attention(q, k, v, mask, gqa_native=GQA_NATIVE)  # (B, nh, T, hd)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, nh * hd))
 
 
 class MLP(nn.Module):
@@ -182,10 +171,13 @@ class Transformer(nn.Module):
                 nn.init.ones_(module.weight)
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
-                segment_ids: torch.Tensor | None = None, positions: torch.Tensor | None = None):
-        """input_ids (B, T) → logits (B, T, V). With `labels` (B, T; -100 ignored), also the mean
-        next-token cross-entropy (labels are shifted inside, as in `transformers`). `segment_ids`
-        (B, T) restricts attention to each packed document; `positions` (B, T) overrides RoPE's."""
+                segment_ids: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+                return_logits: bool = True):
+        """input_ids (B, T) → logits (B, T, V). With `labels` (B, T; -100 ignored), (logits, loss):
+        the mean next-token cross-entropy (labels are shifted inside, as in `transformers`);
+        `return_logits=False` gives (None, loss) through the fused, chunked head + loss, which never
+        holds the full logits (what training uses). `segment_ids` (B, T) restricts attention to
+        each packed document; `positions` (B, T) overrides RoPE's."""
         B, T = input_ids.shape
         x = self.model.embed_tokens(input_ids)  # (B, T, d)
         if positions is None:
@@ -196,12 +188,14 @@ class Transformer(nn.Module):
         mask = segment_mask(segment_ids) if segment_ids is not None else None
         for layer in self.model.layers:
             x = layer(x, cos, sin, mask)
-        logits = self.lm_head(self.model.norm(x))  # (B, T, V)
-        if labels is None:
+        h = self.model.norm(x)  # (B, T, d)
+        # next-token targets: labels shifted left, the last position ignored
+        targets = F.pad(labels[:, 1:], (0, 1), value=-100) if labels is not None else None  # (B, T)
+        if not return_logits and targets is not None:
+            return None, kernels.linear_cross_entropy(h.flatten(0, 1), self.lm_head.weight, targets.flatten())
+        logits = self.lm_head(h)  # (B, T, V)
+        if targets is None:
             return logits
-        # next-token targets: labels shifted left, the last position ignored (no slice of the
-        # (B, T, V) logits, whose backward would materialise a second full-size gradient)
-        targets = F.pad(labels[:, 1:], (0, 1), value=-100)  # (B, T)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
         return logits, loss
 

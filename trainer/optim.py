@@ -61,30 +61,49 @@ class MasterWeights:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.separate = precision == "bf16"
+        self._fresh = True  # the next accumulate() starts a new step's gradients
         if self.separate:
             self.master = [p.detach().float().clone().requires_grad_(True) for _, p in self.named]
         else:
             self.master = [p for _, p in self.named]
 
+    @torch.no_grad()
     def accumulate(self) -> None:
-        """After a micro-batch's backward: move bf16 gradients into the fp32 master gradients."""
+        """After a micro-batch's backward: move bf16 gradients into the fp32 master gradients
+        (buffers kept across steps; the first micro-batch of a step copies, later ones add)."""
         if not self.separate:
             return
-        for (_, p), m in zip(self.named, self.master):
-            if p.grad is None:
-                continue
+        pairs = [(p, m) for (_, p), m in zip(self.named, self.master) if p.grad is not None]
+        if not pairs:
+            return
+        for p, m in pairs:
             if m.grad is None:
-                m.grad = p.grad.float()
-            else:
-                m.grad.add_(p.grad)
+                m.grad = torch.zeros_like(m)
+        src = [p.grad for p, _ in pairs]
+        dst = [m.grad for _, m in pairs]
+        if self._fresh:
+            stale = [m.grad for (_, p), m in zip(self.named, self.master) if p.grad is None and m.grad is not None]
+            if stale:
+                torch._foreach_zero_(stale)
+            torch._foreach_copy_(dst, src)
+        else:
+            torch._foreach_add_(dst, src)
+        self._fresh = False
+        for p, _ in pairs:
             p.grad = None
 
     @torch.no_grad()
     def publish(self) -> None:
         """After the optimizer step: copy the fp32 master into the (bf16) model weights."""
+        self._fresh = True
         if self.separate:
-            for (_, p), m in zip(self.named, self.master):
-                p.copy_(m)
+            torch._foreach_copy_([p for _, p in self.named], self.master)
+
+    def zero_grad(self, optimizer: torch.optim.Optimizer) -> None:
+        """After the step: drop the model's gradients; the fp32 master gradient buffers are kept
+        (the next step's first micro-batch overwrites them)."""
+        if not self.separate:
+            optimizer.zero_grad(set_to_none=True)
 
     @torch.no_grad()
     def load_master(self, tensors: list[torch.Tensor]) -> None:
@@ -103,8 +122,11 @@ def build_optimizer(master: MasterWeights, cfg: OptimConfig) -> torch.optim.Adam
         (decay if decays(name, p, cfg.decay_embeddings) else no_decay).append(m)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                             foreach=True)
+    # the fused kernel (one pass over parameters and moments) for plain tensors; foreach for
+    # DTensor shards (FSDP) and devices without it
+    plain = all(type(m) in (torch.Tensor, nn.Parameter) for m in master.master)
+    kind = {"fused": True} if plain else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, **kind)
 
 
 def clip_gradients(master: MasterWeights, max_norm: float) -> float:

@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dsllm import storage
 from dsllm.config import config_to_dict
 from dsllm.errors import UserError
 from trainer import checkpoint as ckpt_io
 from trainer.config import ModelConfig
 from trainer.metrics import MetricsLog, peak_flops
-from trainer.model import Transformer
+from trainer.model import Transformer, segments_from_offsets
 from trainer.optim import PRECISIONS, MasterWeights, OptimConfig, build_optimizer, clip_gradients
 from trainer.parallelize import all_reduce_mean, grad_sync, parallelize, world
 from trainer.schedule import ScheduleConfig, multistep_lr
@@ -43,6 +44,7 @@ class TrainConfig:
     compile: bool = False
     strategy: str = "ddp"           # ddp | fsdp when several workers
     threads: int = 0                # torch intra-op threads (0: torch's default)
+    document_mask: bool = False     # attend within each packed document only (see below)
     log_every: int = 1
     eval_every: int = 100           # validation loss on the held-out tail of the data (0: never)
     eval_rows: int = 32
@@ -61,6 +63,14 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive")
         if self.batch_tokens < 0 or self.eval_rows < 0 or self.keep_last < 0:
             raise ValueError("batch_tokens, eval_rows and keep_last must be >= 0")
+
+
+# `document_mask`: with it, a token attends only to earlier tokens of its own document in a packed
+# row (PACKED's doc_offsets; attention mask from trainer.model.segment_mask) and RoPE positions
+# restart at 0 at every document start, so each document is computed as if it were alone. Off by
+# default: the DeepSeek LLM paper does not say whether its packed sequences were masked this way
+# (LLaMA-style pretraining usually lets attention cross document boundaries). Labels are not
+# changed: the token after a document's last token is still a target.
 
 
 class RowRange:
@@ -147,14 +157,19 @@ def _shape(c: ModelConfig) -> str:
 
 
 @torch.no_grad()
-def evaluate(model, rows: RowRange, micro: int, autocast) -> float:
-    """Mean next-token loss over the held-out rows."""
+def evaluate(model, rows: RowRange, micro: int, autocast, document_mask: bool = False) -> float:
+    """Mean next-token loss over the held-out rows (masked per document like training when asked)."""
     model.eval()
     losses = []
     for start in range(0, rows.rows, micro):
-        ids = torch.from_numpy(rows.read_rows(np.arange(start, min(start + micro, rows.rows))).astype(np.int64))
+        got = rows.read(np.arange(start, min(start + micro, rows.rows)), segments=document_mask)
+        ids = torch.from_numpy(got.input_ids.astype(np.int64))
+        kwargs = {}
+        if document_mask:
+            segment_ids, positions = segments_from_offsets(got.doc_offsets, rows.seq_len)
+            kwargs = {"segment_ids": segment_ids, "positions": positions}
         with autocast():
-            losses.append(model(ids, labels=ids)[1].float() * len(ids))
+            losses.append(model(ids, labels=ids, return_logits=False, **kwargs)[1].float() * len(ids))
     model.train()
     return float(torch.stack(losses).sum() / rows.rows)
 
@@ -163,13 +178,26 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
           quiet: bool = False, on_checkpoint: Callable[[int, str], None] | None = None) -> dict:
     """Train; returns a summary (steps, tokens, last loss, last checkpoint).
 
+    `run_dir` is a local directory or an s3:// URI (trained in a local staging directory and
+    mirrored up, see trainer/mirror.py).
     `on_checkpoint(step, absolute checkpoint dir)` is called on rank 0, on this thread, once per
     checkpoint after it is durably published (e.g. to report it to Ray Train), in step order."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rank, world_size = world()
-    run = Path(run_dir)
     ds = open_data(data, model_cfg)
+    mirror = None
+    if storage.is_remote(run_dir):  # an S3 run: train in a local staging dir, mirror it up
+        from trainer.mirror import RunMirror, staging_dir
+
+        if not storage.is_s3(run_dir):
+            raise UserError(f"--output {run_dir}: a run directory is local or s3://")
+        run = staging_dir(run_dir, rank)
+        run.mkdir(parents=True, exist_ok=True)
+        mirror = RunMirror(run_dir, run, cfg.keep_last)
+        mirror.pull()
+    else:
+        run = Path(run_dir)
     seq_len = ds.seq_len
     global_batch = global_batch_sequences(cfg, seq_len, world_size)
     n_micro = global_batch // world_size // cfg.micro_batch_size
@@ -205,14 +233,15 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     from trainer.data import DataLoader
 
     loader = DataLoader(train_rows, global_batch, cfg.micro_batch_size, cfg.seed, rank, world_size,
-                        start_sequences=progress.sequences, chunk_rows=ds.chunk_rows)
+                        start_sequences=progress.sequences, chunk_rows=ds.chunk_rows, segments=cfg.document_mask)
     fwd = parallelize(model, cfg.strategy, cfg.compile)
     total_tokens = cfg.schedule.total_tokens or cfg.max_steps * tokens_per_step
     dtype = torch.float32 if cfg.precision == "fp32" else torch.bfloat16
     flops_per_token = model_cfg.train_flops_per_token(seq_len)
     peak = peak_flops(dtype) * world_size
     checkpointer = ckpt_io.Checkpointer(run, cfg.checkpoint_every_steps, cfg.checkpoint_every_minutes, cfg.keep_last,
-                                        on_publish=on_checkpoint if rank == 0 else None)
+                                        on_publish=on_checkpoint if rank == 0 else None,
+                                        mirror=mirror if rank == 0 else None)
     metrics = MetricsLog(run, cfg.max_steps, progress.step, quiet=quiet or rank != 0)
     hf_config = model_cfg.to_hf_dict("bfloat16" if cfg.precision == "bf16" else "float32")
 
@@ -248,7 +277,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
                     raise UserError(f"{data}: token id {int(ids.max())} is outside the model's vocabulary "
                                     f"[0, {model_cfg.vocab_size})")
                 with grad_sync(fwd, micro == n_micro - 1), autocast():
-                    _, micro_loss = fwd(ids, labels=ids)
+                    _, micro_loss = fwd(ids, labels=ids, return_logits=False, **_segments(batch, seq_len))
                     (micro_loss / n_micro).backward()
                 master.accumulate()
                 loss_sum += micro_loss.detach().float()
@@ -256,12 +285,12 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
             grad_norm = clip_gradients(master, cfg.optim.grad_clip)
             if not (math.isfinite(float(loss)) and math.isfinite(grad_norm)):
                 checkpointer.wait()
-                last = checkpointer.last_good
+                last = _shown(checkpointer.last_good, run_dir if mirror else None)
                 raise UserError(f"non-finite loss or gradient at step {progress.step + 1} (loss {float(loss)}, "
                                 f"grad norm {grad_norm}); stopped before the update. "
                                 f"Last good checkpoint: {last or 'none'}")
             optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            master.zero_grad(optimizer)
             master.publish()
             progress.step += 1
             progress.tokens += tokens_per_step
@@ -275,7 +304,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
                 record = {"step": progress.step, "tokens": progress.tokens, "loss": float(loss), "lr": lr,
                           "grad_norm": grad_norm, "tokens_per_s": tps, "mfu": tps * flops_per_token / peak}
                 if n_val and (progress.step % cfg.eval_every == 0 or last_step):
-                    record["val_loss"] = evaluate(model, val_rows, cfg.micro_batch_size, autocast)
+                    record["val_loss"] = evaluate(model, val_rows, cfg.micro_batch_size, autocast,
+                                                  cfg.document_mask)
                 metrics.log(record)
                 window_start, window_tokens = time.perf_counter(), 0
             if last_step or checkpointer.due(progress.step):
@@ -284,5 +314,22 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     finally:
         loader.close()
         metrics.close()
+    if mirror is not None and rank == 0:
+        mirror.push_file("metrics.jsonl")  # with the last steps' validation losses
     return {"step": progress.step, "tokens": progress.tokens, "loss": float(loss),
-            "checkpoint": str(checkpointer.last_good) if checkpointer.last_good else None}
+            "checkpoint": _shown(checkpointer.last_good, run_dir if mirror else None)}
+
+
+def _segments(batch, seq_len: int) -> dict:
+    """Model kwargs restricting attention to each packed document (`document_mask`), else none."""
+    if batch.doc_offsets is None:
+        return {}
+    segment_ids, positions = segments_from_offsets(batch.doc_offsets, seq_len)
+    return {"segment_ids": segment_ids, "positions": positions}
+
+
+def _shown(path: Path | None, remote_run: str | None) -> str | None:
+    """A checkpoint as the user knows it: its S3 URI for an S3 run, else the local path."""
+    if path is None:
+        return None
+    return storage.join(remote_run, "checkpoints", path.name) if remote_run else str(path)

@@ -8,7 +8,9 @@
 vocabulary size (rounded up to a multiple of 64) so a small demo tokenizer gives a small model.
 Knobs: configs/train-<flavor>.toml (or --config FILE) and --set key=value (e.g. --set
 optim.lr=3e-4, --set precision=fp32, --set model.num_hidden_layers=4). Rerunning with the same
---output resumes from its latest checkpoint.
+--output resumes from its latest checkpoint. --output may be s3://bucket/run: training then runs
+in a local staging directory and uploads every checkpoint (and metrics.jsonl) to it, and a rerun
+resumes from the S3 run's latest complete checkpoint (trainer/mirror.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def add_arguments(p) -> None:
     p.add_argument("--model", default=None, metavar="{tiny,7b,67b,FILE}",
                    help="model flavor or a JSON file of LlamaConfig fields")
     p.add_argument("--data", required=True, metavar="PACKED", help="packed data (local or s3://)")
-    p.add_argument("--output", required=True, metavar="RUN", help="run directory (metrics, checkpoints)")
+    p.add_argument("--output", required=True, metavar="RUN", help="run directory (metrics, checkpoints): local or s3://")
     p.add_argument("--resume-from", default=None, metavar="SRC",
                    help="run dir, checkpoint dir, or Hugging Face model dir / S3 prefix")
     p.add_argument("--max-steps", type=int, default=None, help="optimizer steps to train to")
@@ -76,9 +78,8 @@ def run(args) -> int:
 
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: must be >= 1")
-    if storage.is_remote(args.output):
-        raise UserError(f"--output {args.output}: training writes to a local run directory "
-                        "(sync it to S3 afterwards, e.g. `aws s3 sync RUN s3://...`)")
+    if storage.is_http(args.output):
+        raise UserError(f"--output {args.output}: a run directory is a local path or s3://")
     cfg = _train_config(args)
     model_cfg = _model_config(args, cfg)
     if args.workers > 1:
@@ -90,12 +91,12 @@ def run(args) -> int:
 
     from trainer.train import train
 
-    run_dir = Path(args.output)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "train_config.json").write_text(json.dumps(
+    if not storage.is_s3(args.output):
+        Path(args.output).mkdir(parents=True, exist_ok=True)
+    storage.write_text(storage.join(args.output, "train_config.json"), json.dumps(
         {"model": model_cfg.to_hf_dict(), "train": config_to_dict(cfg), "data": args.data,
          "resume_from": args.resume_from}, indent=2) + "\n")
-    summary = train(model_cfg, cfg, args.data, str(run_dir), args.resume_from, quiet=args.quiet)
+    summary = train(model_cfg, cfg, args.data, args.output, args.resume_from, quiet=args.quiet)
     print(f"trained to step {summary['step']} ({summary['tokens']:,} tokens), loss {summary['loss']:.4f}; "
           f"checkpoint {summary['checkpoint']}")
     return 0

@@ -28,11 +28,14 @@ def hf_model(cfg: ModelConfig):
 
 
 @pytest.mark.parametrize("kv_heads", [4, 2, 1], ids=["mha", "gqa", "mqa"])
-@pytest.mark.parametrize("gqa_native", [False, True], ids=["repeat", "enable_gqa"])
-def test_logits_match_transformers(kv_heads, gqa_native, monkeypatch):
+@pytest.mark.parametrize("path", ["explicit", "sdpa-repeat", "sdpa-enable_gqa"])
+def test_logits_match_transformers(kv_heads, path, monkeypatch):
+    import trainer.kernels as k
     import trainer.model as m
 
-    monkeypatch.setattr(m, "GQA_NATIVE", gqa_native)
+    monkeypatch.setattr(m, "GQA_NATIVE", path == "sdpa-enable_gqa")
+    if path != "explicit":
+        monkeypatch.setattr(k, "EXPLICIT_SCORES_LIMIT", 0)
     torch.manual_seed(0)
     cfg = small(num_key_value_heads=kv_heads, initializer_range=0.05)
     ours = Transformer(cfg).eval()
@@ -49,9 +52,11 @@ def test_logits_match_transformers(kv_heads, gqa_native, monkeypatch):
         ref_logits = ref(input_ids=ids).logits
         logits, loss = ours(ids, labels=ids)
         ref_loss = ref(input_ids=ids, labels=ids).loss
+        _, fused_loss = ours(ids, labels=ids, return_logits=False)
     assert logits.shape == (3, 37, cfg.vocab_size)
     assert (logits - ref_logits).abs().max().item() <= 1e-5
     assert abs(loss.item() - ref_loss.item()) <= 1e-5
+    assert abs(fused_loss.item() - ref_loss.item()) <= 1e-5
 
 
 def test_state_dict_names_are_llama():

@@ -23,9 +23,10 @@ FIELDS = {"step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s", "mfu"}
 
 
 def write_packed(root: Path, rows: int = 64, seq_len: int = 32, vocab: int = 90, eos: int = 0,
-                 row_group_rows: int = 8) -> str:
+                 row_group_rows: int = 8, one_document: bool = False) -> str:
     """PACKED (the layout of INTERFACES.md) of learnable documents: counting runs `a, a+k, a+2k...`
-    (mod vocab) joined with EOS, so a model can lower its loss in a few steps."""
+    (mod vocab) joined with EOS, so a model can lower its loss in a few steps. `one_document`:
+    the same tokens, but every row declared one document (doc_offsets [0])."""
     rng = np.random.default_rng(0)
     ids = np.empty((rows, seq_len), dtype=np.int32)
     offsets = []
@@ -36,7 +37,7 @@ def write_packed(root: Path, rows: int = 64, seq_len: int = 32, vocab: int = 90,
             a, k, n = rng.integers(1, vocab), rng.integers(1, 4), rng.integers(6, 20)
             row += [int(1 + (a + i * k) % (vocab - 1)) for i in range(n)] + [eos]
         ids[r] = row[:seq_len]
-        offsets.append(offs)
+        offsets.append([0] if one_document else offs)
     root.mkdir(parents=True, exist_ok=True)
     table = pa.table({"input_ids": pa.FixedSizeListArray.from_arrays(pa.array(ids.reshape(-1)), seq_len),
                       "doc_offsets": pa.array(offsets, pa.list_(pa.int32())),
@@ -162,3 +163,23 @@ def test_on_checkpoint_sees_every_published_step_in_order(packed, tmp_path):
     assert [s for s, *_ in seen] == [1, 2, 3, 4]
     assert all(ok and main for _, _, ok, main in seen)
     assert seen[-1][1] == str((run / "checkpoints" / "step-00000004").resolve())
+
+
+def test_document_mask_only_masks(tmp_path):
+    many = write_packed(tmp_path / "many", rows=24)
+    one = write_packed(tmp_path / "one", rows=24, one_document=True)  # same tokens, no boundaries
+    runs = {}
+    for data, name in ((many, "many"), (one, "one")):
+        for mask in (False, True):
+            run = tmp_path / f"{name}-{mask}"
+            train(MODEL, cfg(max_steps=2, document_mask=mask, checkpoint_every_steps=0), data, str(run), quiet=True)
+            records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+            runs[name, mask] = [(r["loss"], r.get("val_loss")) for r in records]
+    # without document boundaries the masked run computes the same thing (up to float rounding)
+    for (a, va), (b, vb) in zip(runs["one", False], runs["one", True]):
+        assert a == pytest.approx(b, rel=1e-5) and (va is None) == (vb is None)
+        assert va is None or va == pytest.approx(vb, rel=1e-5)
+    assert runs["one", False][0][0] == pytest.approx(runs["many", False][0][0], rel=1e-6)  # same tokens
+    # with boundaries, masking changes what tokens see, from the first step
+    assert abs(runs["many", True][0][0] - runs["many", False][0][0]) > 1e-4
+    assert runs["many", True][-1][1] is not None  # validation is masked the same way and runs
