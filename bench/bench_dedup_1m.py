@@ -78,7 +78,7 @@ def generate(tmp: str, n_docs: int, dup_rate: float, rows_per_file: int, seed: i
 def cpu_seconds() -> float:
     """User + system CPU of this process and its (finished) children."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime   # children: once reaped
 
 
 def peak_rss_gib() -> float:
@@ -139,6 +139,8 @@ def main() -> None:
             return
         t0, c0 = time.perf_counter(), cpu_seconds()
         out = run_dedup(files, os.path.join(tmp, "work"), DedupConfig(partitions=args.partitions), None, ex)
+        if args.workers > 1:
+            ex.pool.shutdown(wait=True)       # reaped workers count in RUSAGE_CHILDREN (CPU, peak RSS)
         t_dedup, c_dedup = time.perf_counter() - t0, cpu_seconds() - c0
         work_mb = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(os.path.join(tmp, "work"))
                       for f in fs) / 2**20
