@@ -95,9 +95,12 @@ def build(cfg: ModelConfig, compile_: bool):
         Variant("dsllm bf16 weights + fp32 master", ours(), "bf16", our_loss),
     ]
     if compile_:
-        m = ours()
-        m.forward = torch.compile(m.forward, mode="max-autotune-no-cudagraphs", dynamic=False)
-        variants.append(Variant("dsllm bf16 weights + torch.compile", m, "bf16", our_loss))
+        from trainer.parallelize import COMPILE_MODE, apply_compile
+
+        for mode in (COMPILE_MODE, "default"):
+            m = ours().to(torch.bfloat16)
+            apply_compile(m, mode)  # what `--set compile=true` does
+            variants.append(Variant(f"dsllm bf16 weights + torch.compile ({mode})", m, "bf16", our_loss))
     return variants
 
 

@@ -2,7 +2,8 @@
 file knows nothing of it.
 
 - `world()`: (rank, world size) of the torch.distributed process group, (0, 1) without one;
-- `apply_compile`: torch.compile per decoder layer (small graphs compile faster and are reused);
+- `apply_compile`: torch.compile of the whole model in place (`nn.Module.compile`, so state_dict
+  names stay LlamaForCausalLM's); inductor fuses the elementwise work around the matmuls;
 - `apply_ddp`: DistributedDataParallel (gloo on CPU, nccl on GPU);
 - `apply_fsdp`: FSDP2 `fully_shard` per decoder layer, then the root (for models that do not fit
   one worker; the optimizer then sees DTensor shards);
@@ -27,10 +28,14 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def apply_compile(model: nn.Module) -> nn.Module:
-    """Compile each decoder layer in place (repeated layers share one compiled graph)."""
-    for i, layer in enumerate(model.model.layers):
-        model.model.layers[i] = torch.compile(layer, dynamic=False)
+# inductor's mode: "max-autotune-no-cudagraphs" also benchmarks its own GEMM templates against the
+# BLAS ones at compile time (bench/RESULTS-train.md has the compile time a user pays and the gain)
+COMPILE_MODE = "max-autotune-no-cudagraphs"
+
+
+def apply_compile(model: nn.Module, mode: str | None = None) -> nn.Module:
+    """torch.compile the model in place (static shapes: every training step has the same ones)."""
+    model.compile(mode=mode or COMPILE_MODE, dynamic=False)
     return model
 
 
@@ -49,10 +54,10 @@ def apply_fsdp(model: nn.Module, reshard_after_forward: bool = True) -> nn.Modul
     return model
 
 
-def parallelize(model: nn.Module, strategy: str = "ddp", compile: bool = False) -> nn.Module:
+def parallelize(model: nn.Module, strategy: str = "ddp", compile: bool | str = False) -> nn.Module:
     """The model to call in the training loop (the unwrapped one stays the one to save)."""
     if compile:
-        apply_compile(model)
+        apply_compile(model, compile if isinstance(compile, str) else None)
     _, n = world()
     if n == 1:
         return model
