@@ -33,20 +33,14 @@ def _worker_loop(config: dict) -> None:
     cfg = from_dict(TrainConfig, config["train"])
     rank = ray.train.get_context().get_world_rank()
 
-    def on_checkpoint(step: int, path: str) -> None:
-        # Ray Train keeps track of the checkpoints rank 0 publishes (metrics attached)
-        ray.train.report({"step": step}, checkpoint=ray.train.Checkpoint.from_directory(path))
-
-    kwargs = {"on_checkpoint": on_checkpoint} if rank == 0 and _accepts_callback(train) else {}
     summary = train(model_cfg, cfg, config["data"], config["run_dir"], config["resume_from"],
-                    quiet=config["quiet"] or rank != 0, **kwargs)
-    ray.train.report({k: v for k, v in summary.items() if isinstance(v, (int, float))})
-
-
-def _accepts_callback(fn) -> bool:
-    import inspect
-
-    return "on_checkpoint" in inspect.signature(fn).parameters
+                    quiet=config["quiet"] or rank != 0)
+    # ray.train.report is a collective in Ray Train 2: every rank calls it the same number of times,
+    # so the run's final checkpoint is reported once at the end (rank 0 attaches it). Checkpoints
+    # written during the run stay in RUN/checkpoints, where a restarted group resumes from.
+    metrics = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
+    ckpt = summary.get("checkpoint") if rank == 0 else None
+    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(ckpt) if ckpt else None)
 
 
 def train_with_ray(args, cfg, model_cfg) -> int:
@@ -99,5 +93,6 @@ def train_with_ray(args, cfg, model_cfg) -> int:
     lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").exists() else []
     last = json.loads(lines[-1]) if lines else {}
     print(f"trained to step {last.get('step')} ({int(last.get('tokens', 0)):,} tokens) with {args.workers} "
-          f"workers, loss {last.get('loss', float('nan')):.4f}; checkpoints in {run_dir / 'checkpoints'}")
+          f"workers, loss {last.get('loss', float('nan')):.4f}; checkpoints in {run_dir / 'checkpoints'}"
+          + (f"; reported to Ray Train: {result.checkpoint.path}" if result.checkpoint else ""))
     return 0

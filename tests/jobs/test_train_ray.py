@@ -30,7 +30,7 @@ def test_two_workers_match_one_and_resume_with_another_count(tmp_path):
     two = run_cli("train", *COMMON, "--data", data, "--output", str(tmp_path / "r2"), "--max-steps", "2",
                   "--workers", "2")
     assert two.returncode == 0, two.stderr[-3000:]
-    assert "with 2 workers" in two.stdout
+    assert "with 2 workers" in two.stdout and "reported to Ray Train" in two.stdout
     assert (tmp_path / "r2" / "checkpoints" / "step-00000002" / "model.safetensors").exists()
     # resume the 2-worker run with 1 worker: the remaining global batches are the same
     more = run_cli("train", *COMMON, "--data", data, "--output", str(tmp_path / "r2"), "--max-steps", "4")
