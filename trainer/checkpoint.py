@@ -92,6 +92,9 @@ class Checkpointer:
     def __init__(self, run_dir: str | Path, every_steps: int, every_minutes: float, keep_last: int,
                  on_publish=None, mirror=None):
         self.on_publish, self.mirror = on_publish, mirror  # mirror: trainer.mirror.RunMirror (S3 runs)
+        # several workers: announcements happen only where every rank takes part (train.py)
+        self.collective_announce = False
+        self._saves = False
         self.root = Path(run_dir) / "checkpoints"
         self.every_steps, self.every_minutes, self.keep_last = every_steps, every_minutes, keep_last
         self.last_time = time.monotonic()
@@ -101,14 +104,22 @@ class Checkpointer:
         self._saving_step: int | None = None
         self._published: collections.deque[tuple[int, Path]] = collections.deque()  # not yet announced
 
-    def announce(self) -> None:
-        """Call `on_publish(step, absolute path)` for every checkpoint published since the last call,
-        oldest first. Called on the training thread: at step boundaries and by `wait()` (so a
-        checkpoint is always announced before the next save can prune it)."""
-        while self._published:
-            step, path = self._published.popleft()
+    def pending(self) -> list[tuple[int, str]]:
+        """The checkpoints published and not announced yet: [(step, absolute path)], oldest first."""
+        return [(step, str(path.resolve())) for step, path in list(self._published)]
+
+    def announce(self, published: list[tuple[int, str]] | None = None) -> None:
+        """Call `on_publish(step, path)` for every checkpoint published since the last call (or for
+        `published`: rank 0's `pending()` shared with every rank), oldest first, on the calling
+        (training) thread; they are kept from pruning until then."""
+        items = self.pending() if published is None else published
+        for step, path in items:
             if self.on_publish is not None:
-                self.on_publish(step, str(path.resolve()))
+                self.on_publish(step, path)
+        for _ in range(min(len(items), len(self._published))):
+            self._published.popleft()
+        if items and self._saves:  # only the rank that writes checkpoints prunes them
+            self._prune()
 
     def due(self, step: int) -> bool:
         """Whether the policy asks for a checkpoint after `step`."""
@@ -119,6 +130,7 @@ class Checkpointer:
     def save(self, step: int, model_state: dict[str, torch.Tensor], optim_state: dict,
              trainer_state: dict, config_json: dict, block: bool = False) -> None:
         """Snapshot now, write in the background (or here when `block`)."""
+        self._saves = True
         self.wait()
         snapshot = ({k: v.detach().clone().contiguous() for k, v in model_state.items()},
                     _clone(optim_state), json.loads(json.dumps(trainer_state)), dict(config_json))
@@ -136,7 +148,8 @@ class Checkpointer:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        self.announce()
+        if not self.collective_announce:
+            self.announce()
         if self._error is not None:
             exc, self._error = self._error, None
             raise exc
@@ -180,10 +193,13 @@ class Checkpointer:
         self._prune()
 
     def _prune(self) -> None:
+        """Keep the last K checkpoints; one not announced yet is kept until it is."""
         if self.keep_last <= 0:
             return
+        unannounced = {path for _, path in list(self._published)}
         for old in list_checkpoints(self.root.parent)[:-self.keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
+            if old not in unannounced:
+                shutil.rmtree(old, ignore_errors=True)
 
 
 def _clone(obj):

@@ -180,8 +180,11 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
 
     `run_dir` is a local directory or an s3:// URI (trained in a local staging directory and
     mirrored up, see trainer/mirror.py).
-    `on_checkpoint(step, absolute checkpoint dir)` is called on rank 0, on this thread, once per
-    checkpoint after it is durably published (e.g. to report it to Ray Train), in step order."""
+    `on_checkpoint(step, absolute checkpoint dir)` is called on this thread once per checkpoint
+    after it is durably published (written, renamed, and uploaded for an S3 run), in step order,
+    at the next step boundary (or the end). With several workers it is called on every rank that
+    passes it, at the same step boundary with the same arguments (only rank 0 writes; the path is
+    the run directory, shared by all workers)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rank, world_size = world()
@@ -240,8 +243,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     flops_per_token = model_cfg.train_flops_per_token(seq_len)
     peak = peak_flops(dtype) * world_size
     checkpointer = ckpt_io.Checkpointer(run, cfg.checkpoint_every_steps, cfg.checkpoint_every_minutes, cfg.keep_last,
-                                        on_publish=on_checkpoint if rank == 0 else None,
-                                        mirror=mirror if rank == 0 else None)
+                                        on_publish=on_checkpoint, mirror=mirror if rank == 0 else None)
+    checkpointer.collective_announce = world_size > 1
     metrics = MetricsLog(run, cfg.max_steps, progress.step, quiet=quiet or rank != 0)
     hf_config = model_cfg.to_hf_dict("bfloat16" if cfg.precision == "bf16" else "float32")
 
@@ -264,7 +267,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     window_start, window_tokens = time.perf_counter(), 0
     try:
         while progress.step < cfg.max_steps:
-            checkpointer.announce()  # checkpoints the background writer finished since the last step
+            _announce(checkpointer, world_size)  # checkpoints the background writer finished meanwhile
             lr = multistep_lr(progress.tokens + tokens_per_step, cfg.optim.lr, tokens_per_step, total_tokens,
                               cfg.schedule, progress.resume_tokens)
             for group in optimizer.param_groups:
@@ -311,6 +314,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
             if last_step or checkpointer.due(progress.step):
                 save(block=last_step)
         checkpointer.wait()
+        _announce(checkpointer, world_size)
     finally:
         loader.close()
         metrics.close()
@@ -318,6 +322,20 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
         mirror.push_file("metrics.jsonl")  # with the last steps' validation losses
     return {"step": progress.step, "tokens": progress.tokens, "loss": float(loss),
             "checkpoint": _shown(checkpointer.last_good, run_dir if mirror else None)}
+
+
+def _announce(checkpointer, world_size: int) -> None:
+    """Run `on_checkpoint` for the checkpoints rank 0 has published; with several workers every
+    rank calls it at the same step boundary with the same (step, path), since Ray Train's report()
+    is a barrier that every worker must reach equally often."""
+    if world_size == 1:
+        checkpointer.announce()
+        return
+    import torch.distributed as dist
+
+    shared = [checkpointer.pending() if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(shared, src=0)
+    checkpointer.announce(shared[0])
 
 
 def _segments(batch, seq_len: int) -> dict:

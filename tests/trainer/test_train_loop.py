@@ -183,3 +183,39 @@ def test_document_mask_only_masks(tmp_path):
     # with boundaries, masking changes what tokens see, from the first step
     assert abs(runs["many", True][0][0] - runs["many", False][0][0]) > 1e-4
     assert runs["many", True][-1][1] is not None  # validation is masked the same way and runs
+
+
+def _rank_main(rank: int, port: int, packed: str, run: str, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    seen = []
+    try:
+        train(MODEL, cfg(max_steps=3, checkpoint_every_steps=1, keep_last=1, eval_every=0), packed, run,
+              quiet=True, on_checkpoint=lambda s, p: seen.append([s, p, (Path(p) / "trainer_state.json").is_file()]))
+    finally:
+        dist.destroy_process_group()
+    Path(out).write_text(json.dumps(seen))
+
+
+def test_on_checkpoint_is_called_on_every_rank_alike(packed, tmp_path):
+    # Ray Train's report() is a barrier: every worker must see the same announcements
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = str(tmp_path / "run")
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_rank_main, args=(r, port, packed, run, str(tmp_path / f"seen{r}")))
+             for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+        assert p.exitcode == 0
+    seen = [json.loads((tmp_path / f"seen{r}").read_text()) for r in range(2)]
+    assert seen[0] == seen[1]
+    assert [s for s, _, _ in seen[0]] == [1, 2, 3] and all(ok for _, _, ok in seen[0])
