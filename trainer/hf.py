@@ -2,7 +2,11 @@
 
 Import accepts a run folder (its latest `checkpoints/step-N`), a step folder, or a Hugging Face
 model folder or S3 prefix (`config.json` + `*.safetensors` or `pytorch_model*.bin`, sharded with
-an index or not). S3 sources are fetched into the local cache first (`trainer.remote`).
+an index or not). S3 safetensors checkpoints are streamed straight into the model by default
+(`trainer.stream`: only config, index, tokenizer files land in the cache); `.bin` pickles, native
+checkpoints with optimizer state, checkpoints already in the cache, and any checkpoint when
+`DSLLM_CHECKPOINT_CACHE=1` (or `stream=False`) is set, are fetched into the local cache first
+(`trainer.remote`) and loaded from there.
 
 Memory: safetensors tensors are read with `readinto` straight into the parameters' own storage
 (no mmap whose touched pages would count as a second copy, no intermediate dict), so peak memory
@@ -59,15 +63,25 @@ class LocalCheckpoint:
     tokenizer: str | None = None      # the folder when it holds tokenizer.json
     notes: tuple[str, ...] = ()       # config corrections applied (DeepSeek bos/eos)
     raw_config: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+    requester_pays: bool = True       # for streamed (s3://) files
+    remote_shards: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # uri -> RemoteShard
+    verified: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # uri -> how, after streaming
+    progress: object = dataclasses.field(default=None, repr=False, compare=False)  # ProgressFn for streaming
+
+    @property
+    def streamed(self) -> bool:
+        """Weights are read from S3 while loading (files are s3:// URIs), not from the cache."""
+        return any(storage.is_s3(f) for f in self.files)
 
 
 # ------------------------------------------------------------------------------------- resolving
 
 def resolve_checkpoint(src: str, step: int | None = None, requester_pays: bool = True,
                        cache: Path | None = None, with_optimizer: bool = True,
-                       progress: remote.ProgressFn | None = None) -> LocalCheckpoint:
-    """Find the checkpoint `src` names (the latest step, or `step`), fetch it if remote, read its
-    config (quirks fixed) and check the weights' names and shapes against it."""
+                       progress: remote.ProgressFn | None = None, stream: bool | None = None) -> LocalCheckpoint:
+    """Find the checkpoint `src` names (the latest step, or `step`), fetch it if remote (or only
+    its small files when its weights will be streamed, see `should_stream`), read its config
+    (quirks fixed) and check the weights' names and shapes against it."""
     src = str(src)
     local = Path(src)
     if not storage.is_remote(src) and local.is_file():
@@ -76,7 +90,7 @@ def resolve_checkpoint(src: str, step: int | None = None, requester_pays: bool =
         return _open_local(local, src, None, None)
     info = pick_checkpoint(remote.list_checkpoints(str(local) if not storage.is_remote(src) else src,
                                                    requester_pays=requester_pays), src, step)
-    return open_checkpoint(info, src, requester_pays, cache, with_optimizer, progress)
+    return open_checkpoint(info, src, requester_pays, cache, with_optimizer, progress, stream)
 
 
 def pick_checkpoint(infos: list[remote.CheckpointInfo], src: str, step: int | None) -> remote.CheckpointInfo:
@@ -98,12 +112,41 @@ def pick_checkpoint(infos: list[remote.CheckpointInfo], src: str, step: int | No
 
 def open_checkpoint(info: remote.CheckpointInfo, src: str, requester_pays: bool = True,
                     cache: Path | None = None, with_optimizer: bool = True,
-                    progress: remote.ProgressFn | None = None) -> LocalCheckpoint:
-    """Fetch (if remote) and open one listed checkpoint."""
+                    progress: remote.ProgressFn | None = None, stream: bool | None = None) -> LocalCheckpoint:
+    """Fetch (if remote) and open one listed checkpoint; `stream` as in `should_stream`."""
     skip = None if with_optimizer else (lambda name: "optim" in name or name in remote.NON_WEIGHT_NAMES)
-    folder = remote.fetch_checkpoint(info, requester_pays=requester_pays, cache=cache, skip=skip,
-                                     progress=progress)
-    return _open_local(folder, src, info.step, info.tokens)
+    if not should_stream(info, stream, with_optimizer, cache):
+        folder = remote.fetch_checkpoint(info, requester_pays=requester_pays, cache=cache, skip=skip,
+                                         progress=progress)
+        return _open_local(folder, src, info.step, info.tokens)
+    weights = {n: f.uri for n, f in zip(info.names(), info.files) if n.endswith(".safetensors")}
+    folder = remote.fetch_checkpoint(info, requester_pays=requester_pays, cache=cache,
+                                     skip=lambda n: n in weights or bool(skip and skip(n)))
+    return _open_local(folder, src, info.step, info.tokens, remote_weights=weights,
+                       requester_pays=requester_pays, progress=progress)
+
+
+def should_stream(info: remote.CheckpointInfo, stream: bool | None, with_optimizer: bool = True,
+                  cache: Path | None = None) -> bool:
+    """Stream the weights of an S3 checkpoint into the model instead of caching them first?
+
+    `stream=False`, or `DSLLM_CHECKPOINT_CACHE=1` when `stream` is None, says no. Otherwise yes
+    when the weights are safetensors (the header gives every tensor's byte range), the checkpoint
+    is not our native layout with optimizer state (exact resume reads it from a local step
+    folder) and its weights are not already in the cache (then the cached copy is used)."""
+    if not storage.is_s3(info.uri) or stream is False:
+        return False
+    if stream is None and os.environ.get("DSLLM_CHECKPOINT_CACHE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    names = info.names()
+    if "pytorch_model.bin.index.json" in names and "model.safetensors.index.json" not in names:
+        return False
+    weights = [(n, f) for n, f in zip(names, info.files) if n.endswith(".safetensors") and "/" not in n]
+    if not weights:
+        return False
+    if with_optimizer and "optimizer.pt" in names and "trainer_state.json" in names:
+        return False
+    return not all(remote.is_cached_listing(remote.cache_path(f.uri, cache), f) for _, f in weights)
 
 
 def _is_checkpoint_dir(path: Path) -> bool:
@@ -111,7 +154,9 @@ def _is_checkpoint_dir(path: Path) -> bool:
         remote._is_weight(p.name) for p in path.iterdir() if p.is_file()))
 
 
-def _open_local(folder: Path, src: str, step: int | None, tokens: int | None) -> LocalCheckpoint:
+def _open_local(folder: Path, src: str, step: int | None, tokens: int | None,
+                remote_weights: dict[str, str] | None = None, requester_pays: bool = True,
+                progress=None) -> LocalCheckpoint:
     cfg_path = folder / "config.json"
     if not cfg_path.exists():
         raise UserError(f"{src}: no config.json next to the weights (a Hugging Face layout needs one)")
@@ -120,7 +165,7 @@ def _open_local(folder: Path, src: str, step: int | None, tokens: int | None) ->
         raise UserError(f"{cfg_path}: expected a JSON object")
     fixed, notes = fix_special_tokens(raw, folder)
     config = ModelConfig.from_hf_dict(fixed, where=str(cfg_path))
-    files, fmt = weight_files(folder, src)
+    files, fmt = weight_files(folder, src, remote_weights)
     state = folder / "trainer_state.json"
     if state.exists():
         data = storage.read_json(str(state))
@@ -135,14 +180,25 @@ def _open_local(folder: Path, src: str, step: int | None, tokens: int | None) ->
         path=str(folder), config=config, step=step, tokens=tokens, files=tuple(files), format=fmt,
         source=src, has_optimizer=(folder / "optimizer.pt").exists() and state.exists(),
         tokenizer=str(folder) if (folder / "tokenizer.json").exists() else None,
-        notes=tuple(notes), raw_config=raw)
-    if fmt == "safetensors":
+        notes=tuple(notes), raw_config=raw, requester_pays=requester_pays, progress=progress)
+    if ckpt.streamed:
+        from trainer import stream
+
+        for uri in files:  # HEAD + one ranged GET of the header per shard, kept for the load
+            ckpt.remote_shards[uri] = stream.open_shard(uri, requester_pays)
+        check_shapes(ckpt, {n: e.shape for s in ckpt.remote_shards.values() for n, e in s.entries.items()})
+    elif fmt == "safetensors":
         check_shapes(ckpt, {n: e.shape for f in files for n, e in read_header(f).items()})
     return ckpt
 
 
-def weight_files(folder: Path, src: str) -> tuple[list[str], str]:
-    """The weight files of a HF folder (index first, then single files); a missing shard is an error."""
+def weight_files(folder: Path, src: str, remote_weights: dict[str, str] | None = None) -> tuple[list[str], str]:
+    """The weight files of a HF folder (index first, then single files); a missing shard is an error.
+
+    With `remote_weights` (safetensors name -> s3:// URI, weights to be streamed) the shards are
+    looked up there instead of in the folder."""
+    if remote_weights is not None:
+        return _remote_weight_files(folder, src, remote_weights)
     for index, fmt in (("model.safetensors.index.json", "safetensors"), ("pytorch_model.bin.index.json", "bin")):
         if (folder / index).exists():
             data = storage.read_json(str(folder / index))
@@ -165,6 +221,20 @@ def weight_files(folder: Path, src: str) -> tuple[list[str], str]:
         raise UserError(f"{src}: weights in an unsupported format ({', '.join(others[:3])}); "
                         "expected *.safetensors or pytorch_model*.bin")
     raise UserError(f"{src}: no weights (expected *.safetensors or pytorch_model*.bin next to config.json)")
+
+
+def _remote_weight_files(folder: Path, src: str, remote_weights: dict[str, str]) -> tuple[list[str], str]:
+    index = folder / "model.safetensors.index.json"
+    if not index.exists():
+        return [remote_weights[n] for n in sorted(remote_weights)], "safetensors"
+    data = storage.read_json(str(index))
+    wmap = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(wmap, dict) or not wmap:
+        raise UserError(f"{index}: no weight_map")
+    for shard in sorted(set(wmap.values())):
+        if shard not in remote_weights:
+            raise UserError(f"{src}: shard {shard} listed in {index.name} is missing")
+    return [remote_weights[s] for s in sorted(set(wmap.values()))], "safetensors"
 
 
 def fix_special_tokens(raw: dict, folder: Path) -> tuple[dict, list[str]]:
@@ -250,41 +320,54 @@ class TensorEntry:
 
 
 def read_header(path: str) -> dict[str, TensorEntry]:
-    """Parse and validate a safetensors header (8-byte length, JSON, contiguous in-bounds offsets)."""
+    """Parse and validate a local safetensors file's header (see `parse_header`)."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
-        head = f.read(8)
-        n = int.from_bytes(head, "little") if len(head) == 8 else -1
-        if n <= 0 or n > min(size - 8, 100 << 20):
-            raise UserError(f"{path}: corrupt safetensors header (header length {n} does not fit a {size}-byte file)")
-        try:
-            header = json.loads(f.read(n))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{path}: corrupt safetensors header (not JSON: {exc})") from None
+        n = header_length(f.read(8), size, path)
+        return parse_header(f.read(n), size, path)
+
+
+def header_length(head: bytes, size: int, where: str) -> int:
+    """The JSON header's length from a safetensors file's first 8 bytes, checked against its size."""
+    n = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+    if n <= 0 or n > min(size - 8, 100 << 20):
+        raise UserError(f"{where}: corrupt safetensors header (header length {n} does not fit a {size}-byte file)")
+    return n
+
+
+def parse_header(blob: bytes, size: int, where: str) -> dict[str, TensorEntry]:
+    """Validate a safetensors JSON header (`blob`, the bytes after the 8-byte length) of a
+    `size`-byte file: known dtypes, offsets that fit the shapes, tensor data contiguous and ending
+    exactly at the end of the file (so a truncated or padded file is caught)."""
+    try:
+        header = json.loads(blob)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{where}: corrupt safetensors header (not JSON: {exc})") from None
     if not isinstance(header, dict):
-        raise UserError(f"{path}: corrupt safetensors header (not a JSON object)")
+        raise UserError(f"{where}: corrupt safetensors header (not a JSON object)")
     import torch
 
-    out, base, spans = {}, 8 + n, []
+    out, base, spans = {}, 8 + len(blob), []
     for name, e in header.items():
         if name == "__metadata__":
             continue
         try:
             dtype, shape, (lo, hi) = ST_DTYPES[e["dtype"]], tuple(int(s) for s in e["shape"]), e["data_offsets"]
+            lo, hi = int(lo), int(hi)
         except (KeyError, TypeError, ValueError):
-            raise UserError(f"{path}: corrupt safetensors header (bad entry for {name!r})") from None
+            raise UserError(f"{where}: corrupt safetensors header (bad entry for {name!r})") from None
         numel = 1
         for s in shape:
             numel *= s
         if hi - lo != numel * getattr(torch, dtype).itemsize or lo < 0 or base + hi > size:
-            raise UserError(f"{path}: corrupt safetensors header ({name}: offsets {lo}-{hi} do not fit "
+            raise UserError(f"{where}: corrupt safetensors header ({name}: offsets {lo}-{hi} do not fit "
                             f"shape {list(shape)} {e['dtype']} in a {size}-byte file)")
         out[name] = TensorEntry(dtype, shape, base + lo, base + hi)
         spans.append((lo, hi))
     spans.sort()
     if spans and (spans[0][0] != 0 or any(a[1] != b[0] for a, b in zip(spans, spans[1:]))
                   or base + spans[-1][1] != size):
-        raise UserError(f"{path}: corrupt safetensors file (tensor data is not contiguous or the file "
+        raise UserError(f"{where}: corrupt safetensors file (tensor data is not contiguous or the file "
                         f"is {size} bytes, not {base + spans[-1][1]}; truncated?)")
     return out
 
@@ -355,7 +438,15 @@ def load_into(model, ckpt: LocalCheckpoint, strict: bool = True) -> None:
     with torch.no_grad():
         for path in ckpt.files:
             new = {}
-            if ckpt.format == "safetensors":
+            if storage.is_s3(path):
+                from trainer import stream
+
+                shard = ckpt.remote_shards.get(path) or stream.open_shard(path, ckpt.requester_pays)
+                names, how = stream.load_shard(shard, lambda name, shape: _target(ckpt, targets, name, shape, new),
+                                               ckpt.requester_pays, progress=ckpt.progress)
+                loaded |= names
+                ckpt.verified[path] = how
+            elif ckpt.format == "safetensors":
                 entries = read_header(path)
                 with open(path, "rb", buffering=0) as f:
                     for name, e in entries.items():
@@ -442,6 +533,8 @@ def export_hf(ckpt: LocalCheckpoint, out_dir: str, dtype: str | None = None,
     import torch
 
     out_dir = str(out_dir)
+    if ckpt.streamed:
+        raise UserError(f"{ckpt.source}: export reads a fetched checkpoint; resolve it with stream=False")
     _check_output(ckpt, out_dir, overwrite)
     sources, keep = _export_sources(ckpt)
     check_shapes(ckpt, {n: s[1] for n, s in sources.items()})

@@ -340,6 +340,12 @@ def _is_cached(final: Path, remote: _Remote) -> bool:
     return m.get("etag") == remote.etag and m.get("size") == remote.size == final.stat().st_size
 
 
+def is_cached_listing(final: Path, info: storage.FileInfo) -> bool:
+    """Whether a listed object (its listing's ETag and size) is already in the cache, without a HEAD."""
+    etag = (info.etag or "").strip('"')
+    return bool(etag) and _is_cached(final, _Remote(info.uri, info.size, etag, None, None, None, False))
+
+
 def _verify(remote: _Remote, path: Path, range_md5: list[str]) -> str:
     """Check size and checksum; returns what was verified. Raises UserError on a mismatch."""
     size = path.stat().st_size

@@ -105,7 +105,8 @@ def _resolve(args, with_optimizer: bool = True):
 
     return resolve_checkpoint(args.ckpt if hasattr(args, "ckpt") else args.src, step=args.step,
                               requester_pays=args.requester_pays, with_optimizer=with_optimizer,
-                              cache=Path(args.cache) if args.cache else None, progress=_Progress())
+                              cache=Path(args.cache) if args.cache else None, progress=_Progress(),
+                              stream=False)  # export copies tensors from local files
 
 
 def _fetch(args) -> int:

@@ -27,6 +27,9 @@ def add_arguments(p) -> None:
                    help="compute dtype (bfloat16 halves memory for 7B-size checkpoints)")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument("--cache", metavar="DIR", default=None, help="cache folder for s3:// checkpoints")
+    p.add_argument("--no-stream", dest="stream", action="store_false",
+                   help="fetch s3:// safetensors into the cache before loading instead of streaming them "
+                        "into the model (same as DSLLM_CHECKPOINT_CACHE=1; .bin is always cached)")
     add_requester_pays(p, default=True)
 
 
@@ -45,8 +48,9 @@ def _checkpoints(src: str, args):
     cache = Path(args.cache) if args.cache else None
     from jobs.commands.checkpoint import _Progress
 
+    stream = None if args.stream else False
     return [lambda i=i: hf.open_checkpoint(i, src, args.requester_pays, cache, with_optimizer=False,
-                                           progress=_Progress()) for i in chosen]
+                                           progress=_Progress(), stream=stream) for i in chosen]
 
 
 def run(args) -> int:
@@ -66,6 +70,10 @@ def run(args) -> int:
         print(f"[{k}/{len(jobs)}] evaluating {label}", file=sys.stderr, flush=True)
         for note in ckpt.notes:
             print(f"note: {note}", file=sys.stderr)
+        if ckpt.streamed:
+            size = sum(s.remote.size for s in ckpt.remote_shards.values())
+            print(f"streaming {size / 1e9:.2f} GB of safetensors from S3 straight into the model "
+                  "(no cached copy; --no-stream to fetch into the cache first)", file=sys.stderr)
         results.append(evaluate_checkpoint(ckpt, args.data, args.max_rows, args.batch_size,
                                            dtype=getattr(torch, args.dtype), name=label))
     if args.json:

@@ -86,8 +86,8 @@ def test_fetch_import_verify_and_cache(tiny_llama, s3_bucket, s3_proxy, tmp_path
                                            RequestPayer="requester")
     assert head["ETag"].strip('"').endswith("-3")  # a multipart upload: checked via per-part MD5s
     cache = tmp_path / "cache"
-    ckpt = hf.resolve_checkpoint(f"s3://{s3_bucket}/{PREFIX}", cache=cache)
-    assert ckpt.step == 3000 and ckpt.config.bos_token_id == 100000
+    ckpt = hf.resolve_checkpoint(f"s3://{s3_bucket}/{PREFIX}", cache=cache, stream=False)
+    assert ckpt.step == 3000 and not ckpt.streamed and ckpt.config.bos_token_id == 100000
     assert Path(ckpt.path) == cache / "s3" / s3_bucket / PREFIX / "step-3000"
     model = hf.build_model(ckpt)
     x = torch.randint(0, 102400, (1, 8))
@@ -99,8 +99,9 @@ def test_fetch_import_verify_and_cache(tiny_llama, s3_bucket, s3_proxy, tmp_path
     assert len(_gets(s3_proxy)) >= 3  # three ranged GETs for the three parts
     assert not list(Path(ckpt.path).glob(".*.partial"))
     s3_proxy.requests.clear()
+    # streaming is the default, but a cached copy (same ETag and size) wins: no download at all
     again = hf.resolve_checkpoint(f"s3://{s3_bucket}/{PREFIX}/step-3000", cache=cache)
-    assert again.path == ckpt.path and _gets(s3_proxy) == []  # cached and unchanged: no download
+    assert again.path == ckpt.path and not again.streamed and _gets(s3_proxy) == []
 
 
 def _single_object(s3_bucket, s3_proxy, size=4 << 20) -> tuple[str, bytes]:
