@@ -72,11 +72,18 @@ def submit(job: str, args: list[str], address: str, pip: list[str] | None = None
     if pip:
         runtime_env["pip"] = list(pip)
     entrypoint = " ".join(["python", "-m", "jobs.entrypoint", job, *map(_quote, args)])
+    deadline = time.time() + 120
     try:
-        return cli.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id,
-                              entrypoint_num_cpus=num_cpus, metadata={"dsllm_job": job})
-    except Exception as exc:  # noqa: BLE001
-        raise UserError(f"submitting {job} to {address} failed: {exc}") from None
+        while True:
+            try:
+                return cli.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id,
+                                      entrypoint_num_cpus=num_cpus, metadata={"dsllm_job": job})
+            except Exception as exc:  # noqa: BLE001
+                # a freshly started head answers 500 until its dashboard agent is up
+                if "No available agent" in str(exc) and time.time() < deadline:
+                    time.sleep(2)
+                    continue
+                raise UserError(f"submitting {job} to {address} failed: {exc}") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
