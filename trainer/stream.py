@@ -22,7 +22,8 @@ No local copy is written. Per shard:
    the header GET.
 
 Memory: one copy of the weights plus the in-flight 1 MiB read buffers (and, when converting
-dtypes, the staging tensors of at most `workers` ranges).
+dtypes, the staging tensors of at most 2 × `workers` ranges: a range starts only that close to
+the committed head).
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ def _get_range(client, r: remote._Remote, lo: int, hi: int, requester_pays: bool
                 raise UserError(f"{r.uri}: the object changed while it was read ({total} bytes, was {r.size})")
             body = resp["Body"]
             while pos < hi:
+                if stop.is_set():
+                    raise InterruptedError
                 data = body.read(min(READ_SIZE, hi - pos))
                 if not data:
                     raise ConnectionError(f"connection closed at byte {pos} of range {lo}-{hi}")
@@ -205,7 +208,7 @@ def load_shard(shard: RemoteShard, target: Callable, requester_pays: bool = True
     Returns (names loaded, what was verified: sha256 | md5 | parts | size)."""
     segs, loaded = _segments(shard, target)
     r, mode = shard.remote, verify_mode(shard.remote)
-    job = _Job(shard, segs, mode, requester_pays, remote._Progress(r.size, progress))
+    job = _Job(shard, segs, mode, requester_pays, remote._Progress(r.size, progress), max(1, workers))
     ranges = plan_ranges(r, chunk_size)
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(ranges))), thread_name_prefix="stream") as pool:
         futures = [pool.submit(job.fetch, k, lo, hi) for k, (lo, hi) in enumerate(ranges)]
@@ -222,12 +225,15 @@ def load_shard(shard: RemoteShard, target: Callable, requester_pays: bool = True
 class _Job:
     """The shared state of one shard's parallel fetch and its in-order commit."""
 
-    def __init__(self, shard: RemoteShard, segs: list[_Segment], mode: str, requester_pays: bool, tracker):
+    def __init__(self, shard: RemoteShard, segs: list[_Segment], mode: str, requester_pays: bool, tracker,
+                 workers: int):
         self.shard, self.segs, self.mode, self.rp, self.tracker = shard, segs, mode, requester_pays, tracker
         self.starts = [s.start for s in segs]
         self.hasher = {"sha256": hashlib.sha256, "md5": hashlib.md5}.get(mode, lambda: None)()
         self.part_md5: dict[int, str] = {}
         self.next, self.cond, self.stop = 0, threading.Condition(), threading.Event()
+        self.finished: dict[int, tuple[int, int]] = {}
+        self.committing, self.window = False, 2 * workers
         self.client = storage.s3_client()  # boto3 clients are thread-safe: one for all workers
 
     def abort(self) -> None:
@@ -251,7 +257,9 @@ class _Job:
         self.tracker.add(len(data))
 
     def fetch(self, k: int, lo: int, hi: int) -> None:
-        """Range k: GET it into its segments (hashing parts), then commit it in file order."""
+        """Range k: GET it into its segments (hashing parts), then let the in-order commit run."""
+        with self.cond:  # bounded run-ahead: staging copies and uncommitted ranges stay few
+            self.cond.wait_for(lambda: k < self.next + self.window or self.stop.is_set())
         parts: dict[int, hashlib._Hash] = {}
         size = self.shard.remote.part_size
 
@@ -268,17 +276,30 @@ class _Job:
         _get_range(self.client, self.shard.remote, lo, hi, self.rp, sink, self.stop)
         self.part_md5.update({p: h.hexdigest() for p, h in parts.items()})
         with self.cond:
-            self.cond.wait_for(lambda: self.next == k or self.stop.is_set())
-        if self.stop.is_set():
-            raise InterruptedError
-        for seg in self._overlapping(lo, hi):
-            if self.hasher is not None:
-                self.hasher.update(seg.view()[max(lo, seg.start) - seg.start:min(hi, seg.end) - seg.start])
-            if lo < seg.end <= hi:
-                seg.finish()
-        with self.cond:
-            self.next += 1
-            self.cond.notify_all()
+            self.finished[k] = (lo, hi)
+        self._advance()
+
+    def _advance(self) -> None:
+        """Commit finished ranges at the head of the file order, one committer at a time (no
+        worker waits for its predecessors: whoever completes the head commits what follows)."""
+        while True:
+            with self.cond:
+                if self.committing or self.next not in self.finished or self.stop.is_set():
+                    return
+                self.committing = True
+                lo, hi = self.finished.pop(self.next)
+            try:
+                for seg in self._overlapping(lo, hi):
+                    if self.hasher is not None:
+                        self.hasher.update(seg.view()[max(lo, seg.start) - seg.start:min(hi, seg.end) - seg.start])
+                    if lo < seg.end <= hi:
+                        seg.finish()
+                with self.cond:
+                    self.next += 1
+            finally:
+                with self.cond:
+                    self.committing = False
+                    self.cond.notify_all()
 
     def verify(self, n_ranges: int) -> str:
         """After every range is committed: the checksum S3 gives, then the header's consistency."""

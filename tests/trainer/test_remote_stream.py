@@ -217,3 +217,12 @@ def test_eval_cli_streams_and_no_stream_caches(published, tmp_path, cli):
         assert any(cache.rglob("model.safetensors")) == bool(flag)
         runs[bool(flag)] = json.loads(out.stdout)[0]
     assert runs[True]["loss"] == runs[False]["loss"] and runs[True]["tokens"] == runs[False]["tokens"]
+
+
+def test_object_replaced_between_header_and_data_is_refused(published, s3_proxy, tiny_llama, tmp_path):
+    src, _, _ = published
+    ckpt = hf.resolve_checkpoint(src, cache=tmp_path)
+    other, _ = tiny_llama(vocab=102400, hidden=16, layers=1, name="other", seed=5)
+    _upload(s3_proxy, other, f"{src}/step-3000")  # same size, new bytes, new ETag
+    with pytest.raises(UserError, match="the object changed while it was read"):
+        hf.build_model(ckpt)
