@@ -110,12 +110,17 @@ def submission_overhead(head: Head, runs: int) -> tuple[float, float]:
     return statistics.median(ours), statistics.median(bare)
 
 
-def curate_wall(head: Head, crawl: str, out: str) -> float:
+def curate_wall(head: Head, crawl: str, out: str) -> tuple[float, float]:
+    """(whole command wall s, per-input phase wall s as the runner reports it)."""
+    import re
+
     t = time.perf_counter()
-    subprocess.run([str(BIN / "dsllm"), "curate", "cc:CC-MAIN-2024-10", "--cc-base", crawl, "--output", out,
-                    "--ray-address", head.address, "--skip", "minhash_dedup,remix"],
-                   env=ENV, check=True, capture_output=True, cwd=str(ROOT))
-    return time.perf_counter() - t
+    res = subprocess.run([str(BIN / "dsllm"), "curate", "cc:CC-MAIN-2024-10", "--cc-base", crawl, "--output", out,
+                          "--ray-address", head.address, "--skip", "minhash_dedup,remix"],
+                         env=ENV, check=True, capture_output=True, text=True, cwd=str(ROOT))
+    wall = time.perf_counter() - t
+    phase = re.findall(r"inputs: (\d+)/\1 on \d+ worker\(s\) \((\d+)s\)", res.stderr)
+    return wall, float(phase[-1][1]) if phase else float("nan")
 
 
 def main() -> None:
@@ -128,7 +133,7 @@ def main() -> None:
     crawl = os.path.join(work, "crawl")
     subprocess.run([str(BIN / "dsllm"), "sample-crawl", crawl, "--warcs", str(args.warcs), "--records",
                     str(args.records)], env=ENV, check=True, capture_output=True)
-    walls: dict[int, list[float]] = {1: [], 2: []}
+    walls: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
     overhead = None
     for cpus in (1, 2):
         head = Head(cpus)
@@ -139,10 +144,14 @@ def main() -> None:
                 walls[cpus].append(curate_wall(head, crawl, os.path.join(work, f"out-{cpus}-{r}")))
         finally:
             head.stop()
-    one, two = statistics.median(walls[1]), statistics.median(walls[2])
+    one, two = (statistics.median(w for w, _ in walls[n]) for n in (1, 2))
+    p1, p2 = (statistics.median(p for _, p in walls[n]) for n in (1, 2))
     print(f"| submission → RUNNING | dsllm submit {overhead[0]:.2f} s | bare submit_job {overhead[1]:.2f} s |")
-    print(f"| curate {args.warcs}×{args.records} records, wall | 1 worker {one:.1f} s | 2 workers {two:.1f} s | "
+    print(f"| curate {args.warcs}×{args.records} records, whole command | 1 worker {one:.1f} s | 2 workers {two:.1f} s | "
           f"speed-up {one / two:.2f}× |")
+    print(f"| curate, per-input phase (read → … → pii, Ray tasks) | 1 worker {p1:.0f} s | 2 workers {p2:.0f} s | "
+          f"speed-up {p1 / p2:.2f}× |")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
     shutil.rmtree(work, ignore_errors=True)
 
 
