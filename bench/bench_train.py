@@ -6,7 +6,14 @@ variants run interleaved round by round in one process, so a busy machine slows 
 table reports medians of the per-step times. MFU uses the bf16 matmul peak measured here, in this
 run (`trainer.metrics.measure_matmul_peak`).
 
-    /work/venv/bin/python bench/bench_train.py [--rounds 6] [--compile]
+Our side runs what `dsllm train` runs: the fused head + loss (`return_logits=False`), fused AdamW
+(also given to transformers: it is its Trainer's default optimizer on torch >= 2.8), and for the
+`bf16` policy bf16 weights with fp32 master weights and gradients. `--compile` adds
+`trainer.parallelize.apply_compile` (what `--set compile=true` does) in two inductor modes and
+prints each one's compile time (the first step); set TORCHINDUCTOR_CACHE_DIR to an empty folder to
+measure a cold compile.
+
+    /work/venv/bin/python bench/bench_train.py [--rounds 7] [--compile] [--only "dsllm bf16"]
 """
 
 from __future__ import annotations
@@ -97,7 +104,7 @@ def build(cfg: ModelConfig, compile_: bool):
     if compile_:
         from trainer.parallelize import COMPILE_MODE, apply_compile
 
-        for mode in (COMPILE_MODE, "default"):
+        for mode in (COMPILE_MODE, "max-autotune-no-cudagraphs"):
             m = ours().to(torch.bfloat16)
             apply_compile(m, mode)  # what `--set compile=true` does
             variants.append(Variant(f"dsllm bf16 weights + torch.compile ({mode})", m, "bf16", our_loss))
@@ -141,20 +148,20 @@ def main() -> None:
     tokens = args.batch * args.seq
     flops = cfg.train_flops_per_token(args.seq)
     by_name = {v.name: v for v in variants}
-    base = {"fp32": statistics.median(by_name["transformers fp32"].times[1:]),
-            "bf16": statistics.median(by_name["transformers bf16 autocast"].times[1:])}
     print(f"\nconfig: d 512, 8 layers, 8/2 heads, FFN 1376, vocab {args.vocab}, seq {args.seq}, batch {args.batch}; "
           f"{flops / 1e6:.0f} MFLOP/token; measured bf16 matmul peak {peak / 1e9:.0f} GFLOP/s "
           f"(median of {len(peaks)}); {torch.get_num_threads()} threads; load average (1 min) "
           f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after\n")
-    print("| variant | median step (s) | tokens/s | vs transformers (fp32 / bf16 autocast) | MFU vs bf16 peak | "
-          "loss after |")
-    print("|---|---|---|---|---|---|")
+    print("| variant | median step (s) | tokens/s | vs transformers (fp32 / bf16 autocast): ratio of medians | "
+          "median of per-round ratios | MFU vs bf16 peak | loss after |")
+    print("|---|---|---|---|---|---|---|")
     for v in variants:
         med = statistics.median(v.times[1:])
-        anchor = base["fp32"] if v.precision == "fp32" else base["bf16"]
-        print(f"| {v.name} | {med:.3f} | {tokens / med:,.0f} | {anchor / med:.2f}× | "
-              f"{tokens / med * flops / peak * 100:.1f}% | {v.losses[-1]:.4f} |")
+        ref = by_name["transformers fp32" if v.precision == "fp32" else "transformers bf16 autocast"]
+        # the anchor's step of the same round ran seconds apart: the ratio cancels slow load drifts
+        paired = statistics.median(a / b for a, b in zip(ref.times[1:], v.times[1:]))
+        print(f"| {v.name} | {med:.3f} | {tokens / med:,.0f} | {statistics.median(ref.times[1:]) / med:.2f}× | "
+              f"{paired:.2f}× | {tokens / med * flops / peak * 100:.1f}% | {v.losses[-1]:.4f} |")
     diffs = [abs(a - b) for a, b in zip(by_name["transformers fp32"].losses, by_name["dsllm fp32"].losses)]
     print(f"\nsame loss curve: fp32 losses of dsllm vs transformers over {len(diffs)} steps differ by at most "
           f"{max(diffs):.2e}")

@@ -116,6 +116,10 @@ class Checkpointer:
         for step, path in items:
             if self.on_publish is not None:
                 self.on_publish(step, path)
+        if items and self.collective_announce:  # every rank's callback is done before any pruning
+            import torch.distributed as dist
+
+            dist.barrier()
         for _ in range(min(len(items), len(self._published))):
             self._published.popleft()
         if items and self._saves:  # only the rank that writes checkpoints prunes them

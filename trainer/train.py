@@ -213,8 +213,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     model = Transformer(model_cfg)
     if cfg.precision == "bf16":
         model.to(torch.bfloat16)
+    shown_from = resume_from
     if resume_from is None and ckpt_io.latest_checkpoint(run) is not None:
         resume_from = str(ckpt_io.latest_checkpoint(run))  # a rerun continues where it stopped
+        shown_from = _shown(ckpt_io.latest_checkpoint(run), run_dir if mirror else None)
     optim_state, progress = None, Progress()
     if resume_from:
         optim_state, progress = resume(resume_from, model, model_cfg)
@@ -224,7 +226,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
             progress.resume_tokens = progress.tokens
         if not quiet:
             kind = "exact resume" if optim_state else "weights only, fresh AdamW, re-warmup"
-            print(f"resuming from {resume_from} at step {progress.step}, {progress.tokens:,} tokens ({kind})")
+            print(f"resuming from {shown_from} at step {progress.step}, {progress.tokens:,} tokens ({kind})")
     fwd = parallelize(model, cfg.strategy, cfg.compile)  # before the optimizer: FSDP swaps parameters
     master = MasterWeights(model, cfg.precision)
     optimizer = build_optimizer(master, cfg.optim)
@@ -232,7 +234,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
         optimizer.load_state_dict(optim_state["optimizer"])
         master.load_master(optim_state["master"] or [])
     if progress.step >= cfg.max_steps:
-        raise UserError(f"{run}: already at step {progress.step}, nothing to do for --max-steps {cfg.max_steps}")
+        raise UserError(f"{run_dir}: already at step {progress.step}, nothing to do for --max-steps {cfg.max_steps}")
 
     from trainer.data import DataLoader
 
