@@ -10,6 +10,7 @@ worker failure restarts the group, which resumes from the latest checkpoint in R
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -40,6 +41,7 @@ def _worker_loop(config: dict) -> None:
     # written during the run stay in RUN/checkpoints, where a restarted group resumes from.
     metrics = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
     ckpt = summary.get("checkpoint") if rank == 0 else None
+    ckpt = ckpt if ckpt and os.path.isdir(ckpt) else None  # an s3:// run's checkpoints live on S3
     ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(ckpt) if ckpt else None)
 
 
@@ -60,14 +62,18 @@ def train_with_ray(args, cfg, model_cfg) -> int:
     use_gpu = bool(ray.cluster_resources().get("GPU", 0))
     if not use_gpu and args.workers > cpus:
         raise UserError(f"--workers {args.workers}: the Ray cluster has only {cpus} CPUs")
-    run_dir = Path(args.output).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "train_config.json").write_text(json.dumps(
-        {"model": model_cfg.to_hf_dict(), "train": config_to_dict(cfg), "data": args.data,
-         "resume_from": args.resume_from, "workers": args.workers}, indent=2) + "\n")
+    from dsllm import storage
+
+    # an s3:// run is staged locally by each rank and mirrored to S3 (trainer/mirror.py)
+    run_dir = args.output if storage.is_remote(args.output) else str(Path(args.output).resolve())
+    ray_dir = (Path(os.environ.get("DSLLM_CACHE", Path.home() / ".cache" / "dsllm")) / "ray-train"
+               / hashlib.sha1(run_dir.encode()).hexdigest()[:16]) if storage.is_remote(run_dir) else Path(run_dir) / "ray"
+    storage.write_json(storage.join(run_dir, "train_config.json"),
+                       {"model": model_cfg.to_hf_dict(), "train": config_to_dict(cfg), "data": args.data,
+                        "resume_from": args.resume_from, "workers": args.workers})
     loop_config = {
         "model": model_cfg.to_hf_dict(), "train": config_to_dict(cfg), "data": args.data,
-        "run_dir": str(run_dir), "resume_from": args.resume_from, "quiet": bool(args.quiet),
+        "run_dir": run_dir, "resume_from": args.resume_from, "quiet": bool(args.quiet),
         "env": task_env(),
         "threads_per_worker": max(1, cpus // args.workers) if not use_gpu else 4,
     }
@@ -77,7 +83,7 @@ def train_with_ray(args, cfg, model_cfg) -> int:
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=args.workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": max(1, cpus // args.workers)} if not use_gpu else None),
-        run_config=RunConfig(name="ray-train", storage_path=str(run_dir / "ray"),
+        run_config=RunConfig(name="ray-train", storage_path=str(ray_dir),
                              failure_config=FailureConfig(max_failures=int(os.environ.get("DSLLM_MAX_FAILURES", "2")))),
     )
     try:
@@ -90,9 +96,10 @@ def train_with_ray(args, cfg, model_cfg) -> int:
         raise
     if result.error is not None:
         raise result.error
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").exists() else []
+    metrics_uri = storage.join(run_dir, "metrics.jsonl")
+    lines = storage.read_text(metrics_uri).splitlines() if storage.exists(metrics_uri) else []
     last = json.loads(lines[-1]) if lines else {}
     print(f"trained to step {last.get('step')} ({int(last.get('tokens', 0)):,} tokens) with {args.workers} "
-          f"workers, loss {last.get('loss', float('nan')):.4f}; checkpoints in {run_dir / 'checkpoints'}"
+          f"workers, loss {last.get('loss', float('nan')):.4f}; checkpoints in {storage.join(run_dir, 'checkpoints')}"
           + (f"; reported to Ray Train: {result.checkpoint.path}" if result.checkpoint else ""))
     return 0

@@ -15,7 +15,7 @@ resumes from the S3 run's latest complete checkpoint (trainer/mirror.py).
 
 from __future__ import annotations
 
-from jobs.commands.common import add_config_flags
+from jobs.commands.common import add_config_flags, add_ray_flags
 
 
 def add_arguments(p) -> None:
@@ -30,6 +30,7 @@ def add_arguments(p) -> None:
                    help="global batch in sequences")
     p.add_argument("--workers", type=int, default=1, help="data-parallel workers (Ray Train)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_ray_flags(p)
     add_config_flags(p)
 
 
