@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Iterable, Iterator
 
 from curation.document import Document
-from curation.stage import StageCounts
+from curation.stage import StageCounts, batched
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,13 +55,7 @@ class LanguageIdentifier:
                 for lab, p in zip(labels, probs)]
 
     def __call__(self, docs: Iterable[Document], counts: StageCounts) -> Iterator[Document]:
-        batch: list[Document] = []
-        for doc in docs:
-            batch.append(doc)
-            if len(batch) >= self.cfg.batch:
-                yield from self._flush(batch, counts)
-                batch = []
-        if batch:
+        for batch in batched(docs, self.cfg.batch):
             yield from self._flush(batch, counts)
 
     def _flush(self, batch: list[Document], counts: StageCounts) -> Iterator[Document]:

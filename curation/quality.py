@@ -23,7 +23,7 @@ from typing import Iterable, Iterator
 
 from curation.document import Document
 from curation.filters.text import CJK_RE
-from curation.stage import StageCounts
+from curation.stage import StageCounts, batched
 from dsllm.errors import UserError
 
 LABEL_HQ, LABEL_LQ = "__label__hq", "__label__lq"
@@ -114,13 +114,7 @@ class QualityScorer:
         return out
 
     def __call__(self, docs: Iterable[Document], counts: StageCounts) -> Iterator[Document]:
-        batch: list[Document] = []
-        for doc in docs:
-            batch.append(doc)
-            if len(batch) >= self.cfg.batch:
-                yield from self._flush(batch, counts)
-                batch = []
-        if batch:
+        for batch in batched(docs, self.cfg.batch):
             yield from self._flush(batch, counts)
 
     def _flush(self, batch, counts):

@@ -69,6 +69,18 @@ class Stage:
                 counts.drop(reason)
 
 
+def batched(items: Iterable, n: int) -> Iterator[list]:
+    """Consecutive lists of up to `n` items (stages that score documents in batches)."""
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def merge_counts(lists: Iterable[list[StageCounts]]) -> list[StageCounts]:
     """Merge per-task stage lists (same stages, same order) into one list."""
     merged: dict[str, StageCounts] = {}
