@@ -8,7 +8,7 @@
 
 Every Ray process is bound to 127.0.0.1 and stopped by its own temp dir (never `ray stop`).
 
-    python bench/bench_cluster.py [--warcs 4] [--records 150] [--runs 3]
+    python bench/bench_cluster.py [--warcs 4] [--records 150] [--runs 3] [--pin]
 """
 
 from __future__ import annotations
@@ -40,10 +40,13 @@ def free_port() -> int:
 class Head:
     """A `ray start --head` of our own, on loopback, stopped by its temp dir."""
 
-    def __init__(self, num_cpus: int):
+    def __init__(self, num_cpus: int, pin: bool = False):
         self.temp = tempfile.mkdtemp(prefix="rb", dir="/tmp")
         self.gcs, self.dash = free_port(), free_port()
-        subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={self.gcs}", "--node-ip-address=127.0.0.1",
+        # --pin: the head and every process it starts get exactly num_cpus cores (taskset), so
+        # "1 worker" cannot borrow the second core through library thread pools
+        self.prefix = ["taskset", "-c", ",".join(map(str, range(num_cpus)))] if pin else []
+        subprocess.run([*self.prefix, str(BIN / "ray"), "start", "--head", f"--port={self.gcs}", "--node-ip-address=127.0.0.1",
                         "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dash}", f"--temp-dir={self.temp}",
                         f"--num-cpus={num_cpus}", "--disable-usage-stats",
                         # every port of our own, so a head being torn down cannot collide
@@ -115,11 +118,11 @@ def curate_wall(head: Head, crawl: str, out: str) -> tuple[float, float]:
     import re
 
     t = time.perf_counter()
-    res = subprocess.run([str(BIN / "dsllm"), "curate", "cc:CC-MAIN-2024-10", "--cc-base", crawl, "--output", out,
+    res = subprocess.run([*head.prefix, str(BIN / "dsllm"), "curate", "cc:CC-MAIN-2024-10", "--cc-base", crawl, "--output", out,
                           "--ray-address", head.address, "--skip", "minhash_dedup,remix"],
                          env=ENV, check=True, capture_output=True, text=True, cwd=str(ROOT))
     wall = time.perf_counter() - t
-    phase = re.findall(r"inputs: (\d+)/\1 on \d+ worker\(s\) \((\d+)s\)", res.stderr)
+    phase = re.findall(r"inputs: (\d+)/\1 on \d+ worker\(s\) \(([\d.]+)s\)", res.stderr)
     return wall, float(phase[-1][1]) if phase else float("nan")
 
 
@@ -128,6 +131,7 @@ def main() -> None:
     ap.add_argument("--warcs", type=int, default=4)
     ap.add_argument("--records", type=int, default=150)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--pin", action="store_true", help="pin each configuration to its cores with taskset")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="dsllm-bench-cluster-")
     crawl = os.path.join(work, "crawl")
@@ -136,7 +140,7 @@ def main() -> None:
     walls: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
     overhead = None
     for cpus in (1, 2):
-        head = Head(cpus)
+        head = Head(cpus, pin=args.pin)
         try:
             if cpus == 2:
                 overhead = submission_overhead(head, args.runs)
@@ -149,7 +153,7 @@ def main() -> None:
     print(f"| submission → RUNNING | dsllm submit {overhead[0]:.2f} s | bare submit_job {overhead[1]:.2f} s |")
     print(f"| curate {args.warcs}×{args.records} records, whole command | 1 worker {one:.1f} s | 2 workers {two:.1f} s | "
           f"speed-up {one / two:.2f}× |")
-    print(f"| curate, per-input phase (read → … → pii, Ray tasks) | 1 worker {p1:.0f} s | 2 workers {p2:.0f} s | "
+    print(f"| curate, per-input phase (read → … → pii, Ray tasks) | 1 worker {p1:.1f} s | 2 workers {p2:.1f} s | "
           f"speed-up {p1 / p2:.2f}× |")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     shutil.rmtree(work, ignore_errors=True)

@@ -143,7 +143,7 @@ class RayExecutor:
                 results[index.pop(ref)] = _get(ray, ref)
                 done += 1
             if not self.quiet and (tty or done == len(items)):  # one line per map when not a terminal
-                print(f"\r{label}: {done}/{len(items)} on {workers} worker(s) ({time.time() - start:.0f}s)",
+                print(f"\r{label}: {done}/{len(items)} on {workers} worker(s) ({time.time() - start:.1f}s)",
                       end="" if done < len(items) else "\n", file=sys.stderr, flush=True)
         return results
 
