@@ -3,16 +3,19 @@
 Each is mathematically the plain PyTorch expression named in its docstring (tests compare them
 against it); they only cut the passes over memory and the number of kernels a training step runs:
 
-- `rope`: rotary embedding written straight into the (B, H, T, hd) layout attention wants, with a
-  hand-written backward (no saved activations, no autograd graph of slices);
-- `attention`: causal attention as two batched matmuls and a softmax, grouped-query without
-  repeating K/V (query heads of one KV head are stacked along the time axis). On a CPU this beats
-  SDPA's flash kernel while the (T × T) scores are small; above `EXPLICIT_SCORES_LIMIT` scores
-  (long contexts) and on accelerators it hands over to `F.scaled_dot_product_attention`;
-- `linear_cross_entropy`: the output head and the next-token loss fused and chunked over tokens:
-  the (tokens × vocabulary) logits exist one chunk at a time (fp32 log-sum-exp), and the gradients
-  of the hidden states and of the head are computed in the same pass (Liger-Kernel's fused linear
-  cross-entropy), so the full logits are never materialised in fp32, and never twice.
+- `rope`: rotary embedding written straight into the layout attention reads, with a hand-written
+  backward (no saved activations, no autograd graph of slices);
+- `attention`: RoPE and causal attention as batched matmuls and a softmax over blocks of query
+  time steps, grouped-query without repeating K/V (the query heads of one KV head are stacked
+  time-major), skipping the scores above the diagonal blocks. On a CPU this beats SDPA's flash
+  kernel while the (T × T) scores are small; above `EXPLICIT_SCORES_LIMIT` scores (long contexts)
+  and on accelerators it hands over to `F.scaled_dot_product_attention`;
+- `swiglu`: silu(gate)·up with a backward that writes both halves of the gradient in place;
+- `linear_cross_entropy`: the output head and the next-token loss fused: the forward computes the
+  loss and d loss / d logits in one buffer in the matmul dtype (the logits, turned into the
+  softmax in place), so the backward is two matmuls and the (tokens × vocabulary) logits never
+  exist in fp32 nor twice (Liger-Kernel's fused linear cross-entropy). The log-softmax of the
+  targets is fp32, a few rows at a time in cache; the buffer is reused from step to step.
 """
 
 from __future__ import annotations
@@ -22,25 +25,29 @@ import torch.nn.functional as F
 
 # (B · H · T · T) scores above which attention goes through SDPA's flash kernel (memory-bounded)
 EXPLICIT_SCORES_LIMIT = 1 << 26
-# rows of logits computed at once by linear_cross_entropy (rows × vocab × 4 bytes of fp32 scratch)
-LOSS_CHUNK_ROWS = 128
+# time steps per row block of the explicit causal attention (measured best of 64/128/256 here)
+ATTENTION_BLOCK = 128
+# rows of logits computed at once by linear_cross_entropy without gradients (evaluation)
+LOSS_CHUNK_ROWS = 512
+# rows of fp32 log-softmax scratch (rows × vocab × 4 bytes, twice: small enough to stay in cache)
+LOSS_BLOCK_ROWS = 32
 
 
 # ------------------------------------------------------------------------------------------ RoPE
 
 class _Rope(torch.autograd.Function):
-    """y = x·cos + rotate_half(x)·sin, rotate_half(x) = [-x2, x1]; x (B, T, H, hd) any strides →
-    y (B, H, T, hd) contiguous. cos, sin: (T, hd) or (B, 1, T, hd), halves duplicated."""
+    """y = x·cos + rotate_half(x)·sin, rotate_half(x) = [-x2, x1], into a new contiguous tensor:
+    x is a (permuted) view, so the rotation also lays the heads out the way attention reads them.
+    cos, sin broadcast against x, their halves duplicated."""
 
     @staticmethod
     def forward(ctx, x, cos, sin):
         ctx.save_for_backward(cos, sin)
-        xt = x.transpose(1, 2)
         h = x.shape[-1] // 2
-        y = torch.empty(xt.shape, dtype=x.dtype, device=x.device)
-        torch.mul(xt, cos, out=y)
-        y[..., :h].addcmul_(xt[..., h:], sin[..., :h], value=-1.0)
-        y[..., h:].addcmul_(xt[..., :h], sin[..., h:])
+        y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        torch.mul(x, cos, out=y)
+        y[..., :h].addcmul_(x[..., h:], sin[..., :h], value=-1.0)
+        y[..., h:].addcmul_(x[..., :h], sin[..., h:])
         return y
 
     @staticmethod
@@ -50,47 +57,123 @@ class _Rope(torch.autograd.Function):
         dx = g * cos  # dx1 = g1·cos + g2·sin, dx2 = g2·cos − g1·sin
         dx[..., :h].addcmul_(g[..., h:], sin[..., h:])
         dx[..., h:].addcmul_(g[..., :h], sin[..., :h], value=-1.0)
-        return dx.transpose(1, 2), None, None
+        return dx, None, None
 
 
 def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """RoPE of x (B, T, H, hd) in Hugging Face's rotate-half layout → (B, H, T, hd)."""
+    """RoPE of x (B, T, H, hd) in Hugging Face's rotate-half layout → (B, H, T, hd) contiguous.
+    cos, sin: (T, hd) or (B, 1, T, hd)."""
+    return _rope_view(x.transpose(1, 2), cos, sin)
+
+
+def _rope_view(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     if torch.compiler.is_compiling():  # the plain expression: inductor fuses it by itself
-        xt, h = x.transpose(1, 2), x.shape[-1] // 2
-        return xt * cos + torch.cat((-xt[..., h:], xt[..., :h]), dim=-1) * sin
+        h = x.shape[-1] // 2
+        return (x * cos + torch.cat((-x[..., h:], x[..., :h]), dim=-1) * sin).contiguous()
     return _Rope.apply(x, cos, sin)
+
+
+# --------------------------------------------------------------------------------------- SwiGLU
+
+class _SwiGLU(torch.autograd.Function):
+    """silu(gate)·up of gu = [gate | up] (the fused gate/up matmul's output, (…, 2I) → (…, I));
+    the backward writes d gate and d up straight into one (…, 2I) tensor, the gradient of that
+    matmul's output (autograd would compute the halves apart and concatenate them)."""
+
+    @staticmethod
+    def forward(ctx, gu):
+        gate, up = gu.chunk(2, dim=-1)
+        act = F.silu(gate)
+        ctx.save_for_backward(gu, act)
+        return act * up
+
+    @staticmethod
+    def backward(ctx, dy):
+        gu, act = ctx.saved_tensors
+        gate, up = gu.chunk(2, dim=-1)
+        dgu = torch.empty_like(gu)
+        d_gate, d_up = dgu.chunk(2, dim=-1)
+        torch.mul(dy, act, out=d_up)
+        torch.ops.aten.silu_backward.grad_input(dy * up, gate, grad_input=d_gate)
+        return dgu
+
+
+def swiglu(gu: torch.Tensor) -> torch.Tensor:
+    """silu(gate)·up for gu = [gate | up] along the last dimension."""
+    if torch.compiler.is_compiling():  # the plain expression: inductor fuses it by itself
+        gate, up = gu.chunk(2, dim=-1)
+        return F.silu(gate) * up
+    return _SwiGLU.apply(gu)
 
 
 # ------------------------------------------------------------------------------------- attention
 
-def causal_bias(T: int, dtype: torch.dtype, device=None) -> torch.Tensor:
-    """(T, T) additive mask: 0 on and below the diagonal, -inf above."""
-    return torch.full((T, T), float("-inf"), dtype=dtype, device=device).triu(1)
-
-
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
-              gqa_native: bool = False) -> torch.Tensor:
-    """softmax(q·kᵀ/√hd + causal [+ document] mask)·v. q (B, nh, T, hd), k/v (B, nkv, T, hd);
-    `mask` (B, 1, T, T) bool (True = may attend) replaces the causal mask. Returns (B, nh, T, hd)."""
-    B, nh, T, hd = q.shape
-    nkv = k.shape[1]
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+              mask: torch.Tensor | None = None, gqa_native: bool = False) -> torch.Tensor:
+    """RoPE on q and k, then softmax(q·kᵀ/√hd + causal [+ document] mask)·v, in the projections'
+    layout: q (B, T, nh, hd), k/v (B, T, nkv, hd) → (B, T, nh, hd). cos/sin as for `rope`; `mask`
+    (B, 1, T, T) bool (True = may attend) replaces the causal mask."""
+    B, T, nh, hd = q.shape
+    nkv = k.shape[2]
     g = nh // nkv
     if q.device.type != "cpu" or B * nh * T * T > EXPLICIT_SCORES_LIMIT:
-        return _sdpa(q, k, v, mask, g, gqa_native)
-    if mask is None:
-        bias = causal_bias(T, q.dtype, q.device).repeat(g, 1).expand(B * nkv, g * T, T)
-    else:
-        bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
-        bias = bias[:, :, None].expand(B, nkv, g, T, T).reshape(B * nkv, g * T, T)
-    # the g query heads of one KV head, stacked along time: (B·nkv, g·T, hd); K/V are not repeated
-    q, k, v = (t.contiguous() for t in (q, k, v))  # (no-ops but for v; explicit for torch.compile)
-    scores = torch.baddbmm(bias, q.view(B * nkv, g * T, hd), k.view(B * nkv, T, hd).transpose(1, 2),
-                           alpha=hd ** -0.5)
-    probs = torch.softmax(scores, dim=-1)
-    return torch.bmm(probs, v.view(B * nkv, T, hd)).view(B, nh, T, hd)
+        y = _sdpa(rope(q, cos, sin), rope(k, cos, sin), v.transpose(1, 2), mask, g, gqa_native)
+        return y.transpose(1, 2)
+    # the g query heads of one KV head, stacked time-major: rows (t, head) of (B·nkv, T·g, hd), so
+    # K/V are never repeated and the rows of a block of time steps are contiguous
+    cq, sq = cos.unsqueeze(-2), sin.unsqueeze(-2)  # broadcast over the g heads
+    qs = _rope_view(q.view(B, T, nkv, g, hd).permute(0, 2, 1, 3, 4), cq, sq).view(B * nkv, T * g, hd)
+    ks = rope(k, cos, sin).view(B * nkv, T, hd)
+    vs = v.transpose(1, 2).contiguous().view(B * nkv, T, hd)
+    y = _blocked_causal(qs, ks, vs, g, mask)  # (B·nkv, T·g, hd)
+    return y.view(B, nkv, T, g, hd).permute(0, 2, 1, 3, 4).reshape(B, T, nh, hd)
+
+
+def _blocked_causal(q, k, v, g, mask):
+    """Causal attention over row blocks of `ATTENTION_BLOCK` time steps: block i's queries only
+    meet keys up to the block's end, so the scores above the diagonal blocks are never computed
+    (~(1 − (n+1)/2n) of the matmuls and of the softmax for n blocks) and each block's scores stay
+    small enough for the cache. q (BK, T·g, hd) time-major, k/v (BK, T, hd)."""
+    BK, Tg, hd = q.shape
+    T = Tg // g
+    Tb = min(ATTENTION_BLOCK, T)
+    ys = []
+    for i in range(0, T, Tb):
+        j = min(i + Tb, T)
+        if mask is None:
+            bias = _causal_block_bias(i, j, g, q.dtype, q.device).expand(BK, (j - i) * g, j)
+        else:
+            B = mask.shape[0]
+            blk = torch.zeros(B, j - i, 1, j, dtype=q.dtype, device=q.device)
+            blk.masked_fill_(~mask[:, 0, i:j, None, :j], float("-inf"))
+            bias = blk.expand(B, j - i, g, j).reshape(B, 1, (j - i) * g, j)
+            bias = bias.expand(B, BK // B, (j - i) * g, j).reshape(BK, (j - i) * g, j)
+        scores = torch.baddbmm(bias, q[:, i * g:j * g], k[:, :j].transpose(1, 2), alpha=hd ** -0.5)
+        ys.append(torch.bmm(torch.softmax(scores, dim=-1), v[:, :j]))
+    return ys[0] if len(ys) == 1 else torch.cat(ys, dim=1)
+
+
+_BIAS_CACHE: dict[tuple, torch.Tensor] = {}
+
+
+def _causal_block_bias(i: int, j: int, g: int, dtype, device) -> torch.Tensor:
+    """(g·(j−i), j) additive mask of time-major rows (t, head), t in [i, j): key s ≤ t allowed."""
+    compiling = torch.compiler.is_compiling()
+    key = (i, j, g, dtype, str(device))
+    bias = None if compiling else _BIAS_CACHE.get(key)
+    if bias is None:
+        t = torch.arange(i, j, device=device).repeat_interleave(g)[:, None]
+        bias = torch.zeros((j - i) * g, j, dtype=dtype, device=device)
+        bias = bias.masked_fill(torch.arange(j, device=device)[None, :] > t, float("-inf"))
+        if not compiling:
+            if len(_BIAS_CACHE) > 256:
+                _BIAS_CACHE.clear()
+            _BIAS_CACHE[key] = bias
+    return bias
 
 
 def _sdpa(q, k, v, mask, g, gqa_native):
+    """q (B, nh, T, hd), k/v (B, nkv, T, hd) → (B, nh, T, hd) through F.scaled_dot_product_attention."""
     if g > 1 and not gqa_native:
         k = k.repeat_interleave(g, dim=1)
         v = v.repeat_interleave(g, dim=1)
@@ -102,49 +185,88 @@ def _sdpa(q, k, v, mask, g, gqa_native):
 
 # ------------------------------------------------------------------- fused head + cross-entropy
 
-def _chunk_loss(h, weight, targets, grad_logits=None, scale=1.0):
-    """Loss sum of rows h (c, d) against targets (c,) (-100 ignored); with `grad_logits` (c, V),
-    also write d(sum loss · scale)/d logits = (softmax − onehot) · scale into it."""
-    acc = torch.promote_types(h.dtype, torch.float32)  # fp32 for bf16 / fp32 inputs
-    logp = torch.log_softmax(h @ weight.t(), dim=-1, dtype=acc)  # (c, V)
-    valid = targets != -100
-    safe = torch.where(valid, targets, 0)
-    loss = -logp.gather(1, safe[:, None]).squeeze(1).masked_fill_(~valid, 0.0).sum()
-    if grad_logits is not None:
-        probs = logp.exp_()  # softmax, in place
-        probs.scatter_add_(1, safe[:, None], -valid[:, None].to(probs.dtype))
-        torch.mul(probs, (valid.to(probs.dtype) * scale)[:, None], out=grad_logits)  # one pass, cast
-    return loss
+def _target_logprobs(logits: torch.Tensor, safe: torch.Tensor, out: torch.Tensor) -> None:
+    """out[i] = log_softmax(logits[i])[safe[i]] in fp32 (or fp64 for fp64 logits), `LOSS_BLOCK_ROWS`
+    rows at a time through fp32 scratch that stays in cache (the full fp32 log-probabilities never
+    exist: on a CPU, writing and re-reading them costs more than the softmax itself)."""
+    acc = torch.promote_types(logits.dtype, torch.float32)
+    n = logits.shape[0]
+    rows = min(LOSS_BLOCK_ROWS, n)
+    src = torch.empty(rows, logits.shape[1], dtype=acc, device=logits.device) if logits.dtype != acc else None
+    dst = torch.empty(rows, logits.shape[1], dtype=acc, device=logits.device)
+    for a in range(0, n, rows):
+        b = min(a + rows, n)
+        x = logits[a:b]
+        if src is not None:
+            x = src[: b - a].copy_(x)
+        torch.log_softmax(x, dim=-1, out=dst[: b - a])
+        torch.gather(dst[: b - a], 1, safe[a:b, None], out=out[a:b, None])
+
+
+def _loss_from_logprobs(logp_t: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Sum over the valid rows of −log p(target)."""
+    return -logp_t.masked_fill(~valid, 0.0).sum()
+
+
+# one gradient-of-logits buffer kept between steps: allocating (tokens × vocabulary) afresh every
+# step costs a page fault per 4 KiB on a CPU (~50 ms for 2048 × 32000 bf16 here). A buffer is either
+# here or owned by one forward's autograd graph (taken in forward, given back by backward).
+_spare_grad_logits: dict[tuple, torch.Tensor] = {}
+
+
+def _take_buffer(shape, dtype, device) -> torch.Tensor:
+    key = (tuple(shape), dtype, str(device))
+    buf = None if torch.compiler.is_compiling() else _spare_grad_logits.pop(key, None)
+    return buf if buf is not None else torch.empty(shape, dtype=dtype, device=device)
+
+
+def _give_back(buf: torch.Tensor) -> None:
+    if not torch.compiler.is_compiling():
+        _spare_grad_logits.clear()  # at most one spare (shapes change only with the config)
+        _spare_grad_logits[(tuple(buf.shape), buf.dtype, str(buf.device))] = buf
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
+    """Forward computes the loss and, in the same pass, d loss / d logits into one buffer that the
+    backward turns into the gradients of h and of the head with two matmuls."""
+
     @staticmethod
     def forward(ctx, h, weight, targets, n_valid):
-        N = h.shape[0]
-        grad_logits = torch.empty(N, weight.shape[0], dtype=h.dtype, device=h.device)
-        scale = 1.0 / n_valid.clamp(min=1)
-        loss = torch.zeros((), dtype=torch.promote_types(h.dtype, torch.float32), device=h.device)
-        for i in range(0, N, LOSS_CHUNK_ROWS):
-            j = min(i + LOSS_CHUNK_ROWS, N)
-            loss += _chunk_loss(h[i:j], weight, targets[i:j], grad_logits[i:j], scale)
-        ctx.save_for_backward(h, weight, grad_logits)
-        return loss * scale
+        N, V = h.shape[0], weight.shape[0]
+        valid = targets != -100
+        safe = torch.where(valid, targets, 0)
+        grad_logits = _take_buffer((N, V), h.dtype, h.device)
+        torch.mm(h, weight.t(), out=grad_logits)  # the logits, in the matmul dtype
+        logp_t = torch.empty(N, dtype=torch.promote_types(h.dtype, torch.float32), device=h.device)
+        _target_logprobs(grad_logits, safe, logp_t)
+        # d(sum of losses)/d logits = softmax − onehot(target), 0 on ignored rows; CPU's softmax of
+        # bf16 accumulates in fp32 and runs in place; the 1/n_valid scale is applied in backward
+        torch.softmax(grad_logits, dim=-1, out=grad_logits)
+        rows = torch.arange(N, device=h.device)
+        grad_logits.view(-1)[rows * V + safe] = (logp_t.exp() - 1.0).to(grad_logits.dtype)
+        ignored = (~valid).nonzero().squeeze(1)
+        if ignored.numel():
+            grad_logits.index_fill_(0, ignored, 0)
+        ctx.save_for_backward(h, weight, grad_logits, n_valid)
+        return _loss_from_logprobs(logp_t, valid) / n_valid.clamp(min=1)
 
     @staticmethod
     def backward(ctx, grad_out):
-        h, weight, grad_logits = ctx.saved_tensors
+        h, weight, grad_logits, n_valid = ctx.saved_tensors
         grad_h = grad_w = None
-        go = grad_out.to(h.dtype)
+        scale = (grad_out / n_valid.clamp(min=1)).to(h.dtype)
         if ctx.needs_input_grad[0]:
-            grad_h = (grad_logits @ weight) * go   # (N, d)
+            grad_h = (grad_logits @ weight).mul_(scale)    # (N, d)
         if ctx.needs_input_grad[1]:
-            grad_w = (grad_logits.t() @ h) * go    # (V, d)
+            grad_w = (grad_logits.t() @ h).mul_(scale)     # (V, d)
+        _give_back(grad_logits)
         return grad_h, grad_w, None, None
 
 
 def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean of F.cross_entropy(h @ weightᵀ, targets, ignore_index=-100) over the non-ignored rows,
-    h (N, d), weight (V, d), targets (N,), without materialising the (N, V) logits in fp32."""
+    h (N, d), weight (V, d), targets (N,), with the log-softmax in fp32 but never the (N, V) logits
+    in fp32: training holds one (N, V) buffer in the matmul dtype; evaluation `LOSS_CHUNK_ROWS`."""
     device = h.device.type
     if torch.is_autocast_enabled(device):  # the matmuls in the autocast dtype, explicitly
         dtype = torch.get_autocast_dtype(device)
@@ -154,9 +276,13 @@ def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.T
 
 
 def _linear_cross_entropy(h, weight, targets):
-    n_valid = (targets != -100).sum().float()
+    n_valid = (targets != -100).sum().to(torch.promote_types(h.dtype, torch.float32))
     if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad):
         return _LinearCrossEntropy.apply(h, weight, targets, n_valid)
-    total = sum(_chunk_loss(h[i:i + LOSS_CHUNK_ROWS], weight, targets[i:i + LOSS_CHUNK_ROWS])
-                for i in range(0, h.shape[0], LOSS_CHUNK_ROWS))
-    return total / n_valid.clamp(min=1)
+    valid = targets != -100
+    safe = torch.where(valid, targets, 0)
+    logp_t = torch.empty(h.shape[0], dtype=n_valid.dtype, device=h.device)
+    for i in range(0, h.shape[0], LOSS_CHUNK_ROWS):
+        j = min(i + LOSS_CHUNK_ROWS, h.shape[0])
+        _target_logprobs(h[i:j] @ weight.t(), safe[i:j], logp_t[i:j])
+    return _loss_from_logprobs(logp_t, valid) / n_valid.clamp(min=1)

@@ -80,11 +80,10 @@ class Attention(nn.Module):
         w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
         qkv = F.linear(x, w)  # (B, T, (nh + 2·nkv)·hd)
         q, k, v = qkv.split((nh * hd, nkv * hd, nkv * hd), dim=-1)
-        q = kernels.rope(q.view(B, T, nh, hd), cos, sin)  # (B, nh, T, hd)
-        k = kernels.rope(k.view(B, T, nkv, hd), cos, sin)  # (B, nkv, T, hd)
-        v = v.view(B, T, nkv, hd).transpose(1, 2)  # (B, nkv, T, hd)
-        y = kernels.attention(q, k, v, mask, gqa_native=GQA_NATIVE)  # (B, nh, T, hd)
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, nh * hd))
+        # RoPE on q and k, then causal attention, in and out in the projections' (B, T, H, hd)
+        y = kernels.attention(q.view(B, T, nh, hd), k.view(B, T, nkv, hd), v.view(B, T, nkv, hd),
+                              cos, sin, mask, gqa_native=GQA_NATIVE)  # (B, T, nh, hd)
+        return self.o_proj(y.reshape(B, T, nh * hd))
 
 
 class MLP(nn.Module):
@@ -98,8 +97,8 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # gate and up in one matmul (two HF-named parameters, concatenated on the fly)
-        gate, up = F.linear(x, torch.cat((self.gate_proj.weight, self.up_proj.weight))).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+        gu = F.linear(x, torch.cat((self.gate_proj.weight, self.up_proj.weight)))
+        return self.down_proj(kernels.swiglu(gu))
 
 
 class DecoderLayer(nn.Module):
