@@ -1,9 +1,11 @@
 """Training throughput and MFU: dsllm's Transformer against transformers' LlamaForCausalLM.
 
 Same config (default: hidden 512, 8 layers, 8/2 heads, FFN 1376, vocab 32000, seq 512, batch 4),
-same batch, same initial weights, full training steps (forward, backward, clip 1.0, AdamW). The
-variants run interleaved round by round in one process, so a busy machine slows all alike; the
-table reports medians of the per-step times. MFU uses the bf16 matmul peak measured here, in this
+same batch, same initial weights, full training steps (forward, backward, clip 1.0, AdamW). Each
+variant runs in a process of its own, as each tool runs for its users (in one shared process the
+allocator state one model leaves behind changed the other's step time by up to 50%); the parent
+steps them round by round, one at a time, so a busy machine slows all alike, and the table
+reports medians of the per-step times and of the per-round ratios. MFU uses the bf16 matmul peak measured here, in this
 run (`trainer.metrics.measure_matmul_peak`).
 
 Our side runs what `dsllm train` runs: the fused head + loss (`return_logits=False`), fused AdamW
@@ -19,6 +21,7 @@ measure a cold compile.
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import contextlib
 import statistics
@@ -39,9 +42,8 @@ from trainer.optim import MasterWeights, OptimConfig, build_optimizer, clip_grad
 class Variant:
     """One contestant: a model, its precision policy and optimizer, stepping on the same batch."""
 
-    def __init__(self, name, model, precision, call, gqa_native=False):
+    def __init__(self, name, model, precision, call):
         self.name, self.model, self.precision, self.call = name, model, precision, call
-        self.gqa_native = gqa_native
         if precision == "bf16":
             model.to(torch.bfloat16)
         self.master = MasterWeights(model, precision)
@@ -49,7 +51,6 @@ class Variant:
         self.times, self.losses = [], []
 
     def step(self, ids) -> None:
-        tm.GQA_NATIVE = self.gqa_native
         ctx = torch.autocast("cpu", torch.bfloat16) if self.precision == "bf16-autocast" else contextlib.nullcontext()
         t = time.perf_counter()
         with ctx:
@@ -72,7 +73,14 @@ def our_loss(model, ids):
     return model(ids, labels=ids, return_logits=False)[1]
 
 
-def build(cfg: ModelConfig, compile_: bool):
+NAMES = ["transformers fp32", "dsllm fp32", "transformers bf16 autocast", "dsllm bf16 autocast",
+         "transformers bf16 weights + fp32 master", "dsllm bf16 weights + fp32 master"]
+COMPILED = ["dsllm bf16 weights + torch.compile (default)",
+            "dsllm bf16 weights + torch.compile (max-autotune-no-cudagraphs)"]
+
+
+def make_variant(name: str, cfg: ModelConfig) -> Variant:
+    """One contestant, built from the same seeded weights in whatever process calls this."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
@@ -81,34 +89,37 @@ def build(cfg: ModelConfig, compile_: bool):
     ref = LlamaForCausalLM(hf_cfg)
     ref.apply(lambda m: torch.nn.init.normal_(m.weight, std=cfg.initializer_range)
               if isinstance(m, (torch.nn.Linear, torch.nn.Embedding)) else None)
-    weights = ref.state_dict()
+    if name.startswith("transformers"):
+        model, call = ref.train(), hf_loss
+    else:
+        model, call = tm.Transformer(cfg), our_loss
+        model.load_state_dict(ref.state_dict())
+        model.train()
+    precision = "fp32" if "fp32" in name.split()[1] else "bf16-autocast" if "autocast" in name else "bf16"
+    variant = Variant(name, model, precision, call)
+    if "torch.compile" in name:
+        from trainer.parallelize import apply_compile
 
-    def hf():
-        m = LlamaForCausalLM(hf_cfg)
-        m.load_state_dict(weights)
-        return m.train()
+        apply_compile(model, name.split("(")[1].rstrip(")"))  # what `--set compile=true` does
+    return variant
 
-    def ours():
-        m = tm.Transformer(cfg)
-        m.load_state_dict(weights)
-        return m.train()
 
-    variants = [
-        Variant("transformers fp32", hf(), "fp32", hf_loss),
-        Variant("dsllm fp32", ours(), "fp32", our_loss),
-        Variant("transformers bf16 autocast", hf(), "bf16-autocast", hf_loss),
-        Variant("dsllm bf16 autocast", ours(), "bf16-autocast", our_loss),
-        Variant("transformers bf16 weights + fp32 master", hf(), "bf16", hf_loss),
-        Variant("dsllm bf16 weights + fp32 master", ours(), "bf16", our_loss),
-    ]
-    if compile_:
-        from trainer.parallelize import COMPILE_MODE, apply_compile
+def serve(name: str, cfg: ModelConfig, args, conn) -> None:
+    """A variant in a process of its own (as each tool runs for its users): step on command."""
+    torch.set_num_threads(args.threads)
+    variant = make_variant(name, cfg)
+    torch.manual_seed(1)
+    batches = [torch.randint(0, args.vocab, (args.batch, args.seq)) for _ in range(args.rounds + 1)]
+    conn.send("ready")
+    while (r := conn.recv()) is not None:
+        variant.step(batches[r])
+        conn.send((variant.times[-1], variant.losses[-1]))
 
-        for mode in (COMPILE_MODE, "max-autotune-no-cudagraphs"):
-            m = ours().to(torch.bfloat16)
-            apply_compile(m, mode)  # what `--set compile=true` does
-            variants.append(Variant(f"dsllm bf16 weights + torch.compile ({mode})", m, "bf16", our_loss))
-    return variants
+
+def config(args) -> ModelConfig:
+    return ModelConfig(vocab_size=args.vocab, hidden_size=512, intermediate_size=1376, num_hidden_layers=8,
+                       num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=args.seq,
+                       bos_token_id=1, eos_token_id=2)
 
 
 def main() -> None:
@@ -117,52 +128,68 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=32000)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=512)
-    ap.add_argument("--compile", action="store_true", help="add a torch.compile variant (slow to compile)")
+    ap.add_argument("--compile", action="store_true", help="add the torch.compile variants (slow to compile)")
     ap.add_argument("--only", default="", help="comma-separated substrings: keep the matching variants "
                     "(the anchors and dsllm fp32 are always kept)")
     args = ap.parse_args()
-    cfg = ModelConfig(vocab_size=args.vocab, hidden_size=512, intermediate_size=1376, num_hidden_layers=8,
-                      num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=args.seq,
-                      bos_token_id=1, eos_token_id=2)
-    variants = build(cfg, args.compile)
+    args.threads = torch.get_num_threads()
+    cfg = config(args)
+    names = NAMES + (COMPILED if args.compile else [])
     if args.only:
         keys = args.only.split(",")
-        variants = [v for v in variants if v.name in ("transformers fp32", "dsllm fp32", "transformers bf16 autocast")
-                    or any(k in v.name for k in keys)]
+        names = [n for n in names if n in ("transformers fp32", "dsllm fp32", "transformers bf16 autocast")
+                 or any(k in n for k in keys)]
+    ctx = mp.get_context("spawn")
+    procs, conns = [], []
+    for name in names:  # one process per variant, started one after the other
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=serve, args=(name, cfg, args, child), daemon=True)
+        proc.start()
+        if parent.recv() != "ready":
+            raise SystemExit(f"{name}: did not start")
+        procs.append(proc)
+        conns.append(parent)
+    times = {n: [] for n in names}
+    losses = {n: [] for n in names}
     load_before = os.getloadavg()
-    torch.manual_seed(1)
-    batches = [torch.randint(0, args.vocab, (args.batch, args.seq)) for _ in range(args.rounds + 1)]
     t0 = time.perf_counter()
-    for v in variants:  # warm-up step (excluded); for compile this is the compile time
+    for name, conn in zip(names, conns):  # warm-up step (excluded); for compile this is the compile time
         t = time.perf_counter()
-        v.step(batches[0])
-        if "compile" in v.name:
-            print(f"torch.compile first step (compile time): {time.perf_counter() - t:.0f} s", file=sys.stderr)
+        conn.send(0)
+        conn.recv()
+        if "compile" in name:
+            print(f"{name}: first step (compile time) {time.perf_counter() - t:.0f} s", file=sys.stderr)
     peaks = []
-    for r in range(1, args.rounds + 1):
+    for r in range(1, args.rounds + 1):  # round by round, one variant at a time: no contention
         peaks.append(measure_matmul_peak(torch.bfloat16, repeats=3))
-        for v in variants:
-            v.step(batches[r])
+        for name, conn in zip(names, conns):
+            conn.send(r)
+            step, loss = conn.recv()
+            times[name].append(step)
+            losses[name].append(loss)
         print(f"round {r}/{args.rounds} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    for conn in conns:
+        conn.send(None)
+    for proc in procs:
+        proc.join(timeout=30)
     peak = statistics.median(peaks)
     tokens = args.batch * args.seq
     flops = cfg.train_flops_per_token(args.seq)
-    by_name = {v.name: v for v in variants}
     print(f"\nconfig: d 512, 8 layers, 8/2 heads, FFN 1376, vocab {args.vocab}, seq {args.seq}, batch {args.batch}; "
           f"{flops / 1e6:.0f} MFLOP/token; measured bf16 matmul peak {peak / 1e9:.0f} GFLOP/s "
-          f"(median of {len(peaks)}); {torch.get_num_threads()} threads; load average (1 min) "
-          f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after\n")
+          f"(median of {len(peaks)}); {args.threads} threads; each variant in a process of its own; load average "
+          f"(1 min) {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after\n")
     print("| variant | median step (s) | tokens/s | vs transformers (fp32 / bf16 autocast): ratio of medians | "
           "median of per-round ratios | MFU vs bf16 peak | loss after |")
     print("|---|---|---|---|---|---|---|")
-    for v in variants:
-        med = statistics.median(v.times[1:])
-        ref = by_name["transformers fp32" if v.precision == "fp32" else "transformers bf16 autocast"]
+    for name in names:
+        med = statistics.median(times[name])
+        anchor = "transformers fp32" if name.split()[1] == "fp32" else "transformers bf16 autocast"
         # the anchor's step of the same round ran seconds apart: the ratio cancels slow load drifts
-        paired = statistics.median(a / b for a, b in zip(ref.times[1:], v.times[1:]))
-        print(f"| {v.name} | {med:.3f} | {tokens / med:,.0f} | {statistics.median(ref.times[1:]) / med:.2f}× | "
-              f"{paired:.2f}× | {tokens / med * flops / peak * 100:.1f}% | {v.losses[-1]:.4f} |")
-    diffs = [abs(a - b) for a, b in zip(by_name["transformers fp32"].losses, by_name["dsllm fp32"].losses)]
+        paired = statistics.median(a / b for a, b in zip(times[anchor], times[name]))
+        print(f"| {name} | {med:.3f} | {tokens / med:,.0f} | {statistics.median(times[anchor]) / med:.2f}× | "
+              f"{paired:.2f}× | {tokens / med * flops / peak * 100:.1f}% | {losses[name][-1]:.4f} |")
+    diffs = [abs(a - b) for a, b in zip(losses["transformers fp32"], losses["dsllm fp32"])]
     print(f"\nsame loss curve: fp32 losses of dsllm vs transformers over {len(diffs)} steps differ by at most "
           f"{max(diffs):.2e}")
 
