@@ -5,6 +5,11 @@
    Ray's own cost).
 2. Curate throughput with 1 vs 2 Ray workers: a real `ray start --head` with --num-cpus 1, then 2, and
    `dsllm curate --ray-address` on the same sample crawl (wall time; target ≥ 1.8× for 2 workers).
+   The configurations alternate run by run (a fresh head each time), so slow drifts of a shared
+   machine hit both alike.
+3. The machine's own ceiling for that speed-up, without Ray: the same per-input work
+   (`curation.pipeline.process_input`) in one process pinned to core 0 over all WARCs, against two
+   processes pinned to cores 0 and 1 over half of them each.
 
 Every Ray process is bound to 127.0.0.1 and stopped by its own temp dir (never `ray stop`).
 
@@ -126,6 +131,36 @@ def curate_wall(head: Head, crawl: str, out: str) -> tuple[float, float]:
     return wall, float(phase[-1][1]) if phase else float("nan")
 
 
+ANCHOR = """
+import sys, time
+from curation.config import CurateConfig
+from curation.pipeline import process_input, replace_skip
+from curation.sources import resolve_inputs
+from dsllm.config import load_config
+cfg = replace_skip(load_config(CurateConfig, None, [], default="curate.toml"), ["minhash_dedup", "remix"])
+for spec in resolve_inputs(sys.argv[2:], None, None):
+    process_input(spec, cfg, sys.argv[1])
+"""
+
+
+def without_ray(crawl: str, work: str, run: int) -> tuple[float, float]:
+    """(one process on core 0 over every WARC, two processes on cores 0 and 1 over half each), wall s."""
+    warcs = sorted(str(p) for p in Path(crawl).rglob("*.warc.gz"))
+
+    def proc(core: int, out: str, files: list[str]):
+        return subprocess.Popen(["taskset", "-c", str(core), sys.executable, "-c", ANCHOR, out, *files],
+                                env=ENV, cwd=str(ROOT), stdout=subprocess.DEVNULL)
+
+    t = time.perf_counter()
+    assert proc(0, os.path.join(work, f"anchor1-{run}"), warcs).wait() == 0
+    one = time.perf_counter() - t
+    t = time.perf_counter()
+    pair = [proc(0, os.path.join(work, f"anchor2-{run}"), warcs[0::2]),
+            proc(1, os.path.join(work, f"anchor2-{run}"), warcs[1::2])]
+    assert all(p.wait() == 0 for p in pair)
+    return one, time.perf_counter() - t
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--warcs", type=int, default=4)
@@ -138,23 +173,33 @@ def main() -> None:
     subprocess.run([str(BIN / "dsllm"), "sample-crawl", crawl, "--warcs", str(args.warcs), "--records",
                     str(args.records)], env=ENV, check=True, capture_output=True)
     walls: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
+    anchors: list[tuple[float, float]] = []
     overhead = None
-    for cpus in (1, 2):
-        head = Head(cpus, pin=args.pin)
-        try:
-            if cpus == 2:
-                overhead = submission_overhead(head, args.runs)
-            for r in range(args.runs):
+    for r in range(args.runs):  # alternate the configurations run by run
+        for cpus in (1, 2):
+            head = Head(cpus, pin=args.pin)
+            try:
+                if cpus == 2 and overhead is None:
+                    overhead = submission_overhead(head, args.runs)
                 walls[cpus].append(curate_wall(head, crawl, os.path.join(work, f"out-{cpus}-{r}")))
-        finally:
-            head.stop()
+            finally:
+                head.stop()
+            print(f"run {r + 1}: {cpus} worker(s): whole {walls[cpus][-1][0]:.1f} s, per-input phase "
+                  f"{walls[cpus][-1][1]:.1f} s", file=sys.stderr)
+        anchors.append(without_ray(crawl, work, r))
+        print(f"run {r + 1}: without Ray: 1 process {anchors[-1][0]:.1f} s, 2 processes {anchors[-1][1]:.1f} s",
+              file=sys.stderr)
     one, two = (statistics.median(w for w, _ in walls[n]) for n in (1, 2))
     p1, p2 = (statistics.median(p for _, p in walls[n]) for n in (1, 2))
+    a1, a2 = statistics.median(a for a, _ in anchors), statistics.median(b for _, b in anchors)
+    ratios = [a / b for (_, a), (_, b) in zip(walls[1], walls[2])]
     print(f"| submission → RUNNING | dsllm submit {overhead[0]:.2f} s | bare submit_job {overhead[1]:.2f} s |")
     print(f"| curate {args.warcs}×{args.records} records, whole command | 1 worker {one:.1f} s | 2 workers {two:.1f} s | "
           f"speed-up {one / two:.2f}× |")
     print(f"| curate, per-input phase (read → … → pii, Ray tasks) | 1 worker {p1:.1f} s | 2 workers {p2:.1f} s | "
-          f"speed-up {p1 / p2:.2f}× |")
+          f"speed-up {p1 / p2:.2f}× (per run: {', '.join(f'{x:.2f}' for x in ratios)}) |")
+    print(f"| the same per-input work without Ray (ceiling) | 1 process {a1:.1f} s | 2 processes {a2:.1f} s | "
+          f"speed-up {a1 / a2:.2f}× (per run: {', '.join(f'{a / b:.2f}' for a, b in anchors)}) |")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     shutil.rmtree(work, ignore_errors=True)
 
