@@ -133,9 +133,9 @@ def curate_wall(head: Head, crawl: str, out: str) -> tuple[float, float]:
 
 ANCHOR = """
 import sys, time
-from curation.config import CurateConfig
-from curation.pipeline import process_input, replace_skip
-from curation.sources import resolve_inputs
+from dsllm.curation.config import CurateConfig
+from dsllm.curation.pipeline import process_input, replace_skip
+from dsllm.curation.sources import resolve_inputs
 from dsllm.config import load_config
 cfg = replace_skip(load_config(CurateConfig, None, [], default="curate.toml"), ["minhash_dedup", "remix"])
 for spec in resolve_inputs(sys.argv[2:], None, None):

@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from curation.config import CurateConfig  # noqa: E402
-from curation.pipeline import process_input  # noqa: E402
-from curation.samples import SampleCrawlConfig, write_sample_crawl  # noqa: E402
-from curation.sources import resolve_inputs  # noqa: E402
+from dsllm.curation.config import CurateConfig  # noqa: E402
+from dsllm.curation.pipeline import process_input  # noqa: E402
+from dsllm.curation.samples import SampleCrawlConfig, write_sample_crawl  # noqa: E402
+from dsllm.curation.sources import resolve_inputs  # noqa: E402
 
 
 def floor(paths: list[str]) -> float:

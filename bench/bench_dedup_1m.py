@@ -41,7 +41,7 @@ def generate(tmp: str, n_docs: int, dup_rate: float, rows_per_file: int, seed: i
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from curation.document import SCHEMA
+    from dsllm.curation.document import SCHEMA
 
     rng = np.random.default_rng(seed)
     vocab, per_doc = 50_000, 330
@@ -93,7 +93,7 @@ def du_mib(path: str) -> float:
 
 def cross_dump(tmp, files, args, ex, t_gen, mb) -> None:
     """Dump 1 → index; dump 2 against the index (verified); one table row per dump."""
-    from curation.dedup import DedupConfig, run_dedup
+    from dsllm.curation.dedup import DedupConfig, run_dedup
 
     cfg, index = DedupConfig(partitions=args.partitions), os.path.join(tmp, "index")
     print(f"\n{args.docs:,} docs in {len(files)} files ({mb:.0f} MiB zstd), 2 dumps, generated in {t_gen:.0f}s; "
@@ -123,8 +123,8 @@ def main() -> None:
     ap.add_argument("--tmp", default=None)
     ap.add_argument("--dumps", type=int, default=1, choices=(1, 2))
     args = ap.parse_args()
-    from curation.dedup import DedupConfig, run_dedup
-    from curation.executor import LocalExecutor
+    from dsllm.curation.dedup import DedupConfig, run_dedup
+    from dsllm.curation.executor import LocalExecutor
 
     tmp = tempfile.mkdtemp(prefix="bench-dedup-", dir=args.tmp)
     try:

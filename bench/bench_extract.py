@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from curation.extract import ExtractConfig, HtmlExtractor  # noqa: E402
-from curation.samples import SampleCrawlConfig, write_sample_crawl  # noqa: E402
-from curation.sources import resolve_inputs  # noqa: E402
-from curation.stage import StageCounts  # noqa: E402
-from curation.warc import WarcReader  # noqa: E402
+from dsllm.curation.extract import ExtractConfig, HtmlExtractor  # noqa: E402
+from dsllm.curation.samples import SampleCrawlConfig, write_sample_crawl  # noqa: E402
+from dsllm.curation.sources import resolve_inputs  # noqa: E402
+from dsllm.curation.stage import StageCounts  # noqa: E402
+from dsllm.curation.warc import WarcReader  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "warc"
 

@@ -53,8 +53,8 @@ def make_checkpoint(folder: Path, gb: float) -> int:
     import torch
     from safetensors.torch import save_file
 
-    from trainer.config import ModelConfig
-    from trainer.hf import expected_shapes
+    from dsllm.trainer.config import ModelConfig
+    from dsllm.trainer.hf import expected_shapes
 
     cfg = _config(gb)
     folder.mkdir(parents=True, exist_ok=True)
@@ -107,7 +107,7 @@ def child(mode: str, src: str, cache: str) -> None:
         storage.s3_client().download_file(bucket, key, str(local), ExtraArgs={"RequestPayer": "requester"}, Config=cfg)
         n = _load_file_touched(str(local))
     else:
-        from trainer import hf
+        from dsllm.trainer import hf
 
         ckpt = hf.resolve_checkpoint(src, cache=Path(cache), stream=mode == "import-s3-stream")
         assert ckpt.streamed == (mode == "import-s3-stream")

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from dsllm import storage  # noqa: E402
-from tokenizer.pack import PackConfig, RowWriter, rows_table  # noqa: E402
-from trainer.data import DataLoader, PackedDataset  # noqa: E402
+from dsllm.tokenizer.pack import PackConfig, RowWriter, rows_table  # noqa: E402
+from dsllm.trainer.data import DataLoader, PackedDataset  # noqa: E402
 
 
 def write_dataset(root: Path, seq_len: int, rows: int, per_shard: int = 1024) -> str:
@@ -61,8 +61,8 @@ def loader_rate(uri: str, world: int, steps: int) -> float:
 def trainer_rate(uri: str, seq_len: int, steps: int) -> float:
     import torch
 
-    from trainer.config import FLAVORS
-    from trainer.model import Transformer
+    from dsllm.trainer.config import FLAVORS
+    from dsllm.trainer.model import Transformer
 
     torch.manual_seed(0)
     model = Transformer(FLAVORS["tiny"])

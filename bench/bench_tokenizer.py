@@ -48,7 +48,7 @@ def corpus(held_out: float = 0.1):
 
 
 def _config(train_docs, vocab_size: int):
-    from tokenizer.train import TokenizerTrainConfig
+    from dsllm.tokenizer.train import TokenizerTrainConfig
 
     by = {"en": 0, "zh": 0}
     for lang, t in train_docs:
@@ -60,7 +60,7 @@ def _config(train_docs, vocab_size: int):
 
 
 def _run_ours(shards: str, out: str, vocab_size: int, train_docs, q):
-    from tokenizer.train import train_tokenizer
+    from dsllm.tokenizer.train import train_tokenizer
 
     cfg, _ = _config(train_docs, vocab_size)
     t, c = time.perf_counter(), time.process_time()
@@ -70,8 +70,8 @@ def _run_ours(shards: str, out: str, vocab_size: int, train_docs, q):
 
 
 def _run_anchor(vocab_size: int, train_docs, q):
-    from tokenizer import deepseek
-    from tokenizer.train import bpe_trainer
+    from dsllm.tokenizer import deepseek
+    from dsllm.tokenizer.train import bpe_trainer
 
     cfg, _ = _config(train_docs, vocab_size)
     texts = [t for _, t in train_docs]  # the same text, already in memory
@@ -110,7 +110,7 @@ def bench_training(shards: str, out: str, vocab_size: int, train_docs, runs: int
 
 
 def _encode_rate(tok_dir: str, texts: list[str], batched: bool, q):
-    from tokenizer.io import load_tokenizer
+    from dsllm.tokenizer.io import load_tokenizer
 
     tok, _ = load_tokenizer(tok_dir)
     mb = sum(len(t.encode()) for t in texts) / 1e6
@@ -140,7 +140,7 @@ def bench_encode(dirs: dict[str, str], texts: list[str]) -> list[str]:
 
 
 def bench_bpt(ours: str, ds: str, held_en, held_zh, tmp: str) -> list[str]:
-    from tokenizer.evaluate import EvalConfig, evaluate
+    from dsllm.tokenizer.evaluate import EvalConfig, evaluate
 
     rows = []
     for lang, docs in (("en", held_en), ("zh", held_zh)):
@@ -166,7 +166,7 @@ def main() -> None:
         print(bench_training(shards, ours, args.vocab_size, train, args.runs), flush=True)
         rec = json.loads((Path(ours) / "training.json").read_text())
         ds = str(Path(tmp) / "deepseek")
-        from tokenizer.gguf import from_gguf
+        from dsllm.tokenizer.gguf import from_gguf
 
         from_gguf(args.gguf, ds)
         for row in bench_bpt(ours, ds, held_en, held_zh, tmp):

@@ -36,10 +36,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import trainer.model as tm  # noqa: E402
-from trainer.config import ModelConfig  # noqa: E402
-from trainer.metrics import measure_matmul_peak  # noqa: E402
-from trainer.optim import MasterWeights, OptimConfig, build_optimizer, clip_gradients  # noqa: E402
+import dsllm.trainer.model as tm  # noqa: E402
+from dsllm.trainer.config import ModelConfig  # noqa: E402
+from dsllm.trainer.metrics import measure_matmul_peak  # noqa: E402
+from dsllm.trainer.optim import MasterWeights, OptimConfig, build_optimizer, clip_gradients  # noqa: E402
 
 
 class Variant:
@@ -101,7 +101,7 @@ def make_variant(name: str, cfg: ModelConfig) -> Variant:
     precision = "fp32" if "fp32" in name.split()[1] else "bf16-autocast" if "autocast" in name else "bf16"
     variant = Variant(name, model, precision, call)
     if "torch.compile" in name:
-        from trainer.parallelize import apply_compile
+        from dsllm.trainer.parallelize import apply_compile
 
         apply_compile(model, name.split("(")[1].rstrip(")"))  # what `--set compile=true` does
     return variant

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 
-from curation.dedup.config import DedupConfig
-from curation.extract import ExtractConfig
-from curation.filters.c4 import C4Config
-from curation.filters.fineweb import FineWebConfig
-from curation.filters.gopher import GopherQualityConfig, GopherRepetitionConfig
-from curation.filters.pii import PiiConfig
-from curation.filters.urls import UrlFilterConfig
-from curation.langid import LangidConfig
-from curation.quality import QualityModelConfig
-from curation.remix import RemixConfig
-from curation.warc import ReadConfig
+from dsllm.curation.dedup.config import DedupConfig
+from dsllm.curation.extract import ExtractConfig
+from dsllm.curation.filters.c4 import C4Config
+from dsllm.curation.filters.fineweb import FineWebConfig
+from dsllm.curation.filters.gopher import GopherQualityConfig, GopherRepetitionConfig
+from dsllm.curation.filters.pii import PiiConfig
+from dsllm.curation.filters.urls import UrlFilterConfig
+from dsllm.curation.langid import LangidConfig
+from dsllm.curation.quality import QualityModelConfig
+from dsllm.curation.remix import RemixConfig
+from dsllm.curation.warc import ReadConfig
 
 # stats.json stage names, in pipeline order (`--skip` takes these names)
 PER_INPUT_STAGES = ("read", "extract", "langid", "gopher_quality", "gopher_repetition", "c4", "fineweb",

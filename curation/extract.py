@@ -35,9 +35,9 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from curation.document import Document, document_id
-from curation.stage import StageCounts
-from curation.warc import RawPage
+from dsllm.curation.document import Document, document_id
+from dsllm.curation.stage import StageCounts
+from dsllm.curation.warc import RawPage
 
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{2,40})""", re.I)
 _WIDEN = {"gbk": "gb18030", "gb2312": "gb18030", "big5": "big5hkscs", "shift_jis": "cp932",

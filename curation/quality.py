@@ -21,9 +21,9 @@ import re
 import tempfile
 from typing import Iterable, Iterator
 
-from curation.document import Document
-from curation.filters.text import CJK_RE
-from curation.stage import StageCounts, batched
+from dsllm.curation.document import Document
+from dsllm.curation.filters.text import CJK_RE
+from dsllm.curation.stage import StageCounts, batched
 from dsllm.errors import UserError
 
 LABEL_HQ, LABEL_LQ = "__label__hq", "__label__lq"

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation.document import SCHEMA, Document
-from curation.stage import StageCounts
+from dsllm.curation.document import SCHEMA, Document
+from dsllm.curation.stage import StageCounts
 from dsllm import storage
 
 

@@ -22,7 +22,7 @@ import dataclasses
 import zlib
 from typing import IO, Iterator
 
-from curation.stage import StageCounts
+from dsllm.curation.stage import StageCounts
 
 _TYPE_REASONS = {"warcinfo": "record_warcinfo", "request": "record_request", "metadata": "record_metadata",
                  "revisit": "record_revisit", "resource": "record_resource"}

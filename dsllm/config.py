@@ -22,7 +22,9 @@ from dsllm.errors import UserError
 
 T = TypeVar("T")
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# configs/ at the top of a source tree; dsllm/configs/ inside an installed wheel
+_PKG = Path(__file__).resolve().parent
+CONFIG_DIR = _PKG / "configs" if (_PKG / "configs").is_dir() else _PKG.parent / "configs"
 
 
 def parse_value(text: str) -> Any:

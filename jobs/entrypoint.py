@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from jobs.submit import SECRET_FILE
+from dsllm.jobs.submit import SECRET_FILE
 
 RAY_STAGES = ("curate", "pack", "tokenizer", "train")
 
@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
             os.environ.update(json.load(f))
         os.remove(SECRET_FILE)
     os.environ.setdefault("DSLLM_RAY_ADDRESS", "auto")
-    from jobs.cli import main as cli_main
+    from dsllm.jobs.cli import main as cli_main
 
     print(f"dsllm job: {' '.join(argv[:1])} on the Ray cluster", flush=True)
     return cli_main(argv)

@@ -18,10 +18,10 @@ import os
 import sys
 import time
 
-from curation.config import GLOBAL_STAGES, PER_INPUT_STAGES, CurateConfig
-from curation.executor import Executor
-from curation.sources import InputSpec
-from curation.stage import StageCounts, merge_counts
+from dsllm.curation.config import GLOBAL_STAGES, PER_INPUT_STAGES, CurateConfig
+from dsllm.curation.executor import Executor
+from dsllm.curation.sources import InputSpec
+from dsllm.curation.stage import StageCounts, merge_counts
 from dsllm import storage
 from dsllm.config import config_to_dict
 
@@ -56,7 +56,7 @@ def task_env() -> dict[str, str]:
 
     Workers of an existing cluster do not inherit the driver's environment; these values travel
     through the object store (not `runtime_env`, which the dashboard displays)."""
-    from jobs.submit import forwarded_env
+    from dsllm.jobs.submit import forwarded_env
 
     return forwarded_env()
 
@@ -191,7 +191,7 @@ def _complete_marker(out: str) -> str:
 def run_curate(specs: list[InputSpec], out: str, cfg: CurateConfig, executor: Executor,
                dedup_index: str | None = None, log=print) -> CurateResult:
     """The whole curate run over `executor` (Ray in production, LocalExecutor in tests)."""
-    from curation.pipeline import per_input_fingerprint, process_input_safely, task_list
+    from dsllm.curation.pipeline import per_input_fingerprint, process_input_safely, task_list
 
     marker = _complete_marker(out)
     signature = {"inputs": [s.uri for s in specs], "fingerprint": per_input_fingerprint(cfg),
@@ -223,7 +223,7 @@ def run_curate(specs: list[InputSpec], out: str, cfg: CurateConfig, executor: Ex
     natural = _merge(_map(executor, _natural_task, [(f, removed[f], batch_rows) for f in files], "domains"))
     plan = None
     if cfg.runs("remix"):
-        from curation.remix import DomainRemixer
+        from dsllm.curation.remix import DomainRemixer
 
         plan = DomainRemixer(cfg.remix).plan(natural)
     shards = _write_shards(out, done, removed, plan, cfg, executor)
@@ -240,32 +240,32 @@ def run_curate(specs: list[InputSpec], out: str, cfg: CurateConfig, executor: Ex
 
 
 def _dedup(files, out, cfg: CurateConfig, executor, index):
-    from curation.dedup import run_dedup
+    from dsllm.curation.dedup import run_dedup
 
     dcfg = dataclasses.replace(cfg.dedup, exact=cfg.runs("exact_dedup"), minhash=cfg.runs("minhash_dedup"))
     return run_dedup(files, storage.join(out, "_work", "dedup"), dcfg, index, executor)
 
 
 def _natural_task(task):
-    from curation.shards import natural_domains
+    from dsllm.curation.shards import natural_domains
 
     return natural_domains(task)
 
 
 def _shard_task(task):
-    from curation.shards import write_final_shard
+    from dsllm.curation.shards import write_final_shard
 
     return write_final_shard(task)
 
 
 def _merge(dicts):
-    from curation.shards import merge_sums
+    from dsllm.curation.shards import merge_sums
 
     return merge_sums(dicts)
 
 
 def _write_shards(out, done, removed, plan, cfg: CurateConfig, executor) -> list[dict]:
-    from curation.shards import plan_shards
+    from dsllm.curation.shards import plan_shards
 
     kept = [r["documents"] - len(removed[r["docs"]]) for r in done]
     groups = plan_shards(kept, cfg.output.shard_rows)
@@ -290,7 +290,7 @@ def _remix_counts(shards: list[dict]) -> StageCounts:
 
 
 def _stats(stage_counts: list[StageCounts], shards, natural, dumps, cfg: CurateConfig) -> dict:
-    from curation.shards import check_funnel, merge_sums
+    from dsllm.curation.shards import check_funnel, merge_sums
 
     rows = sum(s["rows"] for s in shards)
     order = {name: i for i, name in enumerate(PER_INPUT_STAGES + GLOBAL_STAGES)}
@@ -308,7 +308,7 @@ def _stats(stage_counts: list[StageCounts], shards, natural, dumps, cfg: CurateC
 
 
 def _publish(out, cfg: CurateConfig, results, shards, stats) -> None:
-    from curation.shards import now_iso, versions
+    from dsllm.curation.shards import now_iso, versions
 
     inputs = [{"uri": r["uri"], "crawl": r.get("crawl", ""), "status": r["status"], "error": r.get("error"),
                "records": r.get("records", 0), "documents": r.get("documents", 0)} for r in results]

@@ -71,7 +71,7 @@ def submit(job: str, args: list[str], address: str, pip: list[str] | None = None
     runtime_env: dict = {"working_dir": stage}
     if pip:
         runtime_env["pip"] = list(pip)
-    entrypoint = " ".join(["python", "-m", "jobs.entrypoint", job, *map(_quote, args)])
+    entrypoint = " ".join(["python", "-m", "dsllm.jobs.entrypoint", job, *map(_quote, args)])
     deadline = time.time() + 120
     try:
         while True:

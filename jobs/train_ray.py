@@ -23,10 +23,10 @@ def _worker_loop(config: dict) -> None:
     import ray.train
     import torch
 
-    from trainer.config import ModelConfig
-    from trainer.train import train
+    from dsllm.trainer.config import ModelConfig
+    from dsllm.trainer.train import train
     from dsllm.config import from_dict
-    from trainer.train import TrainConfig
+    from dsllm.trainer.train import TrainConfig
 
     os.environ.update(config["env"])
     torch.set_num_threads(max(1, config["threads_per_worker"]))
@@ -48,7 +48,7 @@ def _worker_loop(config: dict) -> None:
 def train_with_ray(args, cfg, model_cfg) -> int:
     """Launch `--workers N` training on the in-process Ray or the cluster at --ray-address."""
     from dsllm.config import config_to_dict
-    from jobs.runner import RayExecutor, require_shared_path, task_env
+    from dsllm.jobs.runner import RayExecutor, require_shared_path, task_env
 
     address = getattr(args, "ray_address", None) or os.environ.get("DSLLM_RAY_ADDRESS")
     RayExecutor.start(address, quiet=True)

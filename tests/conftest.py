@@ -206,7 +206,7 @@ def run_cli(*argv: str, env: dict | None = None, cwd: str | None = None, timeout
     """Run `dsllm ARGS` as a user would (a subprocess); returns CompletedProcess."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "jobs.cli", *argv], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dsllm.jobs.cli", *argv], capture_output=True, text=True,
                           env=full_env, cwd=cwd or str(ROOT), timeout=timeout)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.cli import COMMANDS, main
+from dsllm.jobs.cli import COMMANDS, main
 from tests.conftest import run_cli
 
 SPEC_COMMANDS = ["demo", "sample-crawl", "curate", "stats", "quality", "tokenizer", "pack", "train",

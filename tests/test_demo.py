@@ -58,10 +58,10 @@ def test_demo_runs_the_whole_pipeline_and_the_loss_falls(tmp_path):
 
 
 def test_demo_fails_before_any_work_naming_a_missing_stage(tmp_path, monkeypatch):
-    import jobs.demo as demo
+    import dsllm.jobs.demo as demo
     from dsllm.errors import UserError
 
-    monkeypatch.setitem(demo.STAGE_MODULES, "train", "trainer.no_such_module")
+    monkeypatch.setitem(demo.STAGE_MODULES, "train", "dsllm.trainer.no_such_module")
     with pytest.raises(UserError, match=r"stage `train` is not available"):
         demo.run_demo(str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()

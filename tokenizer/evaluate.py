@@ -15,8 +15,8 @@ from typing import Iterator
 
 from dsllm import storage
 from dsllm.errors import UserError
-from tokenizer.io import load_tokenizer
-from tokenizer.train import iter_shard_batches, shard_files
+from dsllm.tokenizer.io import load_tokenizer
+from dsllm.tokenizer.train import iter_shard_batches, shard_files
 
 TEXT_CHUNK_BYTES = 1 << 16
 

@@ -25,7 +25,7 @@ import tempfile
 
 from dsllm import storage
 from dsllm.errors import UserError
-from tokenizer import deepseek
+from dsllm.tokenizer import deepseek
 
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 PAD_TOKEN = re.compile(r"\[PAD\d+\]")

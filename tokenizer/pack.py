@@ -184,7 +184,7 @@ _TOKENIZERS: dict[str, tuple] = {}
 def cached_tokenizer(path: str):
     """(Tokenizer, TokenizerInfo), loaded once per process."""
     if path not in _TOKENIZERS:
-        from tokenizer.io import load_tokenizer
+        from dsllm.tokenizer.io import load_tokenizer
 
         _TOKENIZERS[path] = load_tokenizer(path)
     return _TOKENIZERS[path]

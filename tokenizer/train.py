@@ -30,7 +30,7 @@ from typing import Iterator
 from dsllm import storage
 from dsllm.config import config_to_dict
 from dsllm.errors import UserError
-from tokenizer import deepseek
+from dsllm.tokenizer import deepseek
 
 TRAINING_RECORD = "training.json"
 OTHER_LANGS = "*"

@@ -37,8 +37,8 @@ from pathlib import Path
 
 from dsllm import storage
 from dsllm.errors import UserError
-from trainer import remote
-from trainer.config import ModelConfig
+from dsllm.trainer import remote
+from dsllm.trainer.config import ModelConfig
 
 DEEPSEEK_VOCAB = 102400
 DEEPSEEK_BOS, DEEPSEEK_EOS = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
@@ -182,7 +182,7 @@ def _open_local(folder: Path, src: str, step: int | None, tokens: int | None,
         tokenizer=str(folder) if (folder / "tokenizer.json").exists() else None,
         notes=tuple(notes), raw_config=raw, requester_pays=requester_pays, progress=progress)
     if ckpt.streamed:
-        from trainer import stream
+        from dsllm.trainer import stream
 
         for uri in files:  # HEAD + one ranged GET of the header per shard, kept for the load
             ckpt.remote_shards[uri] = stream.open_shard(uri, requester_pays)
@@ -439,7 +439,7 @@ def load_into(model, ckpt: LocalCheckpoint, strict: bool = True) -> None:
         for path in ckpt.files:
             new = {}
             if storage.is_s3(path):
-                from trainer import stream
+                from dsllm.trainer import stream
 
                 shard = ckpt.remote_shards.get(path) or stream.open_shard(path, ckpt.requester_pays)
                 names, how = stream.load_shard(shard, lambda name, shape: _target(ckpt, targets, name, shape, new),
@@ -513,7 +513,7 @@ def build_model(ckpt: LocalCheckpoint, dtype=None):
     Built without random init (a meta-device build would do, but RoPE's table on `meta` drags in
     torch._dynamo for seconds); the untouched storage is filled in place, shard by shard, so peak
     memory is one copy of the weights (bench/RESULTS-checkpoints.md)."""
-    from trainer.model import Transformer
+    from dsllm.trainer.model import Transformer
 
     with _skip_init(dtype):
         model = Transformer(ckpt.config)

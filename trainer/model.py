@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer import kernels
-from trainer.config import ModelConfig
+from dsllm.trainer import kernels
+from dsllm.trainer.config import ModelConfig
 
 # When attention goes through SDPA (accelerators, long contexts; see trainer/kernels.py), GQA either
 # repeats K/V with repeat_interleave or uses SDPA's `enable_gqa=True`; measured on this CPU

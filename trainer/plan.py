@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainer.config import FLAVORS, ModelConfig
+from dsllm.trainer.config import FLAVORS, ModelConfig
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,13 @@ import torch
 from dsllm import storage
 from dsllm.config import config_to_dict
 from dsllm.errors import UserError
-from trainer import checkpoint as ckpt_io
-from trainer.config import ModelConfig
-from trainer.metrics import MetricsLog, peak_flops
-from trainer.model import Transformer, segments_from_offsets
-from trainer.optim import PRECISIONS, MasterWeights, OptimConfig, build_optimizer, clip_gradients
-from trainer.parallelize import all_reduce_mean, grad_sync, parallelize, world
-from trainer.schedule import ScheduleConfig, multistep_lr
+from dsllm.trainer import checkpoint as ckpt_io
+from dsllm.trainer.config import ModelConfig
+from dsllm.trainer.metrics import MetricsLog, peak_flops
+from dsllm.trainer.model import Transformer, segments_from_offsets
+from dsllm.trainer.optim import PRECISIONS, MasterWeights, OptimConfig, build_optimizer, clip_gradients
+from dsllm.trainer.parallelize import all_reduce_mean, grad_sync, parallelize, world
+from dsllm.trainer.schedule import ScheduleConfig, multistep_lr
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class Progress:
 
 def open_data(uri: str, cfg: ModelConfig):
     """The packed dataset, checked against the model (vocabulary, context)."""
-    from trainer.data import PackedDataset
+    from dsllm.trainer.data import PackedDataset
 
     ds = PackedDataset(uri)
     vocab = (ds.manifest.get("tokenizer") or {}).get("vocab_size")
@@ -133,7 +133,7 @@ def resume(src: str, model: Transformer, model_cfg: ModelConfig) -> tuple[dict |
 
     A native checkpoint (ours) restores everything; anything else (a Hugging Face folder, an S3
     prefix of DeepSeek's) goes through trainer.hf: weights only, fresh AdamW, re-warmup."""
-    from trainer import hf
+    from dsllm.trainer import hf
 
     ck = hf.resolve_checkpoint(src)
     if _shape(ck.config) != _shape(model_cfg):
@@ -191,7 +191,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     ds = open_data(data, model_cfg)
     mirror = None
     if storage.is_remote(run_dir):  # an S3 run: train in a local staging dir, mirror it up
-        from trainer.mirror import RunMirror, staging_dir
+        from dsllm.trainer.mirror import RunMirror, staging_dir
 
         if not storage.is_s3(run_dir):
             raise UserError(f"--output {run_dir}: a run directory is local or s3://")
@@ -236,7 +236,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     if progress.step >= cfg.max_steps:
         raise UserError(f"{run_dir}: already at step {progress.step}, nothing to do for --max-steps {cfg.max_steps}")
 
-    from trainer.data import DataLoader
+    from dsllm.trainer.data import DataLoader
 
     loader = DataLoader(train_rows, global_batch, cfg.micro_batch_size, cfg.seed, rank, world_size,
                         start_sequences=progress.sequences, chunk_rows=ds.chunk_rows, segments=cfg.document_mask)

@@ -7,7 +7,7 @@
     outcome.commit_index()                  # after the shards are published
 """
 
-from curation.dedup.config import DedupConfig
-from curation.dedup.run import DedupOutcome, run_dedup
+from dsllm.curation.dedup.config import DedupConfig
+from dsllm.curation.dedup.run import DedupOutcome, run_dedup
 
 __all__ = ["DedupConfig", "DedupOutcome", "run_dedup"]

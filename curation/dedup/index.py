@@ -43,8 +43,8 @@ import uuid
 import numpy as np
 import pyarrow as pa
 
-from curation.dedup.config import DedupConfig
-from curation.dedup.signatures import read_parquet, write_parquet
+from dsllm.curation.dedup.config import DedupConfig
+from dsllm.curation.dedup.signatures import read_parquet, write_parquet
 from dsllm import storage
 from dsllm.errors import UserError
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from curation.dedup.config import DedupConfig
-from curation.dedup.shingles import ShingleHasher, fmix64
+from dsllm.curation.dedup.config import DedupConfig
+from dsllm.curation.dedup.shingles import ShingleHasher, fmix64
 
 EMPTY = np.uint32(0xFFFFFFFF)
 _CHUNK_SHINGLES = 4096          # (128 perms x 4096) uint32 = 2 MiB: stays in L2

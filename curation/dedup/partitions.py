@@ -19,10 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation.dedup.components import gid_file, group_edges, spanning_forest
-from curation.dedup.config import DedupConfig
-from curation.dedup.index import read_index_bands, read_index_keys
-from curation.dedup.signatures import BAND, EXACT, keys_path, read_parquet, write_parquet
+from dsllm.curation.dedup.components import gid_file, group_edges, spanning_forest
+from dsllm.curation.dedup.config import DedupConfig
+from dsllm.curation.dedup.index import read_index_bands, read_index_keys
+from dsllm.curation.dedup.signatures import BAND, EXACT, keys_path, read_parquet, write_parquet
 from dsllm import storage
 
 MAX_EXTERNAL_PER_KEY = 64      # earlier kept documents checked per shared band key (smallest first)

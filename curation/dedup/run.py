@@ -20,14 +20,14 @@ import logging
 import numpy as np
 import pyarrow as pa
 
-from curation.dedup.components import INDEX_NODE, gid, gid_file, gid_row, merge_forests
-from curation.dedup.config import DedupConfig
-from curation.dedup.index import DedupIndex, publish_batch, signature_path, write_index_partition
-from curation.dedup.partitions import PartitionTask, band_partition_task, exact_partition_task, read_gids, write_gids
-from curation.dedup.signatures import (BAND, EXACT, FileTask, crawl_key, docs_path, keys_path, read_parquet,
+from dsllm.curation.dedup.components import INDEX_NODE, gid, gid_file, gid_row, merge_forests
+from dsllm.curation.dedup.config import DedupConfig
+from dsllm.curation.dedup.index import DedupIndex, publish_batch, signature_path, write_index_partition
+from dsllm.curation.dedup.partitions import PartitionTask, band_partition_task, exact_partition_task, read_gids, write_gids
+from dsllm.curation.dedup.signatures import (BAND, EXACT, FileTask, crawl_key, docs_path, keys_path, read_parquet,
                                        signature_task, write_parquet)
-from curation.dedup.verify import IndexJoinTask, JoinTask, index_join_task, join_task, verify_task
-from curation.stage import StageCounts
+from dsllm.curation.dedup.verify import IndexJoinTask, JoinTask, index_join_task, join_task, verify_task
+from dsllm.curation.stage import StageCounts
 from dsllm import storage
 from dsllm.config import config_to_dict
 

@@ -16,9 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.dedup.components import gid
-from curation.dedup.config import DedupConfig
-from curation.dedup.minhash import MinhashSignature
+from dsllm.curation.dedup.components import gid
+from dsllm.curation.dedup.config import DedupConfig
+from dsllm.curation.dedup.minhash import MinhashSignature
 from dsllm import storage
 
 EXACT, BAND = 0, 1

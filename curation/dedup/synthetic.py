@@ -15,7 +15,7 @@ import random
 
 import numpy as np
 
-from curation.dedup.shingles import reference_shingles
+from dsllm.curation.dedup.shingles import reference_shingles
 
 
 def english_pieces(chars: int = 2000) -> list[str]:
@@ -35,7 +35,7 @@ def english_pieces(chars: int = 2000) -> list[str]:
 
 def chinese_pieces(chars: int = 700) -> list[str]:
     """The Three Kingdoms cut into pieces of `chars` characters."""
-    from curation.samples.prose import sanguo_chapters
+    from dsllm.curation.samples.prose import sanguo_chapters
 
     chapters = sanguo_chapters()
     pieces = []
@@ -122,7 +122,7 @@ def write_documents(path: str, ids, texts, crawl: str = "CC-MAIN-TEST", quality=
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from curation.document import SCHEMA
+    from dsllm.curation.document import SCHEMA
 
     n = len(ids)
     quality = [0.5] * n if quality is None else list(quality)

@@ -20,10 +20,10 @@ import dataclasses
 import numpy as np
 import pyarrow as pa
 
-from curation.dedup.components import INDEX_NODE, gid_file, gid_row, spanning_forest
-from curation.dedup.config import DedupConfig
-from curation.dedup.index import signature_path
-from curation.dedup.signatures import docs_path, read_parquet, write_parquet
+from dsllm.curation.dedup.components import INDEX_NODE, gid_file, gid_row, spanning_forest
+from dsllm.curation.dedup.config import DedupConfig
+from dsllm.curation.dedup.index import signature_path
+from dsllm.curation.dedup.signatures import docs_path, read_parquet, write_parquet
 from dsllm import storage
 
 

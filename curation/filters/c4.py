@@ -16,9 +16,9 @@ import dataclasses
 import re
 from collections import Counter
 
-from curation.document import Document
-from curation.filters import text as T
-from curation.stage import Stage
+from dsllm.curation.document import Document
+from dsllm.curation.filters import text as T
+from dsllm.curation.stage import Stage
 
 _CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]", re.I)
 POLICY_PHRASES = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")

@@ -11,9 +11,9 @@ import dataclasses
 
 import numpy as np
 
-from curation.document import Document
-from curation.filters import text as T
-from curation.stage import Stage
+from dsllm.curation.document import Document
+from dsllm.curation.filters import text as T
+from dsllm.curation.stage import Stage
 
 
 @dataclasses.dataclass(frozen=True)

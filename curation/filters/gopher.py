@@ -17,10 +17,10 @@ import dataclasses
 import re
 from typing import Iterable, Iterator
 
-from curation.document import Document
-from curation.filters import text as T
-from curation.filters.ngrams import repetition_fractions
-from curation.stage import Stage, StageCounts
+from dsllm.curation.document import Document
+from dsllm.curation.filters import text as T
+from dsllm.curation.filters.ngrams import repetition_fractions
+from dsllm.curation.stage import Stage, StageCounts
 
 BULLETS = ("•", "●", "○", "▪", "◦", "·", "-", "*", "–", "►", "▶", "‣", "⁃")
 ELLIPSES = ("...", "…")

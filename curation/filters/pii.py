@@ -10,8 +10,8 @@ import re
 from collections import Counter
 from typing import Iterable, Iterator
 
-from curation.document import Document
-from curation.stage import StageCounts
+from dsllm.curation.document import Document
+from dsllm.curation.stage import StageCounts
 
 EMAIL_RE = re.compile(r"\b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b")
 IPV4_RE = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\d.])")

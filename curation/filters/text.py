@@ -14,7 +14,7 @@ import unicodedata
 
 import numpy as np
 
-from curation.filters.ngrams import repetition_fractions
+from dsllm.curation.filters.ngrams import repetition_fractions
 
 CJK_LANGS = ("zh", "ja")
 CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")

@@ -11,8 +11,8 @@ import dataclasses
 import re
 from urllib.parse import urlsplit
 
-from curation.document import Document
-from curation.stage import Stage
+from dsllm.curation.document import Document
+from dsllm.curation.stage import Stage
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """`dsllm stats`: statistics of curated or packed output, as one dict (summary), rich tables
 (terminal) or a self-contained HTML page with charts (html)."""
 
-from curation.report.summary import locate, summarize
+from dsllm.curation.report.summary import locate, summarize
 
 __all__ = ["locate", "summarize"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from curation.report import scan
+from dsllm.curation.report import scan
 
 
 def distributions(footers: list[scan.ShardFooter], threads: int, tick):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import json
 
-from curation.report.html_assets import CSS, SCRIPT
+from dsllm.curation.report.html_assets import CSS, SCRIPT
 
 
 def render_html(report: dict) -> str:

@@ -10,7 +10,7 @@ import hashlib
 
 import numpy as np
 
-from curation.report import scan
+from dsllm.curation.report import scan
 from dsllm import storage
 from dsllm.errors import UserError
 

@@ -56,8 +56,8 @@ from typing import Callable
 
 import numpy as np
 
-from curation.report import packed as _packed
-from curation.report import scan
+from dsllm.curation.report import packed as _packed
+from dsllm.curation.report import scan
 from dsllm import storage
 from dsllm.errors import UserError
 
@@ -208,7 +208,7 @@ def finish(report: dict, rows: list[dict], problems: list[dict], verified: bool)
 # --- curated ---------------------------------------------------------------------------------
 
 def _curated(root, manifest, sample, verify, seed, threads, tick) -> dict:
-    from curation.report import curated as cur
+    from dsllm.curation.report import curated as cur
 
     stats_uri = storage.join(root, "stats.json")
     stats = storage.read_json(stats_uri) if storage.exists(stats_uri) else None

@@ -10,6 +10,6 @@ Modules: `prose` (real public-domain text), `sites` (sites, URL patterns, boiler
 `crawl` (the plan of each dump and the writer).
 """
 
-from curation.samples.crawl import SampleCrawlConfig, write_sample_crawl
+from dsllm.curation.samples.crawl import SampleCrawlConfig, write_sample_crawl
 
 __all__ = ["SampleCrawlConfig", "write_sample_crawl"]

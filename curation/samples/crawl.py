@@ -10,9 +10,9 @@ import datetime as dt
 import gzip
 import random
 
-from curation.samples import pages, prose
-from curation.samples.sites import SITES, SPAM_HOSTS, Site
-from curation.samples.warc import CCWarcWriter, cld2_metadata, crawl_start, http_date, http_message, warc_path
+from dsllm.curation.samples import pages, prose
+from dsllm.curation.samples.sites import SITES, SPAM_HOSTS, Site
+from dsllm.curation.samples.warc import CCWarcWriter, cld2_metadata, crawl_start, http_date, http_message, warc_path
 from dsllm import storage
 
 MIN_CAPTURES = 40

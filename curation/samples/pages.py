@@ -7,7 +7,7 @@ import html
 import random
 import zlib
 
-from curation.samples.sites import COOKIE, FOOTER, NAV, SHARE, SIDEBAR, USERS, ZH_USERS, Site
+from dsllm.curation.samples.sites import COOKIE, FOOTER, NAV, SHARE, SIDEBAR, USERS, ZH_USERS, Site
 
 _E = html.escape
 

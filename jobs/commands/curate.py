@@ -7,7 +7,7 @@ command on the same OUT resumes: finished inputs are skipped, failed ones are re
 
 from __future__ import annotations
 
-from jobs.commands.common import add_config_flags, add_ray_flags, add_requester_pays
+from dsllm.jobs.commands.common import add_config_flags, add_ray_flags, add_requester_pays
 
 
 def add_arguments(p) -> None:
@@ -28,13 +28,13 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import sys
 
-    from curation.config import CurateConfig
-    from curation.pipeline import replace_skip
-    from curation.sources import resolve_inputs
+    from dsllm.curation.config import CurateConfig
+    from dsllm.curation.pipeline import replace_skip
+    from dsllm.curation.sources import resolve_inputs
     from dsllm import storage
     from dsllm.config import load_config
     from dsllm.errors import UserError
-    from jobs.runner import RayExecutor, require_shared_path, run_curate
+    from dsllm.jobs.runner import RayExecutor, require_shared_path, run_curate
 
     storage.set_requester_pays(args.requester_pays)
     if args.limit is not None and args.limit < 1:

@@ -8,7 +8,7 @@ Sizes live in a small config (jobs.demo.DemoConfig); change them with --set, e.g
 
 from __future__ import annotations
 
-from jobs.commands.common import add_config_flags
+from dsllm.jobs.commands.common import add_config_flags
 
 
 def add_arguments(p) -> None:
@@ -22,7 +22,7 @@ def run(args) -> int:
     from dsllm import storage
     from dsllm.config import load_config
     from dsllm.errors import UserError
-    from jobs.demo import DemoConfig, run_demo
+    from dsllm.jobs.demo import DemoConfig, run_demo
 
     cfg = load_config(DemoConfig, args.config, args.overrides)
     if storage.is_http(args.workdir):

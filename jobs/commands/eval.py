@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
-from jobs.commands.common import add_requester_pays
+from dsllm.jobs.commands.common import add_requester_pays
 
 
 def add_arguments(p) -> None:
@@ -37,7 +37,7 @@ def _checkpoints(src: str, args):
     """The checkpoints SRC names: one folder, or every step under a run dir / prefix."""
     from pathlib import Path
 
-    from trainer import hf, remote
+    from dsllm.trainer import hf, remote
 
     local = Path(src)
     if not src.startswith(("s3://", "http://", "https://")) and (local.is_file() or hf._is_checkpoint_dir(local)):
@@ -46,7 +46,7 @@ def _checkpoints(src: str, args):
     stepped = [i for i in infos if i.step is not None]
     chosen = stepped if len(stepped) > 1 else [hf.pick_checkpoint(infos, src, None)]
     cache = Path(args.cache) if args.cache else None
-    from jobs.commands.checkpoint import _Progress
+    from dsllm.jobs.commands.checkpoint import _Progress
 
     stream = None if args.stream else False
     return [lambda i=i: hf.open_checkpoint(i, src, args.requester_pays, cache, with_optimizer=False,
@@ -57,7 +57,7 @@ def run(args) -> int:
     import torch
 
     from dsllm.errors import UserError
-    from trainer.evaluate import evaluate_checkpoint, format_table, packed_manifest
+    from dsllm.trainer.evaluate import evaluate_checkpoint, format_table, packed_manifest
 
     if args.max_rows is not None and args.max_rows <= 0:
         raise UserError("--max-rows must be positive")

@@ -15,7 +15,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from dsllm.errors import UserError
-    from jobs import submit
+    from dsllm.jobs import submit
 
     if args.action != "list" and not args.job_id:
         raise UserError(f"jobs {args.action}: a JOB_ID is needed")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from jobs.commands.common import add_config_flags, add_ray_flags
+from dsllm.jobs.commands.common import add_config_flags, add_ray_flags
 
 
 def add_arguments(p) -> None:
@@ -35,8 +35,8 @@ def run(args) -> int:
     from dsllm import storage
     from dsllm.config import load_config
     from dsllm.errors import UserError
-    from jobs.runner import RayExecutor, require_shared_path
-    from tokenizer.pack import PackConfig, pack
+    from dsllm.jobs.runner import RayExecutor, require_shared_path
+    from dsllm.tokenizer.pack import PackConfig, pack
 
     overrides = list(args.overrides)
     if args.seq_len is not None:

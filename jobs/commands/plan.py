@@ -31,7 +31,7 @@ def run(args) -> int:
     import json
 
     from dsllm.errors import UserError
-    from trainer.plan import nearest_shape, plan, released
+    from dsllm.trainer.plan import nearest_shape, plan, released
 
     if args.seq_len <= 0:
         raise UserError(f"--seq-len {args.seq_len}: must be positive")

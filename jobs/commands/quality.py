@@ -8,7 +8,7 @@ https://. Use the model in curate with `--set quality_model.model=MODEL` (and op
 
 from __future__ import annotations
 
-from jobs.commands.common import add_config_flags
+from dsllm.jobs.commands.common import add_config_flags
 
 
 def add_arguments(p) -> None:
@@ -23,7 +23,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import json
 
-    from curation.quality import QualityTrainConfig, read_texts, train_quality_model
+    from dsllm.curation.quality import QualityTrainConfig, read_texts, train_quality_model
     from dsllm.config import apply_overrides, from_dict, load_toml
     from dsllm.errors import UserError
 

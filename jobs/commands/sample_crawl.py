@@ -26,7 +26,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from curation.samples import SampleCrawlConfig, write_sample_crawl
+    from dsllm.curation.samples import SampleCrawlConfig, write_sample_crawl
     from dsllm import storage
     from dsllm.errors import UserError
 

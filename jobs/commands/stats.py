@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs.commands.common import add_requester_pays
+from dsllm.jobs.commands.common import add_requester_pays
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     import json
 
-    from curation.report import summarize
+    from dsllm.curation.report import summarize
     from dsllm import storage
     from dsllm.errors import UserError
 
@@ -44,13 +44,13 @@ def run(args) -> int:
         report = summarize(args.path, sample=args.sample, verify=args.verify, seed=args.seed,
                            threads=args.threads, progress=progress)
     if args.html:
-        from curation.report.html import render_html
+        from dsllm.curation.report.html import render_html
 
         storage.write_text(args.html, render_html(report))
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     else:
-        from curation.report.terminal import render
+        from dsllm.curation.report.terminal import render
 
         render(report)
         if args.html:

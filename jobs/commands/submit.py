@@ -25,7 +25,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from jobs import submit
+    from dsllm.jobs import submit
 
     job_id = submit.submit(args.job, args.args, args.address, pip=args.pip, num_cpus=args.num_cpus,
                            submission_id=args.submission_id)

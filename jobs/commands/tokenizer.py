@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 
-from jobs.commands.common import add_config_flags
+from dsllm.jobs.commands.common import add_config_flags
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -79,7 +79,7 @@ def _load(cls, args, section: str, extra: dict):
 
 
 def _train(args) -> int:
-    from tokenizer.train import TokenizerTrainConfig, train_tokenizer
+    from dsllm.tokenizer.train import TokenizerTrainConfig, train_tokenizer
 
     sample = int(args.sample_bytes) if args.sample_bytes is not None else None
     cfg = _load(TokenizerTrainConfig, args, "train", {"vocab_size": args.vocab_size, "sample_bytes": sample,
@@ -96,7 +96,7 @@ def _train(args) -> int:
 
 
 def _from_gguf(args) -> int:
-    from tokenizer.gguf import from_gguf
+    from dsllm.tokenizer.gguf import from_gguf
 
     s = from_gguf(args.file, args.output, args.pre_tokenizer)
     print(f"tokenizer {args.output}: {s['vocab_size']} tokens from {args.file} ({s['merges']} merges, "
@@ -106,7 +106,7 @@ def _from_gguf(args) -> int:
 
 def _eval(args) -> int:
     from dsllm.errors import UserError
-    from tokenizer.evaluate import EvalConfig, evaluate, format_table
+    from dsllm.tokenizer.evaluate import EvalConfig, evaluate, format_table
 
     if len(args.dirs) > 2:
         raise UserError(f"at most two tokenizer directories, got {len(args.dirs)}")

@@ -15,7 +15,7 @@ resumes from the S3 run's latest complete checkpoint (trainer/mirror.py).
 
 from __future__ import annotations
 
-from jobs.commands.common import add_config_flags, add_ray_flags
+from dsllm.jobs.commands.common import add_config_flags, add_ray_flags
 
 
 def add_arguments(p) -> None:
@@ -36,7 +36,7 @@ def add_arguments(p) -> None:
 
 def _train_config(args):
     from dsllm.config import CONFIG_DIR, apply_overrides, from_dict, load_toml
-    from trainer.train import TrainConfig
+    from dsllm.trainer.train import TrainConfig
 
     data = {}
     if args.config:
@@ -50,18 +50,18 @@ def _train_config(args):
 
 def _model_config(args, cfg):
     from dsllm.errors import UserError
-    from trainer.config import resolve_model
+    from dsllm.trainer.config import resolve_model
 
     if args.model is None:
         if not args.resume_from:
             raise UserError("--model is required (tiny, 7b, 67b or a LlamaConfig JSON) unless --resume-from is given")
-        from trainer import hf
+        from dsllm.trainer import hf
 
         base = hf.resolve_checkpoint(args.resume_from).config
         return base.replace(**cfg.model) if cfg.model else base
     model = resolve_model(args.model, cfg.model)
     if args.model == "tiny" and "vocab_size" not in cfg.model:
-        from trainer.data import PackedDataset
+        from dsllm.trainer.data import PackedDataset
 
         vocab = (PackedDataset(args.data).manifest.get("tokenizer") or {}).get("vocab_size")
         if vocab:
@@ -85,12 +85,12 @@ def run(args) -> int:
     model_cfg = _model_config(args, cfg)
     if args.workers > 1:
         try:
-            from jobs.train_ray import train_with_ray
+            from dsllm.jobs.train_ray import train_with_ray
         except ImportError:
             raise UserError("--workers > 1 needs the Ray Train launcher (jobs/train_ray.py), not available") from None
         return int(train_with_ray(args, cfg, model_cfg) or 0)
 
-    from trainer.train import train
+    from dsllm.trainer.train import train
 
     if not storage.is_s3(args.output):
         Path(args.output).mkdir(parents=True, exist_ok=True)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from curation.config import CurateConfig
-from curation.executor import LocalExecutor
-from curation.pipeline import replace_skip
-from curation.samples import SampleCrawlConfig, write_sample_crawl
-from curation.sources import resolve_inputs
+from dsllm.curation.config import CurateConfig
+from dsllm.curation.executor import LocalExecutor
+from dsllm.curation.pipeline import replace_skip
+from dsllm.curation.samples import SampleCrawlConfig, write_sample_crawl
+from dsllm.curation.sources import resolve_inputs
 from dsllm import storage
 from dsllm.config import load_config
-from jobs.runner import run_curate
+from dsllm.jobs.runner import run_curate
 from tests.conftest import run_cli
 
 

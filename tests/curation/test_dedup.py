@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from curation.dedup import DedupConfig, run_dedup
-from curation.dedup.synthetic import (chinese_pieces, english_pieces, near_duplicate, pairwise_max_jaccard,
+from dsllm.curation.dedup import DedupConfig, run_dedup
+from dsllm.curation.dedup.synthetic import (chinese_pieces, english_pieces, near_duplicate, pairwise_max_jaccard,
                                       write_documents)
-from curation.executor import LocalExecutor
+from dsllm.curation.executor import LocalExecutor
 
 
 class ThreadExecutor:

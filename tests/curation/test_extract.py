@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from curation.extract import ExtractConfig, HtmlExtractor, decode_html, python_codec
-from curation.stage import StageCounts
-from curation.warc import RawPage
+from dsllm.curation.extract import ExtractConfig, HtmlExtractor, decode_html, python_codec
+from dsllm.curation.stage import StageCounts
+from dsllm.curation.warc import RawPage
 
 ZH = "滚滚长江东逝水，浪花淘尽英雄。是非成败转头空。青山依旧在，几度夕阳红。白发渔樵江渚上，惯看秋月春风。"
 ZH_TW = "滾滾長江東逝水，浪花淘盡英雄。是非成敗轉頭空。青山依舊在，幾度夕陽紅。白髮漁樵江渚上，慣看秋月春風。"

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from curation.config import CurateConfig
-from curation.extract import ExtractConfig, nesting_cost, needs_plain_mode
-from curation.pipeline import process_input
-from curation.sources import InputSpec
+from dsllm.curation.config import CurateConfig
+from dsllm.curation.extract import ExtractConfig, nesting_cost, needs_plain_mode
+from dsllm.curation.pipeline import process_input
+from dsllm.curation.sources import InputSpec
 from tests.curation.test_extract import ARTICLE, extract
 from tests.curation.test_reading import http_response, warc_record
 
@@ -21,7 +21,7 @@ def reference_cost(html: bytes) -> tuple[int, int]:
     """The definition of `nesting_cost`, one tag at a time."""
     import re
 
-    from curation.extract import _FLAT_TAGS
+    from dsllm.curation.extract import _FLAT_TAGS
 
     depth, per_name, best, total = 0, {}, 0, 0
     for m in re.finditer(rb"<(/?)([A-Za-z][A-Za-z0-9-]*)", html):

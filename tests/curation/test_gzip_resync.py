@@ -9,8 +9,8 @@ import zlib
 
 import pytest
 
-from curation.warc import GzipMembers, WarcReader
-from curation.stage import StageCounts
+from dsllm.curation.warc import GzipMembers, WarcReader
+from dsllm.curation.stage import StageCounts
 from tests.curation.test_reading import gz, http_response, read_all, warc_record
 
 

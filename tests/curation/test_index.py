@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from curation.dedup import DedupConfig, run_dedup
-from curation.dedup.index import DedupIndex
-from curation.dedup.synthetic import english_pieces, near_duplicate, write_documents
-from curation.executor import LocalExecutor
+from dsllm.curation.dedup import DedupConfig, run_dedup
+from dsllm.curation.dedup.index import DedupIndex
+from dsllm.curation.dedup.synthetic import english_pieces, near_duplicate, write_documents
+from dsllm.curation.executor import LocalExecutor
 from dsllm import storage
 from dsllm.errors import UserError
 

@@ -14,12 +14,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from curation.dedup import DedupConfig, run_dedup
-from curation.dedup.index import DedupIndex
-from curation.dedup.minhash import MinhashSignature
-from curation.dedup.signatures import read_parquet, write_parquet
-from curation.dedup.synthetic import english_pieces, near_duplicate, pairwise_max_jaccard, write_documents
-from curation.executor import LocalExecutor
+from dsllm.curation.dedup import DedupConfig, run_dedup
+from dsllm.curation.dedup.index import DedupIndex
+from dsllm.curation.dedup.minhash import MinhashSignature
+from dsllm.curation.dedup.signatures import read_parquet, write_parquet
+from dsllm.curation.dedup.synthetic import english_pieces, near_duplicate, pairwise_max_jaccard, write_documents
+from dsllm.curation.executor import LocalExecutor
 from dsllm import storage
 
 CFG = DedupConfig(bands=64, rows=2, partitions=3)
@@ -113,7 +113,7 @@ def test_index_without_signatures_falls_back_with_a_warning(tmp_path, dumps, cap
     f1, f2 = _write(tmp_path, d1, {**near, **moderate, **fresh})
     run_dedup([f1], str(tmp_path / "w1"), CFG, index, LocalExecutor()).commit_index()
     _downgrade_to_v1(index, CFG)
-    with caplog.at_level(logging.WARNING, logger="curation.dedup.run"):
+    with caplog.at_level(logging.WARNING, logger="dsllm.curation.dedup.run"):
         out2 = run_dedup([f2], str(tmp_path / "w2"), CFG, index, LocalExecutor())
     assert "without signatures" in caplog.text and index in caplog.text
     removed = out2.removed(f2)

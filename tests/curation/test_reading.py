@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from curation.sources import InputSpec, resolve_inputs
-from curation.stage import StageCounts
-from curation.warc import ReadConfig, WarcReader
+from dsllm.curation.sources import InputSpec, resolve_inputs
+from dsllm.curation.stage import StageCounts
+from dsllm.curation.warc import ReadConfig, WarcReader
 from dsllm.errors import UserError
 from tests.conftest import shared_path
 

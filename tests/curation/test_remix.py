@@ -6,7 +6,7 @@ import collections
 
 import pytest
 
-from curation.remix import DomainClassifier, DomainRemixer, RemixConfig
+from dsllm.curation.remix import DomainClassifier, DomainRemixer, RemixConfig
 from dsllm.config import from_dict, load_config
 from dsllm.errors import UserError
 

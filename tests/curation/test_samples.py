@@ -14,8 +14,8 @@ import pytest
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 from resiliparse.extract.html2text import extract_plain_text
 
-from curation.samples import SampleCrawlConfig, write_sample_crawl
-from curation.samples.crawl import SPECIAL
+from dsllm.curation.samples import SampleCrawlConfig, write_sample_crawl
+from dsllm.curation.samples.crawl import SPECIAL
 from tests.conftest import run_cli
 
 CRAWLS = ("CC-MAIN-2024-10", "CC-MAIN-2024-18")

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import run_cli
-from curation.report import summarize
+from dsllm.curation.report import summarize
 from tests.curation.test_stats_builders import write_curated, write_packed
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.document import SCHEMA
+from dsllm.curation.document import SCHEMA
 
 WORDS = ("the river carried old stories past the mill while children counted boats and the baker "
          "sold bread to travellers who spoke of distant harbours cold winters and bright markets").split()

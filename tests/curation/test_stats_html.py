@@ -12,8 +12,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from curation.report import summarize
-from curation.report.html import render_html
+from dsllm.curation.report import summarize
+from dsllm.curation.report.html import render_html
 from tests.conftest import run_cli
 from tests.curation.test_stats_builders import write_curated, write_packed
 

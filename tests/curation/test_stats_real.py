@@ -11,19 +11,19 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from curation.report import summarize
-from curation.report.html import render_html
+from dsllm.curation.report import summarize
+from dsllm.curation.report.html import render_html
 
 
 @pytest.fixture(scope="module")
 def real(tmp_path_factory):
-    from curation.config import CurateConfig
-    from curation.executor import LocalExecutor
-    from curation.samples import SampleCrawlConfig, write_sample_crawl
-    from curation.sources import resolve_inputs
-    from jobs.runner import run_curate
-    from tokenizer.pack import PackConfig, pack
-    from tokenizer.train import TokenizerTrainConfig, train_tokenizer
+    from dsllm.curation.config import CurateConfig
+    from dsllm.curation.executor import LocalExecutor
+    from dsllm.curation.samples import SampleCrawlConfig, write_sample_crawl
+    from dsllm.curation.sources import resolve_inputs
+    from dsllm.jobs.runner import run_curate
+    from dsllm.tokenizer.pack import PackConfig, pack
+    from dsllm.tokenizer.train import TokenizerTrainConfig, train_tokenizer
 
     root = tmp_path_factory.mktemp("real")
     crawls = ("CC-MAIN-2024-10", "CC-MAIN-2024-18")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from curation.report import summarize
+from dsllm.curation.report import summarize
 from dsllm import storage
 from tests.conftest import run_cli
 from tests.curation.test_stats_builders import write_curated, write_packed

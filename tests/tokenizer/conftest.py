@@ -27,7 +27,7 @@ def english_speeches(n: int) -> list[str]:
 
 def chinese_chapters(n: int) -> list[str]:
     """The first n chapters of 三国演义 (real public-domain Chinese)."""
-    from curation.samples.prose import sanguo_chapters
+    from dsllm.curation.samples.prose import sanguo_chapters
 
     return list(sanguo_chapters()[:n])
 
@@ -37,7 +37,7 @@ def write_shards(out: Path, docs: list[tuple[str, str]], n_shards: int = 2) -> P
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from curation.document import SCHEMA
+    from dsllm.curation.document import SCHEMA
 
     (out / "shards").mkdir(parents=True, exist_ok=True)
     shards = []

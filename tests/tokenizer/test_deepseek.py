@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.conftest import shared_path
-from tokenizer import deepseek
+from dsllm.tokenizer import deepseek
 
 
 def test_pre_tokenizer_serializes_exactly_as_deepseeks():

@@ -9,9 +9,9 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.tokenizer.conftest import english_speeches
-from tokenizer.evaluate import EvalConfig, evaluate, format_table
-from tokenizer.io import load_tokenizer
-from tokenizer.train import TokenizerTrainConfig, train_tokenizer
+from dsllm.tokenizer.evaluate import EvalConfig, evaluate, format_table
+from dsllm.tokenizer.io import load_tokenizer
+from dsllm.tokenizer.train import TokenizerTrainConfig, train_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from tests.conftest import run_cli
-from tokenizer import deepseek
-from tokenizer.io import load_hf_tokenizer, load_tokenizer
+from dsllm.tokenizer import deepseek
+from dsllm.tokenizer.io import load_hf_tokenizer, load_tokenizer
 
 LLAMA_CPP_HASH = "049ecf7629871e3041641907f3de7c733e4dbfdc736f57d882ba0b0845599754"
 EXTRA_BYTES = "øöúÿõ÷ûýÀùÁþü"

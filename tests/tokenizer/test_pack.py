@@ -13,11 +13,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curation.executor import LocalExecutor
+from dsllm.curation.executor import LocalExecutor
 from dsllm import storage
 from dsllm.errors import UserError
 from tests.conftest import run_cli
-from tokenizer.pack import PackConfig, pack
+from dsllm.tokenizer.pack import PackConfig, pack
 
 EOS, BOS = "<｜end▁of▁sentence｜>", "<｜begin▁of▁sentence｜>"
 
@@ -32,7 +32,7 @@ def english_docs() -> list[str]:
 
 
 def chinese_docs() -> list[str]:
-    from curation.samples.prose import sanguo_chapters
+    from dsllm.curation.samples.prose import sanguo_chapters
 
     return [d for d in sanguo_chapters() if d.strip()][:40]
 
@@ -90,7 +90,7 @@ def read_part(path) -> pa.Table:
 
 
 def test_output_identical_with_1_and_2_ray_workers(ray_local, shards, tok_dir, tmp_path):
-    from jobs.runner import RayExecutor
+    from dsllm.jobs.runner import RayExecutor
 
     outs = []
     for workers in (1, 2):
@@ -212,7 +212,7 @@ def test_s3_in_and_out_matches_local(shards, tok_dir, tmp_path, s3_bucket):
              LocalExecutor(), log=lambda m: None)
     local = pack([shards], tok_dir, str(tmp_path / "local"), CFG, LocalExecutor(), log=lambda m: None)
     assert [s["sha256"] for s in m["shards"]] == [s["sha256"] for s in local["shards"]]
-    from trainer.data import PackedDataset
+    from dsllm.trainer.data import PackedDataset
 
     ds = PackedDataset(f"s3://{s3_bucket}/packed")
     assert ds.rows == local["rows"] and ds.chunk_rows == 4
@@ -300,7 +300,7 @@ def test_deepseek_tokenizer_ids_and_no_bos(shards, deepseek_dir, tmp_path):
 
 KILL_SCRIPT = """
 import sys, time
-from tokenizer.pack import PackConfig, pack
+from dsllm.tokenizer.pack import PackConfig, pack
 
 class Slow:
     parallelism = 1

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tokenizer.io import load_hf_tokenizer, load_tokenizer
-from tokenizer.train import TokenizerTrainConfig, train_tokenizer
+from dsllm.tokenizer.io import load_hf_tokenizer, load_tokenizer
+from dsllm.tokenizer.train import TokenizerTrainConfig, train_tokenizer
 
 SPECIAL = ["\r\n", "\t", "\u00a0", "\u2029", "\u2028", "１２３", "\u0301", "e\u0301", "🚀", "😶\u200d🌫️",
            "👩🏽\u200d💻", "München", "ø ö ú ÿ õ ÷ û ý À ù Á þ ü", "中文", "  ", "\n\n", "\x00", "\ufeff", "\U0010ffff"]

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from tests.conftest import run_cli
-from tokenizer import deepseek
-from tokenizer.io import load_hf_tokenizer, load_tokenizer
-from tokenizer.train import ShardTextSampler, TokenizerTrainConfig, shard_files
+from dsllm.tokenizer import deepseek
+from dsllm.tokenizer.io import load_hf_tokenizer, load_tokenizer
+from dsllm.tokenizer.train import ShardTextSampler, TokenizerTrainConfig, shard_files
 
 TRAIN = ("--vocab-size", "2000", "--sample-bytes", "6e5", "--quiet")
 

@@ -13,7 +13,7 @@ import pytest
 
 from dsllm import storage
 from dsllm.errors import UserError
-from trainer.data import DataLoader, FeistelPermutation, GlobalBatchOrder, PackedDataset
+from dsllm.trainer.data import DataLoader, FeistelPermutation, GlobalBatchOrder, PackedDataset
 
 
 def write_packed(root: str, shard_rows: list[int], seq_len: int = 8, row_group_rows: int = 4,

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from dsllm.errors import UserError
-from trainer import hf
-from trainer.evaluate import evaluate_checkpoint
+from dsllm.trainer import hf
+from dsllm.trainer.evaluate import evaluate_checkpoint
 
 SEQ = 16
 
@@ -85,7 +85,7 @@ def test_loss_by_step_table_cli(tiny_llama, tmp_path, cli):
 
 
 def test_table_format():
-    from trainer.evaluate import EvalResult, format_table
+    from dsllm.trainer.evaluate import EvalResult, format_table
 
     rows = [EvalResult("run @ 100", 100, 6400, 5, 70, 4.8521, 128.0), EvalResult("run @ 200", 200, None, 5, 70, 4.1, 60.34)]
     lines = format_table(rows).splitlines()

@@ -10,8 +10,8 @@ import torch
 from safetensors import safe_open
 
 from dsllm.errors import UserError
-from trainer import hf
-from trainer.model import Transformer
+from dsllm.trainer import hf
+from dsllm.trainer.model import Transformer
 
 X = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(1))
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer import kernels
-from trainer.model import RotaryEmbedding, apply_rope, segment_mask, segments_from_offsets
+from dsllm.trainer import kernels
+from dsllm.trainer.model import RotaryEmbedding, apply_rope, segment_mask, segments_from_offsets
 
 
 def test_rope_matches_the_reference_with_gradients():

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from dsllm.errors import UserError
-from trainer.config import FLAVORS, ModelConfig, resolve_model
-from trainer.model import Transformer, segment_mask, segments_from_offsets
+from dsllm.trainer.config import FLAVORS, ModelConfig, resolve_model
+from dsllm.trainer.model import Transformer, segment_mask, segments_from_offsets
 
 
 def small(**kw) -> ModelConfig:
@@ -30,8 +30,8 @@ def hf_model(cfg: ModelConfig):
 @pytest.mark.parametrize("kv_heads", [4, 2, 1], ids=["mha", "gqa", "mqa"])
 @pytest.mark.parametrize("path", ["explicit", "sdpa-repeat", "sdpa-enable_gqa"])
 def test_logits_match_transformers(kv_heads, path, monkeypatch):
-    import trainer.kernels as k
-    import trainer.model as m
+    import dsllm.trainer.kernels as k
+    import dsllm.trainer.model as m
 
     monkeypatch.setattr(m, "GQA_NATIVE", path == "sdpa-enable_gqa")
     if path != "explicit":

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from trainer.config import FLAVORS
-from trainer.plan import nearest_shape, plan, released
+from dsllm.trainer.config import FLAVORS
+from dsllm.trainer.plan import nearest_shape, plan, released
 
 
 def test_released_models_match_the_paper():

@@ -12,7 +12,7 @@ import torch
 
 from dsllm import storage
 from dsllm.errors import UserError
-from trainer import hf, remote
+from dsllm.trainer import hf, remote
 
 PREFIX = "DeepSeek-LLM/DeepSeek-LLM-7B-Base"
 

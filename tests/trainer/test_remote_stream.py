@@ -11,8 +11,8 @@ import torch
 
 from dsllm import storage
 from dsllm.errors import UserError
-from trainer import hf, remote, stream
-from trainer.model import Transformer
+from dsllm.trainer import hf, remote, stream
+from dsllm.trainer.model import Transformer
 
 PREFIX = "DeepSeek-LLM/DeepSeek-LLM-7B-Base"
 X = torch.randint(0, 102400, (1, 8), generator=torch.Generator().manual_seed(2))

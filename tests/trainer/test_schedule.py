@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.schedule import ScheduleConfig, multistep_lr
+from dsllm.trainer.schedule import ScheduleConfig, multistep_lr
 
 
 def lr(tokens, **kw):

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from dsllm.errors import UserError
-from trainer.config import ModelConfig
-from trainer.train import train
+from dsllm.trainer.config import ModelConfig
+from dsllm.trainer.train import train
 
 from test_train_loop import MODEL, cfg, write_packed  # noqa: E402  (tests/trainer is on sys.path)
 

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from trainer.checkpoint import list_checkpoints
-from trainer.config import ModelConfig
-from trainer.train import TrainConfig, train
+from dsllm.trainer.checkpoint import list_checkpoints
+from dsllm.trainer.config import ModelConfig
+from dsllm.trainer.train import TrainConfig, train
 
 MODEL = ModelConfig(vocab_size=96, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
@@ -115,7 +115,7 @@ def test_checkpoint_layout_metrics_and_transformers_interop(packed, tmp_path):
     assert records[0]["lr"] == pytest.approx(3e-3 / 2)  # warmup: step 1 of 2
     assert records[-1]["lr"] == pytest.approx(3e-3 * 0.1)  # last 10% of the token budget
     # transformers loads the folder as it is and computes the same logits
-    from trainer.model import Transformer
+    from dsllm.trainer.model import Transformer
     from safetensors.torch import load_file
 
     ref = LlamaForCausalLM.from_pretrained(str(ck), torch_dtype=torch.float32).eval()
