@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from dsllm.errors import UserError
 
+    entry_argv = argv
     argv = list(sys.argv[1:] if argv is None else argv)
     passthrough = None
     if argv[:1] == ["submit"] and "--" in argv:  # `dsllm submit JOB [opts] -- ARGS...`
@@ -58,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    entry = entry_argv is None  # the process's own command (console script), not an in-process call (demo)
+    if entry:
+        from dsllm import interrupt
+
+        interrupt.install()
     try:
         return int(args._module.run(args) or 0)
     except UserError as exc:
@@ -69,6 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    finally:
+        if entry:
+            _shutdown_ray()
+
+
+def _shutdown_ray() -> None:
+    """Shut down an in-process Ray this command started (a no-op when Ray was never imported)."""
+    ray = sys.modules.get("ray")
+    if ray is not None and getattr(ray, "is_initialized", lambda: False)():
+        try:
+            ray.shutdown()
+        except Exception:  # noqa: BLE001 - best effort on the way out; the reaper covers the rest
+            pass
 
 
 if __name__ == "__main__":

@@ -47,6 +47,12 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     else:
         ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
                  ignore_reinit_error=True)
+        from dsllm.jobs.reaper import start_reaper
+
+        start_reaper()  # even a `kill -9` of this command leaves no Ray process behind
+    from dsllm import interrupt
+
+    interrupt.reinstall()  # ray.init replaced our SIGTERM handler with one that exits at once
 
 
 def task_env() -> dict[str, str]:

@@ -1,0 +1,100 @@
+"""Clean exit (issue 20.7): SIGTERM stops `dsllm curate` like Ctrl-C (exit 130, Ray shut down, a rerun
+finishes), and no Ray process outlives the command, even after `kill -9`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+
+@pytest.fixture(scope="module")
+def crawl(tmp_path_factory):
+    out = tmp_path_factory.mktemp("clean-exit") / "crawl"
+    proc = run_cli("sample-crawl", str(out), "--warcs", "4", "--records", "400")
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def _start_curate(crawl, out, log):
+    return subprocess.Popen([sys.executable, "-m", "dsllm.jobs.cli", "curate", str(crawl), "--output", str(out)],
+                            cwd=str(ROOT), env=dict(os.environ), stdout=subprocess.DEVNULL,
+                            stderr=log.open("w"), text=True)
+
+
+def _wait_for_ray(proc, log, timeout=120) -> dict[int, float]:
+    """The command's descendants once its in-process Ray runs the per-input tasks."""
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "[curate/inputs] 0/4" in log.read_text():
+            time.sleep(1)
+            return {k.pid: k.create_time() for k in parent.children(recursive=True)}
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.2)
+    raise AssertionError("Ray did not start")
+
+
+def _names(tracked: dict[int, float]) -> list[str]:
+    names = []
+    for pid in tracked:
+        try:
+            names.append(psutil.Process(pid).name())
+        except psutil.NoSuchProcess:
+            continue
+    return names
+
+
+def _alive(tracked: dict[int, float]) -> list[str]:
+    alive = []
+    for pid, created in tracked.items():
+        try:
+            p = psutil.Process(pid)
+            if p.create_time() == created and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(f"{pid}:{p.name()}")
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+def _wait_gone(tracked, timeout) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while _alive(tracked) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return _alive(tracked)
+
+
+@pytest.mark.slow
+def test_kill_9_leaves_no_ray_process(crawl, tmp_path):
+    proc = _start_curate(crawl, tmp_path / "out", tmp_path / "log")
+    tracked = _wait_for_ray(proc, tmp_path / "log")
+    assert {"raylet", "gcs_server", "ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= set(_names(tracked))
+    proc.kill()
+    proc.wait()
+    # without the reaper the dashboard and runtime-env agents linger ~60 s, still listening
+    assert _wait_gone(tracked, 20) == []
+
+
+@pytest.mark.slow
+def test_sigterm_stops_like_ctrl_c_and_the_rerun_finishes(crawl, tmp_path):
+    out = tmp_path / "out"
+    proc = _start_curate(crawl, out, tmp_path / "log")
+    tracked = _wait_for_ray(proc, tmp_path / "log")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    err = (tmp_path / "log").read_text()
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "dsllm curate: interrupted"
+    assert _wait_gone(tracked, 20) == []
+    again = run_cli("curate", str(crawl), "--output", str(out))
+    assert again.returncode == 0, again.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert all(i["status"] == "done" for i in manifest["inputs"]), manifest["inputs"]
