@@ -18,7 +18,8 @@ from dsllm.curation.pipeline import process_input, replace_skip, work_dir
 from dsllm.curation.samples import SampleCrawlConfig, write_sample_crawl
 from dsllm.curation.sources import InputSpec, resolve_inputs
 from dsllm.errors import UserError
-from dsllm.jobs.runner import RayExecutor, run_curate
+from dsllm.curation.run import run_curate
+from dsllm.jobs.runner import RayExecutor
 from tests.conftest import shared_path
 
 
