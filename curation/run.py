@@ -59,7 +59,7 @@ def run_curate(specs: list[InputSpec], out: str, cfg: CurateConfig, executor: Ex
         log(f"curate: {out} is already complete for these inputs and this config; nothing to do")
         return _previous_result(out)
 
-    results = executor.map(process_input_safely, task_list(specs, cfg, out), label="inputs")
+    results = executor.map(process_input_safely, task_list(specs, cfg, out), label="curate/inputs")
     done = [r for r in results if r["status"] == "done"]
     failed = [r for r in results if r["status"] != "done"]
     n_skipped = sum(1 for r in done if r.get("skipped"))
@@ -77,7 +77,7 @@ def run_curate(specs: list[InputSpec], out: str, cfg: CurateConfig, executor: Ex
         dumps = outcome.dumps
 
     natural = merge_sums(executor.map(natural_domains, [(f, removed[f], cfg.output.batch_rows) for f in files],
-                                      label="domains"))
+                                      label="curate/domains"))
     plan = remix_plan(natural, cfg)
     shards = write_shards(out, done, removed, plan, cfg, executor)
     if plan is not None:
@@ -124,7 +124,7 @@ def write_shards(out: str, done: list[dict], removed: dict, plan, cfg: CurateCon
               "level": cfg.output.compression_level,
               "sources": [(done[j]["docs"], removed[done[j]["docs"]]) for j in group]}
              for i, group in enumerate(groups)]
-    shards = executor.map(write_final_shard, tasks, label="shards")
+    shards = executor.map(write_final_shard, tasks, label="curate/shards")
     keep = {s["path"] for s in shards}
     for f in storage.list_files(storage.join(out, "shards")):  # shards of an earlier, larger plan
         rel = "shards/" + f.uri.replace("\\", "/").rsplit("/", 1)[-1]

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
-import time
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -106,20 +104,24 @@ class RayExecutor:
         cpus = max(1, int(self.ray.cluster_resources().get("CPU", 1)))
         return min(cpus, self.max_in_flight or cpus)
 
-    def map(self, fn, items, label: str = "tasks"):
+    def map(self, fn, items, label: str | None = None):
+        """fn over items as Ray tasks, results in order; progress names the stage (`label`, else
+        the function's module and name, e.g. `pack/pack_source`)."""
         ray, items = self.ray, list(items)
+        label = label or f"{fn.__module__.rsplit('.', 1)[-1]}/{fn.__name__}"
         if not items:
             return []
         remote = ray.remote(num_cpus=self.task_cpus, max_retries=3)(call_with_env)
         env = ray.put(task_env())
         limit = self.max_in_flight or len(items)
         workers = min(limit, self.parallelism)
-        tty = sys.stderr.isatty()
         results: list = [None] * len(items)
         index: dict = {}
         pending: list = []
         todo = iter(enumerate(items))
-        done, start = 0, time.time()
+        from dsllm.progress import StageProgress
+
+        progress = StageProgress(label, len(items), unit=f"tasks on {workers} worker(s)", quiet=self.quiet)
         while True:
             for i, item in itertools.islice(todo, max(0, limit - len(pending))):
                 ref = remote.remote(env, fn, item)
@@ -130,10 +132,8 @@ class RayExecutor:
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
                 results[index.pop(ref)] = _get(ray, ref)
-                done += 1
-            if not self.quiet and (tty or done == len(items)):  # one line per map when not a terminal
-                print(f"\r{label}: {done}/{len(items)} on {workers} worker(s) ({time.time() - start:.1f}s)",
-                      end="" if done < len(items) else "\n", file=sys.stderr, flush=True)
+                progress.advance()
+        progress.close()
         return results
 
     def close(self) -> None:
