@@ -5,8 +5,10 @@ counting every document it sees, every drop under a stable reason, and every add
     kept = list(GopherQualityFilter(cfg)(iter(docs), counts))
 
 Every per-input stage (read, extract, langid, the filters, quality_model, pii) is a `Stage`
-subclass; adding one means writing one class (a `name`, and `keep`, `judge` or `outcomes`), a
-config section, and a line in curation.pipeline.build_stages and curation.config's stage list.
+subclass. Adding one means writing one class (a `name`, and `keep`, `judge` or `outcomes`) with
+its config dataclass, then registering it: a section in `CurateConfig` (and configs/curate.toml),
+its name at its place in curation.config.PER_INPUT_STAGES (the stats.json order, `--skip` name),
+and one factory line in curation.pipeline.build_stages.
 
 Counts from many tasks merge with `+`; `stats.json` lists them in pipeline order with
 `in + added == out + sum(dropped)` for every stage.
