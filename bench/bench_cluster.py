@@ -127,7 +127,8 @@ def curate_wall(head: Head, crawl: str, out: str) -> tuple[float, float]:
                           "--ray-address", head.address, "--skip", "minhash_dedup,remix"],
                          env=ENV, check=True, capture_output=True, text=True, cwd=str(ROOT))
     wall = time.perf_counter() - t
-    phase = re.findall(r"inputs: (\d+)/\1 on \d+ worker\(s\) \(([\d.]+)s\)", res.stderr)
+    # the last progress line of the per-input map: "[curate/inputs] N/N tasks on W worker(s) (100%) | … | 14.6s"
+    phase = re.findall(r"^\[curate/inputs\] (\d+)/\1 tasks on \d+ worker\(s\).* \| ([\d.]+)s$", res.stderr, re.M)
     return wall, float(phase[-1][1]) if phase else float("nan")
 
 

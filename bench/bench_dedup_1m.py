@@ -32,7 +32,7 @@ class ProcessExecutor:
         self.parallelism = workers
         self.pool = ProcessPoolExecutor(workers)
 
-    def map(self, fn, items):
+    def map(self, fn, items, label=None):
         return list(self.pool.map(fn, list(items)))
 
 

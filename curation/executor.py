@@ -1,8 +1,11 @@
-"""How curation stages run many tasks without importing Ray themselves.
+"""How curation runs many tasks without importing Ray itself.
 
-Stages receive an `Executor` and call `executor.map(fn, items)`: a plain loop in tests
-(`LocalExecutor`), Ray tasks in production (`jobs.runner.RayExecutor`). `fn` must be a
-module-level function (picklable); results come back in the order of `items`.
+The curate run (curation.run), dedup (curation.dedup) and packing (tokenizer.pack) receive an
+`Executor` and call `executor.map(fn, items, label=...)`: a plain loop in this process
+(`LocalExecutor`), Ray tasks in production (`dsllm.jobs.runner.RayExecutor`, which also reports
+progress under `label`, by default the function's module/name). `fn` must be a module-level
+function (picklable); results come back in the order of `items`, and never depend on which
+executor ran them.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ R = TypeVar("R")
 class Executor(Protocol):
     parallelism: int
 
-    def map(self, fn: Callable[[A], R], items: Iterable[A]) -> list[R]: ...
+    def map(self, fn: Callable[[A], R], items: Iterable[A], label: str | None = None) -> list[R]: ...
 
 
 class LocalExecutor:
@@ -24,5 +27,5 @@ class LocalExecutor:
 
     parallelism = 1
 
-    def map(self, fn, items):
+    def map(self, fn, items, label: str | None = None):
         return [fn(item) for item in items]

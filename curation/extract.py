@@ -36,7 +36,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from dsllm.curation.document import Document, document_id
-from dsllm.curation.stage import StageCounts
+from dsllm.curation.stage import Stage
 from dsllm.curation.warc import RawPage
 
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{2,40})""", re.I)
@@ -213,7 +213,7 @@ def trafilatura_text(html: str, main_content: bool = True) -> str:
                                no_fallback=not main_content) or ""
 
 
-class HtmlExtractor:
+class HtmlExtractor(Stage):
     """Raw pages → Documents (decoded, extracted, bounded)."""
 
     name = "extract"
@@ -229,15 +229,11 @@ class HtmlExtractor:
         self.python_extractor = cfg.extractor != "resiliparse"
         self.events: Counter = Counter()
 
-    def __call__(self, pages: Iterable[RawPage], counts: StageCounts) -> Iterator[Document]:
+    def outcomes(self, pages: Iterable[RawPage]) -> Iterator[tuple[Document | None, str | None]]:
+        """Each page becomes a Document, or is dropped with a reason."""
         for page in pages:
-            counts.n_in += 1
             doc, reason = self.extract(page)
-            if doc is None:
-                counts.drop(reason)
-            else:
-                counts.n_out += 1
-                yield doc
+            yield doc, (reason if doc is None else None)
 
     def extract(self, page: RawPage) -> tuple[Document | None, str]:
         cfg = self.cfg

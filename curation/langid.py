@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from typing import Iterable, Iterator
 
 from dsllm.curation.document import Document
-from dsllm.curation.stage import StageCounts, batched
+from dsllm.curation.stage import Stage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +35,7 @@ def one_line(text: str, max_chars: int) -> str:
     return " ".join(text[:max_chars].split())
 
 
-class LanguageIdentifier:
+class LanguageIdentifier(Stage):
     """Predicts in batches (fastText's multi-line predict) and filters."""
 
     name = "langid"
@@ -47,6 +46,7 @@ class LanguageIdentifier:
         self.cfg = cfg
         self.model = cached_model(cfg.model or lid176_path())
         self.keep_langs = frozenset(cfg.languages)
+        self.batch_size = cfg.batch
         self.events: Counter = Counter()
 
     def predict(self, texts: list[str]) -> list[tuple[str, float]]:
@@ -54,20 +54,14 @@ class LanguageIdentifier:
         return [(lab[0].replace("__label__", "") if lab else "", float(p[0]) if len(p) else 0.0)
                 for lab, p in zip(labels, probs)]
 
-    def __call__(self, docs: Iterable[Document], counts: StageCounts) -> Iterator[Document]:
-        for batch in batched(docs, self.cfg.batch):
-            yield from self._flush(batch, counts)
-
-    def _flush(self, batch: list[Document], counts: StageCounts) -> Iterator[Document]:
+    def judge(self, batch: list[Document]) -> list[str | None]:
+        """Set every document's `lang` and `lang_score`; drop other languages and unsure guesses."""
+        reasons: list[str | None] = []
         for doc, (lang, score) in zip(batch, self.predict([d.text for d in batch])):
-            counts.n_in += 1
             doc.lang, doc.lang_score = lang, min(1.0, score)
-            if lang not in self.keep_langs:
-                counts.drop("other_language")
-                counts.events[f"lang:{lang}"] += 1
-            elif score < self.cfg.threshold:
-                counts.drop("low_confidence")
-                counts.events[f"lang:{lang}"] += 1
-            else:
-                counts.n_out += 1
-                yield doc
+            reason = ("other_language" if lang not in self.keep_langs
+                      else "low_confidence" if score < self.cfg.threshold else None)
+            if reason is not None:
+                self.events[f"lang:{lang}"] += 1
+            reasons.append(reason)
+        return reasons

@@ -102,9 +102,7 @@ def run_stages(cfg: CurateConfig, stream, warc_file: str, id_base: str, crawl_hi
         if score_heuristically:
             doc.quality_score = heuristic_score(doc.signals)
         yield doc
-    for stage in stages:  # line removals, masks, dropped languages: informative events
-        counts[stage.name].events.update(getattr(stage, "events", Counter()))
-    counts["read"].events["records"] = reader.records
+    counts["read"].events["records"] = reader.records  # stages added their own events as they ended
 
 
 def id_base_of(spec: InputSpec) -> str:

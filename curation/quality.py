@@ -19,11 +19,10 @@ import os
 import random
 import re
 import tempfile
-from typing import Iterable, Iterator
 
 from dsllm.curation.document import Document
 from dsllm.curation.filters.text import CJK_RE
-from dsllm.curation.stage import StageCounts, batched
+from dsllm.curation.stage import Stage
 from dsllm.errors import UserError
 
 LABEL_HQ, LABEL_LQ = "__label__hq", "__label__lq"
@@ -92,7 +91,7 @@ def local_model_path(uri: str) -> str:
     return dest
 
 
-class QualityScorer:
+class QualityScorer(Stage):
     """The `quality_model` stage: scores with the classifier and drops below the threshold."""
 
     name = "quality_model"
@@ -103,6 +102,7 @@ class QualityScorer:
         if not cfg.model:
             raise ValueError("QualityScorer needs quality_model.model")
         self.cfg = cfg
+        self.batch_size = cfg.batch
         self.model = cached_model(local_model_path(cfg.model))
 
     def scores(self, texts: list[str]) -> list[float]:
@@ -113,19 +113,13 @@ class QualityScorer:
             out.append(min(1.0, table.get(LABEL_HQ, 1.0 - table.get(LABEL_LQ, 1.0))))
         return out
 
-    def __call__(self, docs: Iterable[Document], counts: StageCounts) -> Iterator[Document]:
-        for batch in batched(docs, self.cfg.batch):
-            yield from self._flush(batch, counts)
-
-    def _flush(self, batch, counts):
+    def judge(self, batch: list[Document]) -> list[str | None]:
+        """Set every document's `quality_score`; drop those below the threshold."""
+        reasons: list[str | None] = []
         for doc, score in zip(batch, self.scores([d.text for d in batch])):
-            counts.n_in += 1
             doc.quality_score = score
-            if score < self.cfg.threshold:
-                counts.drop("low_quality_score")
-            else:
-                counts.n_out += 1
-                yield doc
+            reasons.append("low_quality_score" if score < self.cfg.threshold else None)
+        return reasons
 
 
 def read_texts(uri: str) -> list[str]:

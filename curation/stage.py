@@ -4,6 +4,12 @@ counting every document it sees, every drop under a stable reason, and every add
     counts = StageCounts("gopher_quality")
     kept = list(GopherQualityFilter(cfg)(iter(docs), counts))
 
+Every per-input stage (read, extract, langid, the filters, quality_model, pii) is a `Stage`
+subclass. Adding one means writing one class (a `name`, and `keep`, `judge` or `outcomes`) with
+its config dataclass, then registering it: a section in `CurateConfig` (and configs/curate.toml),
+its name at its place in curation.config.PER_INPUT_STAGES (the stats.json order, `--skip` name),
+and one factory line in curation.pipeline.build_stages.
+
 Counts from many tasks merge with `+`; `stats.json` lists them in pipeline order with
 `in + added == out + sum(dropped)` for every stage.
 """
@@ -51,22 +57,51 @@ class StageCounts:
 
 
 class Stage:
-    """Base class: subclasses implement `keep(doc) -> reason | None` or override `__call__`."""
+    """The one stage contract (datatrove's shape): a generator over items that counts every item it
+    sees, every drop under a stable reason and every event. A stage is one class that implements
+    the narrowest of these and inherits the rest:
+
+    - `keep(item) -> reason | None`: judge one item (filters such as C4, FineWeb, URL);
+    - `judge(batch) -> [reason | None, ...]`: judge a batch at once (fastText, numpy n-grams);
+      `batch_size` (or `batches()`) says how items are grouped;
+    - `outcomes(items) -> (item_out, reason | None), ...`: anything else (a reader turning a byte
+      stream into records, an extractor turning pages into documents).
+
+    Events (`self.events`: masked e-mails, removed lines, dropped languages) are informative and
+    outside the in/out balance; those of one call are added to its counts when the stream ends.
+    """
 
     name = "stage"
+    batch_size = 1
 
-    def keep(self, doc) -> str | None:  # pragma: no cover - abstract
+    def keep(self, item) -> str | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def __call__(self, docs: Iterable, counts: StageCounts) -> Iterator:
-        for doc in docs:
+    def judge(self, batch: list) -> list[str | None]:
+        """The reason to drop each item of `batch`, None to keep it (may update the items)."""
+        return [self.keep(item) for item in batch]
+
+    def batches(self, items: Iterable) -> Iterator[list]:
+        """How `judge` sees the items: consecutive lists of up to `batch_size`."""
+        return batched(items, self.batch_size)
+
+    def outcomes(self, items) -> Iterator[tuple]:
+        """(item out, None) for each item passed on, (anything, reason) for each item dropped."""
+        for batch in self.batches(items):
+            yield from zip(batch, self.judge(batch))
+
+    def __call__(self, items, counts: StageCounts) -> Iterator:
+        if not hasattr(self, "events"):
+            self.events = Counter()
+        before = Counter(self.events)
+        for item, reason in self.outcomes(items):
             counts.n_in += 1
-            reason = self.keep(doc)
             if reason is None:
                 counts.n_out += 1
-                yield doc
+                yield item
             else:
                 counts.drop(reason)
+        counts.events.update(self.events - before)
 
 
 def batched(items: Iterable, n: int) -> Iterator[list]:

@@ -22,7 +22,7 @@ import dataclasses
 import zlib
 from typing import IO, Iterator
 
-from dsllm.curation.stage import StageCounts
+from dsllm.curation.stage import Stage
 
 _TYPE_REASONS = {"warcinfo": "record_warcinfo", "request": "record_request", "metadata": "record_metadata",
                  "revisit": "record_revisit", "resource": "record_resource"}
@@ -56,8 +56,9 @@ class RawPage:
     warc_truncated: bool = False
 
 
-class WarcReader:
-    """Reads one WARC/WET stream. After iteration, `crawl` holds the warcinfo's isPartOf (if any)."""
+class WarcReader(Stage):
+    """Reads one WARC/WET stream: the stage's items are its records, kept as RawPages or dropped
+    with a reason. After iteration, `crawl` holds the warcinfo's isPartOf (if any)."""
 
     name = "read"
 
@@ -67,25 +68,25 @@ class WarcReader:
         self.records = 0
         self.resynced_bytes = 0
 
-    def __call__(self, stream: IO[bytes], counts: StageCounts) -> Iterator[RawPage]:
+    def outcomes(self, stream: IO[bytes]) -> Iterator[tuple[RawPage | None, str | None]]:
+        """(page, None) for each page passed on, (None, reason) for each record dropped."""
         head = stream.read(_CHUNK)
         if head[:3] != GZIP_MAGIC:
-            yield from self._records(_Prefixed(head, stream), counts)
+            yield from self._records(_Prefixed(head, stream))
             return
         members = GzipMembers(stream, head)
         while True:  # one FastWARC iterator per run of good members
-            yield from self._records(members, counts)
+            yield from self._records(members)
             if not members.error:
                 break
             if not members.charged:  # the broken member's unreadable rest, counted once
-                counts.n_in += 1
                 self.records += 1
-                counts.drop(members.error)
+                yield None, members.error
             if not members.resync():
                 break
         self.resynced_bytes = members.skipped
 
-    def _records(self, stream, counts: StageCounts) -> Iterator[RawPage]:
+    def _records(self, stream) -> Iterator[tuple[RawPage | None, str | None]]:
         from fastwarc.warc import ArchiveIterator
 
         it = iter(ArchiveIterator(stream, parse_http=True, fsspec_args=False))
@@ -96,21 +97,15 @@ class WarcReader:
                 return
             except OSError as exc:
                 # the rest of the stream is unreadable: count it once and stop this input
-                counts.n_in += 1
                 self.records += 1
-                counts.drop(_stream_error_reason(exc))
+                yield None, _stream_error_reason(exc)
                 return
-            counts.n_in += 1
             self.records += 1
             page, reason = self._page(record)
             if getattr(stream, "error", "") and record.stream_pos >= stream.bad_start:
                 stream.charged = True  # this record lies in the broken member
                 page, reason = None, stream.error
-            if page is None:
-                counts.drop(reason)
-            else:
-                counts.n_out += 1
-                yield page
+            yield page, (reason if page is None else None)
 
     def _page(self, record) -> tuple[RawPage | None, str]:
         rtype = str(record.record_type)

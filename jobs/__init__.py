@@ -1,2 +1,3 @@
-"""The command line, Ray runners and job submission: the only package that knows about Ray
-clusters and argument parsing."""
+"""The command line, the Ray executor (jobs.runner) and job submission: the only package that knows
+about Ray clusters and argument parsing. The flows themselves live with their components
+(curation.run, tokenizer.pack, trainer.train)."""

@@ -52,7 +52,7 @@ class DemoConfig:
 # stage → the module its implementation lives in (imported before anything runs)
 STAGE_MODULES = {
     "sample-crawl": "dsllm.curation.samples",
-    "curate": "dsllm.jobs.runner",
+    "curate": "dsllm.curation.run",
     "stats": "dsllm.curation.report",
     "tokenizer": "dsllm.tokenizer.train",
     "pack": "dsllm.tokenizer.pack",

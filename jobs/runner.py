@@ -1,27 +1,16 @@
-"""Ray execution of curation: an Executor over Ray tasks, and the curate run itself.
+"""Ray for the commands: joining or starting Ray, and the Ray implementation of curation's Executor.
 
     executor = RayExecutor.start(address=None)        # in-process Ray using every core, or a cluster
-    result = run_curate(specs, "s3://b/run1", cfg, executor, dedup_index=None)
+    result = dsllm.curation.run.run_curate(specs, "s3://b/run1", cfg, executor)
 
-The run: per-input tasks (read → … → pii, one task per input file, skipped when their completion
-marker exists) → dedup (curation.dedup.run_dedup, through the same executor) → remix plan from the
-natural domain counts → final shard tasks → manifest.json, stats.json, config.json → the dedup
-index is committed → OUT/_work/complete.json. A failed input is recorded in the manifest and the
-run ends non-zero naming it; its outputs are not published as complete, so a rerun retries only it.
+`RayExecutor.map(fn, items, label)` runs one Ray task per item with the driver's environment
+(`task_env`); the flows themselves (curation.run, tokenizer.pack) know nothing of Ray.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import os
-
-from dsllm.curation.config import GLOBAL_STAGES, PER_INPUT_STAGES, CurateConfig
-from dsllm.curation.executor import Executor
-from dsllm.curation.sources import InputSpec
-from dsllm.curation.stage import StageCounts, merge_counts
-from dsllm import storage
-from dsllm.config import config_to_dict
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -173,155 +162,3 @@ def _get(ray, ref):
         if isinstance(cause, UserError):
             raise UserError(str(cause)) from None
         raise
-
-
-def _map(executor: Executor, fn, items, label: str):
-    if isinstance(executor, RayExecutor):
-        return executor.map(fn, items, label=label)
-    return executor.map(fn, items)
-
-
-@dataclasses.dataclass
-class CurateResult:
-    inputs: list[dict]
-    failed: list[dict]
-    shards: list[dict]
-    stats: dict
-    skipped_complete: bool = False
-
-
-def _complete_marker(out: str) -> str:
-    return storage.join(out, "_work", "complete.json")
-
-
-def run_curate(specs: list[InputSpec], out: str, cfg: CurateConfig, executor: Executor,
-               dedup_index: str | None = None, log=print) -> CurateResult:
-    """The whole curate run over `executor` (Ray in production, LocalExecutor in tests)."""
-    from dsllm.curation.pipeline import per_input_fingerprint, process_input_safely, task_list
-
-    marker = _complete_marker(out)
-    signature = {"inputs": [s.uri for s in specs], "fingerprint": per_input_fingerprint(cfg),
-                 "config": config_to_dict(cfg), "dedup_index": dedup_index}
-    if storage.exists(marker) and storage.read_json(marker).get("signature") == signature:
-        stats = storage.read_json(storage.join(out, "stats.json"))
-        manifest = storage.read_json(storage.join(out, "manifest.json"))
-        log(f"curate: {out} is already complete for these inputs and this config; nothing to do")
-        return CurateResult(manifest["inputs"], [], manifest["shards"], stats, skipped_complete=True)
-
-    results = _map(executor, process_input_safely, task_list(specs, cfg, out), "curate/inputs")
-    done = [r for r in results if r["status"] == "done"]
-    failed = [r for r in results if r["status"] != "done"]
-    n_skipped = sum(1 for r in done if r.get("skipped"))
-    log(f"curate: {len(done)} inputs done ({n_skipped} already finished earlier), {len(failed)} failed")
-
-    stage_counts = merge_counts([[StageCounts.from_json(c) for c in r["counts"]] for r in done])
-    files = [r["docs"] for r in done]
-    removed = {f: [] for f in files}
-    dumps: list = []
-    outcome = None
-    if any(cfg.runs(s) for s in ("exact_dedup", "minhash_dedup")) and files:
-        outcome = _dedup(files, out, cfg, executor, dedup_index)
-        removed = {f: sorted(outcome.removed(f)) for f in files}
-        stage_counts += [c for c in outcome.counts if cfg.runs(c.name)]
-        dumps = outcome.dumps
-
-    batch_rows, level = cfg.output.batch_rows, cfg.output.compression_level
-    natural = _merge(_map(executor, _natural_task, [(f, removed[f], batch_rows) for f in files], "curate/domains"))
-    plan = None
-    if cfg.runs("remix"):
-        from dsllm.curation.remix import DomainRemixer
-
-        plan = DomainRemixer(cfg.remix).plan(natural)
-    shards = _write_shards(out, done, removed, plan, cfg, executor)
-    if plan is not None:
-        stage_counts.append(_remix_counts(shards))
-    stats = _stats(stage_counts, shards, natural, dumps, cfg)
-    _publish(out, cfg, results, shards, stats)
-    if failed:  # the index is committed only by a complete run: a rerun must not dedup against itself
-        return CurateResult(results, failed, shards, stats)
-    if outcome is not None and dedup_index:
-        outcome.commit_index()
-    storage.write_json(marker, {"signature": signature})
-    return CurateResult(results, failed, shards, stats)
-
-
-def _dedup(files, out, cfg: CurateConfig, executor, index):
-    from dsllm.curation.dedup import run_dedup
-
-    dcfg = dataclasses.replace(cfg.dedup, exact=cfg.runs("exact_dedup"), minhash=cfg.runs("minhash_dedup"))
-    return run_dedup(files, storage.join(out, "_work", "dedup"), dcfg, index, executor)
-
-
-def _natural_task(task):
-    from dsllm.curation.shards import natural_domains
-
-    return natural_domains(task)
-
-
-def _shard_task(task):
-    from dsllm.curation.shards import write_final_shard
-
-    return write_final_shard(task)
-
-
-def _merge(dicts):
-    from dsllm.curation.shards import merge_sums
-
-    return merge_sums(dicts)
-
-
-def _write_shards(out, done, removed, plan, cfg: CurateConfig, executor) -> list[dict]:
-    from dsllm.curation.shards import plan_shards
-
-    kept = [r["documents"] - len(removed[r["docs"]]) for r in done]
-    groups = plan_shards(kept, cfg.output.shard_rows)
-    tasks = [{"out": out, "index": i, "plan": plan, "batch_rows": cfg.output.batch_rows,
-              "level": cfg.output.compression_level,
-              "sources": [(done[j]["docs"], removed[done[j]["docs"]]) for j in group]}
-             for i, group in enumerate(groups)]
-    shards = _map(executor, _shard_task, tasks, "curate/shards")
-    keep = {s["path"] for s in shards}
-    for f in storage.list_files(storage.join(out, "shards")):  # shards of an earlier, larger plan
-        rel = "shards/" + f.uri.replace("\\", "/").rsplit("/", 1)[-1]
-        if rel not in keep and rel.endswith(".parquet"):
-            storage.remove(f.uri)
-    return shards
-
-
-def _remix_counts(shards: list[dict]) -> StageCounts:
-    total = StageCounts("remix")
-    for s in shards:
-        total = total + StageCounts.from_json(s["remix"])
-    return total
-
-
-def _stats(stage_counts: list[StageCounts], shards, natural, dumps, cfg: CurateConfig) -> dict:
-    from dsllm.curation.shards import check_funnel, merge_sums
-
-    rows = sum(s["rows"] for s in shards)
-    order = {name: i for i, name in enumerate(PER_INPUT_STAGES + GLOBAL_STAGES)}
-    stage_counts = sorted(stage_counts, key=lambda c: order[c.name])
-    check_funnel(stage_counts, rows)
-    languages = merge_sums(s["languages"] for s in shards)
-    remixed = merge_sums(s["domains"] for s in shards)
-    return {"stages": [c.to_json() for c in stage_counts],
-            "skipped": [s for s in cfg.skip],
-            "totals": {"documents": rows, "chars": sum(v["chars"] for v in languages.values()),
-                       "bytes": sum(s["text_bytes"] for s in shards)},
-            "languages": languages,
-            "domains": {"natural": natural, "remixed": remixed},
-            "dedup": {"dumps": dumps}}
-
-
-def _publish(out, cfg: CurateConfig, results, shards, stats) -> None:
-    from dsllm.curation.shards import now_iso, versions
-
-    inputs = [{"uri": r["uri"], "crawl": r.get("crawl", ""), "status": r["status"], "error": r.get("error"),
-               "records": r.get("records", 0), "documents": r.get("documents", 0)} for r in results]
-    config = config_to_dict(cfg)
-    manifest = {"kind": "curated", "created": now_iso(), "versions": versions(),
-                "shards": [{k: s[k] for k in ("path", "rows", "bytes", "sha256")} for s in shards],
-                "inputs": inputs, "config": config}
-    storage.write_json(storage.join(out, "config.json"), config)
-    storage.write_json(storage.join(out, "stats.json"), stats)
-    storage.write_json(storage.join(out, "manifest.json"), manifest)

@@ -5,6 +5,9 @@ Normalization: lower case (Arrow's `utf8_lower`), then every character is a sepa
 scripts), or a CJK character (Han, kana; each one its own unit). Units are words and CJK
 characters; a "run" is a maximal sequence of units of one kind in one document (punctuation does
 not break a run, so a Chinese paragraph is one run of characters, never one giant word).
+The classes come from the code point ranges below, an approximation of Unicode's categories: all of
+Latin-1's U+0080-U+00BF are separators (µ, ª, º included), and symbols outside the listed ranges
+count as word characters (tests/curation/test_minhash.py checks the rule on English and Chinese).
 
 Shingles are n consecutive units of a run: n = `shingle_words` in word runs, `shingle_chars` in
 CJK runs; a run shorter than n gives one shingle of the whole run. A shingle's hash depends only

@@ -85,14 +85,15 @@ def near_duplicate(text: str, min_jaccard: float, rng: random.Random, chinese: b
     raise RuntimeError("could not make a near duplicate in range")
 
 
-def pairwise_max_jaccard(texts: list[str]) -> np.ndarray:
-    """For every document, its highest true Jaccard to any other (sparse all-pairs product)."""
+def pairwise_max_jaccard(texts: list[str], shingles_of=shingle_set) -> np.ndarray:
+    """For every document, its highest true Jaccard to any other (sparse all-pairs product) of the
+    shingle sets `shingles_of(text)`."""
     from scipy.sparse import csr_matrix
 
     vocab: dict[bytes, int] = {}
     rows, cols = [], []
     for i, t in enumerate(texts):
-        for s in shingle_set(t):
+        for s in set(shingles_of(t)):
             rows.append(i)
             cols.append(vocab.setdefault(s, len(vocab)))
     x = csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(texts), len(vocab)))

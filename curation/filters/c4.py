@@ -48,7 +48,7 @@ class C4Filter(Stage):
 
     def __init__(self, cfg: C4Config = C4Config()):
         self.cfg = cfg
-        self.events: Counter = Counter()  # merged into the stage's counts by the pipeline
+        self.events: Counter = Counter()  # added to the stage's counts when its stream ends
 
     def keep(self, doc: Document) -> str | None:
         cfg = self.cfg

@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 from dsllm.curation.document import Document
 from dsllm.curation.filters import text as T
 from dsllm.curation.filters.ngrams import repetition_fractions
-from dsllm.curation.stage import Stage, StageCounts
+from dsllm.curation.stage import Stage
 
 BULLETS = ("•", "●", "○", "▪", "◦", "·", "-", "*", "–", "►", "▶", "‣", "⁃")
 ELLIPSES = ("...", "…")
@@ -173,26 +173,18 @@ class GopherRepetitionFilter(Stage):
         self.cfg = cfg
         self.batch_docs, self.batch_chars = batch_docs, batch_chars
 
-    def __call__(self, docs: Iterable[Document], counts: StageCounts) -> Iterator[Document]:
+    def batches(self, docs: Iterable[Document]) -> Iterator[list[Document]]:
+        """Up to `batch_docs` documents or `batch_chars` characters at a time."""
         batch: list[Document] = []
         chars = 0
         for doc in docs:
             batch.append(doc)
             chars += len(doc.text)
             if len(batch) >= self.batch_docs or chars >= self.batch_chars:
-                yield from self._flush(batch, counts)
+                yield batch
                 batch, chars = [], 0
         if batch:
-            yield from self._flush(batch, counts)
-
-    def _flush(self, batch: list[Document], counts: StageCounts) -> Iterator[Document]:
-        for doc, reason in zip(batch, self.judge(batch)):
-            counts.n_in += 1
-            if reason is None:
-                counts.n_out += 1
-                yield doc
-            else:
-                counts.drop(reason)
+            yield batch
 
     def keep(self, doc: Document) -> str | None:
         return self.judge([doc])[0]

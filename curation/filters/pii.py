@@ -8,10 +8,9 @@ import dataclasses
 import ipaddress
 import re
 from collections import Counter
-from typing import Iterable, Iterator
 
 from dsllm.curation.document import Document
-from dsllm.curation.stage import StageCounts
+from dsllm.curation.stage import Stage
 
 EMAIL_RE = re.compile(r"\b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b")
 IPV4_RE = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\d.])")
@@ -30,11 +29,14 @@ class PiiConfig:
     ip_replacement: str = "0.0.0.0"
 
 
-class PiiMasker:
+class PiiMasker(Stage):
+    """Masks e-mail addresses and public IP addresses; never drops a document."""
+
     name = "pii"
 
     def __init__(self, cfg: PiiConfig = PiiConfig()):
         self.cfg = cfg
+        self.events: Counter = Counter()
 
     def mask(self, text: str) -> tuple[str, int, int]:
         n_email = n_ip = 0
@@ -57,13 +59,10 @@ class PiiMasker:
                 text = IPV6_RE.sub(_ip, text)
         return text, n_email, n_ip
 
-    def __call__(self, docs: Iterable[Document], counts: StageCounts) -> Iterator[Document]:
-        for doc in docs:
-            counts.n_in += 1
-            doc.text, n_email, n_ip = self.mask(doc.text)
-            if n_email or n_ip:
-                doc.signals.update(masked_emails=n_email, masked_ips=n_ip)
-                counts.events["email"] += n_email
-                counts.events["ip"] += n_ip
-            counts.n_out += 1
-            yield doc
+    def keep(self, doc: Document) -> None:
+        doc.text, n_email, n_ip = self.mask(doc.text)
+        if n_email or n_ip:
+            doc.signals.update(masked_emails=n_email, masked_ips=n_ip)
+            self.events["email"] += n_email
+            self.events["ip"] += n_ip
+        return None

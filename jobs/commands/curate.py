@@ -34,7 +34,8 @@ def run(args) -> int:
     from dsllm import storage
     from dsllm.config import load_config
     from dsllm.errors import UserError
-    from dsllm.jobs.runner import RayExecutor, require_shared_path, run_curate
+    from dsllm.curation.run import run_curate
+    from dsllm.jobs.runner import RayExecutor, require_shared_path
 
     storage.set_requester_pays(args.requester_pays)
     if args.limit is not None and args.limit < 1:

@@ -12,7 +12,7 @@ from dsllm.curation.samples import SampleCrawlConfig, write_sample_crawl
 from dsllm.curation.sources import resolve_inputs
 from dsllm import storage
 from dsllm.config import load_config
-from dsllm.jobs.runner import run_curate
+from dsllm.curation.run import run_curate
 from tests.conftest import run_cli
 
 

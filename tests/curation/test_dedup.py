@@ -12,6 +12,8 @@ from dsllm.curation.dedup import DedupConfig, run_dedup
 from dsllm.curation.dedup.synthetic import (chinese_pieces, english_pieces, near_duplicate, pairwise_max_jaccard,
                                       write_documents)
 from dsllm.curation.executor import LocalExecutor
+from dsllm.jobs.runner import RayExecutor
+from tests.curation.shingle_oracle import oracle_shingles
 
 
 class ThreadExecutor:
@@ -21,20 +23,8 @@ class ThreadExecutor:
         self.parallelism = workers
         self.pool = ThreadPoolExecutor(workers)
 
-    def map(self, fn, items):
+    def map(self, fn, items, label=None):
         return list(self.pool.map(fn, list(items)))
-
-
-class TinyRayExecutor:
-    """The shape of jobs.runner.RayExecutor: one Ray task per item."""
-
-    parallelism = 2
-
-    def map(self, fn, items):
-        import ray
-
-        remote = ray.remote(num_cpus=1)(fn)
-        return ray.get([remote.remote(x) for x in items])
 
 
 def _corpus(pieces, n_base, every, chinese, seed):
@@ -84,8 +74,9 @@ def test_planted_near_duplicates_recall_and_precision(tmp_path, lang):
         if (d in removed) != (b in removed):
             loser = d if d in removed else b
             assert qual[loser] <= qual[b if loser == d else d]
-    # documents with true Jaccard < 0.5 to every other document are never removed
-    best = pairwise_max_jaccard(texts)
+    # documents with true Jaccard < 0.5 (of the independent oracle's shingles) to every other document
+    # are never removed
+    best = pairwise_max_jaccard(texts, oracle_shingles)
     lonely = [i for i, j in zip(ids, best) if j < 0.5]
     assert len(lonely) > 100
     assert sum(1 for i in lonely if i in removed) <= 0.001 * len(lonely)
@@ -121,7 +112,8 @@ def test_same_survivors_for_any_executor(tmp_path, ray_local):
     zh_ids, zh_texts, zh_q, _ = _corpus(chinese_pieces(), 60, 2, True, seed=8)
     files = _write(tmp_path, ids + zh_ids, texts + zh_texts, quality + zh_q, n_files=4)
     results = []
-    for name, ex in [("local", LocalExecutor()), ("threads", ThreadExecutor(4)), ("ray", TinyRayExecutor())]:
+    # the production executor on the session's in-process Ray (tasks in worker processes)
+    for name, ex in [("local", LocalExecutor()), ("threads", ThreadExecutor(4)), ("ray", RayExecutor(quiet=True))]:
         out = run_dedup(files, str(tmp_path / f"work-{name}"), DedupConfig(partitions=5), None, ex)
         results.append(({f: sorted(out.removed(f)) for f in files}, [c.to_json() for c in out.counts]))
     assert results[0] == results[1] == results[2]
@@ -135,7 +127,7 @@ def test_rerun_resumes_from_artifacts(tmp_path):
     calls = []
 
     class Counting(LocalExecutor):
-        def map(self, fn, items):
+        def map(self, fn, items, label=None):
             items = list(items)
             calls.append((fn.__name__, len(items)))
             return super().map(fn, items)

@@ -1,5 +1,5 @@
 """`dsllm stats` on real output: a sample crawl of two dumps curated by the real pipeline
-(jobs.runner.run_curate), a tokenizer trained on it and the shards packed by tokenizer.pack — all
+(curation.run.run_curate), a tokenizer trained on it and the shards packed by tokenizer.pack — all
 in-process with the LocalExecutor — checked against the files themselves."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def real(tmp_path_factory):
     from dsllm.curation.executor import LocalExecutor
     from dsllm.curation.samples import SampleCrawlConfig, write_sample_crawl
     from dsllm.curation.sources import resolve_inputs
-    from dsllm.jobs.runner import run_curate
+    from dsllm.curation.run import run_curate
     from dsllm.tokenizer.pack import PackConfig, pack
     from dsllm.tokenizer.train import TokenizerTrainConfig, train_tokenizer
 

@@ -1,0 +1,171 @@
+"""The curate run, top to bottom, over any `Executor` (Ray in production, LocalExecutor in tests):
+
+    result = run_curate(specs, "s3://b/run1", cfg, executor, dedup_index=None)
+
+1. plan: the run's signature (inputs, per-input fingerprint, config, index); a finished run with the
+   same signature is not redone;
+2. per input (curation.pipeline.process_input_safely, one task per input file; an input whose
+   completion marker exists is skipped): read → extract → … → pii → OUT/_work/inputs/<key>/;
+3. dedup (curation.dedup.run_dedup): exact and MinHash, within the run and against the index;
+4. remix: natural domain counts → plan (curation.remix);
+5. final shards (curation.shards.write_final_shard), one task per group of inputs;
+6. statistics → stats.json; publish manifest.json, config.json; commit the dedup index;
+   OUT/_work/complete.json last.
+
+A failed input is recorded in the manifest and the run ends non-zero naming it; its outputs are not
+published as complete, so a rerun retries only it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from dsllm import storage
+from dsllm.config import config_to_dict
+from dsllm.curation.config import GLOBAL_STAGES, PER_INPUT_STAGES, CurateConfig
+from dsllm.curation.executor import Executor
+from dsllm.curation.pipeline import per_input_fingerprint, process_input_safely, task_list
+from dsllm.curation.shards import (check_funnel, merge_sums, natural_domains, now_iso, plan_shards, versions,
+                                   write_final_shard)
+from dsllm.curation.sources import InputSpec
+from dsllm.curation.stage import StageCounts, merge_counts
+
+
+@dataclasses.dataclass
+class CurateResult:
+    inputs: list[dict]
+    failed: list[dict]
+    shards: list[dict]
+    stats: dict
+    skipped_complete: bool = False
+
+
+def complete_marker(out: str) -> str:
+    """Written last by a complete run: its signature."""
+    return storage.join(out, "_work", "complete.json")
+
+
+def run_signature(specs: list[InputSpec], cfg: CurateConfig, dedup_index: str | None) -> dict:
+    """What makes two runs the same run (a finished run with the same signature is not redone)."""
+    return {"inputs": [s.uri for s in specs], "fingerprint": per_input_fingerprint(cfg),
+            "config": config_to_dict(cfg), "dedup_index": dedup_index}
+
+
+def run_curate(specs: list[InputSpec], out: str, cfg: CurateConfig, executor: Executor,
+               dedup_index: str | None = None, log=print) -> CurateResult:
+    """The whole curate run over `executor`; see the module docstring for its steps."""
+    marker, signature = complete_marker(out), run_signature(specs, cfg, dedup_index)
+    if storage.exists(marker) and storage.read_json(marker).get("signature") == signature:
+        log(f"curate: {out} is already complete for these inputs and this config; nothing to do")
+        return _previous_result(out)
+
+    results = executor.map(process_input_safely, task_list(specs, cfg, out), label="curate/inputs")
+    done = [r for r in results if r["status"] == "done"]
+    failed = [r for r in results if r["status"] != "done"]
+    n_skipped = sum(1 for r in done if r.get("skipped"))
+    log(f"curate: {len(done)} inputs done ({n_skipped} already finished earlier), {len(failed)} failed")
+
+    stage_counts = merge_counts([[StageCounts.from_json(c) for c in r["counts"]] for r in done])
+    files = [r["docs"] for r in done]
+    removed = {f: [] for f in files}
+    dumps: list = []
+    outcome = None
+    if any(cfg.runs(s) for s in ("exact_dedup", "minhash_dedup")) and files:
+        outcome = dedup(files, out, cfg, executor, dedup_index)
+        removed = {f: sorted(outcome.removed(f)) for f in files}
+        stage_counts += [c for c in outcome.counts if cfg.runs(c.name)]
+        dumps = outcome.dumps
+
+    natural = merge_sums(executor.map(natural_domains, [(f, removed[f], cfg.output.batch_rows) for f in files],
+                                      label="curate/domains"))
+    plan = remix_plan(natural, cfg)
+    shards = write_shards(out, done, removed, plan, cfg, executor)
+    if plan is not None:
+        stage_counts.append(remix_counts(shards))
+    stats = build_stats(stage_counts, shards, natural, dumps, cfg)
+    publish(out, cfg, results, shards, stats)
+    if failed:  # the index is committed only by a complete run: a rerun must not dedup against itself
+        return CurateResult(results, failed, shards, stats)
+    if outcome is not None and dedup_index:
+        outcome.commit_index()
+    storage.write_json(marker, {"signature": signature})
+    return CurateResult(results, failed, shards, stats)
+
+
+def _previous_result(out: str) -> CurateResult:
+    stats = storage.read_json(storage.join(out, "stats.json"))
+    manifest = storage.read_json(storage.join(out, "manifest.json"))
+    return CurateResult(manifest["inputs"], [], manifest["shards"], stats, skipped_complete=True)
+
+
+def dedup(files: list[str], out: str, cfg: CurateConfig, executor: Executor, index: str | None):
+    """Exact and MinHash dedup of the per-input files (the stages that run), under OUT/_work/dedup."""
+    from dsllm.curation.dedup import run_dedup
+
+    dcfg = dataclasses.replace(cfg.dedup, exact=cfg.runs("exact_dedup"), minhash=cfg.runs("minhash_dedup"))
+    return run_dedup(files, storage.join(out, "_work", "dedup"), dcfg, index, executor)
+
+
+def remix_plan(natural: dict, cfg: CurateConfig):
+    """The remix plan from the natural domain counts, or None when remix is skipped."""
+    if not cfg.runs("remix"):
+        return None
+    from dsllm.curation.remix import DomainRemixer
+
+    return DomainRemixer(cfg.remix).plan(natural)
+
+
+def write_shards(out: str, done: list[dict], removed: dict, plan, cfg: CurateConfig,
+                 executor: Executor) -> list[dict]:
+    """The final shards (removals and remix applied), one task per group; stale shards removed."""
+    kept = [r["documents"] - len(removed[r["docs"]]) for r in done]
+    groups = plan_shards(kept, cfg.output.shard_rows)
+    tasks = [{"out": out, "index": i, "plan": plan, "batch_rows": cfg.output.batch_rows,
+              "level": cfg.output.compression_level,
+              "sources": [(done[j]["docs"], removed[done[j]["docs"]]) for j in group]}
+             for i, group in enumerate(groups)]
+    shards = executor.map(write_final_shard, tasks, label="curate/shards")
+    keep = {s["path"] for s in shards}
+    for f in storage.list_files(storage.join(out, "shards")):  # shards of an earlier, larger plan
+        rel = "shards/" + f.uri.replace("\\", "/").rsplit("/", 1)[-1]
+        if rel not in keep and rel.endswith(".parquet"):
+            storage.remove(f.uri)
+    return shards
+
+
+def remix_counts(shards: list[dict]) -> StageCounts:
+    """The remix stage's counts, summed over the shard tasks."""
+    total = StageCounts("remix")
+    for s in shards:
+        total = total + StageCounts.from_json(s["remix"])
+    return total
+
+
+def build_stats(stage_counts: list[StageCounts], shards, natural, dumps, cfg: CurateConfig) -> dict:
+    """stats.json: the funnel in pipeline order (checked to balance), totals, languages, domains."""
+    rows = sum(s["rows"] for s in shards)
+    order = {name: i for i, name in enumerate(PER_INPUT_STAGES + GLOBAL_STAGES)}
+    stage_counts = sorted(stage_counts, key=lambda c: order[c.name])
+    check_funnel(stage_counts, rows)
+    languages = merge_sums(s["languages"] for s in shards)
+    remixed = merge_sums(s["domains"] for s in shards)
+    return {"stages": [c.to_json() for c in stage_counts],
+            "skipped": [s for s in cfg.skip],
+            "totals": {"documents": rows, "chars": sum(v["chars"] for v in languages.values()),
+                       "bytes": sum(s["text_bytes"] for s in shards)},
+            "languages": languages,
+            "domains": {"natural": natural, "remixed": remixed},
+            "dedup": {"dumps": dumps}}
+
+
+def publish(out: str, cfg: CurateConfig, results: list[dict], shards: list[dict], stats: dict) -> None:
+    """config.json, stats.json, then manifest.json (shards with sha256, inputs with status)."""
+    inputs = [{"uri": r["uri"], "crawl": r.get("crawl", ""), "status": r["status"], "error": r.get("error"),
+               "records": r.get("records", 0), "documents": r.get("documents", 0)} for r in results]
+    config = config_to_dict(cfg)
+    manifest = {"kind": "curated", "created": now_iso(), "versions": versions(),
+                "shards": [{k: s[k] for k in ("path", "rows", "bytes", "sha256")} for s in shards],
+                "inputs": inputs, "config": config}
+    storage.write_json(storage.join(out, "config.json"), config)
+    storage.write_json(storage.join(out, "stats.json"), stats)
+    storage.write_json(storage.join(out, "manifest.json"), manifest)
