@@ -22,7 +22,7 @@ import torch
 from dsllm import storage
 from dsllm.config import config_to_dict
 from dsllm.errors import UserError
-from dsllm.trainer import checkpoint as ckpt_io
+from dsllm.trainer.checkpoints import native as ckpt_io
 from dsllm.trainer.config import ModelConfig
 from dsllm.trainer.metrics import MetricsLog, PeakFlops
 from dsllm.trainer.model import Transformer, segments_from_offsets
@@ -132,8 +132,8 @@ def resume(src: str, model: Transformer, model_cfg: ModelConfig) -> tuple[dict |
     """Load weights from `src`; return (native optimizer state or None, progress).
 
     A native checkpoint (ours) restores everything; anything else (a Hugging Face folder, an S3
-    prefix of DeepSeek's) goes through trainer.hf: weights only, fresh AdamW, re-warmup."""
-    from dsllm.trainer import hf
+    prefix of DeepSeek's) goes through trainer.checkpoints.hf: weights only, fresh AdamW, re-warmup."""
+    from dsllm.trainer.checkpoints import hf
 
     ck = hf.resolve_checkpoint(src)
     if _shape(ck.config) != _shape(model_cfg):
@@ -179,7 +179,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     """Train; returns a summary (steps, tokens, last loss, last checkpoint).
 
     `run_dir` is a local directory or an s3:// URI (trained in a local staging directory and
-    mirrored up, see trainer/mirror.py).
+    mirrored up, see trainer/checkpoints/mirror.py).
     `on_checkpoint(step, absolute checkpoint dir)` is called on this thread once per checkpoint
     after it is durably published (written, renamed, and uploaded for an S3 run), in step order,
     at the next step boundary (or the end). With several workers it is called on every rank that
@@ -191,7 +191,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     ds = open_data(data, model_cfg)
     mirror = None
     if storage.is_remote(run_dir):  # an S3 run: train in a local staging dir, mirror it up
-        from dsllm.trainer.mirror import RunMirror, staging_dir
+        from dsllm.trainer.checkpoints.mirror import RunMirror, staging_dir
 
         if not storage.is_s3(run_dir):
             raise UserError(f"--output {run_dir}: a run directory is local or s3://")

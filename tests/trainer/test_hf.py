@@ -1,4 +1,4 @@
-"""Hugging Face import / export against `transformers` as the reference (trainer/hf.py)."""
+"""Hugging Face import / export against `transformers` as the reference (trainer/checkpoints/hf.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 
 from dsllm.errors import UserError
-from dsllm.trainer import hf
+from dsllm.trainer.checkpoints import hf
 from dsllm.trainer.model import Transformer
 
 X = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(1))

@@ -1,5 +1,5 @@
 """Listing and fetching checkpoints from a real S3 endpoint (moto's server) behind a requester-pays
-proxy of our own (tests/conftest.py `s3_proxy`), and from local folders (trainer/remote.py)."""
+proxy of our own (tests/conftest.py `s3_proxy`), and from local folders (trainer/checkpoints/remote.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 
 from dsllm import storage
 from dsllm.errors import UserError
-from dsllm.trainer import hf, remote
+from dsllm.trainer.checkpoints import hf, remote
 
 PREFIX = "DeepSeek-LLM/DeepSeek-LLM-7B-Base"
 

@@ -40,7 +40,7 @@ from typing import Callable
 
 from dsllm import storage
 from dsllm.errors import UserError
-from dsllm.trainer import remote
+from dsllm.trainer.checkpoints import remote
 
 HEADER_PROBE = 256 << 10
 READ_SIZE = 1 << 20
@@ -61,7 +61,7 @@ class RemoteShard:
 
 def open_shard(uri: str, requester_pays: bool = True) -> RemoteShard:
     """HEAD the object and read and validate its safetensors header (one ranged GET, usually)."""
-    from dsllm.trainer import hf
+    from dsllm.trainer.checkpoints import hf
 
     r = remote._head(uri, requester_pays)
     client = storage.s3_client()
@@ -146,7 +146,7 @@ class _Segment:
                 if self._view is None:  # created on first write, so a staging copy lives briefly
                     import torch
 
-                    from dsllm.trainer.hf import _bytes_view
+                    from dsllm.trainer.checkpoints.hf import _bytes_view
 
                     self.staging = torch.empty(self.shape, dtype=self.dtype)
                     self._view = memoryview(_bytes_view(self.staging))
@@ -163,7 +163,7 @@ def _segments(shard: RemoteShard, target: Callable) -> tuple[list[_Segment], set
     """Byte stretches covering the whole object in file order, and the names that land in the model."""
     import torch
 
-    from dsllm.trainer.hf import _bytes_view
+    from dsllm.trainer.checkpoints.hf import _bytes_view
 
     head = len(shard.head)
     segs = [_Segment(0, head, "(header)", view=memoryview(bytearray(head)))]

@@ -3,10 +3,10 @@
 Import accepts a run folder (its latest `checkpoints/step-N`), a step folder, or a Hugging Face
 model folder or S3 prefix (`config.json` + `*.safetensors` or `pytorch_model*.bin`, sharded with
 an index or not). S3 safetensors checkpoints are streamed straight into the model by default
-(`trainer.stream`: only config, index, tokenizer files land in the cache); `.bin` pickles, native
+(`trainer.checkpoints.stream`: only config, index, tokenizer files land in the cache); `.bin` pickles, native
 checkpoints with optimizer state, checkpoints already in the cache, and any checkpoint when
 `DSLLM_CHECKPOINT_CACHE=1` (or `stream=False`) is set, are fetched into the local cache first
-(`trainer.remote`) and loaded from there.
+(`trainer.checkpoints.remote`) and loaded from there.
 
 Memory: safetensors tensors are read with `readinto` straight into the parameters' own storage
 (no mmap whose touched pages would count as a second copy, no intermediate dict), so peak memory
@@ -37,7 +37,7 @@ from pathlib import Path
 
 from dsllm import storage
 from dsllm.errors import UserError
-from dsllm.trainer import remote
+from dsllm.trainer.checkpoints import remote
 from dsllm.trainer.config import ModelConfig
 
 DEEPSEEK_VOCAB = 102400
@@ -182,7 +182,7 @@ def _open_local(folder: Path, src: str, step: int | None, tokens: int | None,
         tokenizer=str(folder) if (folder / "tokenizer.json").exists() else None,
         notes=tuple(notes), raw_config=raw, requester_pays=requester_pays, progress=progress)
     if ckpt.streamed:
-        from dsllm.trainer import stream
+        from dsllm.trainer.checkpoints import stream
 
         for uri in files:  # HEAD + one ranged GET of the header per shard, kept for the load
             ckpt.remote_shards[uri] = stream.open_shard(uri, requester_pays)
@@ -439,7 +439,7 @@ def load_into(model, ckpt: LocalCheckpoint, strict: bool = True) -> None:
         for path in ckpt.files:
             new = {}
             if storage.is_s3(path):
-                from dsllm.trainer import stream
+                from dsllm.trainer.checkpoints import stream
 
                 shard = ckpt.remote_shards.get(path) or stream.open_shard(path, ckpt.requester_pays)
                 names, how = stream.load_shard(shard, lambda name, shape: _target(ckpt, targets, name, shape, new),
