@@ -8,7 +8,7 @@ No local copy is written. Per shard:
    whole number of multipart parts so that every part's MD5 can be computed — and fetched by
    parallel ranged GETs (`If-Match` the ETag, so a changed object fails instead of mixing
    versions; the total size of every `Content-Range` is checked). Each GET writes its bytes
-   directly into the storage of the parameters they belong to (`_bytes_view`); only a tensor
+   directly into the storage of the parameters they belong to (`formats.bytes_view`); only a tensor
    whose dtype differs from the model's goes through a staging tensor, converted and freed as
    soon as its last byte is in;
 3. read errors are retried from the byte where they stopped (`DSLLM_FETCH_RETRIES`, default 5),
@@ -38,9 +38,10 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Callable
 
+from dsllm.trainer.checkpoints import formats, remote
+
 from dsllm import storage
 from dsllm.errors import UserError
-from dsllm.trainer.checkpoints import remote
 
 HEADER_PROBE = 256 << 10
 READ_SIZE = 1 << 20
@@ -52,7 +53,7 @@ class RemoteShard:
 
     remote: remote._Remote
     head: bytes                 # the object's first 8 + header-length bytes
-    entries: dict               # name -> trainer.hf.TensorEntry (absolute byte offsets)
+    entries: dict               # name -> formats.TensorEntry (absolute byte offsets)
 
     @property
     def uri(self) -> str:
@@ -61,15 +62,13 @@ class RemoteShard:
 
 def open_shard(uri: str, requester_pays: bool = True) -> RemoteShard:
     """HEAD the object and read and validate its safetensors header (one ranged GET, usually)."""
-    from dsllm.trainer.checkpoints import hf
-
     r = remote._head(uri, requester_pays)
     client = storage.s3_client()
     probe = _get_bytes(client, r, 0, min(r.size, HEADER_PROBE), requester_pays)
-    n = hf.header_length(probe, r.size, uri)
+    n = formats.header_length(probe, r.size, uri)
     if 8 + n > len(probe):
         probe += _get_bytes(client, r, len(probe), 8 + n, requester_pays)
-    return RemoteShard(r, probe[:8 + n], hf.parse_header(probe[8:8 + n], r.size, uri))
+    return RemoteShard(r, probe[:8 + n], formats.parse_header(probe[8:8 + n], r.size, uri))
 
 
 def _get_bytes(client, r: remote._Remote, lo: int, hi: int, requester_pays: bool) -> bytes:
@@ -146,10 +145,9 @@ class _Segment:
                 if self._view is None:  # created on first write, so a staging copy lives briefly
                     import torch
 
-                    from dsllm.trainer.checkpoints.hf import _bytes_view
 
                     self.staging = torch.empty(self.shape, dtype=self.dtype)
-                    self._view = memoryview(_bytes_view(self.staging))
+                    self._view = memoryview(formats.bytes_view(self.staging))
         return self._view
 
     def finish(self) -> None:
@@ -162,8 +160,6 @@ class _Segment:
 def _segments(shard: RemoteShard, target: Callable) -> tuple[list[_Segment], set[str]]:
     """Byte stretches covering the whole object in file order, and the names that land in the model."""
     import torch
-
-    from dsllm.trainer.checkpoints.hf import _bytes_view
 
     head = len(shard.head)
     segs = [_Segment(0, head, "(header)", view=memoryview(bytearray(head)))]
@@ -178,7 +174,7 @@ def _segments(shard: RemoteShard, target: Callable) -> tuple[list[_Segment], set
         if dst is None:  # an ignored buffer: its bytes are read (hashes need them) and dropped
             segs.append(_Segment(e.start, e.end, name, view=memoryview(bytearray(e.end - e.start))))
         elif dst.dtype == src and dst.is_contiguous() and dst.device.type == "cpu":
-            segs.append(_Segment(e.start, e.end, name, view=memoryview(_bytes_view(dst))))
+            segs.append(_Segment(e.start, e.end, name, view=memoryview(formats.bytes_view(dst))))
         else:
             segs.append(_Segment(e.start, e.end, name, dst=dst, dtype=src, shape=e.shape))
     return segs, loaded
