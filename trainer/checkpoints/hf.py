@@ -34,6 +34,8 @@ import os
 import re
 from pathlib import Path
 
+from dsllm import storage
+from dsllm.errors import UserError
 from dsllm.trainer.checkpoints import remote
 from dsllm.trainer.checkpoints.formats import (
     ST_DTYPES,
@@ -43,9 +45,6 @@ from dsllm.trainer.checkpoints.formats import (
     read_header,
 )
 from dsllm.trainer.config import ModelConfig
-
-from dsllm import storage
-from dsllm.errors import UserError
 
 DEEPSEEK_VOCAB = 102400
 DEEPSEEK_BOS, DEEPSEEK_EOS = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
