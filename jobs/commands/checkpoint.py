@@ -124,7 +124,7 @@ def _fetch(args) -> int:
 
 
 def _export(args) -> int:
-    from dsllm.trainer.checkpoints.hf import export_hf
+    from dsllm.trainer.checkpoints.export import export_hf
 
     ckpt = _resolve(args, with_optimizer=False)
     for note in ckpt.notes:

@@ -13,6 +13,7 @@ import torch
 from dsllm import storage
 from dsllm.errors import UserError
 from dsllm.trainer.checkpoints import hf, remote
+from dsllm.trainer.checkpoints.export import export_hf
 
 PREFIX = "DeepSeek-LLM/DeepSeek-LLM-7B-Base"
 
@@ -178,7 +179,7 @@ def test_missing_shard_on_s3(tiny_llama, s3_bucket, s3_proxy, tmp_path):
 def test_export_to_s3_and_import_back(tiny_llama, s3_bucket, s3_proxy, tmp_path):
     folder, ref = tiny_llama(fmt="bin", shards=2)
     s3_proxy.require_payer = False  # the output bucket is the user's own
-    hf.export_hf(hf.resolve_checkpoint(str(folder)), f"s3://{s3_bucket}/exported", max_shard_bytes=40_000)
+    export_hf(hf.resolve_checkpoint(str(folder)), f"s3://{s3_bucket}/exported", max_shard_bytes=40_000)
     s3_proxy.require_payer = True
     names = {f.uri.rsplit("/", 1)[1] for f in storage.list_files(f"s3://{s3_bucket}/exported", requester_pays=True)}
     assert {"config.json", "generation_config.json", "model.safetensors.index.json"} <= names
