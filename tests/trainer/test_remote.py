@@ -12,7 +12,7 @@ import torch
 
 from dsllm import storage
 from dsllm.errors import UserError
-from dsllm.trainer.checkpoints import hf, remote
+from dsllm.trainer.checkpoints import hf, ranged, remote
 from dsllm.trainer.checkpoints.export import export_hf
 
 PREFIX = "DeepSeek-LLM/DeepSeek-LLM-7B-Base"
@@ -198,3 +198,15 @@ def test_concurrent_fetches_of_one_object_share_the_cache(s3_bucket, s3_proxy, t
         paths = list(pool.map(lambda _: remote.fetch_files([uri], cache=tmp_path, chunk_size=1 << 20)[0], range(2)))
     assert paths[0] == paths[1] and paths[0].read_bytes() == data
     assert len(_gets(s3_proxy)) == 4  # one download of the four ranges; the second fetcher found it cached
+
+
+def test_ranged_read_refuses_an_object_replaced_after_head(s3_bucket, s3_proxy, tmp_path):
+    """The one ranged GET (cache download and streaming import) is If-Match the HEAD's ETag."""
+    uri, data = _single_object(s3_bucket, s3_proxy, size=1 << 16)
+    obj = ranged.head(uri, requester_pays=True)
+    assert ranged.get_bytes(storage.s3_client(), obj, 100, 300, True) == data[100:300]
+    s3_proxy.require_payer = False  # same key, same size, new bytes
+    storage.s3_client().put_object(Bucket=s3_bucket, Key="ckpt/model.safetensors", Body=data[::-1])
+    s3_proxy.require_payer = True
+    with pytest.raises(UserError, match="the object changed while it was read"):
+        ranged.get_bytes(storage.s3_client(), obj, 100, 300, True)
