@@ -6,7 +6,7 @@ Anchors (measured in the same run, same bytes):
   that same raw read.
 
 Ours:
-- disk: `trainer.hf.resolve_checkpoint` + `build_model` (meta device, `readinto` straight into the
+- disk: `trainer.checkpoints.hf.resolve_checkpoint` + `build_model` (meta device, `readinto` straight into the
   parameters, header and shape checks);
 - S3, cached: the same from an s3:// prefix into an empty cache (parallel verified ranged fetch
   first, `stream=False`);
@@ -54,7 +54,7 @@ def make_checkpoint(folder: Path, gb: float) -> int:
     from safetensors.torch import save_file
 
     from dsllm.trainer.config import ModelConfig
-    from dsllm.trainer.hf import expected_shapes
+    from dsllm.trainer.checkpoints.hf import expected_shapes
 
     cfg = _config(gb)
     folder.mkdir(parents=True, exist_ok=True)
@@ -107,7 +107,7 @@ def child(mode: str, src: str, cache: str) -> None:
         storage.s3_client().download_file(bucket, key, str(local), ExtraArgs={"RequestPayer": "requester"}, Config=cfg)
         n = _load_file_touched(str(local))
     else:
-        from dsllm.trainer import hf
+        from dsllm.trainer.checkpoints import hf
 
         ckpt = hf.resolve_checkpoint(src, cache=Path(cache), stream=mode == "import-s3-stream")
         assert ckpt.streamed == (mode == "import-s3-stream")

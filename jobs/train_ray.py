@@ -64,7 +64,7 @@ def train_with_ray(args, cfg, model_cfg) -> int:
         raise UserError(f"--workers {args.workers}: the Ray cluster has only {cpus} CPUs")
     from dsllm import storage
 
-    # an s3:// run is staged locally by each rank and mirrored to S3 (trainer/mirror.py)
+    # an s3:// run is staged locally by each rank and mirrored to S3 (trainer/checkpoints/mirror.py)
     run_dir = args.output if storage.is_remote(args.output) else str(Path(args.output).resolve())
     ray_dir = (Path(os.environ.get("DSLLM_CACHE", Path.home() / ".cache" / "dsllm")) / "ray-train"
                / hashlib.sha1(run_dir.encode()).hexdigest()[:16]) if storage.is_remote(run_dir) else Path(run_dir) / "ray"

@@ -108,7 +108,7 @@ def evaluate_model(model, packed: str, max_rows: int | None = None, batch_size: 
 def evaluate_checkpoint(ckpt, packed: str, max_rows: int | None = None, batch_size: int = 4,
                         dtype=None, name: str | None = None) -> EvalResult:
     """Build the checkpoint's model (meta device, shard-by-shard load) and evaluate it."""
-    from dsllm.trainer.hf import build_model
+    from dsllm.trainer.checkpoints.hf import build_model
 
     model = build_model(ckpt, dtype=dtype)
     total, count, rows = evaluate_model(model, packed, max_rows, batch_size)

@@ -58,7 +58,7 @@ def _size(n: int) -> str:
 
 
 def _list(args) -> int:
-    from dsllm.trainer.remote import list_checkpoints
+    from dsllm.trainer.checkpoints.remote import list_checkpoints
 
     infos = list_checkpoints(args.src, requester_pays=args.requester_pays)
     if args.json:
@@ -101,7 +101,7 @@ class _Progress:
 def _resolve(args, with_optimizer: bool = True):
     from pathlib import Path
 
-    from dsllm.trainer.hf import resolve_checkpoint
+    from dsllm.trainer.checkpoints.hf import resolve_checkpoint
 
     return resolve_checkpoint(args.ckpt if hasattr(args, "ckpt") else args.src, step=args.step,
                               requester_pays=args.requester_pays, with_optimizer=with_optimizer,
@@ -112,8 +112,8 @@ def _resolve(args, with_optimizer: bool = True):
 def _fetch(args) -> int:
     from pathlib import Path
 
-    from dsllm.trainer import remote
-    from dsllm.trainer.hf import pick_checkpoint
+    from dsllm.trainer.checkpoints import remote
+    from dsllm.trainer.checkpoints.hf import pick_checkpoint
 
     info = pick_checkpoint(remote.list_checkpoints(args.src, requester_pays=args.requester_pays),
                            args.src, args.step)
@@ -124,7 +124,7 @@ def _fetch(args) -> int:
 
 
 def _export(args) -> int:
-    from dsllm.trainer.hf import export_hf
+    from dsllm.trainer.checkpoints.export import export_hf
 
     ckpt = _resolve(args, with_optimizer=False)
     for note in ckpt.notes:

@@ -37,7 +37,7 @@ def _checkpoints(src: str, args):
     """The checkpoints SRC names: one folder, or every step under a run dir / prefix."""
     from pathlib import Path
 
-    from dsllm.trainer import hf, remote
+    from dsllm.trainer.checkpoints import hf, remote
 
     local = Path(src)
     if not src.startswith(("s3://", "http://", "https://")) and (local.is_file() or hf._is_checkpoint_dir(local)):

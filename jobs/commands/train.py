@@ -12,7 +12,7 @@ Knobs: configs/train-<flavor>.toml (or --config FILE) and --set key=value (e.g. 
 optim.lr=3e-4, --set precision=fp32, --set model.num_hidden_layers=4). Rerunning with the same
 --output resumes from its latest checkpoint. --output may be s3://bucket/run: training then runs
 in a local staging directory and uploads every checkpoint (and metrics.jsonl) to it, and a rerun
-resumes from the S3 run's latest complete checkpoint (trainer/mirror.py).
+resumes from the S3 run's latest complete checkpoint (trainer/checkpoints/mirror.py).
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def _model_config(args, cfg):
     if args.model is None:
         if not args.resume_from:
             raise UserError("--model is required (tiny, 7b, 67b or a LlamaConfig JSON) unless --resume-from is given")
-        from dsllm.trainer import hf
+        from dsllm.trainer.checkpoints import hf
 
         base = hf.resolve_checkpoint(args.resume_from).config
         return base.replace(**cfg.model) if cfg.model else base

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dsllm.errors import UserError
-from dsllm.trainer import hf
+from dsllm.trainer.checkpoints import hf
 from dsllm.trainer.evaluate import evaluate_checkpoint
 
 SEQ = 16

@@ -1,4 +1,4 @@
-"""Hugging Face import / export against `transformers` as the reference (trainer/hf.py)."""
+"""Hugging Face import / export against `transformers` as the reference (trainer/checkpoints/hf.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import torch
 from safetensors import safe_open
 
 from dsllm.errors import UserError
-from dsllm.trainer import hf
+from dsllm.trainer.checkpoints import hf
+from dsllm.trainer.checkpoints.export import export_hf
 from dsllm.trainer.model import Transformer
 
 X = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(1))
@@ -149,7 +150,7 @@ def test_export_round_trip_is_lossless(tiny_llama, tmp_path, fmt):
     (folder / "tokenizer.json").write_text('{"added_tokens": []}')
     ckpt = hf.resolve_checkpoint(str(folder))
     out = tmp_path / "export"
-    written = hf.export_hf(ckpt, str(out), max_shard_bytes=600_000)
+    written = export_hf(ckpt, str(out), max_shard_bytes=600_000)
     assert "model.safetensors.index.json" in written and "tokenizer.json" in written
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["bos_token_id"], cfg["eos_token_id"]) == (100000, 100001)
@@ -168,7 +169,7 @@ def test_export_round_trip_is_lossless(tiny_llama, tmp_path, fmt):
         assert torch.equal(loaded(X).logits, ref(X).logits)
     # export of the export: byte-identical weight files
     again = tmp_path / "again"
-    hf.export_hf(hf.resolve_checkpoint(str(out)), str(again), max_shard_bytes=600_000)
+    export_hf(hf.resolve_checkpoint(str(out)), str(again), max_shard_bytes=600_000)
     for f in out.glob("*.safetensors"):
         assert (again / f.name).read_bytes() == f.read_bytes()
 
@@ -177,12 +178,12 @@ def test_export_refuses_non_empty_output(tiny_llama, tmp_path):
     folder, _ = tiny_llama()
     ckpt = hf.resolve_checkpoint(str(folder))
     with pytest.raises(UserError, match="own folder"):
-        hf.export_hf(ckpt, str(folder))
+        export_hf(ckpt, str(folder))
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("x")
     with pytest.raises(UserError, match="not empty"):
-        hf.export_hf(ckpt, str(tmp_path / "busy"))
-    hf.export_hf(ckpt, str(tmp_path / "busy"), dtype="bfloat16", overwrite=True)
+        export_hf(ckpt, str(tmp_path / "busy"))
+    export_hf(ckpt, str(tmp_path / "busy"), dtype="bfloat16", overwrite=True)
     with safe_open(str(tmp_path / "busy" / "model.safetensors"), "pt") as sf:
         assert sf.get_tensor("lm_head.weight").dtype == torch.bfloat16
 

@@ -1,5 +1,5 @@
 """Listing and fetching checkpoints from a real S3 endpoint (moto's server) behind a requester-pays
-proxy of our own (tests/conftest.py `s3_proxy`), and from local folders (trainer/remote.py)."""
+proxy of our own (tests/conftest.py `s3_proxy`), and from local folders (trainer/checkpoints/remote.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import torch
 
 from dsllm import storage
 from dsllm.errors import UserError
-from dsllm.trainer import hf, remote
+from dsllm.trainer.checkpoints import hf, ranged, remote
+from dsllm.trainer.checkpoints.export import export_hf
 
 PREFIX = "DeepSeek-LLM/DeepSeek-LLM-7B-Base"
 
@@ -178,7 +179,7 @@ def test_missing_shard_on_s3(tiny_llama, s3_bucket, s3_proxy, tmp_path):
 def test_export_to_s3_and_import_back(tiny_llama, s3_bucket, s3_proxy, tmp_path):
     folder, ref = tiny_llama(fmt="bin", shards=2)
     s3_proxy.require_payer = False  # the output bucket is the user's own
-    hf.export_hf(hf.resolve_checkpoint(str(folder)), f"s3://{s3_bucket}/exported", max_shard_bytes=40_000)
+    export_hf(hf.resolve_checkpoint(str(folder)), f"s3://{s3_bucket}/exported", max_shard_bytes=40_000)
     s3_proxy.require_payer = True
     names = {f.uri.rsplit("/", 1)[1] for f in storage.list_files(f"s3://{s3_bucket}/exported", requester_pays=True)}
     assert {"config.json", "generation_config.json", "model.safetensors.index.json"} <= names
@@ -197,3 +198,15 @@ def test_concurrent_fetches_of_one_object_share_the_cache(s3_bucket, s3_proxy, t
         paths = list(pool.map(lambda _: remote.fetch_files([uri], cache=tmp_path, chunk_size=1 << 20)[0], range(2)))
     assert paths[0] == paths[1] and paths[0].read_bytes() == data
     assert len(_gets(s3_proxy)) == 4  # one download of the four ranges; the second fetcher found it cached
+
+
+def test_ranged_read_refuses_an_object_replaced_after_head(s3_bucket, s3_proxy, tmp_path):
+    """The one ranged GET (cache download and streaming import) is If-Match the HEAD's ETag."""
+    uri, data = _single_object(s3_bucket, s3_proxy, size=1 << 16)
+    obj = ranged.head(uri, requester_pays=True)
+    assert ranged.get_bytes(storage.s3_client(), obj, 100, 300, True) == data[100:300]
+    s3_proxy.require_payer = False  # same key, same size, new bytes
+    storage.s3_client().put_object(Bucket=s3_bucket, Key="ckpt/model.safetensors", Body=data[::-1])
+    s3_proxy.require_payer = True
+    with pytest.raises(UserError, match="the object changed while it was read"):
+        ranged.get_bytes(storage.s3_client(), obj, 100, 300, True)

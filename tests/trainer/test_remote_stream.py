@@ -1,4 +1,4 @@
-"""Streaming safetensors from S3 straight into the model (trainer/stream.py), against moto's server
+"""Streaming safetensors from S3 straight into the model (trainer/checkpoints/stream.py), against moto's server
 behind the requester-pays proxy (tests/conftest.py `s3_proxy`); the cached path is the reference."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 
 from dsllm import storage
 from dsllm.errors import UserError
-from dsllm.trainer import hf, remote, stream
+from dsllm.trainer.checkpoints import hf, remote, stream
 from dsllm.trainer.model import Transformer
 
 PREFIX = "DeepSeek-LLM/DeepSeek-LLM-7B-Base"

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from dsllm.trainer.checkpoint import list_checkpoints
+from dsllm.trainer.checkpoints.native import list_checkpoints
 from dsllm.trainer.config import ModelConfig
 from dsllm.trainer.train import TrainConfig, train
 

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from dsllm import storage
-from dsllm.trainer import mirror as mirror_mod
+from dsllm.trainer.checkpoints import mirror as mirror_mod
 from dsllm.trainer.train import train
 
 from test_train_loop import MODEL, cfg, losses, write_packed  # noqa: E402  (tests/trainer is on sys.path)

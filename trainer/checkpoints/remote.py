@@ -36,6 +36,8 @@ from typing import Callable
 
 from dsllm import storage
 from dsllm.errors import UserError
+from dsllm.trainer.checkpoints import ranged
+from dsllm.trainer.checkpoints.ranged import RemoteObject
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf")
 NON_WEIGHT_NAMES = {"optimizer.pt", "training_args.bin", "scheduler.pt", "rng_state.pth", "optimizer.bin"}
@@ -190,39 +192,7 @@ def _read_trainer_state(info: CheckpointInfo, requester_pays: bool) -> None:
 
 # ------------------------------------------------------------------------------------------ fetching
 
-@dataclasses.dataclass(frozen=True)
-class _Remote:
-    """What S3 says about an object: size, ETag and the checksum we can verify against."""
-
-    uri: str
-    size: int
-    etag: str
-    part_size: int | None       # multipart part size (from HEAD with PartNumber=1), else None
-    parts: int | None
-    sha256: str | None          # full-object ChecksumSHA256 (base64) when S3 stores one
-    kms: bool
-
-
-def _head(uri: str, requester_pays: bool) -> _Remote:
-    bucket, key = storage.split_s3(uri)
-    client, rp = storage.s3_client(), ({"RequestPayer": "requester"} if requester_pays else {})
-    try:
-        head = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED", **rp)
-        etag = head.get("ETag", "").strip('"')
-        part_size = parts = None
-        if re.fullmatch(r"[0-9a-f]{32}-\d+", etag):
-            p1 = client.head_object(Bucket=bucket, Key=key, PartNumber=1, **rp)
-            part_size, parts = int(p1["ContentLength"]), int(etag.rsplit("-", 1)[1])
-    except Exception as exc:  # noqa: BLE001 - translated to one line
-        raise storage._s3_error(uri, exc) from None
-    sha = head.get("ChecksumSHA256")
-    if sha and "-" in sha:
-        sha = None  # composite (per-part) checksum: not a checksum of the object's bytes
-    return _Remote(uri, int(head["ContentLength"]), etag, part_size, parts, sha,
-                   head.get("ServerSideEncryption") == "aws:kms")
-
-
-def _ranges(remote: _Remote, chunk: int) -> list[tuple[int, int]]:
+def _ranges(remote: RemoteObject, chunk: int) -> list[tuple[int, int]]:
     step = remote.part_size or chunk
     return [(o, min(o + step, remote.size)) for o in range(0, remote.size, step)] or [(0, 0)]
 
@@ -243,48 +213,25 @@ class _Progress:
                 self.fn(self.done, self.total)
 
 
-def _retries() -> int:
-    return int(os.environ.get("DSLLM_FETCH_RETRIES", "5"))
-
-
-def _fetch_range(client, remote: _Remote, fd: int, lo: int, hi: int, requester_pays: bool,
+def _fetch_range(client, remote: RemoteObject, fd: int, lo: int, hi: int, requester_pays: bool,
                  progress: _Progress, stop: threading.Event) -> str:
-    """GET bytes [lo, hi) into `fd` at their offset; retries read errors from where it stopped.
-    Returns the MD5 of the range (for multipart ETags)."""
-    bucket, key = storage.split_s3(remote.uri)
-    md5, pos, attempt = hashlib.md5(), lo, 0
-    rp = {"RequestPayer": "requester"} if requester_pays else {}
-    while pos < hi:
-        if stop.is_set():
-            raise InterruptedError
-        try:
-            resp = client.get_object(Bucket=bucket, Key=key, Range=f"bytes={pos}-{hi - 1}", **rp)
-            body = resp["Body"]
-            while pos < hi:
-                data = body.read(min(1 << 20, hi - pos))
-                if not data:
-                    raise ConnectionError(f"connection closed at byte {pos} of range {lo}-{hi}")
-                os.pwrite(fd, data, pos)
-                md5.update(data)
-                pos += len(data)
-                progress.add(len(data))
-        except Exception as exc:  # noqa: BLE001 - client errors are final, read errors are retried
-            from botocore.exceptions import ClientError, NoCredentialsError
+    """GET bytes [lo, hi) into `fd` at their offset (`ranged.get_range`: retried from where a read
+    stopped). Returns the MD5 of the range (for multipart ETags)."""
+    md5 = hashlib.md5()
 
-            if isinstance(exc, (ClientError, NoCredentialsError)):
-                raise storage._s3_error(remote.uri, exc) from None
-            attempt += 1
-            if attempt > _retries():
-                raise UserError(f"{remote.uri}: download failed after {attempt - 1} retries: truncated "
-                                f"at byte {pos} of {remote.size} ({type(exc).__name__}); rerun to resume") from None
-            time.sleep(min(10.0, 0.1 * 2 ** attempt))
+    def sink(pos: int, data) -> None:
+        os.pwrite(fd, data, pos)
+        md5.update(data)
+        progress.add(len(data))
+
+    ranged.get_range(client, remote, lo, hi, requester_pays, sink, stop)
     return md5.hexdigest()
 
 
 class _ProgressLog:
     """`.NAME.progress`: line 1 identifies the object version; then `lo hi md5` per finished range."""
 
-    def __init__(self, path: Path, remote: _Remote, chunk: int):
+    def __init__(self, path: Path, remote: RemoteObject, chunk: int):
         self.path, self.lock = path, threading.Lock()
         ident = json.dumps({"uri": remote.uri, "etag": remote.etag, "size": remote.size, "chunk": chunk})
         self.done: dict[tuple[int, int], str] = {}
@@ -329,7 +276,7 @@ def _meta_path(final: Path) -> Path:
     return final.with_name(f".{final.name}.dsllm.json")
 
 
-def _is_cached(final: Path, remote: _Remote) -> bool:
+def _is_cached(final: Path, remote: RemoteObject) -> bool:
     meta = _meta_path(final)
     if not (final.exists() and meta.exists()):
         return False
@@ -343,10 +290,10 @@ def _is_cached(final: Path, remote: _Remote) -> bool:
 def is_cached_listing(final: Path, info: storage.FileInfo) -> bool:
     """Whether a listed object (its listing's ETag and size) is already in the cache, without a HEAD."""
     etag = (info.etag or "").strip('"')
-    return bool(etag) and _is_cached(final, _Remote(info.uri, info.size, etag, None, None, None, False))
+    return bool(etag) and _is_cached(final, RemoteObject(info.uri, info.size, etag, None, None, None, False))
 
 
-def _verify(remote: _Remote, path: Path, range_md5: list[str]) -> str:
+def _verify(remote: RemoteObject, path: Path, range_md5: list[str]) -> str:
     """Check size and checksum; returns what was verified. Raises UserError on a mismatch."""
     size = path.stat().st_size
     if size != remote.size:
@@ -383,7 +330,7 @@ def fetch_files(uris: list[str], requester_pays: bool = True, cache: Path | None
     Returns the local paths in the order given. Objects already cached with the same ETag and
     size are not downloaded again.
     """
-    remotes = [_head(u, requester_pays) for u in uris]
+    remotes = [ranged.head(u, requester_pays) for u in uris]
     finals = [cache_path(u, cache) for u in uris]
     with _locked(finals):  # another process fetching the same objects (e.g. Ray workers) waits
         todo = [(r, f) for r, f in zip(remotes, finals) if not _is_cached(f, r)]
@@ -409,7 +356,7 @@ def _locked(finals: list[Path]):
             fh.close()  # closing releases the lock
 
 
-def _download(todo: list[tuple[_Remote, Path]], requester_pays: bool, workers: int, chunk_size: int,
+def _download(todo: list[tuple[RemoteObject, Path]], requester_pays: bool, workers: int, chunk_size: int,
               progress: ProgressFn | None) -> None:
     """Fetch, verify and publish the objects in `todo` (their locks are held by the caller)."""
     tracker = _Progress(sum(r.size for r, _ in todo), progress)
@@ -460,7 +407,7 @@ def _fetch_one(client, remote, fd, lo, hi, requester_pays, tracker, stop, log) -
     log.record(lo, hi, md5)
 
 
-def _publish(remote: _Remote, final: Path, partial: Path, log: _ProgressLog, ranges) -> None:
+def _publish(remote: RemoteObject, final: Path, partial: Path, log: _ProgressLog, ranges) -> None:
     """Verify the finished partial file and rename it into place (with its metadata)."""
     try:
         how = _verify(remote, partial, [log.done[r] for r in ranges])

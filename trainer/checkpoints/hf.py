@@ -1,12 +1,12 @@
-"""Hugging Face checkpoints in and out: resolve, load shard by shard, export.
+"""Hugging Face checkpoints in: resolve, load shard by shard (export: `checkpoints.export`).
 
 Import accepts a run folder (its latest `checkpoints/step-N`), a step folder, or a Hugging Face
 model folder or S3 prefix (`config.json` + `*.safetensors` or `pytorch_model*.bin`, sharded with
 an index or not). S3 safetensors checkpoints are streamed straight into the model by default
-(`trainer.stream`: only config, index, tokenizer files land in the cache); `.bin` pickles, native
+(`trainer.checkpoints.stream`: only config, index, tokenizer files land in the cache); `.bin` pickles, native
 checkpoints with optimizer state, checkpoints already in the cache, and any checkpoint when
 `DSLLM_CHECKPOINT_CACHE=1` (or `stream=False`) is set, are fetched into the local cache first
-(`trainer.remote`) and loaded from there.
+(`trainer.checkpoints.remote`) and loaded from there.
 
 Memory: safetensors tensors are read with `readinto` straight into the parameters' own storage
 (no mmap whose touched pages would count as a second copy, no intermediate dict), so peak memory
@@ -31,21 +31,18 @@ import contextlib
 import dataclasses
 import json
 import os
-import pickle
 import re
 from pathlib import Path
 
 from dsllm import storage
 from dsllm.errors import UserError
-from dsllm.trainer import remote
+from dsllm.trainer.checkpoints import remote
+from dsllm.trainer.checkpoints.formats import load_bin, read_entry, read_header
 from dsllm.trainer.config import ModelConfig
 
 DEEPSEEK_VOCAB = 102400
 DEEPSEEK_BOS, DEEPSEEK_EOS = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
 IGNORED_KEYS = re.compile(r".*rotary_emb\.inv_freq$")
-ST_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
-             "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
-             "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +179,7 @@ def _open_local(folder: Path, src: str, step: int | None, tokens: int | None,
         tokenizer=str(folder) if (folder / "tokenizer.json").exists() else None,
         notes=tuple(notes), raw_config=raw, requester_pays=requester_pays, progress=progress)
     if ckpt.streamed:
-        from dsllm.trainer import stream
+        from dsllm.trainer.checkpoints import stream
 
         for uri in files:  # HEAD + one ranged GET of the header per shard, kept for the load
             ckpt.remote_shards[uri] = stream.open_shard(uri, requester_pays)
@@ -309,123 +306,6 @@ def check_shapes(ckpt: LocalCheckpoint, found: dict[str, tuple[int, ...]]) -> No
                         f"(first: {missing[0]})")
 
 
-@dataclasses.dataclass(frozen=True)
-class TensorEntry:
-    """Where one tensor's bytes are in a safetensors file."""
-
-    dtype: str            # torch dtype name
-    shape: tuple[int, ...]
-    start: int            # absolute byte offset in the file
-    end: int
-
-
-def read_header(path: str) -> dict[str, TensorEntry]:
-    """Parse and validate a local safetensors file's header (see `parse_header`)."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        n = header_length(f.read(8), size, path)
-        return parse_header(f.read(n), size, path)
-
-
-def header_length(head: bytes, size: int, where: str) -> int:
-    """The JSON header's length from a safetensors file's first 8 bytes, checked against its size."""
-    n = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
-    if n <= 0 or n > min(size - 8, 100 << 20):
-        raise UserError(f"{where}: corrupt safetensors header (header length {n} does not fit a {size}-byte file)")
-    return n
-
-
-def parse_header(blob: bytes, size: int, where: str) -> dict[str, TensorEntry]:
-    """Validate a safetensors JSON header (`blob`, the bytes after the 8-byte length) of a
-    `size`-byte file: known dtypes, offsets that fit the shapes, tensor data contiguous and ending
-    exactly at the end of the file (so a truncated or padded file is caught)."""
-    try:
-        header = json.loads(blob)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{where}: corrupt safetensors header (not JSON: {exc})") from None
-    if not isinstance(header, dict):
-        raise UserError(f"{where}: corrupt safetensors header (not a JSON object)")
-    import torch
-
-    out, base, spans = {}, 8 + len(blob), []
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype, shape, (lo, hi) = ST_DTYPES[e["dtype"]], tuple(int(s) for s in e["shape"]), e["data_offsets"]
-            lo, hi = int(lo), int(hi)
-        except (KeyError, TypeError, ValueError):
-            raise UserError(f"{where}: corrupt safetensors header (bad entry for {name!r})") from None
-        numel = 1
-        for s in shape:
-            numel *= s
-        if hi - lo != numel * getattr(torch, dtype).itemsize or lo < 0 or base + hi > size:
-            raise UserError(f"{where}: corrupt safetensors header ({name}: offsets {lo}-{hi} do not fit "
-                            f"shape {list(shape)} {e['dtype']} in a {size}-byte file)")
-        out[name] = TensorEntry(dtype, shape, base + lo, base + hi)
-        spans.append((lo, hi))
-    spans.sort()
-    if spans and (spans[0][0] != 0 or any(a[1] != b[0] for a, b in zip(spans, spans[1:]))
-                  or base + spans[-1][1] != size):
-        raise UserError(f"{where}: corrupt safetensors file (tensor data is not contiguous or the file "
-                        f"is {size} bytes, not {base + spans[-1][1]}; truncated?)")
-    return out
-
-
-# ------------------------------------------------------------------------------------------ loading
-
-def _bytes_view(t):
-    """A writable uint8 numpy view of a contiguous CPU tensor's storage."""
-    import torch
-
-    return t.reshape(-1).view(torch.uint8).numpy()
-
-
-def _read_entry(f, e: TensorEntry, dst) -> None:
-    """Read one safetensors tensor into `dst` (same shape), converting dtype when needed."""
-    import torch
-
-    src_dtype = getattr(torch, e.dtype)
-    target = dst if (dst.dtype == src_dtype and dst.is_contiguous() and dst.device.type == "cpu") \
-        else torch.empty(e.shape, dtype=src_dtype)
-    view = memoryview(_bytes_view(target))
-    f.seek(e.start)
-    got = 0
-    while got < len(view):
-        n = f.readinto(view[got:])
-        if not n:
-            raise UserError(f"{f.name}: truncated at byte {e.start + got}")
-        got += n
-    if target is not dst:
-        dst.copy_(target)
-
-
-def load_bin(path: str) -> dict:
-    """`torch.load(weights_only=True, mmap=True)`; refuses a pickle holding anything but tensors."""
-    import torch
-
-    try:
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            sd = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()
-        reason = next((line for line in first if "Unsupported" in line or "GLOBAL" in line), first[0] if first else "")
-        raise UserError(f"{path}: refused: the pickle holds objects other than tensors "
-                        f"(weights_only load failed: {reason.strip()[:160]})") from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:160]})") from None
-    if not isinstance(sd, dict):
-        raise UserError(f"{path}: refused: expected a mapping of tensor names to tensors, got {type(sd).__name__}")
-    for k, v in sd.items():
-        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
-            raise UserError(f"{path}: refused: the pickle holds a {type(v).__name__} at {k!r}, not a tensor")
-    return sd
-
-
 def load_into(model, ckpt: LocalCheckpoint, strict: bool = True) -> None:
     """Load the checkpoint's weights into `model` (LlamaForCausalLM names), one shard at a time.
 
@@ -439,7 +319,7 @@ def load_into(model, ckpt: LocalCheckpoint, strict: bool = True) -> None:
         for path in ckpt.files:
             new = {}
             if storage.is_s3(path):
-                from dsllm.trainer import stream
+                from dsllm.trainer.checkpoints import stream
 
                 shard = ckpt.remote_shards.get(path) or stream.open_shard(path, ckpt.requester_pays)
                 names, how = stream.load_shard(shard, lambda name, shape: _target(ckpt, targets, name, shape, new),
@@ -452,7 +332,7 @@ def load_into(model, ckpt: LocalCheckpoint, strict: bool = True) -> None:
                     for name, e in entries.items():
                         dst = _target(ckpt, targets, name, e.shape, new)
                         if dst is not None:
-                            _read_entry(f, e, dst)
+                            read_entry(f, e, dst)
                             loaded.add(name)
             else:
                 sd = load_bin(path)
@@ -519,152 +399,3 @@ def build_model(ckpt: LocalCheckpoint, dtype=None):
         model = Transformer(ckpt.config)
     load_into(model, ckpt)
     return model.eval()
-
-
-# ------------------------------------------------------------------------------------------ export
-
-def export_hf(ckpt: LocalCheckpoint, out_dir: str, dtype: str | None = None,
-              max_shard_bytes: int = 5 << 30, overwrite: bool = False) -> list[str]:
-    """Write `ckpt` as a Hugging Face model folder (local or s3://): safetensors shards (with an
-    index when there are several), `config.json` with the corrected bos/eos, `generation_config.json`
-    and the tokenizer files when the checkpoint has them. Tensors are streamed one at a time;
-    without `dtype` the bytes are copied unchanged (an import → export round trip is lossless).
-    Returns the files written."""
-    import torch
-
-    out_dir = str(out_dir)
-    if ckpt.streamed:
-        raise UserError(f"{ckpt.source}: export reads a fetched checkpoint; resolve it with stream=False")
-    _check_output(ckpt, out_dir, overwrite)
-    sources, keep = _export_sources(ckpt)
-    check_shapes(ckpt, {n: s[1] for n, s in sources.items()})
-    order = [n for n in expected_shapes(ckpt.config) if n in sources]
-    out_dtype = getattr(torch, dtype) if dtype else None
-    sizes = {n: _nbytes(sources[n][1], out_dtype or getattr(torch, sources[n][0])) for n in order}
-    shards: list[list[str]] = [[]]
-    for n in order:
-        if shards[-1] and sum(sizes[m] for m in shards[-1]) + sizes[n] > max_shard_bytes:
-            shards.append([])
-        shards[-1].append(n)
-    names = (["model.safetensors"] if len(shards) == 1 else
-             [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
-    written = []
-    for fname, members in zip(names, shards):
-        _write_shard(storage.join(out_dir, fname), members, sources, out_dtype)
-        written.append(fname)
-    if len(shards) > 1:
-        wmap = {n: fname for fname, members in zip(names, shards) for n in members}
-        storage.write_json(storage.join(out_dir, "model.safetensors.index.json"),
-                           {"metadata": {"total_size": sum(sizes.values())}, "weight_map": wmap})
-        written.append("model.safetensors.index.json")
-    del keep
-    dtype_name = dtype or sources[order[0]][0]
-    written += _export_metadata(ckpt, out_dir, dtype_name)
-    return written
-
-
-def _check_output(ckpt: LocalCheckpoint, out_dir: str, overwrite: bool) -> None:
-    if not storage.is_s3(out_dir):
-        p = Path(out_dir)
-        if p.exists() and p.resolve() == Path(ckpt.path).resolve():
-            raise UserError(f"{out_dir}: is the checkpoint's own folder; export to another one")
-        if p.is_file():
-            raise UserError(f"{out_dir}: is a file; --output needs a folder")
-        if p.is_dir() and any(p.iterdir()) and not overwrite:
-            raise UserError(f"{out_dir}: not empty (use --overwrite to replace a previous export)")
-        if p.is_dir() and overwrite:
-            for old in list(p.glob("*.safetensors")) + list(p.glob("*.index.json")):
-                old.unlink()
-
-
-def _nbytes(shape, dtype) -> int:
-    n = dtype.itemsize
-    for s in shape:
-        n *= s
-    return n
-
-
-def _export_sources(ckpt: LocalCheckpoint):
-    """name → (dtype name, shape, reader); readers write the tensor's bytes to a file object."""
-    sources, keep = {}, []
-    if ckpt.format == "safetensors":
-        for path in ckpt.files:
-            for name, e in read_header(path).items():
-                if not IGNORED_KEYS.match(name):
-                    sources[name] = (e.dtype, e.shape, ("st", path, e))
-    else:
-        for path in ckpt.files:
-            sd = load_bin(path)
-            keep.append(sd)
-            for name, t in sd.items():
-                if not IGNORED_KEYS.match(name):
-                    sources[name] = (str(t.dtype).removeprefix("torch."), tuple(t.shape), ("bin", path, t))
-    return sources, keep
-
-
-def _write_shard(uri: str, members: list[str], sources: dict, out_dtype) -> None:
-    """A safetensors file written tensor by tensor (header first; format: 8-byte LE header length,
-    JSON header padded to 8 bytes, raw little-endian data)."""
-    import torch
-
-    rev = {v: k for k, v in ST_DTYPES.items()}
-    header, offset = {"__metadata__": {"format": "pt"}}, 0
-    for n in members:
-        dt = out_dtype or getattr(torch, sources[n][0])
-        size = _nbytes(sources[n][1], dt)
-        header[n] = {"dtype": rev[str(dt).removeprefix("torch.")], "shape": list(sources[n][1]),
-                     "data_offsets": [offset, offset + size]}
-        offset += size
-    blob = json.dumps(header, separators=(",", ":")).encode()
-    blob += b" " * (-len(blob) % 8)
-    with storage.atomic_write(uri) as out:
-        out.write(len(blob).to_bytes(8, "little") + blob)
-        for n in members:
-            _write_tensor(out, sources[n], out_dtype)
-
-
-def _write_tensor(out, source, out_dtype) -> None:
-    import torch
-
-    dtype_name, shape, (kind, path, obj) = source
-    same = out_dtype is None or out_dtype == getattr(torch, dtype_name)
-    if kind == "st" and same:
-        with open(path, "rb") as f:  # a byte-exact copy of the stored tensor
-            f.seek(obj.start)
-            left = obj.end - obj.start
-            while left:
-                chunk = f.read(min(left, 8 << 20))
-                if not chunk:
-                    raise UserError(f"{path}: truncated at byte {obj.end - left}")
-                out.write(chunk)
-                left -= len(chunk)
-        return
-    if kind == "st":
-        t = torch.empty(shape, dtype=out_dtype)
-        with open(path, "rb", buffering=0) as f:
-            _read_entry(f, obj, t)
-    else:
-        t = obj.to(out_dtype) if not same else obj
-    out.write(memoryview(_bytes_view(t.contiguous())))
-
-
-def _export_metadata(ckpt: LocalCheckpoint, out_dir: str, dtype_name: str) -> list[str]:
-    """config.json (original extras kept, our fields and the corrected ids on top), generation
-    config and tokenizer files."""
-    cfg = {k: v for k, v in ckpt.raw_config.items() if k not in ("dtype", "torch_dtype", "transformers_version")}
-    cfg.update(ckpt.config.to_hf_dict(torch_dtype=dtype_name))
-    if isinstance(cfg.get("rope_parameters"), dict):
-        cfg["rope_parameters"] = {**cfg["rope_parameters"], "rope_theta": ckpt.config.rope_theta}
-    storage.write_json(storage.join(out_dir, "config.json"), cfg)
-    folder = Path(ckpt.path)
-    gen = {}
-    if (folder / "generation_config.json").exists():
-        gen = json.loads((folder / "generation_config.json").read_text(encoding="utf-8"))
-    gen.update({"bos_token_id": ckpt.config.bos_token_id, "eos_token_id": ckpt.config.eos_token_id})
-    storage.write_json(storage.join(out_dir, "generation_config.json"), gen)
-    written = ["config.json", "generation_config.json"]
-    for name in remote.TOKENIZER_FILES:
-        if (folder / name).exists():
-            storage.upload_file(str(folder / name), storage.join(out_dir, name))
-            written.append(name)
-    return written

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 
 from dsllm import storage
-from dsllm.trainer.checkpoint import STEP_DIR, list_checkpoints, step_dir_name
+from dsllm.trainer.checkpoints.native import STEP_DIR, list_checkpoints, step_dir_name
 
 FILES = ("config.json", "model.safetensors", "optimizer.pt", "trainer_state.json")  # upload order
 MARKER = "trainer_state.json"

@@ -8,7 +8,7 @@ No local copy is written. Per shard:
    whole number of multipart parts so that every part's MD5 can be computed — and fetched by
    parallel ranged GETs (`If-Match` the ETag, so a changed object fails instead of mixing
    versions; the total size of every `Content-Range` is checked). Each GET writes its bytes
-   directly into the storage of the parameters they belong to (`_bytes_view`); only a tensor
+   directly into the storage of the parameters they belong to (`formats.bytes_view`); only a tensor
    whose dtype differs from the model's goes through a staging tensor, converted and freed as
    soon as its last byte is in;
 3. read errors are retried from the byte where they stopped (`DSLLM_FETCH_RETRIES`, default 5),
@@ -34,25 +34,24 @@ import dataclasses
 import hashlib
 import re
 import threading
-import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Callable
 
 from dsllm import storage
 from dsllm.errors import UserError
-from dsllm.trainer import remote
+from dsllm.trainer.checkpoints import formats, ranged, remote
 
 HEADER_PROBE = 256 << 10
-READ_SIZE = 1 << 20
+STREAM_HINT = "rerun, or set DSLLM_CHECKPOINT_CACHE=1 to fetch into the resumable cache first"
 
 
 @dataclasses.dataclass(frozen=True)
 class RemoteShard:
     """A safetensors object on S3 whose header has been read: what S3 says plus its tensors."""
 
-    remote: remote._Remote
+    remote: ranged.RemoteObject
     head: bytes                 # the object's first 8 + header-length bytes
-    entries: dict               # name -> trainer.hf.TensorEntry (absolute byte offsets)
+    entries: dict               # name -> formats.TensorEntry (absolute byte offsets)
 
     @property
     def uri(self) -> str:
@@ -61,72 +60,13 @@ class RemoteShard:
 
 def open_shard(uri: str, requester_pays: bool = True) -> RemoteShard:
     """HEAD the object and read and validate its safetensors header (one ranged GET, usually)."""
-    from dsllm.trainer import hf
-
-    r = remote._head(uri, requester_pays)
+    r = ranged.head(uri, requester_pays)
     client = storage.s3_client()
-    probe = _get_bytes(client, r, 0, min(r.size, HEADER_PROBE), requester_pays)
-    n = hf.header_length(probe, r.size, uri)
+    probe = ranged.get_bytes(client, r, 0, min(r.size, HEADER_PROBE), requester_pays)
+    n = formats.header_length(probe, r.size, uri)
     if 8 + n > len(probe):
-        probe += _get_bytes(client, r, len(probe), 8 + n, requester_pays)
-    return RemoteShard(r, probe[:8 + n], hf.parse_header(probe[8:8 + n], r.size, uri))
-
-
-def _get_bytes(client, r: remote._Remote, lo: int, hi: int, requester_pays: bool) -> bytes:
-    buf = bytearray(hi - lo)
-    view = memoryview(buf)
-
-    def sink(pos: int, data) -> None:
-        view[pos - lo:pos - lo + len(data)] = data
-
-    _get_range(client, r, lo, hi, requester_pays, sink, threading.Event())
-    return bytes(buf)
-
-
-def _get_range(client, r: remote._Remote, lo: int, hi: int, requester_pays: bool,
-               sink: Callable[[int, memoryview], None], stop: threading.Event) -> None:
-    """GET bytes [lo, hi) of the object and hand them to `sink(pos, data)` in order; read errors
-    are retried from the byte where they stopped, client errors are final (one line)."""
-    from botocore.exceptions import ClientError, NoCredentialsError
-
-    bucket, key = storage.split_s3(r.uri)
-    extra = {"RequestPayer": "requester"} if requester_pays else {}
-    if r.etag:
-        extra["IfMatch"] = f'"{r.etag}"'
-    pos, attempt = lo, 0
-    while pos < hi:
-        if stop.is_set():
-            raise InterruptedError
-        try:
-            resp = client.get_object(Bucket=bucket, Key=key, Range=f"bytes={pos}-{hi - 1}", **extra)
-            total = str(resp.get("ContentRange", "")).rsplit("/", 1)[-1]
-            if total.isdigit() and int(total) != r.size:
-                raise UserError(f"{r.uri}: the object changed while it was read ({total} bytes, was {r.size})")
-            body = resp["Body"]
-            while pos < hi:
-                if stop.is_set():
-                    raise InterruptedError
-                data = body.read(min(READ_SIZE, hi - pos))
-                if not data:
-                    raise ConnectionError(f"connection closed at byte {pos} of range {lo}-{hi}")
-                sink(pos, memoryview(data))
-                pos += len(data)
-            body.close()
-        except (UserError, InterruptedError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - client errors are final, read errors are retried
-            if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in (
-                    "PreconditionFailed", "412"):
-                raise UserError(f"{r.uri}: the object changed while it was read (ETag is no longer "
-                                f"{r.etag}); rerun") from None
-            if isinstance(exc, (ClientError, NoCredentialsError)):
-                raise storage._s3_error(r.uri, exc) from None
-            attempt += 1
-            if attempt > remote._retries():
-                raise UserError(f"{r.uri}: streaming failed after {attempt - 1} retries: truncated at byte "
-                                f"{pos} of {r.size} ({type(exc).__name__}); rerun, or set "
-                                f"DSLLM_CHECKPOINT_CACHE=1 to fetch into the resumable cache first") from None
-            time.sleep(min(10.0, 0.1 * 2 ** attempt))
+        probe += ranged.get_bytes(client, r, len(probe), 8 + n, requester_pays)
+    return RemoteShard(r, probe[:8 + n], formats.parse_header(probe[8:8 + n], r.size, uri))
 
 
 class _Segment:
@@ -146,10 +86,9 @@ class _Segment:
                 if self._view is None:  # created on first write, so a staging copy lives briefly
                     import torch
 
-                    from dsllm.trainer.hf import _bytes_view
 
                     self.staging = torch.empty(self.shape, dtype=self.dtype)
-                    self._view = memoryview(_bytes_view(self.staging))
+                    self._view = memoryview(formats.bytes_view(self.staging))
         return self._view
 
     def finish(self) -> None:
@@ -162,8 +101,6 @@ class _Segment:
 def _segments(shard: RemoteShard, target: Callable) -> tuple[list[_Segment], set[str]]:
     """Byte stretches covering the whole object in file order, and the names that land in the model."""
     import torch
-
-    from dsllm.trainer.hf import _bytes_view
 
     head = len(shard.head)
     segs = [_Segment(0, head, "(header)", view=memoryview(bytearray(head)))]
@@ -178,13 +115,13 @@ def _segments(shard: RemoteShard, target: Callable) -> tuple[list[_Segment], set
         if dst is None:  # an ignored buffer: its bytes are read (hashes need them) and dropped
             segs.append(_Segment(e.start, e.end, name, view=memoryview(bytearray(e.end - e.start))))
         elif dst.dtype == src and dst.is_contiguous() and dst.device.type == "cpu":
-            segs.append(_Segment(e.start, e.end, name, view=memoryview(_bytes_view(dst))))
+            segs.append(_Segment(e.start, e.end, name, view=memoryview(formats.bytes_view(dst))))
         else:
             segs.append(_Segment(e.start, e.end, name, dst=dst, dtype=src, shape=e.shape))
     return segs, loaded
 
 
-def verify_mode(r: remote._Remote) -> str:
+def verify_mode(r: ranged.RemoteObject) -> str:
     """What can be checked while streaming: `sha256` / `md5` (whole object, in order), `parts`
     (per-part MD5s of a multipart ETag) or `size` (SSE-KMS / SSE-C: the ETag is not an MD5)."""
     if r.sha256:
@@ -194,7 +131,7 @@ def verify_mode(r: remote._Remote) -> str:
     return "parts" if r.parts else "md5"
 
 
-def plan_ranges(r: remote._Remote, chunk_size: int) -> list[tuple[int, int]]:
+def plan_ranges(r: ranged.RemoteObject, chunk_size: int) -> list[tuple[int, int]]:
     """[lo, hi) ranges over the whole object in file order: `chunk_size`, or the nearest whole
     number of multipart parts (so every part's MD5 falls inside one range)."""
     step = r.part_size * max(1, round(chunk_size / r.part_size)) if r.part_size else chunk_size
@@ -273,7 +210,8 @@ class _Job:
                     off += take
             self._write(pos, data)
 
-        _get_range(self.client, self.shard.remote, lo, hi, self.rp, sink, self.stop)
+        ranged.get_range(self.client, self.shard.remote, lo, hi, self.rp, sink, self.stop, "streaming failed",
+                         STREAM_HINT)
         self.part_md5.update({p: h.hexdigest() for p, h in parts.items()})
         with self.cond:
             self.finished[k] = (lo, hi)
