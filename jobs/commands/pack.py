@@ -47,7 +47,7 @@ def run(args) -> int:
     executor = RayExecutor(args.ray_address, num_cpus=args.workers, max_in_flight=args.workers)
     try:
         if args.ray_address:
-            executor.ray  # join the cluster to see how many nodes it has
+            _ = executor.ray  # join the cluster to see how many nodes it has
             require_shared_path(args.output, "--output")
         pack(args.shards, args.tokenizer, args.output, cfg, executor, log=lambda msg: print(msg, file=sys.stderr))
     finally:
