@@ -32,10 +32,12 @@ def out(text: object = "", end: str = "\n") -> None:
     stdout.print(text, end=end, markup=False, highlight=False, emoji=False)
 
 
-def raw(text: str) -> None:
-    """Text passed through as it is on stdout (a Ray job's own log, already formatted)."""
-    stdout.file.write(text)
-    stdout.file.flush()
+def raw(text: str, err: bool = False) -> None:
+    """Text passed through as it is, control characters included (a Ray job's own log; a progress
+    line redrawn with a carriage return), on stdout or, with `err`, stderr."""
+    file = (stderr if err else stdout).file
+    file.write(text)
+    file.flush()
 
 
 def note(text: object) -> None:

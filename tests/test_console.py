@@ -33,7 +33,10 @@ def test_text_from_data_is_printed_as_it_is(capsys):
 
 def test_raw_passes_control_characters(capsys):
     console.raw("50%\r100%\n")
-    assert capsys.readouterr().out == "50%\r100%\n"
+    console.raw("\rfetched 1 MB", err=True)
+    cap = capsys.readouterr()
+    assert cap.out == "50%\r100%\n"
+    assert cap.err == "\rfetched 1 MB"
 
 
 @pytest.mark.parametrize(
