@@ -1,7 +1,7 @@
 """Wall time and peak memory of run_dedup on N synthetic ~2 KB documents (default 1M).
 
-    /work/venv/bin/python bench/bench_dedup_1m.py --docs 1000000 [--workers 1] [--dup-rate 0.1]
-    /work/venv/bin/python bench/bench_dedup_1m.py --docs 200000 --dumps 2     # cross-dump, via an index
+    python bench/bench_dedup_1m.py --docs 1000000 [--workers 1] [--dup-rate 0.1]
+    python bench/bench_dedup_1m.py --docs 200000 --dumps 2     # cross-dump, via an index
 
 Documents are Zipf word salad (curation.dedup.synthetic.word_salad) written to Parquet files of
 20K rows; a `--dup-rate` share of them are near duplicates (3% of words substituted, true Jaccard

@@ -17,7 +17,7 @@ Every measurement runs in a fresh subprocess; peak RSS is `resource.getrusage(RU
 of that subprocess, reported against the checkpoint's size, with the RSS of the interpreter after
 `import torch` (before any load) shown separately. Medians over `--runs` runs.
 
-    /work/venv/bin/python bench/bench_import.py [--gb 1.0] [--runs 3] [--disk-only | --s3-only]
+    python bench/bench_import.py [--gb 1.0] [--runs 3] [--disk-only | --s3-only]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Loader throughput against what the trainer consumes on this machine.
 
-    /work/venv/bin/python bench/bench_loader.py [--runs 3] [--seq-len 1024]
+    python bench/bench_loader.py [--runs 3] [--seq-len 1024]
 
 - loader: `trainer.data.DataLoader` over a local PACKED (written with tokenizer/pack.py's own row
   writer: zstd, row groups of 16 rows, Zipf-distributed ids over a 102,400 vocabulary, 4,096 rows),

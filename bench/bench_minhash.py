@@ -1,8 +1,8 @@
 """MinHash signatures per core, end to end from text, against datasketch 2.x on the same shingles
 and permutations; and dedup precision/recall against datasketch's MinHashLSH on planted data.
 
-    /work/venv/bin/python bench/bench_minhash.py [--docs 2000] [--repeats 3]
-    /work/venv/bin/python bench/bench_minhash.py --cross-dump 300    # only: dump 2 against an index
+    python bench/bench_minhash.py [--docs 2000] [--repeats 3]
+    python bench/bench_minhash.py --cross-dump 300    # only: dump 2 against an index
 
 Prints markdown table rows. Anchor = datasketch MinHash(num_perm=128, seed=1).update_batch over the
 shingles (given pre-tokenized: its time excludes tokenizing and shingling); "bare hashing" = only

@@ -1,6 +1,6 @@
 """Packing throughput per core against the tokenizer's own batch encode, on the same documents.
 
-    /work/venv/bin/python bench/bench_pack.py [--runs 3] [--mb 6]
+    python bench/bench_pack.py [--runs 3] [--mb 6]
 
 Tokenizer: DeepSeek LLM's (rebuilt from ../shared's GGUF by tokenizer.gguf.from_gguf), else a
 small BPE trained here. Documents: State of the Union addresses and 三国演义 chapters (real prose),

@@ -8,9 +8,9 @@ Anchors, measured in the same run on the same files:
 `dsllm stats` is timed end to end as a user runs it (a subprocess: interpreter start, imports,
 manifest + stats.json, every footer, the two columns, the terminal rendering or JSON).
 
-    /work/venv/bin/python bench/bench_stats.py                    # 100 / 300 / 1000 shards
-    /work/venv/bin/python bench/bench_stats.py --shards 1000 --runs 5
-    /work/venv/bin/python bench/bench_stats.py --s3 100          # the same on a local moto S3 server
+    python bench/bench_stats.py                    # 100 / 300 / 1000 shards
+    python bench/bench_stats.py --shards 1000 --runs 5
+    python bench/bench_stats.py --s3 100          # the same on a local moto S3 server
 
 Data is generated once under --workdir (default /tmp/dsllm-bench-stats) and reused.
 """

@@ -9,7 +9,7 @@
 3. Bytes per token on held-out real English (State of the Union) and Chinese (三国演义) text,
    ours against DeepSeek's tokenizer rebuilt from its GGUF.
 
-    /work/venv/bin/python bench/bench_tokenizer.py --runs 3 [--gguf PATH]
+    python bench/bench_tokenizer.py --runs 3 [--gguf PATH]
 """
 
 from __future__ import annotations

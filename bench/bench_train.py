@@ -18,7 +18,7 @@ Our side runs what `dsllm train` runs: the fused head + loss (`return_logits=Fal
 prints each one's compile time (the first step); set TORCHINDUCTOR_CACHE_DIR to an empty folder to
 measure a cold compile.
 
-    /work/venv/bin/python bench/bench_train.py [--rounds 7] [--steps 4] [--compile] [--only "dsllm bf16"]
+    python bench/bench_train.py [--rounds 7] [--steps 4] [--compile] [--only "dsllm bf16"]
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """`dsllm`: argument parsing only; each command lives in `jobs/commands/<name>.py` and defines
 `add_arguments(parser)` and `run(args) -> int`. Command modules import heavy libraries inside
-`run`, so `dsllm --help` stays fast.
+`run`, so `dsllm --help` stays fast. Output goes through `dsllm.console` (results on stdout, messages
+on stderr); `--log-level` / `-v`, before or after the command, choose which `dsllm.*` log records show.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import argparse
 import importlib
 import os
 import sys
+
+from dsllm import console
 
 # (command, module, one-line help) in the order of SPEC.md
 COMMANDS = [
@@ -34,11 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="DeepSeek LLM's pretraining recipe: curate Common Crawl, train a BBPE tokenizer, "
                     "pack sequences, train and resume GQA transformers.")
     parser.add_argument("--version", action="version", version="dsllm 0.1.0")
+    console.add_logging_arguments(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module, help_text in COMMANDS:
         mod = importlib.import_module(f"dsllm.jobs.commands.{module}")
         p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip())
         mod.add_arguments(p)
+        console.add_logging_arguments(p, suppress_defaults=True)
         p.set_defaults(_module=mod)
     return parser
 
@@ -59,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    console.setup_logging(console.level_from_args(args))
     entry = entry_argv is None  # the process's own command (console script), not an in-process call (demo)
     if entry:
         from dsllm import interrupt
@@ -67,10 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._module.run(args) or 0)
     except UserError as exc:
-        print(f"dsllm {args.command}: error: {exc}", file=sys.stderr)
+        console.error(args.command, exc)
         return 2
     except KeyboardInterrupt:
-        print(f"dsllm {args.command}: interrupted", file=sys.stderr)
+        console.note(f"dsllm {args.command}: interrupted")
         return 130
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -56,8 +56,10 @@ def _field(reader, key: str, default=None):
 
 def read_gguf_vocab(path: str) -> GgufVocab:
     """Read the tokenizer keys of a local GGUF file."""
-    import gguf
-
+    try:
+        import gguf
+    except ImportError:
+        raise UserError("reading GGUF needs the gguf package: pip install 'dsllm[gguf]'") from None
     try:
         reader = gguf.GGUFReader(path, "r")
     except (ValueError, OSError) as exc:

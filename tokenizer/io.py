@@ -128,7 +128,10 @@ def load_tokenizer(dir_or_uri: str):
 
 def load_hf_tokenizer(dir_or_uri: str):
     """A `transformers.PreTrainedTokenizerFast` with bos/eos set (local directories)."""
-    from transformers import PreTrainedTokenizerFast
+    try:
+        from transformers import PreTrainedTokenizerFast
+    except ImportError:
+        raise UserError("a transformers tokenizer needs transformers: pip install 'dsllm[hf]'") from None
 
     directory, file_uri = tokenizer_file(dir_or_uri)
     _, info = load_tokenizer(dir_or_uri)

@@ -68,7 +68,7 @@ class GopherQualityFilter(Stage):
 
     def __init__(self, cfg: GopherQualityConfig = GopherQualityConfig()):
         self.cfg = cfg
-        pattern = r"\b(?:%s)\b" % "|".join(map(re.escape, cfg.stop_words))
+        pattern = r"\b(?:{})\b".format("|".join(map(re.escape, cfg.stop_words)))
         self.stop_re = re.compile(pattern, re.I)
         # on lowercased text the same count without re.I (several times faster); valid when lowering
         # keeps every position and no character re.I would also equate to an ASCII letter is present

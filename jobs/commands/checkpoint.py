@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
+from dsllm import console
 from dsllm.jobs.commands.common import add_requester_pays
 
 
@@ -65,17 +66,17 @@ def _list(args) -> int:
         out = [{"name": i.name, "uri": i.uri, "step": i.step, "tokens": i.tokens, "format": i.format,
                 "bytes": i.size, "files": [{"name": n, "bytes": f.size, "etag": f.etag}
                                            for n, f in zip(i.names(), i.files)]} for i in infos]
-        print(json.dumps(out, indent=2))
+        console.out(json.dumps(out, indent=2))
         return 0
-    print(f"{len(infos)} checkpoint(s) under {args.src}")
-    print(f"{'checkpoint':<44} {'step':>10} {'tokens':>14} {'files':>5} {'size':>10}  format")
+    console.out(f"{len(infos)} checkpoint(s) under {args.src}")
+    console.out(f"{'checkpoint':<44} {'step':>10} {'tokens':>14} {'files':>5} {'size':>10}  format")
     for i in infos:
         step = "-" if i.step is None else str(i.step)
         tokens = "-" if i.tokens is None else f"{i.tokens:,}"
-        print(f"{i.name:<44} {step:>10} {tokens:>14} {len(i.files):>5} {_size(i.size):>10}  {i.format}")
+        console.out(f"{i.name:<44} {step:>10} {tokens:>14} {len(i.files):>5} {_size(i.size):>10}  {i.format}")
         if not args.summary:
             for n, f in zip(i.names(), i.files):
-                print(f"    {n:<50} {_size(f.size):>10}")
+                console.out(f"    {n:<50} {_size(f.size):>10}")
     return 0
 
 
@@ -92,10 +93,10 @@ class _Progress:
             return
         msg = f"fetched {_size(done)} of {_size(total)} ({100 * done / total:.0f}%)"
         if self.tty:
-            print(f"\r{msg}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+            console.raw(f"\r{msg}" + ("\n" if done >= total else ""), err=True)
         elif self.clock() - self.last >= 10 or done >= total:
             self.last = self.clock()
-            print(msg, file=sys.stderr, flush=True)
+            console.note(msg)
 
 
 def _resolve(args, with_optimizer: bool = True):
@@ -119,7 +120,7 @@ def _fetch(args) -> int:
                            args.src, args.step)
     folder = remote.fetch_checkpoint(info, requester_pays=args.requester_pays, workers=args.workers,
                                      cache=Path(args.cache) if args.cache else None, progress=_Progress())
-    print(folder)
+    console.out(folder)
     return 0
 
 
@@ -128,9 +129,9 @@ def _export(args) -> int:
 
     ckpt = _resolve(args, with_optimizer=False)
     for note in ckpt.notes:
-        print(f"note: {note}", file=sys.stderr)
+        console.note(f"note: {note}")
     written = export_hf(ckpt, args.output, dtype=args.dtype,
                         max_shard_bytes=int(args.max_shard_size * (1 << 30)), overwrite=args.overwrite)
     step = f" (step {ckpt.step})" if ckpt.step is not None else ""
-    print(f"exported {ckpt.source}{step} to {args.output}: {', '.join(written)}")
+    console.out(f"exported {ckpt.source}{step} to {args.output}: {', '.join(written)}")
     return 0

@@ -7,6 +7,7 @@ command on the same OUT resumes: finished inputs are skipped, failed ones are re
 
 from __future__ import annotations
 
+from dsllm import console
 from dsllm.jobs.commands.common import add_config_flags, add_ray_flags, add_requester_pays
 
 
@@ -26,13 +27,12 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import sys
 
+    from dsllm import storage
+    from dsllm.config import load_config
     from dsllm.curation.config import CurateConfig
     from dsllm.curation.pipeline import replace_skip
     from dsllm.curation.sources import resolve_inputs
-    from dsllm import storage
-    from dsllm.config import load_config
     from dsllm.errors import UserError
     from dsllm.curation.run import run_curate
     from dsllm.jobs.runner import RayExecutor, require_shared_path
@@ -45,20 +45,20 @@ def run(args) -> int:
     cfg = load_config(CurateConfig, args.config, args.overrides, default="curate.toml")
     cfg = replace_skip(cfg, [s.strip() for s in args.skip.split(",") if s.strip()])
     specs = resolve_inputs(args.inputs, args.cc_base, args.limit)
-    print(f"curate: {len(specs)} input file(s) → {args.output}; stages: {', '.join(cfg.stages)}", file=sys.stderr)
+    console.note(f"curate: {len(specs)} input file(s) → {args.output}; stages: {', '.join(cfg.stages)}")
     executor = RayExecutor.start(args.ray_address)
     for uri in [args.output] + ([args.dedup_index] if args.dedup_index else []) + [spec.uri for spec in specs]:
         require_shared_path(uri, "--output" if uri == args.output else "input")
     result = run_curate(specs, args.output, cfg, executor, args.dedup_index,
-                        log=lambda m: print(m, file=sys.stderr))
+                        log=console.note)
     totals = result.stats["totals"]
-    print(f"curate: {totals['documents']} documents, {totals['chars']} characters in "
+    console.out(f"curate: {totals['documents']} documents, {totals['chars']} characters in "
           f"{len(result.shards)} shard(s) at {args.output}")
     if result.failed:
         for f in result.failed:
-            print(f"curate: input failed: {f['uri']}: {f['error']}", file=sys.stderr)
+            console.note(f"curate: input failed: {f['uri']}: {f['error']}")
         names = ", ".join(f["uri"] for f in result.failed)
-        print(f"dsllm curate: error: {len(result.failed)} input(s) failed: {names}; the others are kept; "
-              "rerun the same command to retry only the failed ones", file=sys.stderr)
+        console.error("curate", f"{len(result.failed)} input(s) failed: {names}; the others are kept; "
+                      "rerun the same command to retry only the failed ones")
         return 1
     return 0

@@ -9,8 +9,8 @@ intermediate checkpoints) is evaluated step by step: a loss-by-step table.
 from __future__ import annotations
 
 import json
-import sys
 
+from dsllm import console
 from dsllm.jobs.commands.common import add_requester_pays
 
 
@@ -67,17 +67,17 @@ def run(args) -> int:
     for k, (src, job) in enumerate(jobs, 1):
         ckpt = job()
         label = src if len(jobs) == 1 or ckpt.step is None else f"{src} @ {ckpt.step}"
-        print(f"[{k}/{len(jobs)}] evaluating {label}", file=sys.stderr, flush=True)
+        console.note(f"[{k}/{len(jobs)}] evaluating {label}")
         for note in ckpt.notes:
-            print(f"note: {note}", file=sys.stderr)
+            console.note(f"note: {note}")
         if ckpt.streamed:
             size = sum(s.remote.size for s in ckpt.remote_shards.values())
-            print(f"streaming {size / 1e9:.2f} GB of safetensors from S3 straight into the model "
-                  "(no cached copy; --no-stream to fetch into the cache first)", file=sys.stderr)
+            console.note(f"streaming {size / 1e9:.2f} GB of safetensors from S3 straight into the model "
+                  "(no cached copy; --no-stream to fetch into the cache first)")
         results.append(evaluate_checkpoint(ckpt, args.data, args.max_rows, args.batch_size,
                                            dtype=getattr(torch, args.dtype), name=label))
     if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        console.out(json.dumps([r.to_dict() for r in results], indent=2))
     else:
-        print(format_table(results))
+        console.out(format_table(results))
     return 0

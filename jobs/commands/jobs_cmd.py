@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from dsllm import console
+
 
 def add_arguments(p) -> None:
     p.add_argument("action", choices=["list", "status", "logs", "stop"])
@@ -22,25 +24,24 @@ def run(args) -> int:
     if args.action == "list":
         rows = submit.list_jobs(args.address)
         if args.json:
-            print(json.dumps(rows, indent=2))
+            console.out(json.dumps(rows, indent=2))
         else:
-            from rich.console import Console
             from rich.table import Table
 
             table = Table("job id", "status", "entrypoint")
             for r in rows:
                 table.add_row(r["submission_id"] or "", r["status"], (r["entrypoint"] or "")[:80])
-            Console().print(table)
+            console.stdout.print(table)
     elif args.action == "status":
         info = submit.status(args.address, args.job_id)
-        print(json.dumps(info, indent=2) if args.json else f"{info['submission_id']}: {info['status']}"
+        console.out(json.dumps(info, indent=2) if args.json else f"{info['submission_id']}: {info['status']}"
               + (f" ({info['message']})" if info.get("message") else ""))
     elif args.action == "logs":
         if args.follow:
             submit.wait(args.address, args.job_id, follow=True)
         else:
-            print(submit.logs(args.address, args.job_id), end="")
+            console.raw(submit.logs(args.address, args.job_id))
     elif args.action == "stop":
         stopped = submit.stop(args.address, args.job_id)
-        print(f"{args.job_id}: {'stop requested' if stopped else 'already finished'}")
+        console.out(f"{args.job_id}: {'stop requested' if stopped else 'already finished'}")
     return 0

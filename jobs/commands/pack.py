@@ -11,8 +11,7 @@ count, and rerunning a killed run resumes it.
 
 from __future__ import annotations
 
-import sys
-
+from dsllm import console
 from dsllm.jobs.commands.common import add_config_flags, add_ray_flags
 
 
@@ -30,11 +29,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import os
 
-    from dsllm import storage
     from dsllm.config import load_config
-    from dsllm.errors import UserError
     from dsllm.jobs.runner import RayExecutor, require_shared_path
     from dsllm.tokenizer.pack import PackConfig, pack
 
@@ -47,9 +43,9 @@ def run(args) -> int:
     executor = RayExecutor(args.ray_address, num_cpus=args.workers, max_in_flight=args.workers)
     try:
         if args.ray_address:
-            executor.ray  # join the cluster to see how many nodes it has
+            _ = executor.ray  # join the cluster to see how many nodes it has
             require_shared_path(args.output, "--output")
-        pack(args.shards, args.tokenizer, args.output, cfg, executor, log=lambda msg: print(msg, file=sys.stderr))
+        pack(args.shards, args.tokenizer, args.output, cfg, executor, log=console.note)
     finally:
         executor.close()
     return 0

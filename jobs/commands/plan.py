@@ -7,6 +7,8 @@ released 7B and 67B models at 2T tokens.
 
 from __future__ import annotations
 
+from dsllm import console
+
 
 def add_arguments(p) -> None:
     p.add_argument("--compute", required=True, metavar="FLOPS",
@@ -47,17 +49,17 @@ def run(args) -> int:
                "released": {k: {"compute": r.compute, "lr": r.lr, "batch_tokens": r.batch_tokens,
                                 "batch_sequences": r.batch_sequences(), "model_flops_per_token":
                                 r.model_flops_per_token} for k, r in refs.items()}}
-        print(json.dumps(out, indent=2))
+        console.out(json.dumps(out, indent=2))
         return 0
-    print(f"compute C = {c:.3e} FLOPs (seq len {args.seq_len})")
-    print(f"  learning rate   η_opt = 0.3118·C^-0.125  = {p.lr:.3e}")
-    print(f"  batch           B_opt = 0.2920·C^0.3271  = {p.batch_tokens:.3e} tokens "
+    console.out(f"compute C = {c:.3e} FLOPs (seq len {args.seq_len})")
+    console.out(f"  learning rate   η_opt = 0.3118·C^-0.125  = {p.lr:.3e}")
+    console.out(f"  batch           B_opt = 0.2920·C^0.3271  = {p.batch_tokens:.3e} tokens "
           f"({p.batch_sequences(args.seq_len):,.0f} sequences)")
-    print(f"  model           M_opt = 0.1715·C^0.5243  = {p.model_flops_per_token:.3e} FLOPs/token "
+    console.out(f"  model           M_opt = 0.1715·C^0.5243  = {p.model_flops_per_token:.3e} FLOPs/token "
           f"(≈ {n_layer} layers × d {d})")
-    print(f"  data            D_opt = 5.8316·C^0.4757  = {p.data_tokens:.3e} tokens")
-    print("released models at 2T tokens (used: 7B lr 4.2e-4, 2304 seqs; 67B lr 3.2e-4, 4608 seqs):")
+    console.out(f"  data            D_opt = 5.8316·C^0.4757  = {p.data_tokens:.3e} tokens")
+    console.out("released models at 2T tokens (used: 7B lr 4.2e-4, 2304 seqs; 67B lr 3.2e-4, 4608 seqs):")
     for name, r in refs.items():
-        print(f"  {name:>4}: M = {r.model_flops_per_token:.3e}, C = {r.compute:.3e} → "
+        console.out(f"  {name:>4}: M = {r.model_flops_per_token:.3e}, C = {r.compute:.3e} → "
               f"η = {r.lr:.3e}, B = {r.batch_sequences():,.0f} sequences")
     return 0

@@ -8,6 +8,7 @@ https://. Use the model in curate with `--set quality_model.model=MODEL` (and op
 
 from __future__ import annotations
 
+from dsllm import console
 from dsllm.jobs.commands.common import add_config_flags
 
 
@@ -23,8 +24,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import json
 
-    from dsllm.curation.quality import QualityTrainConfig, read_texts, train_quality_model
     from dsllm.config import apply_overrides, from_dict, load_toml
+    from dsllm.curation.quality import QualityTrainConfig, read_texts, train_quality_model
     from dsllm.errors import UserError
 
     if args.action != "train":
@@ -34,5 +35,5 @@ def run(args) -> int:
     positive = [t for p in args.positive for t in read_texts(p)]
     negative = [t for n in args.negative for t in read_texts(n)]
     metrics = train_quality_model(positive, negative, args.output, cfg)
-    print(json.dumps({"model": args.output, **metrics}))
+    console.out(json.dumps({"model": args.output, **metrics}))
     return 0

@@ -11,6 +11,8 @@ Read it with `dsllm curate cc:CC-MAIN-YYYY-WW --cc-base OUT ...` or the WARC pat
 
 from __future__ import annotations
 
+from dsllm import console
+
 DEFAULT_CRAWL = "CC-MAIN-2024-10"
 
 
@@ -26,8 +28,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from dsllm.curation.samples import SampleCrawlConfig, write_sample_crawl
     from dsllm import storage
+    from dsllm.curation.samples import SampleCrawlConfig, write_sample_crawl
     from dsllm.errors import UserError
 
     crawls = tuple(c.removeprefix("cc:") for c in (args.crawls or [DEFAULT_CRAWL]))
@@ -40,15 +42,15 @@ def run(args) -> int:
 
     def progress(path: str) -> None:
         done.append(path)
-        print(f"[{len(done)}/{total}] {storage.join(args.out, path)}", flush=True)
+        console.out(f"[{len(done)}/{total}] {storage.join(args.out, path)}")
 
     summary = write_sample_crawl(args.out, cfg, progress=progress)
     for crawl, info in summary["crawls"].items():
-        print(f"{crawl}: {info['captures']} captures in {len(info['warcs'])} WARC files "
+        console.out(f"{crawl}: {info['captures']} captures in {len(info['warcs'])} WARC files "
               f"({storage.join(args.out, f'crawl-data/{crawl}/warc.paths.gz')})")
         for key, n in info["counts"].items():
-            print(f"  {key:<32} {n:>6}")
+            console.out(f"  {key:<32} {n:>6}")
     recs = summary["warc_records"]
-    print("WARC records: " + ", ".join(f"{k} {v}" for k, v in recs.items()))
-    print(f"ground truth: {storage.join(args.out, 'sample-crawl.json')}")
+    console.out("WARC records: " + ", ".join(f"{k} {v}" for k, v in recs.items()))
+    console.out(f"ground truth: {storage.join(args.out, 'sample-crawl.json')}")
     return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dsllm import console
 from dsllm.jobs.commands.common import add_requester_pays
 
 
@@ -31,8 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     import json
 
-    from dsllm.curation.report import summarize
     from dsllm import storage
+    from dsllm.curation.report import summarize
     from dsllm.errors import UserError
 
     if args.sample < 0:
@@ -54,7 +55,7 @@ def run(args) -> int:
 
         render(report)
         if args.html:
-            print(f"HTML report: {args.html}")
+            console.out(f"HTML report: {args.html}")
     return 0 if report["checks"]["ok"] else 1
 
 

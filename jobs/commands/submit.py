@@ -8,7 +8,7 @@ The project is shipped as the job's working_dir; S3 endpoint and credentials fro
 
 from __future__ import annotations
 
-import sys
+from dsllm import console
 
 
 def add_arguments(p) -> None:
@@ -29,9 +29,9 @@ def run(args) -> int:
 
     job_id = submit.submit(args.job, args.args, args.address, pip=args.pip, num_cpus=args.num_cpus,
                            submission_id=args.submission_id)
-    print(job_id, flush=True)
+    console.out(job_id)
     if args.wait or args.follow:
         status = submit.wait(args.address, job_id, follow=args.follow, timeout=args.timeout)
-        print(f"job {job_id}: {status}", file=sys.stderr)
+        console.note(f"job {job_id}: {status}")
         return 0 if status == "SUCCEEDED" else 1
     return 0

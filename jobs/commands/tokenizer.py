@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
+from dsllm import console
 from dsllm.jobs.commands.common import add_config_flags
 
 
@@ -104,10 +104,10 @@ def _train(args) -> int:
     s = record["sample"]
     verb = "already trained" if record.get("resumed") else f"trained in {record['train_seconds']:.1f} s"
     langs = ", ".join(f"{k} {v['bytes'] / 1e6:.1f} MB" for k, v in s["by_lang"].items())
-    print(f"tokenizer {args.output}: {verb}; vocab {record['vocab_size']} (bos {record['bos_id']}, "
+    console.out(f"tokenizer {args.output}: {verb}; vocab {record['vocab_size']} (bos {record['bos_id']}, "
           f"eos {record['eos_id']}); sample {s['documents']} documents, {s['bytes'] / 1e6:.1f} MB ({langs})")
     if record.get("warning"):
-        print(f"warning: {record['warning']}", file=sys.stderr)
+        console.warn(record["warning"])
     return 0
 
 
@@ -115,7 +115,7 @@ def _from_gguf(args) -> int:
     from dsllm.tokenizer.gguf import from_gguf
 
     s = from_gguf(args.file, args.output, args.pre_tokenizer)
-    print(f"tokenizer {args.output}: {s['vocab_size']} tokens from {args.file} ({s['merges']} merges, "
+    console.out(f"tokenizer {args.output}: {s['vocab_size']} tokens from {args.file} ({s['merges']} merges, "
           f"bos {s['bos_id']}, eos {s['eos_id']}, {s['added_non_special']} non-special added tokens)")
     return 0
 
@@ -130,7 +130,7 @@ def _eval(args) -> int:
     cfg = _load(EvalConfig, args, "eval", {"max_bytes": max_bytes, "text_lang": args.text_lang})
     rows = evaluate(args.dirs, args.data, cfg)
     if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        console.out(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
-        print(format_table(rows, args.dirs))
+        console.out(format_table(rows, args.dirs))
     return 0

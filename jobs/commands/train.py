@@ -17,6 +17,7 @@ resumes from the S3 run's latest complete checkpoint (trainer/checkpoints/mirror
 
 from __future__ import annotations
 
+from dsllm import console
 from dsllm.jobs.commands.common import add_config_flags, add_ray_flags
 
 
@@ -94,8 +95,8 @@ def _train_config(args):
     if run is not None and not getattr(args, "quiet", False):
         before, after = _flatten(run[1]), _flatten(config_to_dict(cfg))
         changed = [f"{k} {before.get(k)!r} -> {after[k]!r}" for k in sorted(after) if before.get(k) != after[k]]
-        print(f"resuming with the train config of {run[0]}; "
-              + (f"changed: {', '.join(changed)}" if changed else "nothing changed"), flush=True)
+        console.out(f"resuming with the train config of {run[0]}; "
+              + (f"changed: {', '.join(changed)}" if changed else "nothing changed"))
     return cfg
 
 
@@ -156,6 +157,6 @@ def run(args) -> int:
         {"model": model_cfg.to_hf_dict(), "train": config_to_dict(cfg), "data": args.data,
          "resume_from": args.resume_from}, indent=2) + "\n")
     summary = train(model_cfg, cfg, args.data, args.output, args.resume_from, quiet=args.quiet)
-    print(f"trained to step {summary['step']} ({summary['tokens']:,} tokens), loss {summary['loss']:.4f}; "
+    console.out(f"trained to step {summary['step']} ({summary['tokens']:,} tokens), loss {summary['loss']:.4f}; "
           f"checkpoint {summary['checkpoint']}")
     return 0

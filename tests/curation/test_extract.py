@@ -42,7 +42,8 @@ def test_codec_labels():
     assert python_codec("no-such-charset") is None
 
 
-def extract(payload: bytes, cfg: ExtractConfig = ExtractConfig(), charset: str | None = "utf-8"):
+def extract(payload: bytes, cfg: ExtractConfig | None = None, charset: str | None = "utf-8"):
+    cfg = cfg or ExtractConfig()
     counts = StageCounts("extract")
     docs = list(HtmlExtractor(cfg, crawl="CC-MAIN-2024-10", warc_file="f.warc.gz")(
         [RawPage("<urn:uuid:1>", "https://example.com/a", payload, charset)], counts))

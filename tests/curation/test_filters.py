@@ -58,7 +58,7 @@ def test_real_prose_passes_every_rule_and_keeps_its_signals(lang, make):
     ("just a few words here", "en", "too_few_words"),
     ("短短一句话。", "zh", "too_few_chars"),
     (" ".join(["#tag"] * 30 + ["the", "and", "of", "word"] * 20), "en", "symbol_ratio"),
-    ("\n".join(["• item number %d of the list with the words" % i for i in range(60)]), "en", "bullet_lines"),
+    ("\n".join([f"• item number {i} of the list with the words" for i in range(60)]), "en", "bullet_lines"),
     (" ".join(["x1"] * 80 + ["the", "and"]), "en", "mean_word_length"),
     (" ".join(["123", "4567", "8910"] * 30 + ["the", "and"]), "en", "alpha_words"),
     (" ".join(["lorem", "ipsums", "dolors", "sitter"] * 20), "en", "stop_words"),

@@ -34,7 +34,8 @@ def gz(record: bytes) -> bytes:
     return gzip.compress(record, compresslevel=1)
 
 
-def read_all(data: bytes, cfg: ReadConfig = ReadConfig()):
+def read_all(data: bytes, cfg: ReadConfig | None = None):
+    cfg = cfg or ReadConfig()
     counts = StageCounts("read")
     reader = WarcReader(cfg)
     pages = list(reader(io.BytesIO(data), counts))

@@ -206,6 +206,6 @@ def test_loader_error_surfaces_in_the_consumer(tmp_path):
     ds = PackedDataset(root)
     (tmp_path / "part-00000.parquet").write_bytes(b"corrupt")
     loader = DataLoader(ds, 4, 4, seed=0)
-    with pytest.raises(Exception):
+    with pytest.raises(UserError):
         next(iter(loader))
     loader.close()

@@ -1,0 +1,109 @@
+"""User output through one console, diagnostics through `logging`.
+
+- Results of a command (tables, JSON, the paths it wrote) go to stdout: `out(...)`.
+- Messages for the person running it (what is starting, warnings, the one-line error) go to stderr:
+  `note(...)`, `warn(...)`, `error(...)`, so stdout stays clean to pipe.
+- Diagnostics of the library are `logging.getLogger(__name__)` records under `dsllm.*`;
+  `setup_logging` shows them on stderr from the level `--log-level` / `-v` asks for (default: warnings),
+  through rich's `RichHandler` on a terminal and as plain lines elsewhere (files, CI, Ray job logs).
+
+Text is printed as it is: no rich markup, emoji codes or highlighting is applied, so bytes from the
+data (URLs, page text, file names) never become markup; rich also drops terminal control codes.
+Both consoles look up `sys.stdout` / `sys.stderr` when they print, so redirection works.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+stdout = Console(soft_wrap=True, markup=False, highlight=False, emoji=False)
+stderr = Console(stderr=True, soft_wrap=True, markup=False, highlight=False, emoji=False)
+
+LEVELS = ("debug", "info", "warning", "error")
+_OURS = "_dsllm_console_handler"
+
+
+def out(text: object = "", end: str = "\n") -> None:
+    """A command's result on stdout."""
+    stdout.print(text, end=end, markup=False, highlight=False, emoji=False)
+
+
+def raw(text: str, err: bool = False) -> None:
+    """Text passed through as it is, control characters included (a Ray job's own log; a progress
+    line redrawn with a carriage return), on stdout or, with `err`, stderr."""
+    file = (stderr if err else stdout).file
+    file.write(text)
+    file.flush()
+
+
+def note(text: object) -> None:
+    """A message for the person running the command, on stderr."""
+    stderr.print(text, markup=False, highlight=False, emoji=False)
+
+
+def warn(text: object) -> None:
+    """`warning: ...` on stderr."""
+    note(f"warning: {text}")
+
+
+def error(command: str | None, text: object) -> None:
+    """The one line a user error becomes: `dsllm CMD: error: ...`."""
+    note(f"dsllm {command}: error: {text}" if command else f"dsllm: error: {text}")
+
+
+def add_logging_arguments(parser, suppress_defaults: bool = False) -> None:
+    """`--log-level LEVEL` and `-v/--verbose` (info; twice: debug). With `suppress_defaults`, a
+    subcommand's copy leaves the value the top-level parser set alone when not given."""
+    import argparse
+
+    d = {"default": argparse.SUPPRESS} if suppress_defaults else {}
+    parser.add_argument(
+        "--log-level", choices=LEVELS, help="diagnostics shown on stderr (default: warning)", **({"default": None} | d)
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", help="more diagnostics: -v info, -vv debug", **({"default": 0} | d)
+    )
+
+
+def level_from_args(args) -> int:
+    """The logging level the command line asks for: --log-level wins over -v."""
+    if getattr(args, "log_level", None):
+        return getattr(logging, str(args.log_level).upper())
+    verbose = getattr(args, "verbose", 0) or 0
+    return logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A plain-line handler that writes to whatever `sys.stderr` is at the time."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def setup_logging(level: int = logging.WARNING) -> logging.Handler:
+    """Route `dsllm.*` log records at `level` and above to stderr (replacing an earlier setup)."""
+    logger = logging.getLogger("dsllm")
+    for h in [h for h in logger.handlers if getattr(h, _OURS, False)]:
+        logger.removeHandler(h)
+    handler: logging.Handler
+    if stderr.is_terminal:
+        handler = RichHandler(console=stderr, show_path=False, markup=False, rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    else:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    setattr(handler, _OURS, True)
+    handler.setLevel(level)
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    return handler
