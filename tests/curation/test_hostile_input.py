@@ -14,9 +14,13 @@ import textwrap
 from tests.conftest import ROOT
 
 SCRIPT = textwrap.dedent('''
-    import gzip, io, json, resource, zlib
+    import gzip, io, json, zlib
     from dsllm.curation.warc import ReadConfig, WarcReader
     from dsllm.curation.stage import StageCounts
+
+    def peak_rss_mb():  # VmHWM: this process image's own peak (ru_maxrss also counts the forking parent)
+        line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024
 
     HTTP = b"HTTP/1.1 200 OK\\r\\nContent-Type: text/html\\r\\n\\r\\n"
 
@@ -41,7 +45,7 @@ SCRIPT = textwrap.dedent('''
     counts = StageCounts("read")
     kept = sum(1 for _ in WarcReader(ReadConfig())(io.BytesIO(data), counts))
     print(json.dumps({"counts": counts.to_json(), "kept": kept, "compressed": len(data),
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_rss_mb": peak_rss_mb()}))
 ''')
 
 

@@ -12,11 +12,13 @@ import pytest
 
 from tests.conftest import ROOT
 
-WRAPPER = ("import resource, runpy, sys\n"
+# VmHWM is this process image's own peak RSS (ru_maxrss would include the forking pytest process)
+WRAPPER = ("import runpy, sys\n"
            "try:\n"
            "    runpy.run_module('dsllm.jobs.cli', run_name='__main__')\n"
            "finally:\n"
-           "    print('peak_rss_mb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr)\n")
+           "    hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
+           "    print('peak_rss_mb', int(hwm.split()[1]) / 1024, file=sys.stderr)\n")
 
 MUTATIONS = {
     "header_claims_100GB": lambda b: struct.pack("<Q", 100 << 30) + b[8:],
