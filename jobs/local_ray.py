@@ -42,11 +42,13 @@ def ensure_private_token() -> Path | None:
         return path
     from ray._private.authentication.authentication_token_generator import generate_new_authentication_token
 
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another dsllm command created it first
         return path
+    except OSError:  # an unwritable home: Ray reports its own token problem, as without dsllm
+        return None
     with os.fdopen(fd, "w") as f:
         f.write(generate_new_authentication_token())
     return path
