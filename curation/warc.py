@@ -13,7 +13,8 @@ lz4) go to FastWARC as they are.
 Reasons (stage `read`): record_warcinfo, record_request, record_metadata, record_revisit,
 record_resource, record_other (unknown or broken WARC header), bad_http_header, http_not_200,
 not_html, empty_payload, payload_too_large, truncated_record, binary_payload, corrupt_gzip,
-truncated_gzip, invalid_warc, read_error. Event `resynced_bytes`: compressed bytes skipped to resync.
+truncated_gzip, invalid_warc, read_error, length_overrun (records swallowed by an earlier
+record's lying Content-Length, gzip-per-record input). Event `resynced_bytes`: compressed bytes skipped to resync.
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ class WarcReader(Stage):
             return
         members = GzipMembers(stream, head)
         while True:  # one FastWARC iterator per run of good members
+            records, completed = self.records, members.completed
             yield from self._records(members)
+            yield from self._overrun(members, self.records - records, members.completed - completed)
             if not members.error:
                 break
             if not members.charged:  # the broken member's unreadable rest, counted once
@@ -85,6 +88,15 @@ class WarcReader(Stage):
             if not members.resync():
                 break
         self.resynced_bytes = members.skipped
+
+    def _overrun(self, members: "GzipMembers", seen: int, completed: int) -> Iterator[tuple[None, str]]:
+        """Gzip-per-record input holds one record per member: members that FastWARC never showed as
+        records were swallowed by an earlier record whose Content-Length lied. Each is counted once."""
+        if members.error and members.charged:
+            seen -= 1  # that record lies in the broken member, which did not complete
+        for _ in range(max(0, completed - seen)):
+            self.records += 1
+            yield None, "length_overrun"
 
     def _records(self, stream) -> Iterator[tuple[RawPage | None, str | None]]:
         from fastwarc.warc import ArchiveIterator
@@ -205,6 +217,7 @@ class GzipMembers:
         self.error = ""
         self.bad_start = 0
         self.charged = False
+        self.completed = 0               # members inflated to their end
         self._start_member(0)
 
     def _start_member(self, start: int) -> None:
@@ -242,6 +255,7 @@ class GzipMembers:
             size += len(out)
             self.tail = self.inflater.unconsumed_tail
             if self.inflater.eof:  # the next member starts in the bytes fed after this one
+                self.completed += 1
                 self.off -= len(self.inflater.unused_data)
                 self._start_member(self.pos + size)
         self.pos += size

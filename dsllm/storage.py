@@ -71,9 +71,31 @@ def split_s3(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+_CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
+
+
+def check_relative(name: str, what: str = "path") -> str:
+    """`name` if it is a relative path that stays below the directory it is joined to.
+
+    Names that come from data (manifest entries, checkpoint `weight_map` files, S3 keys, names
+    derived from WARC records) pass through here: an absolute path, a `..` component, a backslash
+    or a control character is refused with one clear error instead of reaching outside."""
+    name = str(name)
+    bad = ("empty" if not name else
+           "an absolute path" if name.startswith("/") or (len(name) > 1 and name[1] == ":") else
+           "a '..' component" if ".." in name.split("/") else
+           "a backslash" if "\\" in name else
+           "a control character" if _CONTROL & set(name) else None)
+    if bad:
+        raise UserError(f"{what} {name!r}: refused ({bad}); only names inside the given directory are used")
+    return name
+
+
 def join(base: str, *parts: str) -> str:
-    """Join path components for any scheme."""
+    """Join path components for any scheme; each part must stay below `base` (check_relative)."""
     base = str(base)
+    for p in parts:  # a leading '/' of a remote part is stripped below, so it stays inside there
+        check_relative(str(p).lstrip("/") if is_remote(base) else p, f"{base}:")
     if is_remote(base):
         out = base.rstrip("/")
         for p in parts:

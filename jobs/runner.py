@@ -16,12 +16,12 @@ import os
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Connect to the Ray cluster at `address` ('auto', HOST:PORT; default $DSLLM_RAY_ADDRESS, which a
     submitted job sets), or start an in-process Ray on this machine's cores, bound to loopback."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = address or os.environ.get("DSLLM_RAY_ADDRESS") or None
     if not address:
-        # without this Ray resolves 127.0.0.1 to the host's interface address and listens there
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        from dsllm.jobs.local_ray import prepare_local_ray
+
+        prepare_local_ray()  # loopback only; Ray's own token auth stays on (never disabled here)
     import ray
 
     if ray.is_initialized():

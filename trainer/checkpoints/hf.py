@@ -204,6 +204,7 @@ def weight_files(folder: Path, src: str, remote_weights: dict[str, str] | None =
                 raise UserError(f"{folder / index}: no weight_map")
             shards = sorted(set(wmap.values()))
             for shard in shards:
+                storage.check_relative(shard, f"{src}: {index} weight_map file")
                 if "/" in shard or not (folder / shard).exists():
                     raise UserError(f"{src}: shard {shard} listed in {index} is missing")
             return [str(folder / s) for s in shards], fmt
@@ -229,6 +230,7 @@ def _remote_weight_files(folder: Path, src: str, remote_weights: dict[str, str])
     if not isinstance(wmap, dict) or not wmap:
         raise UserError(f"{index}: no weight_map")
     for shard in sorted(set(wmap.values())):
+        storage.check_relative(shard, f"{src}: {index.name} weight_map file")
         if shard not in remote_weights:
             raise UserError(f"{src}: shard {shard} listed in {index.name} is missing")
     return [remote_weights[s] for s in sorted(set(wmap.values()))], "safetensors"
