@@ -80,6 +80,7 @@ class RowRange:
         self.base, self.start, self.rows = dataset, start, stop - start
         self.seq_len, self.manifest = dataset.seq_len, dataset.manifest
         self.chunk_rows = dataset.chunk_rows
+        self.ordered = getattr(dataset, "ordered", False)   # a mixture: read in order (mixture_data.py)
 
     def read_rows(self, indices: np.ndarray) -> np.ndarray:
         return self.base.read_rows(np.asarray(indices, dtype=np.int64) + self.start)
@@ -99,10 +100,10 @@ class Progress:
 
 
 def open_data(uri: str, cfg: ModelConfig):
-    """The packed dataset, checked against the model (vocabulary, context)."""
-    from dsllm.trainer.data import PackedDataset
+    """The packed dataset or mixture, checked against the model (vocabulary, context)."""
+    from dsllm.trainer.mixture_data import open_dataset
 
-    ds = PackedDataset(uri)
+    ds = open_dataset(uri)
     vocab = (ds.manifest.get("tokenizer") or {}).get("vocab_size")
     if vocab is not None and int(vocab) > cfg.vocab_size:
         raise UserError(f"{uri}: tokenizer vocabulary {vocab} is larger than the model's vocab_size "
@@ -240,6 +241,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
 
     loader = DataLoader(train_rows, global_batch, cfg.micro_batch_size, cfg.seed, rank, world_size,
                         start_sequences=progress.sequences, chunk_rows=ds.chunk_rows, segments=cfg.document_mask)
+    from dsllm.trainer.mixture_data import DomainTokens
+
+    domain_tokens = DomainTokens.of(train_rows, loader.order) if rank == 0 else None
     total_tokens = cfg.schedule.total_tokens or cfg.max_steps * tokens_per_step
     dtype = torch.float32 if cfg.precision == "fp32" else torch.bfloat16
     flops_per_token = model_cfg.train_flops_per_token(seq_len)
@@ -312,6 +316,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
                 if n_val and (progress.step % cfg.eval_every == 0 or last_step):
                     record["val_loss"] = evaluate(model, val_rows, cfg.micro_batch_size, autocast,
                                                   cfg.document_mask)
+                if domain_tokens is not None:  # cumulative, from the data order (any worker count)
+                    record["domain_tokens"] = domain_tokens.update(progress.sequences)
                 metrics.log(record)
                 window_start, window_tokens = time.perf_counter(), 0
             if last_step or checkpointer.due(progress.step):
