@@ -213,3 +213,36 @@ def test_training_on_a_mixture_logs_tokens_per_domain_and_resumes_exactly(packed
         seen = dom[:r["step"] * 8]
         assert r["domain_tokens"] == {d: int((seen == d).sum()) * SEQ for d in sorted(set(seen))}
         assert sum(r["domain_tokens"].values()) == r["tokens"]
+
+
+def test_stats_shows_natural_target_and_mixed_shares(packed, tmp_path):
+    from tests.curation.test_stats_html import _rendered
+
+    mix = tmp_path / "mix"
+    build_mixture(packed, str(mix), MixtureConfig(target=TARGET), log=lambda s: None)
+    page = tmp_path / "mix.html"
+    proc = run_cli("stats", str(mix), "--json", "--html", str(page), "--verify")
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(proc.stdout)
+    dom, ntok = truth(packed, order_of(mix))
+    nat = natural_tokens(packed)
+    assert rep["kind"] == "mixture" and rep["checks"]["ok"] and rep["checks"]["verified"]
+    for d in rep["domains"]:
+        assert d["natural_share"] == pytest.approx(nat[d["domain"]] / sum(nat.values()))
+        assert d["mixed_share"] == pytest.approx(ntok[dom == d["domain"]].sum() / ntok.sum())
+        assert d["target_share"] == pytest.approx(TARGET[d["domain"]])
+        assert d["order_rows"] == int((dom == d["domain"]).sum())
+    proc = run_cli("stats", str(mix))   # the terminal table names every domain
+    assert proc.returncode == 0 and all(d in proc.stdout for d in TARGET) and "natural vs target vs mixed" in proc.stdout
+    bars = _rendered(tmp_path, page).bars["domains"]
+    assert [b["data-series"] for b in bars] == ["natural", "target", "mixed"] * 3
+    # packed data: natural token shares per domain, counted in the shards and checked with the manifest
+    rep = json.loads(run_cli("stats", packed[0], "--json").stdout)
+    t = packed_rows(packed[0])
+    d = np.array(t.column("domain").to_pylist())
+    assert {x["domain"]: x["tokens"] for x in rep["domains"]} == \
+           {k: int(t.column("n_tokens").to_numpy()[d == k].sum()) for k in set(d)}
+    # a damaged order is a failed check (exit 1)
+    pq.write_table(pq.read_table(mix / "order.parquet").slice(0, 10), mix / "order.parquet")
+    proc = run_cli("stats", str(mix), "--json")
+    assert proc.returncode == 1 and not json.loads(proc.stdout)["checks"]["ok"]
