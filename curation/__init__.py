@@ -1,1 +1,1 @@
-"""Common Crawl → clean, filtered, deduplicated, remixed Parquet shards."""
+"""Common Crawl → clean, filtered, deduplicated, domain-labelled Parquet shards."""

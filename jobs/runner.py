@@ -4,8 +4,8 @@
     result = run_curate(specs, "s3://b/run1", cfg, executor, dedup_index=None)
 
 The run: per-input tasks (read → … → pii, one task per input file, skipped when their completion
-marker exists) → dedup (curation.dedup.run_dedup, through the same executor) → remix plan from the
-natural domain counts → final shard tasks → manifest.json, stats.json, config.json → the dedup
+marker exists) → dedup (curation.dedup.run_dedup, through the same executor) → final shard
+tasks (every surviving document once, natural domain counts; mixtures are `dsllm mix`'s job) → manifest.json, stats.json, config.json → the dedup
 index is committed → OUT/_work/complete.json. A failed input is recorded in the manifest and the
 run ends non-zero naming it; its outputs are not published as complete, so a rerun retries only it.
 """
@@ -219,17 +219,8 @@ def run_curate(specs: list[InputSpec], out: str, cfg: CurateConfig, executor: Ex
         stage_counts += [c for c in outcome.counts if cfg.runs(c.name)]
         dumps = outcome.dumps
 
-    batch_rows, level = cfg.output.batch_rows, cfg.output.compression_level
-    natural = _merge(_map(executor, _natural_task, [(f, removed[f], batch_rows) for f in files], "curate/domains"))
-    plan = None
-    if cfg.runs("remix"):
-        from dsllm.curation.remix import DomainRemixer
-
-        plan = DomainRemixer(cfg.remix).plan(natural)
-    shards = _write_shards(out, done, removed, plan, cfg, executor)
-    if plan is not None:
-        stage_counts.append(_remix_counts(shards))
-    stats = _stats(stage_counts, shards, natural, dumps, cfg)
+    shards = _write_shards(out, done, removed, cfg, executor)
+    stats = _stats(stage_counts, shards, dumps, cfg)
     _publish(out, cfg, results, shards, stats)
     if failed:  # the index is committed only by a complete run: a rerun must not dedup against itself
         return CurateResult(results, failed, shards, stats)
@@ -246,30 +237,18 @@ def _dedup(files, out, cfg: CurateConfig, executor, index):
     return run_dedup(files, storage.join(out, "_work", "dedup"), dcfg, index, executor)
 
 
-def _natural_task(task):
-    from dsllm.curation.shards import natural_domains
-
-    return natural_domains(task)
-
-
 def _shard_task(task):
     from dsllm.curation.shards import write_final_shard
 
     return write_final_shard(task)
 
 
-def _merge(dicts):
-    from dsllm.curation.shards import merge_sums
-
-    return merge_sums(dicts)
-
-
-def _write_shards(out, done, removed, plan, cfg: CurateConfig, executor) -> list[dict]:
+def _write_shards(out, done, removed, cfg: CurateConfig, executor) -> list[dict]:
     from dsllm.curation.shards import plan_shards
 
     kept = [r["documents"] - len(removed[r["docs"]]) for r in done]
     groups = plan_shards(kept, cfg.output.shard_rows)
-    tasks = [{"out": out, "index": i, "plan": plan, "batch_rows": cfg.output.batch_rows,
+    tasks = [{"out": out, "index": i, "batch_rows": cfg.output.batch_rows,
               "level": cfg.output.compression_level,
               "sources": [(done[j]["docs"], removed[done[j]["docs"]]) for j in group]}
              for i, group in enumerate(groups)]
@@ -282,14 +261,7 @@ def _write_shards(out, done, removed, plan, cfg: CurateConfig, executor) -> list
     return shards
 
 
-def _remix_counts(shards: list[dict]) -> StageCounts:
-    total = StageCounts("remix")
-    for s in shards:
-        total = total + StageCounts.from_json(s["remix"])
-    return total
-
-
-def _stats(stage_counts: list[StageCounts], shards, natural, dumps, cfg: CurateConfig) -> dict:
+def _stats(stage_counts: list[StageCounts], shards, dumps, cfg: CurateConfig) -> dict:
     from dsllm.curation.shards import check_funnel, merge_sums
 
     rows = sum(s["rows"] for s in shards)
@@ -297,13 +269,13 @@ def _stats(stage_counts: list[StageCounts], shards, natural, dumps, cfg: CurateC
     stage_counts = sorted(stage_counts, key=lambda c: order[c.name])
     check_funnel(stage_counts, rows)
     languages = merge_sums(s["languages"] for s in shards)
-    remixed = merge_sums(s["domains"] for s in shards)
+    natural = merge_sums(s["domains"] for s in shards)   # each surviving document once
     return {"stages": [c.to_json() for c in stage_counts],
             "skipped": [s for s in cfg.skip],
             "totals": {"documents": rows, "chars": sum(v["chars"] for v in languages.values()),
                        "bytes": sum(s["text_bytes"] for s in shards)},
             "languages": languages,
-            "domains": {"natural": natural, "remixed": remixed},
+            "domains": {"natural": natural},
             "dedup": {"dumps": dumps}}
 
 
