@@ -1,6 +1,6 @@
 """`dsllm pack` keeps domains apart: every row holds documents of one domain (its `domain`
 column), the manifest counts rows, tokens and documents per domain, and the output is the same
-bytes with 2 Ray workers or none."""
+bytes with 1 or 2 Ray workers or none, and after a resume."""
 
 from __future__ import annotations
 
@@ -62,11 +62,12 @@ def test_same_bytes_with_two_ray_workers_and_resume(ray_local, inputs, tmp_path)
 
     curated, tok_dir = inputs
     hashes = []
-    for name, executor in (("local", LocalExecutor()), ("ray2", RayExecutor(max_in_flight=2, quiet=True))):
+    for name, executor in (("local", LocalExecutor()), ("ray1", RayExecutor(max_in_flight=1, quiet=True)),
+                           ("ray2", RayExecutor(max_in_flight=2, quiet=True))):
         pack([str(curated)], str(tok_dir), str(tmp_path / name), CFG, executor, log=lambda m: None)
         hashes.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest()
                        for p in sorted((tmp_path / name).iterdir()) if p.is_file() and p.suffix == ".parquet"})
-    assert hashes[0] == hashes[1] and len(hashes[0]) == 4
+    assert hashes[0] == hashes[1] == hashes[2] and len(hashes[0]) == 4
     # a run killed after its first source: remove the later sources' markers and the manifest
     out = tmp_path / "local"
     for marker in ("source-00001.json", "source-00002.json"):

@@ -246,3 +246,21 @@ def test_stats_shows_natural_target_and_mixed_shares(packed, tmp_path):
     pq.write_table(pq.read_table(mix / "order.parquet").slice(0, 10), mix / "order.parquet")
     proc = run_cli("stats", str(mix), "--json")
     assert proc.returncode == 1 and not json.loads(proc.stdout)["checks"]["ok"]
+
+
+def test_mixture_over_s3_inputs_and_output_reads_the_same_rows(packed, tmp_path, s3_bucket):
+    import os
+
+    from dsllm import storage
+    from dsllm.trainer.mixture_data import open_dataset
+
+    remote = f"s3://{s3_bucket}/packed-b"
+    for f in storage.list_files(packed[1]):
+        storage.upload_file(f.uri, storage.join(remote, os.path.relpath(f.uri, packed[1])))
+    build_mixture([packed[0], remote], f"s3://{s3_bucket}/mix", MixtureConfig(target=TARGET), log=lambda s: None)
+    build_mixture(packed, str(tmp_path / "mix"), MixtureConfig(target=TARGET), log=lambda s: None)
+    assert storage.read_bytes(f"s3://{s3_bucket}/mix/order.parquet") == (tmp_path / "mix" / "order.parquet").read_bytes()
+    positions = np.arange(0, 200, 7)
+    a = open_dataset(f"s3://{s3_bucket}/mix").read(positions, segments=True)
+    b = open_dataset(str(tmp_path / "mix")).read(positions, segments=True)
+    assert np.array_equal(a.input_ids, b.input_ids) and a.doc_offsets == b.doc_offsets
