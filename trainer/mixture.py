@@ -238,7 +238,9 @@ def build_mixture(inputs: list[str], output: str, cfg: MixtureConfig, log=print)
                    "planned_tokens": int(got_tokens[i]), "planned_rows": int(got_rows[i]),
                    "planned_share": int(got_tokens[i]) / planned_total,
                    "repeat": int(got_rows[i]) / max(int(nat_rows[i]), 1),
-                   "shortfall_tokens": max(0, int(round(share[d] * total)) - int(got_tokens[i]))}
+                   # only a domain held at its max_repeat cap falls short (not one off by rounding)
+                   "shortfall_tokens": max(0, int(round(share[d] * total)) - int(got_tokens[i]))
+                   if got_rows[i] >= cap[i] else 0}
                for i, d in enumerate(names)}
     first = sources[0].manifest
     mixture = {"kind": "mixture", "seq_len": int(first["seq_len"]), "rows": int(len(seq)), "tokens": planned_total,

@@ -264,3 +264,25 @@ def test_mixture_over_s3_inputs_and_output_reads_the_same_rows(packed, tmp_path,
     a = open_dataset(f"s3://{s3_bucket}/mix").read(positions, segments=True)
     b = open_dataset(str(tmp_path / "mix")).read(positions, segments=True)
     assert np.array_equal(a.input_ids, b.input_ids) and a.doc_offsets == b.doc_offsets
+
+
+@pytest.mark.parametrize("period", [1 << 16, 997])
+def test_interleaving_keeps_every_prefix_within_one_sequence(period):
+    """Many domains and skewed weights, in one period and tiled: each prefix of m positions holds
+    domain d within one of m × its share (the share of a tiled period when the order is longer)."""
+    from dsllm.trainer.mixture import interleave
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        counts = rng.integers(1, 800, rng.integers(2, 10))
+        counts[0] *= 12
+        n = int(counts.sum())
+        seq = interleave(counts, n, period)
+        got = np.bincount(seq, minlength=len(counts))
+        if n <= period:
+            assert np.array_equal(got, counts)
+        unit = np.bincount(seq[:min(n, period)], minlength=len(counts)) / min(n, period)
+        m = np.arange(1, n + 1)[:, None]
+        cum = np.cumsum(seq[:, None] == np.arange(len(counts))[None, :], axis=0)
+        assert np.abs(cum - m * unit[None, :]).max() <= 1.0
+        assert np.abs(got / n - counts / n).max() <= 1 / period + 1 / n
