@@ -152,8 +152,9 @@ class Source:
     n_tokens: np.ndarray   # (rows,)
 
 
-def _scan_packed(uri: str) -> tuple[dict, list[str], np.ndarray]:
-    """(manifest, domain per row, n_tokens per row) of PACKED, reading only those two columns."""
+def _scan_packed(uri: str) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(manifest, domain per row (object array), n_tokens per row) of PACKED, reading only those
+    two columns (dictionary-encoded in Arrow, so a row costs no Python object of its own)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -168,8 +169,13 @@ def _scan_packed(uri: str) -> tuple[dict, list[str], np.ndarray]:
             cols = [c for c in ("domain", "n_tokens") if c in names]
             table = pf.read(columns=cols) if cols else pa.table({})
         rows = shard.rows
-        domains.append(table.column("domain").to_numpy(zero_copy_only=False) if "domain" in cols
-                       else np.full(rows, "unlabelled", dtype=object))
+        if "domain" in cols:
+            enc = table.column("domain").combine_chunks().dictionary_encode()
+            names = np.array(enc.dictionary.to_pylist() + ["unlabelled"], dtype=object)
+            idx = enc.indices.fill_null(len(names) - 1).to_numpy(zero_copy_only=False)
+            domains.append(names[idx])
+        else:
+            domains.append(np.full(rows, "unlabelled", dtype=object))
         n_tokens.append(table.column("n_tokens").to_numpy() if "n_tokens" in cols
                         else np.full(rows, ds.seq_len, dtype=np.int32))
     cat = lambda xs, dt: np.concatenate(xs) if xs else np.empty(0, dtype=dt)
@@ -186,12 +192,15 @@ def read_sources(uris: list[str]) -> tuple[list[Source], list[str]]:
         sha = lambda man: (man.get("tokenizer") or {}).get("sha256")
         if sha(m) != sha(first):
             raise UserError(f"{uri}: packed with another tokenizer than {scanned[0][0]} (tokenizer sha256 differs)")
-    names = sorted({str(d) for _, _, dom, _ in scanned for d in np.unique(dom)})
+    import pyarrow as pa
+
+    names = sorted({str(d) for _, _, dom, _ in scanned for d in pa.array(dom, pa.string()).unique().to_pylist()})
     lookup = {d: i for i, d in enumerate(names)}
     sources = []
     for uri, m, dom, ntok in scanned:
-        uniq, inv = np.unique(dom.astype(str), return_inverse=True)
-        codes = np.array([lookup[u] for u in uniq], dtype=np.int32)[inv] if len(dom) else np.empty(0, np.int32)
+        enc = pa.array(dom, pa.string()).dictionary_encode()
+        code_of = np.array([lookup[str(u)] for u in enc.dictionary.to_pylist()], dtype=np.int32)
+        codes = code_of[enc.indices.to_numpy()] if len(dom) else np.empty(0, np.int32)
         sources.append(Source(uri, m, codes, ntok))
     return sources, names
 
