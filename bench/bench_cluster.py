@@ -124,7 +124,7 @@ def curate_wall(head: Head, crawl: str, out: str) -> tuple[float, float]:
 
     t = time.perf_counter()
     res = subprocess.run([*head.prefix, str(BIN / "dsllm"), "curate", "cc:CC-MAIN-2024-10", "--cc-base", crawl, "--output", out,
-                          "--ray-address", head.address, "--skip", "minhash_dedup,remix"],
+                          "--ray-address", head.address, "--skip", "minhash_dedup"],
                          env=ENV, check=True, capture_output=True, text=True, cwd=str(ROOT))
     wall = time.perf_counter() - t
     # the last progress line of the per-input map: "[curate/inputs] N/N tasks on W worker(s) (100%) | … | 14.6s"
@@ -138,7 +138,7 @@ from dsllm.curation.config import CurateConfig
 from dsllm.curation.pipeline import process_input, replace_skip
 from dsllm.curation.sources import resolve_inputs
 from dsllm.config import load_config
-cfg = replace_skip(load_config(CurateConfig, None, [], default="curate.toml"), ["minhash_dedup", "remix"])
+cfg = replace_skip(load_config(CurateConfig, None, [], default="curate.toml"), ["minhash_dedup"])
 for spec in resolve_inputs(sys.argv[2:], None, None):
     process_input(spec, cfg, sys.argv[1])
 """

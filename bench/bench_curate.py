@@ -2,8 +2,8 @@
 (read → extract → langid → Gopher/C4/FineWeb → URL filter → PII → zstd Parquet), ours (resiliparse)
 against the same chain with trafilatura extraction, and against the floor: FastWARC reading and
 decompressing every record without any processing. One process = one core; times are the process's
-CPU seconds (the benchmark machine is shared, so wall time would measure the neighbours). Dedup and remix are
-measured by their own benchmarks. Prints markdown table rows (medians over --repeats runs).
+CPU seconds (the benchmark machine is shared, so wall time would measure the neighbours). Dedup is
+measured by its own benchmarks. Prints markdown table rows (medians over --repeats runs).
 
     python bench/bench_curate.py [--warcs 2] [--records 150] [--repeats 3]
 """

@@ -17,15 +17,21 @@ from dsllm.curation.filters.pii import PiiConfig
 from dsllm.curation.filters.urls import UrlFilterConfig
 from dsllm.curation.langid import LangidConfig
 from dsllm.curation.quality import QualityModelConfig
-from dsllm.curation.remix import RemixConfig
+from dsllm.curation.domains import DomainsConfig
 from dsllm.curation.warc import ReadConfig
 
 # stats.json stage names, in pipeline order (`--skip` takes these names)
 PER_INPUT_STAGES = ("read", "extract", "langid", "gopher_quality", "gopher_repetition", "c4", "fineweb",
                     "quality_model", "url_filter", "pii")
-GLOBAL_STAGES = ("exact_dedup", "minhash_dedup", "remix")
+GLOBAL_STAGES = ("exact_dedup", "minhash_dedup")
 STAGES = PER_INPUT_STAGES + GLOBAL_STAGES
 REQUIRED_STAGES = ("read", "extract")
+
+# an old config's [remix] target or `--skip remix`: one line pointing at the new flow
+REMIX_MOVED = ("curate no longer applies a domain mixture: it keeps every surviving document once, labelled "
+               "with its domain; mix domains at training time with `dsllm mix PACKED... --output MIX "
+               "--set mixture.target.DOMAIN=W` (configs/mixture.toml); the URL rules are [domains] "
+               "rules / extra_rules")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,11 +70,13 @@ class CurateConfig:
     url_filter: UrlFilterConfig = UrlFilterConfig()
     pii: PiiConfig = PiiConfig()
     dedup: DedupConfig = DedupConfig()
-    remix: RemixConfig = RemixConfig()
+    domains: DomainsConfig = DomainsConfig()
     output: OutputConfig = OutputConfig()
     skip: tuple[str, ...] = ()   # stage names not to run (also set by --skip)
 
     def __post_init__(self):
+        if "remix" in self.skip:
+            raise ValueError(f"remix is not a stage any more: {REMIX_MOVED}")
         unknown = [s for s in self.skip if s not in STAGES]
         if unknown:
             raise ValueError(f"skip: unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
@@ -91,3 +99,16 @@ class CurateConfig:
     @property
     def stages(self) -> tuple[str, ...]:
         return tuple(s for s in STAGES if self.runs(s))
+
+
+def load_curate_config(path: str | None, overrides: list[str] | None) -> CurateConfig:
+    """The curate config: configs/curate.toml (or `path`) ← `--set` overrides; an old `[remix]`
+    section (a target mixture applied during curation) is one error line pointing at `dsllm mix`."""
+    from dsllm.config import CONFIG_DIR, apply_overrides, from_dict, load_toml
+    from dsllm.errors import UserError
+
+    data = apply_overrides(load_toml(path) if path is not None else load_toml(CONFIG_DIR / "curate.toml"), overrides)
+    if "remix" in data:
+        where = f"config {path}" if path is not None and "remix" in load_toml(path) else "--set remix..."
+        raise UserError(f"{where}: [remix]: {REMIX_MOVED}")
+    return from_dict(CurateConfig, data)

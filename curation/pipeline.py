@@ -35,17 +35,16 @@ def work_dir(out: str, spec: InputSpec) -> str:
 def per_input_fingerprint(cfg: CurateConfig) -> str:
     """Hash of the config sections that change per-input outputs (a change redoes the inputs)."""
     d = config_to_dict(cfg)
-    keep = {k: d[k] for k in PER_INPUT_STAGES + ("run", "remix", "skip") if k in d}
-    keep["remix"] = {k: keep["remix"].get(k) for k in ("rules", "extra_rules")}  # domain labels only
+    keep = {k: d[k] for k in PER_INPUT_STAGES + ("run", "domains", "skip") if k in d}
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @functools.lru_cache(maxsize=2)
 def _domain_classifier(rules_key: str):
-    from dsllm.curation.remix import DomainClassifier, RemixConfig
+    from dsllm.curation.domains import DomainClassifier, DomainsConfig
 
     rules, extra = json.loads(rules_key)
-    return DomainClassifier.from_config(RemixConfig(rules=rules, extra_rules=extra))
+    return DomainClassifier.from_config(DomainsConfig(rules=rules, extra_rules=extra))
 
 
 def build_stages(cfg: CurateConfig, reader, warc_file: str, id_base: str, crawl) -> list:
@@ -57,7 +56,7 @@ def build_stages(cfg: CurateConfig, reader, warc_file: str, id_base: str, crawl)
     from dsllm.curation.filters.pii import PiiMasker
     from dsllm.curation.filters.urls import UrlFilter
 
-    classifier = _domain_classifier(json.dumps([cfg.remix.rules, cfg.remix.extra_rules]))
+    classifier = _domain_classifier(json.dumps([cfg.domains.rules, cfg.domains.extra_rules]))
     factories = {
         "extract": lambda: HtmlExtractor(cfg.extract, crawl=crawl, warc_file=warc_file, id_base=id_base,
                                          domain_of=classifier.domain),

@@ -7,9 +7,10 @@
 2. per input (curation.pipeline.process_input_safely, one task per input file; an input whose
    completion marker exists is skipped): read → extract → … → pii → OUT/_work/inputs/<key>/;
 3. dedup (curation.dedup.run_dedup): exact and MinHash, within the run and against the index;
-4. remix: natural domain counts → plan (curation.remix);
-5. final shards (curation.shards.write_final_shard), one task per group of inputs;
-6. statistics → stats.json; publish manifest.json, config.json; commit the dedup index;
+4. final shards (curation.shards.write_final_shard), one task per group of inputs: every surviving
+   document exactly once, labelled with its domain (mixtures are applied at training time by
+   `dsllm mix`, never here);
+5. statistics → stats.json; publish manifest.json, config.json; commit the dedup index;
    OUT/_work/complete.json last.
 
 A failed input is recorded in the manifest and the run ends non-zero naming it; its outputs are not
@@ -25,8 +26,7 @@ from dsllm.config import config_to_dict
 from dsllm.curation.config import GLOBAL_STAGES, PER_INPUT_STAGES, CurateConfig
 from dsllm.curation.executor import Executor
 from dsllm.curation.pipeline import per_input_fingerprint, process_input_safely, task_list
-from dsllm.curation.shards import (check_funnel, merge_sums, natural_domains, now_iso, plan_shards, versions,
-                                   write_final_shard)
+from dsllm.curation.shards import check_funnel, merge_sums, now_iso, plan_shards, versions, write_final_shard
 from dsllm.curation.sources import InputSpec
 from dsllm.curation.stage import StageCounts, merge_counts
 
@@ -76,13 +76,8 @@ def run_curate(specs: list[InputSpec], out: str, cfg: CurateConfig, executor: Ex
         stage_counts += [c for c in outcome.counts if cfg.runs(c.name)]
         dumps = outcome.dumps
 
-    natural = merge_sums(executor.map(natural_domains, [(f, removed[f], cfg.output.batch_rows) for f in files],
-                                      label="curate/domains"))
-    plan = remix_plan(natural, cfg)
-    shards = write_shards(out, done, removed, plan, cfg, executor)
-    if plan is not None:
-        stage_counts.append(remix_counts(shards))
-    stats = build_stats(stage_counts, shards, natural, dumps, cfg)
+    shards = write_shards(out, done, removed, cfg, executor)
+    stats = build_stats(stage_counts, shards, dumps, cfg)
     publish(out, cfg, results, shards, stats)
     if failed:  # the index is committed only by a complete run: a rerun must not dedup against itself
         return CurateResult(results, failed, shards, stats)
@@ -106,21 +101,11 @@ def dedup(files: list[str], out: str, cfg: CurateConfig, executor: Executor, ind
     return run_dedup(files, storage.join(out, "_work", "dedup"), dcfg, index, executor)
 
 
-def remix_plan(natural: dict, cfg: CurateConfig):
-    """The remix plan from the natural domain counts, or None when remix is skipped."""
-    if not cfg.runs("remix"):
-        return None
-    from dsllm.curation.remix import DomainRemixer
-
-    return DomainRemixer(cfg.remix).plan(natural)
-
-
-def write_shards(out: str, done: list[dict], removed: dict, plan, cfg: CurateConfig,
-                 executor: Executor) -> list[dict]:
-    """The final shards (removals and remix applied), one task per group; stale shards removed."""
+def write_shards(out: str, done: list[dict], removed: dict, cfg: CurateConfig, executor: Executor) -> list[dict]:
+    """The final shards (dedup removals applied), one task per group; stale shards removed."""
     kept = [r["documents"] - len(removed[r["docs"]]) for r in done]
     groups = plan_shards(kept, cfg.output.shard_rows)
-    tasks = [{"out": out, "index": i, "plan": plan, "batch_rows": cfg.output.batch_rows,
+    tasks = [{"out": out, "index": i, "batch_rows": cfg.output.batch_rows,
               "level": cfg.output.compression_level,
               "sources": [(done[j]["docs"], removed[done[j]["docs"]]) for j in group]}
              for i, group in enumerate(groups)]
@@ -133,28 +118,20 @@ def write_shards(out: str, done: list[dict], removed: dict, plan, cfg: CurateCon
     return shards
 
 
-def remix_counts(shards: list[dict]) -> StageCounts:
-    """The remix stage's counts, summed over the shard tasks."""
-    total = StageCounts("remix")
-    for s in shards:
-        total = total + StageCounts.from_json(s["remix"])
-    return total
-
-
-def build_stats(stage_counts: list[StageCounts], shards, natural, dumps, cfg: CurateConfig) -> dict:
+def build_stats(stage_counts: list[StageCounts], shards, dumps, cfg: CurateConfig) -> dict:
     """stats.json: the funnel in pipeline order (checked to balance), totals, languages, domains."""
     rows = sum(s["rows"] for s in shards)
     order = {name: i for i, name in enumerate(PER_INPUT_STAGES + GLOBAL_STAGES)}
     stage_counts = sorted(stage_counts, key=lambda c: order[c.name])
     check_funnel(stage_counts, rows)
     languages = merge_sums(s["languages"] for s in shards)
-    remixed = merge_sums(s["domains"] for s in shards)
+    natural = merge_sums(s["domains"] for s in shards)  # each surviving document once
     return {"stages": [c.to_json() for c in stage_counts],
             "skipped": [s for s in cfg.skip],
             "totals": {"documents": rows, "chars": sum(v["chars"] for v in languages.values()),
                        "bytes": sum(s["text_bytes"] for s in shards)},
             "languages": languages,
-            "domains": {"natural": natural, "remixed": remixed},
+            "domains": {"natural": natural},
             "dedup": {"dumps": dumps}}
 
 

@@ -1,5 +1,5 @@
 """Parquet output: the shard writer (zstd, Arrow batches, atomic publish with size and sha256),
-the final shards (dedup removals and remix repeats applied), `manifest.json` and `stats.json`.
+the final shards (dedup removals applied; every surviving document once), `manifest.json` and `stats.json`.
 
 Final shards are planned from the per-input files in input order: consecutive inputs fill a shard
 until it holds `shard_rows` rows (an input is never split), so the plan, and with it every shard's
@@ -13,10 +13,8 @@ import hashlib
 import json
 import os
 import tempfile
-from collections import Counter
 from typing import Iterable
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -134,49 +132,20 @@ def group_sums(batch: pa.RecordBatch | pa.Table, key: str, into: dict) -> None:
         slot["chars"] += row["c_sum"]
 
 
-def natural_domains(task: tuple[str, list[str], int]) -> dict:
-    """Domain counts of one per-input file after dedup removals (module level: a task)."""
-    docs_uri, removed, batch_rows = task
-    out: dict = {}
-    for batch in _filtered_batches(docs_uri, removed, batch_rows):
-        group_sums(batch.select(["domain", "n_chars"]), "domain", out)
-    return out
-
-
-def remix_batch(batch: pa.RecordBatch, plan, counts: StageCounts) -> pa.RecordBatch:
-    """Apply the remix plan: drop (0), keep (1) or repeat (k) each row; copies get ids `{id}#r{k}`."""
-    ids, domains = batch.column("id").to_pylist(), batch.column("domain").to_pylist()
-    reps = np.fromiter((plan.repeats(i, d) for i, d in zip(ids, domains)), dtype=np.int64, count=len(ids))
-    counts.n_in += len(ids)
-    counts.drop("downsampled", int((reps == 0).sum()))
-    counts.added += int(np.clip(reps - 1, 0, None).sum())
-    counts.n_out += int(reps.sum())
-    take = np.repeat(np.arange(len(ids)), reps)
-    copy_no = np.arange(len(take)) - np.repeat(np.cumsum(reps) - reps, reps)  # 0 for the original
-    out = batch.take(pa.array(take))
-    if (copy_no > 0).any():
-        new_ids = [ids[t] if k == 0 else f"{ids[t]}#r{k}" for t, k in zip(take.tolist(), copy_no.tolist())]
-        out = out.set_column(SCHEMA.get_field_index("id"), "id", pa.array(new_ids, pa.string()))
-    return out
-
-
 def write_final_shard(task: dict) -> dict:
     """Write OUT/shards/part-NNNNN.parquet from its sources; returns its manifest entry and counts."""
     rel = f"shards/part-{task['index']:05d}.parquet"
-    counts = StageCounts("remix")
     langs: dict = {}
     domains: dict = {}
     text_bytes = 0
     with ParquetShardWriter(storage.join(task["out"], rel), task["batch_rows"], task["level"]) as w:
         for docs_uri, removed in task["sources"]:
             for batch in _filtered_batches(docs_uri, removed, task["batch_rows"]):
-                if task["plan"] is not None:
-                    batch = remix_batch(batch, task["plan"], counts)
                 w.write_batch(batch)
                 group_sums(batch, "lang", langs)
                 group_sums(batch, "domain", domains)
                 text_bytes += int(pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0)
-    return {"path": rel, "rows": w.rows, "bytes": w.bytes, "sha256": w.sha256, "remix": counts.to_json(),
+    return {"path": rel, "rows": w.rows, "bytes": w.bytes, "sha256": w.sha256,
             "languages": langs, "domains": domains, "text_bytes": text_bytes}
 
 

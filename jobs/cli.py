@@ -17,11 +17,12 @@ from dsllm import console
 COMMANDS = [
     ("demo", "demo", "the whole pipeline on a generated sample crawl, end to end, in minutes"),
     ("sample-crawl", "sample_crawl", "write a synthetic bilingual crawl in Common Crawl layout"),
-    ("curate", "curate", "WARC → filtered, deduplicated, remixed Parquet shards"),
+    ("curate", "curate", "WARC → filtered, deduplicated, domain-labelled Parquet shards"),
     ("stats", "stats", "statistics of curated or packed output (local or S3)"),
     ("quality", "quality", "fastText quality classifier (quality train)"),
     ("tokenizer", "tokenizer", "byte-level BPE tokenizer: train, from-gguf, eval"),
     ("pack", "pack", "tokenize curated shards and pack fixed-length sequences"),
+    ("mix", "mix", "mix packed datasets by domain for training (order + plan, no tokens copied)"),
     ("train", "train", "train the GQA transformer on packed data"),
     ("checkpoint", "checkpoint", "list published checkpoints, export to Hugging Face format"),
     ("eval", "eval", "mean loss and perplexity of checkpoints on packed data"),

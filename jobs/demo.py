@@ -1,7 +1,8 @@
 """`dsllm demo`: the whole pipeline on a generated sample crawl, end to end, in minutes.
 
     sample-crawl (two dumps) → curate (with a cross-dump dedup index) → stats → tokenizer train
-    → pack → stats → train a tiny GQA model → the loss curve
+    → pack → mix (the default domain mixture, configs/mixture.toml) → stats of the mixture
+    → train a tiny GQA model on the mixture → the loss curve
 
 Every stage is the real command, called in-process through `jobs.cli.main` (one in-process Ray is
 shared by all of them), so the demo runs exactly what a user would run. A stage that is missing
@@ -56,6 +57,7 @@ STAGE_MODULES = {
     "stats": "dsllm.curation.report",
     "tokenizer": "dsllm.tokenizer.train",
     "pack": "dsllm.tokenizer.pack",
+    "mix": "dsllm.trainer.mixture",
     "train": "dsllm.trainer.train",
 }
 
@@ -76,11 +78,11 @@ class Demo:
         self.cfg = cfg
         self.out = out
         self.paths = {name: storage.join(workdir, name) for name in
-                      ("crawl", "curated", "dedup-index", "tokenizer", "packed", "run")}
+                      ("crawl", "curated", "dedup-index", "tokenizer", "packed", "mix", "run")}
         self.paths["workdir"] = workdir
         self.paths["report"] = storage.join(workdir, "curated-report.html")
         self.timings: list[tuple[str, float]] = []
-        self._n_stages = 7
+        self._n_stages = 8
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -112,7 +114,8 @@ class Demo:
                                     "--vocab-size", str(cfg.vocab_size)])
         self.stage(5, "pack", ["pack", p["curated"], "--tokenizer", p["tokenizer"], "--output", p["packed"],
                                "--seq-len", str(cfg.seq_len)])
-        self.stage(6, "stats", ["stats", p["packed"]])
+        self.stage(6, "mix", ["mix", p["packed"], "--output", p["mix"]])
+        self.stage(7, "stats", ["stats", p["mix"]])
         c = cfg
         model = {"hidden_size": c.hidden_size, "intermediate_size": c.intermediate_size,
                  "num_hidden_layers": c.num_hidden_layers, "num_attention_heads": c.num_attention_heads,
@@ -120,7 +123,7 @@ class Demo:
         sets = [f"model.{k}={v}" for k, v in model.items()] + [
             f"optim.lr={c.lr}", f"schedule.warmup_steps={c.warmup_steps}", *c.train_overrides]
         # the `tiny` flavor (configs/train-tiny.toml) takes the vocabulary size from the packed data
-        self.stage(7, "train", ["train", "--model", "tiny", "--data", p["packed"], "--output", p["run"],
+        self.stage(8, "train", ["train", "--model", "tiny", "--data", p["mix"], "--output", p["run"],
                                 "--max-steps", str(c.max_steps), "--batch-size", str(c.batch_size),
                                 *[a for kv in sets for a in ("--set", kv)]])
         return self.report()
@@ -130,6 +133,7 @@ class Demo:
         p = self.paths
         curated = storage.read_json(storage.join(p["curated"], "stats.json"))
         packed = storage.read_json(storage.join(p["packed"], "manifest.json"))
+        mixture = storage.read_json(storage.join(p["mix"], "mixture.json"))
         metrics_uri = storage.join(p["run"], "metrics.jsonl")
         metrics = [json.loads(line) for line in storage.read_text(metrics_uri).splitlines() if line.strip()]
         if len(metrics) < 2:
@@ -155,7 +159,10 @@ class Demo:
                 for d in dumps)),
             ("stats report", p["report"], "self-contained HTML"),
             ("tokenizer", storage.join(p["tokenizer"], "tokenizer.json"), f"vocab {packed['tokenizer']['vocab_size']}"),
-            ("packed data", p["packed"], f"{packed['rows']} rows × {packed['seq_len']} tokens"),
+            ("packed data", p["packed"], f"{packed['rows']} rows × {packed['seq_len']} tokens, "
+                                         f"{len(packed.get('domains') or {})} domains kept apart"),
+            ("mixture", p["mix"], f"{mixture['rows']} sequences; " + ", ".join(
+                f"{d} {m['natural_share']:.0%}→{m['planned_share']:.0%}" for d, m in mixture["domains"].items())),
             ("training run", p["run"], f"{len(metrics)} logged steps; metrics.jsonl; "
                                        f"{len(checkpoints)} checkpoint(s)"),
             ("model", checkpoints[-1], f"LLaMA-style, {model['num_hidden_layers']} layers, d {model['hidden_size']}, "

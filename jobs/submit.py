@@ -21,7 +21,7 @@ from pathlib import Path
 from dsllm.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-JOBS = ("curate", "tokenizer", "pack", "train")
+JOBS = ("curate", "tokenizer", "pack", "mix", "train")
 # Environment forwarded to the job (values are never printed).
 FORWARDED_ENV_PREFIXES = ("AWS_", "DSLLM_", "HF_", "RAY_AUTH_MODE")
 SECRET_FILE = ".dsllm_job_env.json"

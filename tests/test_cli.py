@@ -8,7 +8,7 @@ import pytest
 from dsllm.jobs.cli import COMMANDS, main
 from tests.conftest import run_cli
 
-SPEC_COMMANDS = ["demo", "sample-crawl", "curate", "stats", "quality", "tokenizer", "pack", "train",
+SPEC_COMMANDS = ["demo", "sample-crawl", "curate", "stats", "quality", "tokenizer", "pack", "mix", "train",
                  "checkpoint", "eval", "plan", "submit", "jobs"]
 
 # (argv before --help, flags SPEC.md promises)
@@ -23,6 +23,7 @@ SPEC_FLAGS = [
     (["tokenizer", "from-gguf"], ["--output"]),
     (["tokenizer", "eval"], ["--data"]),
     (["pack"], ["--tokenizer", "--output", "--seq-len"]),
+    (["mix"], ["PACKED", "--output", "--mixture", "--set", "--tokens"]),
     (["train"], ["--model", "--data", "--output", "--resume-from", "--max-steps", "--batch-size", "--workers"]),
     (["checkpoint", "list"], ["SRC"]),
     (["checkpoint", "export"], ["--output"]),

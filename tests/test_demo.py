@@ -18,8 +18,8 @@ def test_demo_runs_the_whole_pipeline_and_the_loss_falls(tmp_path):
     work = tmp_path / "demo"
     out = run_cli("demo", "--workdir", str(work), *SMALL, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    for i, name in enumerate(["sample-crawl", "curate", "stats", "tokenizer", "pack", "stats", "train"], 1):
-        assert f"[{i}/7] {name}:" in out.stdout
+    for i, name in enumerate(["sample-crawl", "curate", "stats", "tokenizer", "pack", "mix", "stats", "train"], 1):
+        assert f"[{i}/8] {name}:" in out.stdout
     assert "demo finished" in out.stdout and "loss by step:" in out.stdout
 
     curated = json.loads((work / "curated" / "stats.json").read_text())
@@ -42,9 +42,16 @@ def test_demo_runs_the_whole_pipeline_and_the_loss_falls(tmp_path):
     packed = json.loads((work / "packed" / "manifest.json").read_text())
     assert packed["seq_len"] == 256 and packed["rows"] > 100
     assert packed["tokenizer"]["vocab_size"] == tok.get_vocab_size()
+    # every curated document is packed once, domain by domain; the run trains on the mixture
+    assert packed["documents"] == curated["totals"]["documents"]
+    natural = {d: v["documents"] for d, v in curated["domains"]["natural"].items()}
+    assert {d: v["documents"] for d, v in packed["domains"].items()} == natural
+    mixture = json.loads((work / "mix" / "mixture.json").read_text())
+    assert set(mixture["domains"]) == set(natural)
 
     metrics = [json.loads(x) for x in (work / "run" / "metrics.jsonl").read_text().splitlines() if x.strip()]
     assert metrics[-1]["step"] == 30
+    assert sum(metrics[-1]["domain_tokens"].values()) == metrics[-1]["tokens"]
     losses = [m["loss"] for m in metrics]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5
     ckpts = sorted((work / "run" / "checkpoints").glob("step-*/model.safetensors"))

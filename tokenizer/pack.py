@@ -14,6 +14,13 @@ So every part but the last holds a multiple of `row_group_rows` rows and every r
 whole chunk of the loader's order (trainer/data.py). Packing depends only on the input order,
 the tokenizer and the config.
 
+Domains are kept apart (so `dsllm mix` can weight them at training time): every document's
+`domain` (the curated column; `default_domain` when a shard has none) picks one of several token
+streams, each cut and carried as above, so a row holds documents of one domain and carries it in
+its `domain` column. A source's part holds the full row groups of its domains in the order they
+fill; the last part holds, domain by domain, the packed carries (one padded row per domain at
+most). The manifest lists rows, tokens and documents per domain.
+
 Resuming: a source is done when `_work/source-NNNNN.json` exists (written after its part and
 carry are published atomically); a rerun skips done sources. `manifest.json` is written last.
 
@@ -52,6 +59,7 @@ class PackConfig:
     row_group_rows: int = 16
     batch_docs: int = 512
     zstd_level: int = 3
+    default_domain: str = "unlabelled"   # the domain of documents whose shard has no `domain` value
 
     def __post_init__(self):
         if self.seq_len < 2:
@@ -60,6 +68,8 @@ class PackConfig:
             raise ValueError(f"bos must be one of {sorted(BOS_POLICIES)}, got {self.bos!r}")
         if self.row_group_rows < 1 or self.batch_docs < 1:
             raise ValueError("row_group_rows and batch_docs must be >= 1")
+        if not self.default_domain:
+            raise ValueError("default_domain must not be empty")
 
 
 def schema(seq_len: int):
@@ -67,7 +77,8 @@ def schema(seq_len: int):
 
     return pa.schema([("input_ids", pa.list_(pa.int32(), seq_len)),
                       ("doc_offsets", pa.list_(pa.int32())),
-                      ("n_tokens", pa.int32())])
+                      ("n_tokens", pa.int32()),
+                      ("domain", pa.string())])
 
 
 # ---------------------------------------------------------------- tokens of documents
@@ -90,9 +101,10 @@ def encode_documents(tok, texts: list[str], eos_id: int, bos_id: int | None) -> 
     return out, starts
 
 
-def rows_table(tokens: np.ndarray, starts: np.ndarray, seq_len: int, n_tokens: np.ndarray | None = None):
-    """Arrow table of rows cut from `tokens` (a multiple of seq_len long); `starts` are the doc
-    starts inside it. doc_offsets of a row: 0 then every doc start after position 0 of the row."""
+def rows_table(tokens: np.ndarray, starts: np.ndarray, seq_len: int, n_tokens: np.ndarray | None = None,
+               domain: str = "unlabelled"):
+    """Arrow table of rows of one domain cut from `tokens` (a multiple of seq_len long); `starts`
+    are the doc starts inside it. doc_offsets of a row: 0 then every doc start after position 0."""
     import pyarrow as pa
 
     n_rows = len(tokens) // seq_len
@@ -108,7 +120,9 @@ def rows_table(tokens: np.ndarray, starts: np.ndarray, seq_len: int, n_tokens: n
     return pa.Table.from_arrays([
         pa.FixedSizeListArray.from_arrays(pa.array(tokens, pa.int32()), seq_len),
         pa.ListArray.from_arrays(pa.array(list_offsets), pa.array(offs[order].astype(np.int32))),
-        pa.array(n_tokens, pa.int32())], schema=schema(seq_len))
+        pa.array(n_tokens, pa.int32()),
+        pa.DictionaryArray.from_arrays(pa.array(np.zeros(n_rows, dtype=np.int32)),
+                                       pa.array([domain])).cast(pa.string())], schema=schema(seq_len))
 
 
 class RowWriter:
@@ -118,15 +132,21 @@ class RowWriter:
         import pyarrow.parquet as pq
 
         self.cfg, self.rows, self.tokens = cfg, 0, 0
+        self.domains: dict[str, dict] = {}   # domain -> {"rows", "tokens"}
         fd, self.tmp = tempfile.mkstemp(prefix="dsllm-pack-", suffix=".parquet")
         os.close(fd)
         self.writer = pq.ParquetWriter(self.tmp, schema(cfg.seq_len), compression="zstd",
                                        compression_level=cfg.zstd_level, write_statistics=False)
 
-    def write(self, table) -> None:
+    def write(self, table, domain: str) -> None:
+        """Rows of one domain (each call starts new row groups, so a row group has one domain)."""
         self.writer.write_table(table, row_group_size=self.cfg.row_group_rows)
+        tokens = int(np.asarray(table.column("n_tokens")).sum())
         self.rows += table.num_rows
-        self.tokens += int(np.asarray(table.column("n_tokens")).sum())
+        self.tokens += tokens
+        count = self.domains.setdefault(domain, {"rows": 0, "tokens": 0})
+        count["rows"] += table.num_rows
+        count["tokens"] += tokens
 
     def publish(self, uri: str) -> dict | None:
         """Upload to `uri` (nothing if no rows) → the manifest's shard entry (without path)."""
@@ -138,16 +158,17 @@ class RowWriter:
                 sha = hashlib.file_digest(f, "sha256").hexdigest()
             size = os.path.getsize(self.tmp)
             storage.upload_file(self.tmp, uri)
-            return {"rows": self.rows, "bytes": size, "sha256": sha, "tokens": self.tokens}
+            return {"rows": self.rows, "bytes": size, "sha256": sha, "tokens": self.tokens,
+                    "domains": dict(sorted(self.domains.items()))}
         finally:
             os.remove(self.tmp)
 
 
 class Packer:
-    """Cuts a token stream into full row groups as it grows; the remainder is the carry."""
+    """Cuts one domain's token stream into full row groups as it grows; the remainder is the carry."""
 
-    def __init__(self, cfg: PackConfig, writer: RowWriter):
-        self.cfg, self.writer = cfg, writer
+    def __init__(self, cfg: PackConfig, writer: RowWriter, domain: str):
+        self.cfg, self.writer, self.domain = cfg, writer, domain
         self.group_tokens = cfg.row_group_rows * cfg.seq_len
         self.tokens = np.empty(0, dtype=np.int32)
         self.starts = np.empty(0, dtype=np.int64)
@@ -158,7 +179,8 @@ class Packer:
         cut = len(self.tokens) // self.group_tokens * self.group_tokens
         if cut:
             n_starts = int(np.searchsorted(self.starts, cut))
-            self.writer.write(rows_table(self.tokens[:cut], self.starts[:n_starts], self.cfg.seq_len))
+            self.writer.write(rows_table(self.tokens[:cut], self.starts[:n_starts], self.cfg.seq_len,
+                                         domain=self.domain), self.domain)
             self.tokens, self.starts = self.tokens[cut:], self.starts[n_starts:] - cut
 
     def finish_padded(self, pad_id: int) -> int:
@@ -172,7 +194,7 @@ class Packer:
         n_tokens = np.full(n_rows, seq_len, dtype=np.int32)
         n_tokens[-1] = seq_len - pad
         tokens = np.concatenate([self.tokens, np.full(pad, pad_id, dtype=np.int32)])
-        self.writer.write(rows_table(tokens, self.starts, seq_len, n_tokens))
+        self.writer.write(rows_table(tokens, self.starts, seq_len, n_tokens, self.domain), self.domain)
         self.tokens, self.starts = self.tokens[:0], self.starts[:0]
         return pad
 
@@ -190,8 +212,11 @@ def cached_tokenizer(path: str):
     return _TOKENIZERS[path]
 
 
-def _texts(uri: str, batch_docs: int):
-    """Batches of document texts of a curated shard, plus the count of null/empty ones."""
+def _texts(uri: str, batch_docs: int, default_domain: str):
+    """Batches of (domain, texts) of a curated shard, plus the count of null/empty texts per batch.
+
+    The domain is the shard's `domain` column (null or empty: `default_domain`), or `default_domain`
+    for every document of a shard without one."""
     import pyarrow.parquet as pq
 
     try:
@@ -200,12 +225,18 @@ def _texts(uri: str, batch_docs: int):
         raise
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
         raise UserError(f"{uri}: not a readable Parquet file ({exc})") from None
-    if "text" not in pf.schema_arrow.names:
-        raise UserError(f"{uri}: no `text` column (columns: {', '.join(pf.schema_arrow.names)})")
-    for batch in pf.iter_batches(batch_size=batch_docs, columns=["text"]):
+    names = pf.schema_arrow.names
+    if "text" not in names:
+        raise UserError(f"{uri}: no `text` column (columns: {', '.join(names)})")
+    columns = ["text"] + (["domain"] if "domain" in names else [])
+    for batch in pf.iter_batches(batch_size=batch_docs, columns=columns):
         texts = batch.column(0).to_pylist()
-        kept = [t for t in texts if t]
-        yield kept, len(texts) - len(kept)
+        domains = batch.column(1).to_pylist() if len(columns) > 1 else [None] * len(texts)
+        groups: dict[str, list[str]] = {}
+        for text, domain in zip(texts, domains):  # per document, not per token
+            if text:
+                groups.setdefault(str(domain or default_domain), []).append(text)
+        yield sorted(groups.items()), len(texts) - sum(len(g) for g in groups.values())
 
 
 def work_uri(output: str, name: str) -> str:
@@ -223,37 +254,47 @@ def pack_source(task: dict) -> dict:
     tok, info = cached_tokenizer(task["tokenizer"])
     bos_id = info.bos_id if cfg.bos == "document" else None
     writer = RowWriter(cfg)
-    packer = Packer(cfg, writer)
-    documents = skipped = 0
-    for texts, n_empty in _texts(task["uri"], cfg.batch_docs):
+    packers: dict[str, Packer] = {}
+    documents: dict[str, int] = {}
+    skipped = 0
+    for groups, n_empty in _texts(task["uri"], cfg.batch_docs, cfg.default_domain):
         skipped += n_empty
-        if texts:
+        for domain, texts in groups:
+            packer = packers.setdefault(domain, Packer(cfg, writer, domain))
             packer.add(*encode_documents(tok, texts, info.eos_id, bos_id))
-            documents += len(texts)
+            documents[domain] = documents.get(domain, 0) + len(texts)
     part = f"part-{i:05d}.parquet"
     shard = writer.publish(storage.join(out, part))
     carry = work_uri(out, f"carry-{i:05d}.npz")
-    buf = io.BytesIO()
-    np.savez(buf, tokens=packer.tokens, starts=packer.starts)
+    domains = sorted(packers)
+    buf = io.BytesIO()  # arrays by position in `domains` (domain names never become keys)
+    np.savez(buf, **{f"{k}_{n}": getattr(packers[d], k) for n, d in enumerate(domains)
+                     for k in ("tokens", "starts")})
     storage.write_bytes(carry, buf.getvalue())
-    summary = {"index": i, "uri": task["uri"], "documents": documents, "skipped_empty": skipped,
-               "tokens": (shard or {}).get("tokens", 0) + len(packer.tokens),
+    summary = {"index": i, "uri": task["uri"], "documents": sum(documents.values()), "skipped_empty": skipped,
+               "tokens": (shard or {}).get("tokens", 0) + sum(len(p.tokens) for p in packers.values()),
+               "domains": {d: {"documents": documents[d]} for d in domains},
                "shard": dict(shard, path=part) if shard else None, "carry": carry}
     storage.write_json(marker, summary)
     return summary
 
 
 def pack_carries(output: str, summaries: list[dict], cfg: PackConfig, pad_id: int) -> tuple[dict | None, int]:
-    """The final part from all carries in source order → (shard entry or None, pad tokens)."""
+    """The final part: per domain (sorted), that domain's carries in source order, its last row
+    padded → (shard entry or None, pad tokens)."""
     writer = RowWriter(cfg)
-    packer = Packer(cfg, writer)
+    packers: dict[str, Packer] = {}
     for s in summaries:
         with np.load(io.BytesIO(storage.read_bytes(s["carry"]))) as z:
-            tokens, starts = z["tokens"], z["starts"]
-        if len(tokens):
-            # a carry may begin inside a document: that fragment is a segment of its own
-            packer.add(tokens, np.union1d([0], starts))
-    pad = packer.finish_padded(pad_id)
+            for n, domain in enumerate(sorted(s["domains"])):
+                tokens, starts = z[f"tokens_{n}"], z[f"starts_{n}"]
+                if len(tokens):
+                    packer = packers.setdefault(domain, Packer(cfg, writer, domain))
+                    # a carry may begin inside a document: that fragment is a segment of its own
+                    packer.add(tokens, np.union1d([0], starts))
+    pad = 0
+    for domain in sorted(packers):
+        pad += packers[domain].finish_padded(pad_id)
     part = f"part-{len(summaries):05d}.parquet"
     shard = writer.publish(storage.join(output, part))
     return (dict(shard, path=part) if shard else None), pad
@@ -334,6 +375,7 @@ def pack(inputs: list[str], tokenizer: str, output: str, cfg: PackConfig, execut
         "tokenizer": dict(info.to_dict(), path=str(tokenizer)),
         "bos_policy": f"{cfg.bos}: {BOS_POLICIES[cfg.bos]}; padding: EOS, counted by n_tokens",
         "shards": shards,
+        "domains": _domain_totals(shards, summaries),
         "source_shards": [{"uri": s["uri"], "documents": s["documents"], "tokens": s["tokens"],
                            "skipped_empty": s["skipped_empty"]} for s in summaries],
         "config": dataclasses.asdict(cfg),
@@ -343,6 +385,20 @@ def pack(inputs: list[str], tokenizer: str, output: str, cfg: PackConfig, execut
     storage.write_json(manifest_uri, manifest)
     log(f"{output}: {rows} rows, {tokens} tokens ({pad} padding), {manifest['documents']} documents")
     return manifest
+
+
+def _domain_totals(shards: list[dict], summaries: list[dict]) -> dict:
+    """{domain: {"rows", "tokens", "documents"}} over all parts and sources."""
+    out: dict[str, dict] = {}
+    for shard in shards:
+        for domain, c in shard["domains"].items():
+            d = out.setdefault(domain, {"rows": 0, "tokens": 0, "documents": 0})
+            d["rows"] += c["rows"]
+            d["tokens"] += c["tokens"]
+    for s in summaries:
+        for domain, c in s["domains"].items():
+            out.setdefault(domain, {"rows": 0, "tokens": 0, "documents": 0})["documents"] += c["documents"]
+    return dict(sorted(out.items()))
 
 
 def _versions() -> dict:

@@ -99,13 +99,13 @@ class GlobalBatchOrder:
     sequences consumed.
     """
 
-    def __init__(self, rows: int, seed: int, chunk_rows: int = 1):
+    def __init__(self, rows: int, seed: int, chunk_rows: int = 1, shuffle: bool = True):
         if rows < 1:
             raise UserError("packed data has no rows")
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be >= 1")
         self.rows, self.seed, self.chunk_rows = int(rows), int(seed), int(chunk_rows)
-        self.n_chunks = self.rows // self.chunk_rows
+        self.n_chunks = self.rows // self.chunk_rows if shuffle else 0   # 0: every epoch in file order
         self._perms: dict[int, FeistelPermutation] = {}
 
     def _perm(self, epoch: int) -> FeistelPermutation:
@@ -332,7 +332,9 @@ class DataLoader:
         self.global_batch_size, self.micro_batch_size = global_batch_size, micro_batch_size
         self.rank, self.world_size, self.local_batch = rank, world_size, local
         self.seed, self.prefetch, self.segments = int(seed), max(1, prefetch), segments
-        self.order = GlobalBatchOrder(dataset.rows, seed, chunk_rows or dataset.chunk_rows)
+        # a mixture's order is the training order already (trainer/mixture_data.py): no shuffle
+        self.order = GlobalBatchOrder(dataset.rows, seed, chunk_rows or dataset.chunk_rows,
+                                      shuffle=not getattr(dataset, "ordered", False))
         self.start_sequences = self.sequences_consumed = int(start_sequences)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()

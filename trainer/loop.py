@@ -29,6 +29,7 @@ class RowRange:
         self.base, self.start, self.rows = dataset, start, stop - start
         self.seq_len, self.manifest = dataset.seq_len, dataset.manifest
         self.chunk_rows = dataset.chunk_rows
+        self.ordered = getattr(dataset, "ordered", False)   # a mixture: read in order (mixture_data.py)
 
     def read_rows(self, indices: np.ndarray) -> np.ndarray:
         return self.base.read_rows(np.asarray(indices, dtype=np.int64) + self.start)
@@ -38,10 +39,10 @@ class RowRange:
 
 
 def open_data(uri: str, cfg: ModelConfig):
-    """The packed dataset, checked against the model (vocabulary, context)."""
-    from dsllm.trainer.data import PackedDataset
+    """The packed dataset or mixture, checked against the model (vocabulary, context)."""
+    from dsllm.trainer.mixture_data import open_dataset
 
-    ds = PackedDataset(uri)
+    ds = open_dataset(uri)
     vocab = (ds.manifest.get("tokenizer") or {}).get("vocab_size")
     if vocab is not None and int(vocab) > cfg.vocab_size:
         raise UserError(f"{uri}: tokenizer vocabulary {vocab} is larger than the model's vocab_size "

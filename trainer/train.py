@@ -163,6 +163,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
         raise UserError(f"{run_dir}: already at step {progress.step}, nothing to do for --max-steps {cfg.max_steps}")
 
     loader = td.loader(cfg, rank, world_size, progress.sequences)
+    from dsllm.trainer.mixture_data import DomainTokens
+
+    domain_tokens = DomainTokens.of(td.train_rows, loader.order) if rank == 0 else None
     total_tokens = cfg.schedule.total_tokens or cfg.max_steps * td.tokens_per_step
     dtype = torch.float32 if cfg.precision == "fp32" else torch.bfloat16
     throughput = Throughput(PeakFlops(dtype), model_cfg.train_flops_per_token(td.seq_len), world_size)
@@ -203,6 +206,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
                           "grad_norm": grad_norm, **throughput.record()}
                 if evaluator.due(progress.step, last_step):
                     record["val_loss"] = evaluator(model)
+                if domain_tokens is not None:  # cumulative, from the data order (any worker count)
+                    record["domain_tokens"] = domain_tokens.update(progress.sequences)
                 metrics.log(record)
                 throughput.restart()
             if last_step or checkpoints.due(progress.step):

@@ -118,18 +118,15 @@ def _languages(langs: dict) -> list[dict]:
 
 
 def _domains(domains: dict) -> list[dict]:
-    nat, rem = domains.get("natural") or {}, domains.get("remixed") or {}
-    nat_docs = sum(v.get("documents", 0) for v in nat.values()) or 1
-    rem_docs = sum(v.get("documents", 0) for v in rem.values()) or 1
-    rows = []
-    for d in sorted(set(nat) | set(rem)):
-        n, r = nat.get(d) or {}, rem.get(d) or {}
-        ns, rs = n.get("documents", 0) / nat_docs, r.get("documents", 0) / rem_docs
-        rows.append({"domain": d, "natural_documents": n.get("documents", 0), "natural_chars": n.get("chars", 0),
-                     "remixed_documents": r.get("documents", 0), "remixed_chars": r.get("chars", 0),
-                     "natural_share": round(ns, 6), "remixed_share": round(rs, 6),
-                     "weight": round(rs / ns, 4) if ns else None})
-    return sorted(rows, key=lambda r: (-r["natural_documents"], r["domain"]))
+    """The natural domain mix of the shards (curation keeps every document once; mixtures are
+    planned at training time by `dsllm mix`)."""
+    nat = domains.get("natural") or {}
+    docs = sum(v.get("documents", 0) for v in nat.values()) or 1
+    chars = sum(v.get("chars", 0) for v in nat.values()) or 1
+    rows = [{"domain": d, "documents": v.get("documents", 0), "chars": v.get("chars", 0),
+             "share_documents": round(v.get("documents", 0) / docs, 6),
+             "share_chars": round(v.get("chars", 0) / chars, 6)} for d, v in nat.items()]
+    return sorted(rows, key=lambda r: (-r["documents"], r["domain"]))
 
 
 def _dedup(dumps: list[dict]) -> dict:

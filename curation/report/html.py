@@ -1,8 +1,8 @@
 """The report as one self-contained HTML page: no network needed to view it.
 
 The report dict is embedded as JSON; a small script (curation/report/html_assets.py) draws every
-chart as inline SVG when the page loads: the stage funnel, language bars, domain bars natural vs
-remixed, quality and length histograms, dedup rate vs number of dumps, rows per shard; for packed
+chart as inline SVG when the page loads: the stage funnel, language bars, domain bars (natural
+shares; a mixture: natural vs target vs mixed), quality and length histograms, dedup rate vs number of dumps, rows per shard; for packed
 output the fill and tokens/segments per sequence. Each chart is an `<svg data-chart=NAME>` whose
 bars are `rect.bar` (points `circle.point`), one per item, so tests can count what was drawn.
 """

@@ -259,10 +259,10 @@ function curated() {
     R.languages.map(l => ({label: `${l.lang} (${pct(l.share_chars)} chars)`, values: [l.share_documents],
                            tips: [`${l.lang}: ${fmt(l.documents)} documents, ${fmt(l.chars)} chars`]})),
     [{name: 'documents', color: C.teal}], {width: 520, labelWidth: 150, valueText: r => pct(r.values[0])});
-  if (R.domains.length) hbars(section('Domains', 'share of documents before (natural) and after remixing', g), 'domains',
-    R.domains.map(d => ({label: d.domain, values: [d.natural_share, d.remixed_share],
-                         tips: [`${d.domain} natural: ${fmt(d.natural_documents)} docs`, `${d.domain} remixed: ${fmt(d.remixed_documents)} docs (×${d.weight})`]})),
-    [{name: 'natural', color: C.grey}, {name: 'remixed', color: C.pink}], {width: 520, labelWidth: 110, valueText: (r, j) => pct(r.values[j])});
+  if (R.domains.length) hbars(section('Domains', 'natural shares of documents and characters (mixtures: dsllm mix)', g), 'domains',
+    R.domains.map(d => ({label: d.domain, values: [d.share_documents, d.share_chars],
+                         tips: [`${d.domain}: ${fmt(d.documents)} docs`, `${d.domain}: ${fmt(d.chars)} chars`]})),
+    [{name: 'documents', color: C.grey}, {name: 'chars', color: C.blue}], {width: 520, labelWidth: 110, valueText: (r, j) => pct(r.values[j])});
   const g2 = h('div', {class: 'grid2'}, main);
   if (R.quality_score.count) histogram(section('Quality score', 'documents per score bin (higher is better)', g2), 'quality', R.quality_score, C.blue, v => v == null ? '—' : v.toFixed(2));
   if (R.doc_chars.count) histogram(section('Document length', 'documents per length bin, characters (one bin per doubling)', g2), 'length', R.doc_chars, C.teal, v => v == null ? '—' : short(Math.round(v)));
@@ -279,14 +279,30 @@ function packed() {
   hbars(sec, 'fill', [{label: 'tokens', values: [p.fill || 0], tips: [`non-padding: ${fmt(p.tokens)}`]},
                       {label: 'padding', values: [p.fill == null ? 0 : 1 - p.fill], tips: [`padding: ${fmt(p.pad_tokens)}`]}],
         [{name: 'share', color: C.blue}], {max: 1, valueText: r => pct(r.values[0])});
+  if (R.domains && R.domains.length) hbars(section('Domains', 'natural share of tokens per domain (dsllm mix sets the training mixture)'), 'domains',
+    R.domains.map(d => ({label: d.domain, values: [d.share_tokens], tips: [`${d.domain}: ${fmt(d.rows)} sequences, ${fmt(d.tokens)} tokens`]})),
+    [{name: 'natural', color: C.grey}], {valueText: (r, j) => pct(r.values[j])});
   const g = h('div', {class: 'grid2'}, main);
   if (R.tokens_per_sequence.count) histogram(section('Tokens per sequence', 'non-padding tokens', g), 'tokens_per_sequence', R.tokens_per_sequence, C.blue, v => v == null ? '—' : short(Math.round(v)));
   if (R.segments_per_sequence.count) histogram(section('Document segments per sequence', 'from doc_offsets', g), 'segments_per_sequence', R.segments_per_sequence, C.teal, v => v == null ? '—' : short(v));
   if (R.segment_tokens.count) histogram(section('Segment length', 'tokens per document segment (one bin per doubling)'), 'segment_tokens', R.segment_tokens, C.orange, v => v == null ? '—' : short(Math.round(v)));
 }
 
-(R.kind === 'curated' ? curated : packed)();
-shards();
+function mixture() {
+  const t = R.totals, m = R.mixture;
+  cards([['sequences', fmt(t.sequences)], ['sequence length', fmt(m.seq_len)], ['tokens', fmt(t.tokens)],
+         ['asked tokens', fmt(t.requested_tokens)], ['domains', fmt(t.domains)], ['inputs', fmt(t.sources)]]);
+  hbars(section('Domains', 'share of tokens: natural, target, mixed' + (m.absent_targets.length ? ` · targets not in the data: ${m.absent_targets.join(', ')}` : '')), 'domains',
+    R.domains.map(d => ({label: d.domain, values: [d.natural_share, d.target_share, d.mixed_share],
+                         tips: [`${d.domain} natural: ${fmt(d.natural_tokens)} tokens`, `${d.domain} target: ${pct(d.target_share)}`,
+                                `${d.domain} mixed: ${fmt(d.planned_tokens)} tokens (×${d.repeat.toFixed(2)}, shortfall ${fmt(d.shortfall_tokens)})`]})),
+    [{name: 'natural', color: C.grey}, {name: 'target', color: C.orange}, {name: 'mixed', color: C.pink}], {valueText: (r, j) => pct(r.values[j])});
+  table(section('Inputs', 'packed datasets the order reads from'), ['source', 'uri', 'sequences', 'tokens', 'reachable'],
+        m.sources.map((s, i) => [String(i), s.uri, fmt(s.rows), fmt(s.tokens), s.reachable ? 'yes' : 'no']));
+}
+
+({curated: curated, packed: packed, mixture: mixture})[R.kind]();
+if (R.kind !== 'mixture') shards();
 checks();
 samples();
 document.body.setAttribute('data-rendered', 'true');

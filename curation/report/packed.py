@@ -1,7 +1,8 @@
 """The report for packed output: sequences, tokens, fill, documents per sequence, tokenizer identity.
 
-Reads the manifest, every shard's footer and the two small columns `n_tokens` (int32 per row) and
-`doc_offsets` (a few int32 per row); `input_ids` only for `sample=N`.
+Reads the manifest, every shard's footer and the small columns `n_tokens` (int32 per row),
+`doc_offsets` (a few int32 per row) and `domain`; `input_ids` only for `sample=N`. Rows and tokens
+per domain are counted from the shards and checked against the manifest's `domains`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def summarize(root, manifest, sample, verify, seed, threads, tick, scan_shards, 
             problems.append({"level": "error", "message": f"{r['path']}: input_ids width {width} != seq_len {seq_len}"})
             continue
         good.append((r, ft))
-    per_seq, segs, seg_len = _distributions(good, seq_len, threads, tick)
+    per_seq, segs, seg_len, by_domain = _distributions(good, seq_len, threads, tick)
     listed = [r for r in rows if "unlisted" not in r["flags"]]
     sequences = sum(r["rows"] or 0 for r in listed)
     tokens = sum(r["tokens"] or 0 for r in listed)
@@ -56,6 +57,7 @@ def summarize(root, manifest, sample, verify, seed, threads, tick, scan_shards, 
                    "bos_policy": manifest.get("bos_policy"),
                    "source_shards": len(manifest.get("source_shards") or []),
                    "tokenizer": {k: tok.get(k) for k in ("sha256", "vocab_size", "eos_id", "bos_id", "path")}},
+        "domains": _domains(by_domain, manifest, problems) if good else [],
         "tokens_per_sequence": per_seq.to_json(),
         "segments_per_sequence": segs.to_json(),
         "segment_tokens": seg_len.to_json(),
@@ -69,8 +71,12 @@ def _distributions(good, seq_len: int, threads: int, tick):
     """Per-shard: tokens per row, segments per row, and segment lengths (from doc_offsets)."""
     def reduce(item):
         r, ft = item
-        t = scan.read_columns(ft, ["n_tokens", "doc_offsets"])
+        t = scan.read_columns(ft, ["n_tokens", "doc_offsets"] + (["domain"] if "domain" in ft.columns else []))
         n_tok = np.nan_to_num(scan.numeric(t.column("n_tokens"))).astype(np.int64)
+        dom = (np.array(t.column("domain").to_pylist(), dtype=object) if "domain" in t.column_names
+               else np.full(len(n_tok), "unlabelled", dtype=object))
+        names, inv = np.unique(dom.astype(str), return_inverse=True)
+        by_domain = {str(d): (int((inv == i).sum()), int(n_tok[inv == i].sum())) for i, d in enumerate(names)}
         offs = t.column("doc_offsets").combine_chunks()
         lengths = np.nan_to_num(scan.numeric(offs.value_lengths())).astype(np.int64)
         flat = scan.numeric(offs.flatten()).astype(np.int64)
@@ -82,18 +88,39 @@ def _distributions(good, seq_len: int, threads: int, tick):
         a.add(n_tok)
         b.add(lengths)
         c.add(ends - flat)
-        return int(n_tok.sum()), a, b, c
+        return int(n_tok.sum()), a, b, c, by_domain
 
     per_seq, segs, seg_len = scan.LinearHistogram(0, max(seq_len, 1)), scan.IntHistogram(), scan.Log2Histogram()
+    by_domain: dict[str, list[int]] = {}
     results = scan.parallel_map(reduce, good, threads, tick("columns", len(good)))
-    for (r, _), (tokens, a, b, c) in zip(good, results):
+    for (r, _), (tokens, a, b, c, doms) in zip(good, results):
+        for d, (n_rows, n_tokens) in doms.items():
+            acc = by_domain.setdefault(d, [0, 0])
+            acc[0] += n_rows
+            acc[1] += n_tokens
         r["tokens"] = tokens
         if r["manifest_tokens"] is not None and tokens != r["manifest_tokens"]:
             r["flags"].append("tokens_mismatch")
         per_seq.merge(a)
         segs.merge(b)
         seg_len.merge(c)
-    return per_seq, segs, seg_len
+    return per_seq, segs, seg_len, by_domain
+
+
+def _domains(by_domain: dict, manifest: dict, problems: list) -> list[dict]:
+    """Per domain: sequences and tokens counted in the shards, documents from the manifest, the
+    natural token share; a mismatch with the manifest's `domains` is an error."""
+    listed = manifest.get("domains") or {}
+    total = sum(t for _, t in by_domain.values()) or 1
+    for d in sorted(set(listed) | set(by_domain)):
+        want = listed.get(d)
+        if want is not None and (want.get("rows"), want.get("tokens")) != tuple(by_domain.get(d, (0, 0))):
+            problems.append({"level": "error", "message": f"domain {d}: manifest says {want.get('rows')} rows / "
+                             f"{want.get('tokens')} tokens, the shards hold {by_domain.get(d, (0, 0))[0]} / "
+                             f"{by_domain.get(d, (0, 0))[1]}"})
+    rows = [{"domain": d, "rows": r, "tokens": t, "documents": (listed.get(d) or {}).get("documents"),
+             "share_tokens": round(t / total, 6)} for d, (r, t) in by_domain.items()]
+    return sorted(rows, key=lambda r: (-r["tokens"], r["domain"]))
 
 
 def _check_totals(manifest, sequences, tokens, seq_len, rows, problems) -> None:

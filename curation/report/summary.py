@@ -31,13 +31,20 @@ Curated only
                 share_of_in: {reason: share of this stage's in}, kept_of_read}]
   skipped_stages  stage names the run skipped (`dsllm curate --skip`), from stats.json "skipped"
   languages   [{lang, documents, chars, share_documents, share_chars}] (most documents first)
-  domains     [{domain, natural_documents, natural_chars, remixed_documents, remixed_chars,
-                natural_share, remixed_share, weight (remixed_share / natural_share)}]
+  domains     [{domain, documents, chars, share_documents, share_chars}] (natural: every surviving
+                document once; mixtures are planned at training time by `dsllm mix`)
   quality_score, doc_chars   distributions (quality: 20 equal bins; length: one bin per doubling)
   dedup       {dumps: [stats.json entry + cumulative_documents_in, cumulative_removed,
                 cumulative_rate], total_rate}
 
+Mixture only (MIX/ of `dsllm mix`; shards [] and no distributions)
+  totals      sequences, tokens, requested_tokens, domains, sources
+  mixture     {seq_len, period, absent_targets, config, sources [{uri, rows, tokens, reachable}]}
+  domains     [{domain, natural_tokens, natural_rows, natural_share, target_share, planned_tokens,
+                planned_rows, mixed_share, repeat, shortfall_tokens, order_rows (counted in order.parquet)}]
+
 Packed only
+  domains     [{domain, rows, tokens (counted in the shards), documents, share_tokens}]
   packed      {seq_len, sequences, tokens, pad_tokens, fill (non-padding share), documents,
                documents_per_sequence (mean, from the manifest), bos_policy, source_shards,
                tokenizer {sha256, vocab_size, eos_id, bos_id, path}}
@@ -76,6 +83,11 @@ def locate(path: str) -> tuple[str, dict]:
     if name == "shards" and parent:
         candidates.append(parent)
     for root in candidates:
+        if storage.exists(storage.join(root, "mixture.json")):
+            mixture = storage.read_json(storage.join(root, "mixture.json"))
+            if not isinstance(mixture, dict) or mixture.get("kind") != "mixture":
+                raise UserError(f"{storage.join(root, 'mixture.json')}: not a dsllm mixture (kind != 'mixture')")
+            return root, mixture
         mpath = storage.join(root, "manifest.json")
         if storage.exists(mpath):
             manifest = storage.read_json(mpath)
@@ -87,7 +99,7 @@ def locate(path: str) -> tuple[str, dict]:
             return root, manifest
     if not storage.is_remote(path) and not os.path.exists(path):
         raise UserError(f"{path}: no such file or directory")
-    raise UserError(f"{path}: neither curated nor packed output (no manifest.json)")
+    raise UserError(f"{path}: neither curated nor packed output nor a mixture (no manifest.json / mixture.json)")
 
 
 def summarize(path: str, sample: int = 0, verify: bool = False, seed: int = 0, threads: int | None = None,
@@ -96,6 +108,10 @@ def summarize(path: str, sample: int = 0, verify: bool = False, seed: int = 0, t
     root, manifest = locate(path)
     threads = threads or scan.default_threads(storage.is_remote(root))
     tick = progress or (lambda label, total: None)
+    if manifest["kind"] == "mixture":
+        from dsllm.curation.report import mixture as _mixture
+
+        return _mixture.summarize(root, manifest, verify, finish)
     if manifest["kind"] == "curated":
         return _curated(root, manifest, sample, verify, seed, threads, tick)
     return _packed.summarize(root, manifest, sample, verify, seed, threads, tick,

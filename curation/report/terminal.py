@@ -18,11 +18,13 @@ def render(report: dict, console: Console | None = None) -> None:
         console = Console()
         if not console.is_terminal:  # piped to a file or pager: don't squeeze tables to 80 columns
             console = Console(width=max(console.width, 120))
-    for part in (curated_parts(report) if report["kind"] == "curated" else packed_parts(report)):
+    parts = {"curated": curated_parts, "packed": packed_parts, "mixture": mixture_parts}[report["kind"]]
+    for part in parts(report):
         if part is not None:
             console.print(part)
             console.print()
-    for part in (shard_table(report), checks(report), samples(report)):
+    tail = (checks(report),) if report["kind"] == "mixture" else (shard_table(report), checks(report), samples(report))
+    for part in tail:
         if part is not None:
             console.print(part)
             console.print()
@@ -105,6 +107,7 @@ def packed_parts(r: dict):
                  ("EOS / BOS id", f"{num(tok['eos_id'])} / {num(tok['bos_id'])}"), ("tokenizer path", tok["path"] or "—")):
         t.add_row(k, v)
     yield t
+    yield packed_domains(r.get("domains") or [])
     yield distribution("Tokens per sequence", r["tokens_per_sequence"], "{:,.0f}", "sequences")
     yield distribution("Document segments per sequence", r["segments_per_sequence"], "{:,.4g}", "sequences")
     yield distribution("Segment length (tokens)", r["segment_tokens"], "{:,.0f}", "segments")
@@ -144,14 +147,47 @@ def languages(langs: list[dict]):
 
 
 def domains(doms: list[dict]):
+    """Curated: the natural domain mix (documents, characters)."""
     if not doms:
         return None
-    t = _table("Domains: natural vs remixed (share of documents)", "domain", "natural:r", "", "remixed:r", "",
-               "weight:r")
+    t = _table("Domains (natural; mixtures are set at training time by dsllm mix)", "domain", "documents:r",
+               "share:r", "", "chars:r", "share of chars:r")
     for d in doms[:25]:
-        t.add_row(d["domain"], pct(d["natural_share"]), bar(d["natural_share"], 16, "grey62"),
-                  pct(d["remixed_share"]), bar(d["remixed_share"], 16, "magenta"),
-                  "—" if d["weight"] is None else f"×{d['weight']:.2f}")
+        t.add_row(d["domain"], num(d["documents"]), pct(d["share_documents"]), bar(d["share_documents"], 16, "grey62"),
+                  num(d["chars"]), pct(d["share_chars"]))
+    return t
+
+
+def mixture_parts(r: dict):
+    """Natural vs target vs mixed token shares per domain, then the inputs."""
+    t, m = r["totals"], r["mixture"]
+    yield Panel(f"[bold]{num(t['sequences'])}[/] sequences × {num(m['seq_len'])} · {num(t['tokens'])} tokens "
+                f"(asked {num(t['requested_tokens'])}) · {num(t['domains'])} domains from {num(t['sources'])} input(s)",
+                title=f"mixture · {r['path']}", title_align="left")
+    d = _table("Domains: natural vs target vs mixed (share of tokens)", "domain", "natural:r", "", "target:r",
+               "mixed:r", "", "tokens:r", "repeat:r", "shortfall:r")
+    for x in r["domains"][:40]:
+        d.add_row(x["domain"], pct(x["natural_share"]), bar(x["natural_share"], 14, "grey62"), pct(x["target_share"]),
+                  pct(x["mixed_share"]), bar(x["mixed_share"], 14, "magenta"), num(x["planned_tokens"]),
+                  f"×{x['repeat']:.2f}", num(x["shortfall_tokens"]))
+    if m["absent_targets"]:
+        d.caption = f"targets for domains not in the data: {', '.join(m['absent_targets'])}"
+    yield d
+    s = _table("Inputs", "source", "uri", "sequences:r", "tokens:r", "reachable")
+    for i, x in enumerate(m["sources"]):
+        s.add_row(str(i), x["uri"], num(x["rows"]), num(x["tokens"]), "yes" if x["reachable"] else "NO")
+    yield s
+
+
+def packed_domains(doms: list[dict]):
+    """Packed: rows, tokens and documents per domain, natural token shares."""
+    if not doms:
+        return None
+    t = _table("Domains (natural token shares; dsllm mix sets the training mixture)", "domain", "sequences:r",
+               "tokens:r", "share:r", "", "documents:r")
+    for d in doms[:25]:
+        t.add_row(d["domain"], num(d["rows"]), num(d["tokens"]), pct(d["share_tokens"]),
+                  bar(d["share_tokens"], 16, "grey62"), num(d["documents"]))
     return t
 
 

@@ -1,4 +1,7 @@
-"""WARC → extracted, language- and quality-filtered, deduplicated, remixed Parquet shards.
+"""WARC → extracted, language- and quality-filtered, deduplicated, domain-labelled Parquet shards.
+
+Every surviving document is written once, labelled with its `domain` (URL rules: configs/domains.toml);
+domain mixtures are planned at training time with `dsllm mix` over packed data.
 
 Inputs: local files, directories and globs, s3:// prefixes, https:// URLs, and Common Crawl crawls
 as cc:CC-MAIN-YYYY-WW (the WARCs of the crawl's warc.paths.gz under --cc-base). Rerunning the same
@@ -18,7 +21,7 @@ def add_arguments(p) -> None:
     p.add_argument("--dedup-index", metavar="IDX", default=None,
                    help="cross-dump dedup index (local or s3://): dedup against earlier dumps and add this one")
     p.add_argument("--skip", metavar="STAGE[,STAGE]", default="",
-                   help="stages not to run, named as in stats.json (e.g. minhash_dedup,remix)")
+                   help="stages not to run, named as in stats.json (e.g. minhash_dedup,pii)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="take only the first N WARCs")
     p.add_argument("--cc-base", default=None, metavar="URL",
                    help="where cc:CRAWL is read from (default $DSLLM_CC_BASE or https://data.commoncrawl.org/)")
@@ -28,11 +31,10 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
 
-    from dsllm import storage
-    from dsllm.config import load_config
-    from dsllm.curation.config import CurateConfig
+    from dsllm.curation.config import load_curate_config
     from dsllm.curation.pipeline import replace_skip
     from dsllm.curation.sources import resolve_inputs
+    from dsllm import storage
     from dsllm.errors import UserError
     from dsllm.curation.run import run_curate
     from dsllm.jobs.runner import RayExecutor, require_shared_path
@@ -42,7 +44,7 @@ def run(args) -> int:
         raise UserError("--limit must be >= 1")
     if storage.is_http(args.output):
         raise UserError(f"--output {args.output}: cannot write to an HTTP URL; use a local path or s3://")
-    cfg = load_config(CurateConfig, args.config, args.overrides, default="curate.toml")
+    cfg = load_curate_config(args.config, args.overrides)
     cfg = replace_skip(cfg, [s.strip() for s in args.skip.split(",") if s.strip()])
     specs = resolve_inputs(args.inputs, args.cc_base, args.limit)
     console.note(f"curate: {len(specs)} input file(s) → {args.output}; stages: {', '.join(cfg.stages)}")

@@ -1,8 +1,8 @@
-"""Statistics of curated or packed output (local or S3).
+"""Statistics of curated or packed output or a mixture (local or S3).
 
 Reads manifest.json, stats.json and the shards' Parquet footers plus a few small numeric columns;
 document text only with --sample, shard bytes only with --verify. Shows the stage funnel, totals,
-language and domain mix (natural vs remixed), quality and length distributions, dedup per dump,
+language and domain mix (natural; a mixture: natural vs target vs mixed per domain), quality and length distributions, dedup per dump,
 and a per-shard table with outliers flagged; for packed output: sequences, tokens, fill, documents
 per sequence and the tokenizer. Exit code 0 when every check passes, 1 when a check fails (rows,
 bytes, sha256 or funnel mismatches, missing or unreadable shards), 2 on a user error.
@@ -18,7 +18,7 @@ from dsllm.jobs.commands.common import add_requester_pays
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", metavar="PATH", help="curated OUT or PACKED directory (local or s3://), or its manifest.json")
+    p.add_argument("path", metavar="PATH", help="curated OUT, PACKED or MIX directory (local or s3://), or its manifest.json")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON (stable keys) instead of tables")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with charts (local or s3://)")
     p.add_argument("--sample", metavar="N", type=int, default=0, help="show N random documents (or sequences) with metadata")

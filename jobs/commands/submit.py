@@ -1,4 +1,4 @@
-"""Submit curate / tokenizer / pack / train as a Ray job to a cluster.
+"""Submit curate / tokenizer / pack / mix / train as a Ray job to a cluster.
 
     dsllm submit curate --address http://HOST:8265 --wait -- cc:CC-MAIN-2024-10 --output s3://b/run1
 
@@ -12,7 +12,7 @@ from dsllm import console
 
 
 def add_arguments(p) -> None:
-    p.add_argument("job", choices=["curate", "tokenizer", "pack", "train"], help="the command to run on the cluster")
+    p.add_argument("job", choices=["curate", "tokenizer", "pack", "mix", "train"], help="the command to run on the cluster")
     p.add_argument("--address", required=True, help="Ray dashboard URL, e.g. http://127.0.0.1:8265")
     p.add_argument("--wait", action="store_true", help="wait until the job finishes; exit 0 only if it succeeded")
     p.add_argument("--follow", action="store_true", help="stream the job's logs while waiting (implies --wait)")

@@ -120,9 +120,9 @@ def _model_config(args, cfg):
         return base.replace(**cfg.model) if cfg.model else base
     model = resolve_model(args.model, cfg.model)
     if args.model == "tiny" and "vocab_size" not in cfg.model:
-        from dsllm.trainer.data import PackedDataset
+        from dsllm.trainer.mixture_data import open_dataset
 
-        vocab = (PackedDataset(args.data).manifest.get("tokenizer") or {}).get("vocab_size")
+        vocab = (open_dataset(args.data).manifest.get("tokenizer") or {}).get("vocab_size")
         if vocab:
             model = model.replace(vocab_size=-(-int(vocab) // 64) * 64)
     return model

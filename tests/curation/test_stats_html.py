@@ -81,7 +81,7 @@ def test_curated_page_renders_every_chart(tmp_path):
     b = charts.bars
     assert len(b["funnel"]) == len(rep["funnel"]) == 11
     assert len(b["languages"]) == len(rep["languages"])
-    assert [x["data-series"] for x in b["domains"]] == ["natural", "remixed"] * len(rep["domains"])
+    assert [x["data-series"] for x in b["domains"]] == ["documents", "chars"] * len(rep["domains"])
     assert len(b["quality"]) == len(rep["quality_score"]["histogram"]["counts"]) == 20
     assert len(b["length"]) == len(rep["doc_chars"]["histogram"]["counts"])
     assert len(b["shard_rows"]) == len(rep["shards"])

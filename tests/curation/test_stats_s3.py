@@ -64,4 +64,4 @@ def test_s3_packed_and_errors(tmp_path, s3_bucket):
     assert _without_paths(rep) == _without_paths(summarize(str(tmp_path / "p"), verify=True))
     proc = run_cli("stats", f"s3://{s3_bucket}/nothing-here")
     assert proc.returncode == 2 and proc.stderr.strip() == (
-        f"dsllm stats: error: s3://{s3_bucket}/nothing-here: neither curated nor packed output (no manifest.json)")
+        f"dsllm stats: error: s3://{s3_bucket}/nothing-here: neither curated nor packed output nor a mixture (no manifest.json / mixture.json)")
