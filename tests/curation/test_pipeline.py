@@ -48,7 +48,7 @@ def test_run_writes_shards_manifest_and_a_funnel_that_adds_up(crawl, tmp_path):
     assert not result.failed
     stats = json.loads((out / "stats.json").read_text())
     names = [s["name"] for s in stats["stages"]]
-    assert names == ["read", "extract", "langid", "gopher_quality", "gopher_repetition", "c4", "fineweb",
+    assert names == ["read", "extract", "decontaminate", "langid", "gopher_quality", "gopher_repetition", "c4", "fineweb",
                      "url_filter", "pii", "exact_dedup", "minhash_dedup", "remix"]
     for prev, cur in zip(stats["stages"], stats["stages"][1:]):
         assert cur["in"] == prev["out"]
@@ -122,7 +122,7 @@ def test_skip_stages(crawl, tmp_path):
     cfg = replace_skip(CurateConfig(), ["minhash_dedup", "remix", "c4", "pii"])
     run_curate(specs, str(tmp_path), cfg, LocalExecutor(), log=quiet)
     stats = json.loads((tmp_path / "stats.json").read_text())
-    assert [s["name"] for s in stats["stages"]] == ["read", "extract", "langid", "gopher_quality",
+    assert [s["name"] for s in stats["stages"]] == ["read", "extract", "decontaminate", "langid", "gopher_quality",
                                                     "gopher_repetition", "fineweb", "url_filter", "exact_dedup"]
     assert stats["skipped"] == ["minhash_dedup", "remix", "c4", "pii"]
     with pytest.raises(UserError, match="unknown stage"):
