@@ -111,3 +111,26 @@ def test_installed_task_data_offline(monkeypatch):
     assert spec.kind == "bpb" and len(reqs) == 2 and "Janet" in reqs[0].context
     with pytest.raises(Exception, match="unknown task"):
         T.load_requests("no_such_task")
+
+
+def test_several_checkpoints_give_a_table_and_a_safe_html_chart(tiny_llama, tmp_path, cli):
+    a, _ = tiny_llama(vocab=300, name="a", seed=1)
+    b, _ = tiny_llama(vocab=300, name="b", seed=2)
+    _tokenizer(a, 300)
+    _tokenizer(b, 300)
+    _requests_file(tmp_path / "mine.jsonl")
+    evil = tmp_path / "x<b onmouseover=alert(1)>.jsonl"   # a task name that must not become markup
+    evil.write_text((tmp_path / "mine.jsonl").read_text())
+    html_path = tmp_path / "curves.html"
+    res = cli("eval", "--model", str(a), str(b), "--tasks", f"{tmp_path / 'mine.jsonl'},{evil}",
+              "--html", str(html_path), "--json", env=OFFLINE)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)
+    assert [r["checkpoint"] for r in rows] == [str(a), str(b)]
+    assert all(r["tasks"]["mine"]["docs"] == 2 and r["tasks"]["x<b onmouseover=alert(1)>"] == r["tasks"]["mine"]
+               for r in rows)
+    page = html_path.read_text()
+    assert page.count("<svg") == 2 and "<b onmouseover" not in page and "&lt;b onmouseover=alert(1)&gt;" in page
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
+    table = cli("eval", "--model", str(a), "--tasks", str(tmp_path / "mine.jsonl"), env=OFFLINE)
+    assert table.returncode == 0 and "mine" in table.stdout.splitlines()[0]
