@@ -48,6 +48,10 @@ class TrainConfig:
     log_every: int = 1
     eval_every: int = 100           # validation loss on the held-out tail of the data (0: never)
     eval_rows: int = 32
+    eval_tasks: tuple[str, ...] = ()  # benchmarks scored every eval_every steps (see trainer/benchmarks)
+    eval_tokenizer: str = ""        # tokenizer.json for eval_tasks
+    eval_task_limit: int = 100      # first N documents of each task (0: all)
+    eval_task_shots: int = -1       # few-shot variant (-1: the most shots the data has)
     checkpoint_every_steps: int = 1000
     checkpoint_every_minutes: float = 5.0
     keep_last: int = 3
@@ -206,6 +210,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     n_micro = global_batch // world_size // cfg.micro_batch_size
     tokens_per_step = global_batch * seq_len
     n_val = min(cfg.eval_rows, ds.rows // 10) if cfg.eval_every > 0 else 0
+    loop_tasks = _loop_tasks(cfg, model_cfg)
     train_rows, val_rows = RowRange(ds, 0, ds.rows - n_val), RowRange(ds, ds.rows - n_val, ds.rows)
 
     # model, precision, optimizer
@@ -312,6 +317,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
                 if n_val and (progress.step % cfg.eval_every == 0 or last_step):
                     record["val_loss"] = evaluate(model, val_rows, cfg.micro_batch_size, autocast,
                                                   cfg.document_mask)
+                if loop_tasks and cfg.eval_every > 0 and (progress.step % cfg.eval_every == 0 or last_step):
+                    record.update(loop_tasks(model, autocast))
                 metrics.log(record)
                 window_start, window_tokens = time.perf_counter(), 0
             if last_step or checkpointer.due(progress.step):
@@ -325,6 +332,17 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
         mirror.push_file("metrics.jsonl")  # with the last steps' validation losses
     return {"step": progress.step, "tokens": progress.tokens, "loss": float(loss),
             "checkpoint": _shown(checkpointer.last_good, run_dir if mirror else None)}
+
+
+def _loop_tasks(cfg: TrainConfig, model_cfg: ModelConfig):
+    """The in-loop benchmark scorer, or None when no eval_tasks are configured."""
+    if not cfg.eval_tasks:
+        return None
+    from dsllm.trainer.benchmarks.inloop import LoopTasks
+
+    return LoopTasks(tuple(cfg.eval_tasks), cfg.eval_tokenizer, cfg.eval_task_limit or None,
+                     None if cfg.eval_task_shots < 0 else cfg.eval_task_shots,
+                     model_cfg.max_position_embeddings, model_cfg.bos_token_id, model_cfg.vocab_size)
 
 
 def _announce(checkpointer, world_size: int) -> None:
