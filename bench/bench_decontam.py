@@ -46,7 +46,6 @@ def datatrove_filter(strings: dict[str, list[str]], folder: str, n: int):
     from datatrove.utils.hashing import create_hash_func
     from datatrove.utils.text import simplify_text
     from datatrove.utils.word_tokenizers import WordTokenizer
-
     from dsllm.curation.decontam.ngrams import tokens
 
     class Regex(WordTokenizer):
@@ -84,7 +83,11 @@ def main() -> None:
     args = ap.parse_args()
 
     from dsllm.curation.decontam.index import DecontamIndex
-    from dsllm.curation.decontam.sources import benchmark_name, default_tasks, task_strings
+    from dsllm.curation.decontam.sources import (
+        benchmark_name,
+        default_tasks,
+        task_strings,
+    )
     from dsllm.curation.decontam.stage import default_index_path
 
     strings = {benchmark_name(t): task_strings(t) for t in default_tasks()}

@@ -10,9 +10,16 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from dsllm.curation.decontam.ngrams import (
+    batch_ngrams,
+    batch_tokens,
+    ngram_hashes,
+    ngrams_of,
+    token_hashes,
+    tokens,
+)
 
 from dsllm import storage
-from dsllm.curation.decontam.ngrams import batch_ngrams, batch_tokens, ngram_hashes, ngrams_of, token_hashes, tokens
 from dsllm.errors import UserError
 
 _BITS = 26                      # prefilter: 8 MB per table, ~4% false candidates at 3M hashes
@@ -28,7 +35,7 @@ class DecontamIndex:
         self.counts = counts or {}
 
     @classmethod
-    def build(cls, strings: dict[str, list[str]], n: int = 10, min_tokens: int = 3) -> "DecontamIndex":
+    def build(cls, strings: dict[str, list[str]], n: int = 10, min_tokens: int = 3) -> DecontamIndex:
         """From {benchmark: [test strings]} (a hash shared by two benchmarks goes to the first)."""
         by_len: dict[int, list[tuple[np.ndarray, int]]] = {}
         for k, (name, texts) in enumerate(strings.items()):
@@ -85,7 +92,7 @@ class DecontamIndex:
         storage.write_bytes(uri, buf.getvalue())
 
     @classmethod
-    def load(cls, uri: str) -> "DecontamIndex":
+    def load(cls, uri: str) -> DecontamIndex:
         if not storage.exists(uri):
             raise UserError(f"{uri}: no decontamination index there (build one with `dsllm decontam index`)")
         try:

@@ -18,8 +18,9 @@ import os
 import re
 from pathlib import Path
 
-from dsllm.errors import UserError
 from dsllm.trainer.benchmarks import tasks as T
+
+from dsllm.errors import UserError
 
 _LABEL = re.compile(r"^\s*(?:question|answer|q|a)\s*:\s*|\s*\n?\s*(?:answer|a)\s*:\s*$", re.IGNORECASE)
 

@@ -26,8 +26,8 @@ def load_tokenizer(tok: str | None, ckpt):
 
 def run_tasks(args, checkpoints) -> int:
     import torch
-
-    from dsllm.trainer.benchmarks import report, tasks as T
+    from dsllm.trainer.benchmarks import report
+    from dsllm.trainer.benchmarks import tasks as T
     from dsllm.trainer.evaluate import evaluate_checkpoint
     from dsllm.trainer.hf import build_model
 
@@ -49,7 +49,7 @@ def run_tasks(args, checkpoints) -> int:
             model = build_model(ckpt, dtype=getattr(torch, args.dtype))
             log = None
             if log_file is not None:
-                log = lambda rec, label=label: log_file.write(json.dumps({"checkpoint": label, **rec}) + "\n")  # noqa: E731
+                log = lambda rec, label=label: log_file.write(json.dumps({"checkpoint": label, **rec}) + "\n")
             scores = report.evaluate_tasks(model, tokenizer, loaded, ckpt.config.max_position_embeddings,
                                            bos_id=ckpt.config.bos_token_id, log=log)
             row = {"checkpoint": label, "step": ckpt.step, "trained_tokens": ckpt.tokens, "tasks": scores}

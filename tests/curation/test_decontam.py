@@ -8,14 +8,14 @@ import json
 import re
 
 import pyarrow.parquet as pq
-from hypothesis import given, settings, strategies as st
-
 from dsllm.curation.decontam.index import DecontamIndex
 from dsllm.curation.decontam.ngrams import tokens
 from dsllm.curation.decontam.stage import Decontaminator
 from dsllm.curation.document import Document
 from dsllm.curation.stage import StageCounts
 from dsllm.trainer.benchmarks.tasks import data_root
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
@@ -106,7 +106,7 @@ def test_curate_drops_pages_quoting_a_local_test_set(tmp_path, cli):
     stage = next(s for s in stats["stages"] if s["name"] == "decontaminate")
     names = [s["name"] for s in stats["stages"]]
     assert names.index("decontaminate") == names.index("extract") + 1
-    norm = lambda t: " ".join(re.findall(r"\w+", t.lower()))  # noqa: E731
+    norm = lambda t: " ".join(re.findall(r"\w+", t.lower()))
     texts = [t for p in (tmp_path / "out" / "shards").glob("*.parquet")
              for t in pq.read_table(p, columns=["text"]).column("text").to_pylist()]
     assert texts and not any(norm(sentence) in norm(t) for t in texts)

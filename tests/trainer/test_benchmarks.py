@@ -9,7 +9,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from dsllm.trainer.benchmarks import tasks as T
 from dsllm.trainer.benchmarks.report import task_score
 
@@ -35,9 +34,8 @@ def _requests_file(path):
             ("Le ciel est ", ["bleu", "vert", "天空是蓝色的"], 2)]
     with open(path, "w", encoding="utf-8") as f:
         for d, (ctx, choices, label) in enumerate(docs):
-            for i, c in enumerate(choices):
-                f.write(json.dumps({"doc_id": d, "idx": i, "label": label,
-                                    "request": {"context": ctx, "continuation": c}}) + "\n")
+            f.writelines(json.dumps({"doc_id": d, "idx": i, "label": label,
+                                    "request": {"context": ctx, "continuation": c}}) + "\n" for i, c in enumerate(choices))
     return docs
 
 

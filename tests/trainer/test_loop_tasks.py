@@ -8,8 +8,8 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from dsllm.trainer.train import train
+
 from tests.conftest import run_cli
 from tests.trainer.test_train_loop import MODEL, cfg, write_packed
 

@@ -8,11 +8,11 @@ layout, and rank 0 logs `task/<name>` into metrics.jsonl next to `val_loss`.
 from __future__ import annotations
 
 import numpy as np
-
-from dsllm.errors import UserError
 from dsllm.trainer.benchmarks import tasks as T
 from dsllm.trainer.benchmarks.report import task_score
 from dsllm.trainer.benchmarks.scoring import encode_requests, score_sequences
+
+from dsllm.errors import UserError
 
 
 class LoopTasks:

