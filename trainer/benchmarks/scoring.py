@@ -49,7 +49,7 @@ def score_sequences(model, seqs: list[tuple[tuple[int, ...], int]], max_len: int
     with torch.inference_mode():
         lo = 0
         while lo < len(order):
-            width = int(lengths[order[lo]]) - 1          # inputs are all but the last token
+            width = max(int(lengths[order[lo]]) - 1, 1)   # inputs are all but the last token
             n = max(1, batch_tokens // max(width, 1))
             batch = order[lo:lo + n]
             lo += len(batch)
