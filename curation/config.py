@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from dsllm.curation.decontam.stage import DecontamConfig
 from dsllm.curation.dedup.config import DedupConfig
 from dsllm.curation.extract import ExtractConfig
 from dsllm.curation.filters.c4 import C4Config
@@ -21,7 +22,7 @@ from dsllm.curation.domains import DomainsConfig
 from dsllm.curation.warc import ReadConfig
 
 # stats.json stage names, in pipeline order (`--skip` takes these names)
-PER_INPUT_STAGES = ("read", "extract", "langid", "gopher_quality", "gopher_repetition", "c4", "fineweb",
+PER_INPUT_STAGES = ("read", "extract", "decontaminate", "langid", "gopher_quality", "gopher_repetition", "c4", "fineweb",
                     "quality_model", "url_filter", "pii")
 GLOBAL_STAGES = ("exact_dedup", "minhash_dedup")
 STAGES = PER_INPUT_STAGES + GLOBAL_STAGES
@@ -61,6 +62,7 @@ class CurateConfig:
     run: RunConfig = RunConfig()
     read: ReadConfig = ReadConfig()
     extract: ExtractConfig = ExtractConfig()
+    decontaminate: DecontamConfig = DecontamConfig()
     langid: LangidConfig = LangidConfig()
     gopher_quality: GopherQualityConfig = GopherQualityConfig()
     gopher_repetition: GopherRepetitionConfig = GopherRepetitionConfig()

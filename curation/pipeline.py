@@ -60,6 +60,7 @@ def build_stages(cfg: CurateConfig, reader, warc_file: str, id_base: str, crawl)
     factories = {
         "extract": lambda: HtmlExtractor(cfg.extract, crawl=crawl, warc_file=warc_file, id_base=id_base,
                                          domain_of=classifier.domain),
+        "decontaminate": lambda: _decontaminator(cfg),
         "langid": lambda: _langid(cfg),
         "gopher_quality": lambda: GopherQualityFilter(cfg.gopher_quality),
         "gopher_repetition": lambda: GopherRepetitionFilter(cfg.gopher_repetition),
@@ -70,6 +71,12 @@ def build_stages(cfg: CurateConfig, reader, warc_file: str, id_base: str, crawl)
         "pii": lambda: PiiMasker(cfg.pii),
     }
     return [factories[name]() for name in cfg.stages if name in factories]
+
+
+def _decontaminator(cfg):
+    from dsllm.curation.decontam.stage import Decontaminator
+
+    return Decontaminator(cfg.decontaminate)
 
 
 def _langid(cfg):

@@ -59,6 +59,10 @@ def run_curate(specs: list[InputSpec], out: str, cfg: CurateConfig, executor: Ex
         log(f"curate: {out} is already complete for these inputs and this config; nothing to do")
         return _previous_result(out)
 
+    if cfg.runs("decontaminate") and not cfg.decontaminate.index:
+        from dsllm.curation.decontam.stage import default_index_path
+
+        log(f"curate: decontaminating against {default_index_path(cfg.decontaminate.n)}")  # built once, here
     results = executor.map(process_input_safely, task_list(specs, cfg, out), label="curate/inputs")
     done = [r for r in results if r["status"] == "done"]
     failed = [r for r in results if r["status"] != "done"]

@@ -9,7 +9,7 @@ from dsllm.jobs.cli import COMMANDS, main
 from tests.conftest import run_cli
 
 SPEC_COMMANDS = ["demo", "sample-crawl", "curate", "stats", "quality", "tokenizer", "pack", "mix", "train",
-                 "checkpoint", "eval", "plan", "submit", "jobs"]
+                 "checkpoint", "eval", "decontam", "plan", "submit", "jobs"]
 
 # (argv before --help, flags SPEC.md promises)
 SPEC_FLAGS = [
@@ -27,7 +27,9 @@ SPEC_FLAGS = [
     (["train"], ["--model", "--data", "--output", "--resume-from", "--max-steps", "--batch-size", "--workers"]),
     (["checkpoint", "list"], ["SRC"]),
     (["checkpoint", "export"], ["--output"]),
-    (["eval"], ["--model", "--data", "--max-rows", "--json"]),
+    (["eval"], ["--model", "--data", "--max-rows", "--json", "--tasks", "--limit", "--shots", "--tokenizer",
+                "--log-samples", "--html"]),
+    (["decontam", "index"], ["--tasks", "--local", "--output"]),
     (["plan"], ["--compute"]),
     (["submit"], ["--address", "--wait"]),
     (["jobs"], ["list", "status", "logs", "stop", "--address"]),

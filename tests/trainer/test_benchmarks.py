@@ -1,0 +1,134 @@
+"""Benchmarks offline: per-request log-likelihoods against `transformers`, DeepSeek's accuracy
+definitions on a hand-checkable fixture, and the installed task data read with no network."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from dsllm.trainer.benchmarks import tasks as T
+from dsllm.trainer.benchmarks.report import task_score
+
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def _tokenizer(folder, vocab):
+    """A byte-level BPE with `vocab` entries trained here, saved as folder/tokenizer.json."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(["Question: what is the answer? Answer: the answer is forty two."] * 20, trainer)
+    tok.save(str(folder / "tokenizer.json"))
+    return tok
+
+
+def _requests_file(path):
+    """Two 3-choice documents plus an unconditional-style empty-ish context."""
+    docs = [("Question: what colour is the sky?\nAnswer:", [" blue", " green and yellow", " 42"], 0),
+            ("Le ciel est ", ["bleu", "vert", "天空是蓝色的"], 2)]
+    with open(path, "w", encoding="utf-8") as f:
+        for d, (ctx, choices, label) in enumerate(docs):
+            f.writelines(json.dumps({"doc_id": d, "idx": i, "label": label,
+                                    "request": {"context": ctx, "continuation": c}}) + "\n" for i, c in enumerate(choices))
+    return docs
+
+
+def _reference_ll(model, tok, ctx, cont):
+    """log P(cont | ctx) by transformers, continuation tokenized on its own (trailing spaces moved)."""
+    stripped = ctx.rstrip(" ")
+    cont = ctx[len(stripped):] + cont
+    a, b = tok.encode(stripped, add_special_tokens=False).ids, tok.encode(cont, add_special_tokens=False).ids
+    ids = torch.tensor([a + b])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids).logits.float(), -1)[0]
+    return sum(float(logp[len(a) - 1 + j, t]) for j, t in enumerate(b)), len(b)
+
+
+def test_loglikelihoods_match_transformers(tiny_llama, tmp_path, cli):
+    folder, ref = tiny_llama(vocab=300)
+    tok = _tokenizer(folder, 300)
+    docs = _requests_file(tmp_path / "mine.jsonl")
+    log = tmp_path / "samples.jsonl"
+    res = cli("eval", "--model", str(folder), "--tasks", str(tmp_path / "mine.jsonl"), "--json",
+              "--log-samples", str(log), env=OFFLINE)
+    assert res.returncode == 0, res.stderr
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert len(lines) == 6 and {k for k in lines[0]} >= {"task", "doc_id", "idx", "context", "continuation",
+                                                          "loglikelihood", "num_tokens"}
+    per_doc = {}
+    for rec in lines:
+        want, n = _reference_ll(ref, tok, rec["context"], rec["continuation"])
+        assert rec["num_tokens"] == n
+        assert rec["loglikelihood"] == pytest.approx(want, abs=1e-4)
+        per_doc.setdefault(rec["doc_id"], []).append(want / n)
+    correct = sum(int(np.argmax(per_doc[d]) == label) for d, (_, _, label) in enumerate(docs))
+    out = json.loads(res.stdout)
+    assert out[0]["tasks"]["mine"] == {"metric": "acc_len", "value": correct / 2, "docs": 2}
+
+
+def _req(doc, idx, label, ctx="q", cont="a"):
+    return T.Request("t", doc, idx, ctx, cont, label)
+
+
+def test_accuracy_definitions_by_hand():
+    # doc 0 (gold 1): raw ll picks choice 0 (-4 > -6), per token picks 1 (-6/3 = -2 > -4/1),
+    # unconditional picks 1 (-6 - -9 = 3 > -4 - -5 = 1).
+    # doc 1 (gold 0): raw picks 0 (-1), per token picks 0 (-1/1 > -3/2), unconditional picks 1 (-3 - -8 = 5 > -1 - -2).
+    reqs = [_req(0, 0, 1), _req(0, 1, 1), _req(1, 0, 0), _req(1, 1, 0),
+            _req(T.UNCOND_OFFSET, 0, 1), _req(T.UNCOND_OFFSET, 1, 1),
+            _req(T.UNCOND_OFFSET + 1, 0, 0), _req(T.UNCOND_OFFSET + 1, 1, 0)]
+    ll = np.array([-4.0, -6.0, -1.0, -3.0, -5.0, -9.0, -2.0, -8.0])
+    n = np.array([1, 3, 1, 2, 1, 3, 1, 2])
+    length = task_score(T.TaskSpec("t", "", "mc", "length"), reqs, ll, n)
+    uncond = task_score(T.TaskSpec("t", "", "mc", "unconditional"), reqs, ll, n)
+    assert length == {"metric": "acc_len", "value": 1.0, "docs": 2}
+    assert uncond == {"metric": "acc_uncond", "value": 0.5, "docs": 2}
+    bpb_reqs = [T.Request("g", 0, 0, "q", "héllo"), T.Request("g", 1, 0, "q", "ab")]  # 6 + 2 bytes
+    bpb = task_score(T.TaskSpec("g", "", "bpb"), bpb_reqs, np.array([-2.0, -3.0]), np.array([2, 1]))
+    assert bpb["value"] == pytest.approx(5.0 / math.log(2) / 8)
+
+
+def test_installed_task_data_offline(monkeypatch):
+    for k, v in OFFLINE.items():
+        monkeypatch.setenv(k, v)
+    spec, reqs = T.load_requests("arc_easy", shots=0, limit=3)
+    assert spec.norm == "unconditional"
+    docs = {r.doc_id for r in reqs if not r.unconditional}
+    assert docs == {0, 1, 2}
+    cond = sorted((r.doc_id, r.idx, r.continuation) for r in reqs if not r.unconditional)
+    unc = sorted((r.doc_id - T.UNCOND_OFFSET, r.idx, r.continuation) for r in reqs if r.unconditional)
+    assert cond == unc and all(r.context == "Answer:" for r in reqs if r.unconditional)
+    assert all(0 <= r.label < 5 for r in reqs)
+    spec, reqs = T.load_requests("gsm8k", limit=2)
+    assert spec.kind == "bpb" and len(reqs) == 2 and "Janet" in reqs[0].context
+    with pytest.raises(Exception, match="unknown task"):
+        T.load_requests("no_such_task")
+
+
+def test_several_checkpoints_give_a_table_and_a_safe_html_chart(tiny_llama, tmp_path, cli):
+    a, _ = tiny_llama(vocab=300, name="a", seed=1)
+    b, _ = tiny_llama(vocab=300, name="b", seed=2)
+    _tokenizer(a, 300)
+    _tokenizer(b, 300)
+    _requests_file(tmp_path / "mine.jsonl")
+    evil = tmp_path / "x<b onmouseover=alert(1)>.jsonl"   # a task name that must not become markup
+    evil.write_text((tmp_path / "mine.jsonl").read_text())
+    html_path = tmp_path / "curves.html"
+    res = cli("eval", "--model", str(a), str(b), "--tasks", f"{tmp_path / 'mine.jsonl'},{evil}",
+              "--html", str(html_path), "--json", env=OFFLINE)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)
+    assert [r["checkpoint"] for r in rows] == [str(a), str(b)]
+    assert all(r["tasks"]["mine"]["docs"] == 2 and r["tasks"]["x<b onmouseover=alert(1)>"] == r["tasks"]["mine"]
+               for r in rows)
+    page = html_path.read_text()
+    assert page.count("<svg") == 2 and "<b onmouseover" not in page and "&lt;b onmouseover=alert(1)&gt;" in page
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
+    table = cli("eval", "--model", str(a), "--tasks", str(tmp_path / "mine.jsonl"), env=OFFLINE)
+    assert table.returncode == 0 and "mine" in table.stdout.splitlines()[0]
