@@ -220,7 +220,8 @@ class Transformer(nn.Module):
         if positions is None:
             positions = torch.arange(T, device=input_ids.device)
         device = input_ids.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        autocast = torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
+        dtype = torch.get_autocast_dtype(device) if autocast else x.dtype
         cos, sin = self.model.rotary_emb(positions, dtype)
         mask = segment_mask(segment_ids) if segment_ids is not None else None
         for layer in self.model.layers:

@@ -40,6 +40,24 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
+def resolve_device(name: str) -> torch.device:
+    """The run's device: `cpu`, `cuda` (this worker's GPU: LOCAL_RANK under torchrun, the one Ray
+    Train assigned otherwise), or `auto` (CUDA when present). `cuda` without CUDA is a user error."""
+    import os
+
+    from dsllm.errors import UserError
+
+    if name not in ("auto", "cpu", "cuda"):
+        raise UserError(f"--device {name}: must be auto, cpu or cuda")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UserError("--device cuda: CUDA is not available on this machine (no GPU, or a CPU-only torch)")
+    index = int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
 # ------------------------------------------------------------------------------- build on meta
 
 def build_model(cfg: ModelConfig, seed: int, device: torch.device | str = "cpu",

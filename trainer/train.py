@@ -27,7 +27,7 @@ from dsllm.trainer.config import ModelConfig
 from dsllm.trainer.metrics import MetricsLog, PeakFlops
 from dsllm.trainer.model import Transformer, segments_from_offsets
 from dsllm.trainer.optim import PRECISIONS, MasterWeights, OptimConfig, build_optimizer, clip_gradients
-from dsllm.trainer.parallelize import all_reduce_mean, grad_sync, parallelize, world
+from dsllm.trainer.parallelize import AC_MODES, all_reduce_mean, grad_sync, parallelize, resolve_device, world
 from dsllm.trainer.schedule import ScheduleConfig, multistep_lr
 
 
@@ -41,6 +41,9 @@ class TrainConfig:
     micro_batch_size: int = 4       # sequences per forward/backward (gradient accumulation)
     max_steps: int = 1000
     precision: str = "bf16"          # bf16 (bf16 weights, fp32 master; fastest measured) | bf16-autocast | fp32
+    device: str = "auto"             # auto (CUDA when present) | cpu | cuda (--device)
+    activation_checkpointing: str = "none"  # none | selective | full (trainer/parallelize.py)
+    bf16_optimizer_states: bool = False     # AdamW moments in bf16 (trainer/optim.py)
     compile: bool = False
     strategy: str = "ddp"           # ddp | fsdp when several workers
     threads: int = 0                # torch intra-op threads (0: torch's default)
@@ -56,6 +59,11 @@ class TrainConfig:
     model: dict = field(default_factory=dict)   # ModelConfig field overrides
 
     def __post_init__(self):
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.activation_checkpointing not in AC_MODES:
+            raise ValueError(f"activation_checkpointing must be one of {', '.join(AC_MODES)}, "
+                             f"got {self.activation_checkpointing!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("batch_size", "micro_batch_size", "max_steps"):
@@ -161,13 +169,11 @@ def evaluate(model, rows: RowRange, micro: int, autocast, document_mask: bool = 
     """Mean next-token loss over the held-out rows (masked per document like training when asked)."""
     model.eval()
     losses = []
+    device = next(model.parameters()).device
     for start in range(0, rows.rows, micro):
         got = rows.read(np.arange(start, min(start + micro, rows.rows)), segments=document_mask)
-        ids = torch.from_numpy(got.input_ids.astype(np.int64))
-        kwargs = {}
-        if document_mask:
-            segment_ids, positions = segments_from_offsets(got.doc_offsets, rows.seq_len)
-            kwargs = {"segment_ids": segment_ids, "positions": positions}
+        ids = torch.from_numpy(got.input_ids.astype(np.int64)).to(device)
+        kwargs = _segments(got, rows.seq_len, device) if document_mask else {}
         with autocast():  # .forward: eager even when the model is compiled (no second, no-grad compile)
             losses.append(model.forward(ids, labels=ids, return_logits=False, **kwargs)[1].float() * len(ids))
     model.train()
@@ -209,8 +215,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     train_rows, val_rows = RowRange(ds, 0, ds.rows - n_val), RowRange(ds, ds.rows - n_val, ds.rows)
 
     # model, precision, optimizer
+    device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = Transformer(model_cfg)
+    with torch.device(device):  # every tensor of the run lives on its device
+        model = Transformer(model_cfg)
     if cfg.precision == "bf16":
         model.to(torch.bfloat16)
     shown_from = resume_from
@@ -227,9 +235,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
         if not quiet:
             kind = "exact resume" if optim_state else "weights only, fresh AdamW, re-warmup"
             print(f"resuming from {shown_from} at step {progress.step}, {progress.tokens:,} tokens ({kind})")
-    fwd = parallelize(model, cfg.strategy, cfg.compile)  # before the optimizer: FSDP swaps parameters
+    # before the optimizer: FSDP swaps parameters
+    fwd = parallelize(model, cfg.strategy, cfg.compile, cfg.activation_checkpointing)
     master = MasterWeights(model, cfg.precision)
-    optimizer = build_optimizer(master, cfg.optim)
+    optimizer = build_optimizer(master, cfg.optim, bf16_states=cfg.bf16_optimizer_states)
     if optim_state is not None:
         optimizer.load_state_dict(optim_state["optimizer"])
         master.load_master(optim_state["master"] or [])
@@ -243,7 +252,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     total_tokens = cfg.schedule.total_tokens or cfg.max_steps * tokens_per_step
     dtype = torch.float32 if cfg.precision == "fp32" else torch.bfloat16
     flops_per_token = model_cfg.train_flops_per_token(seq_len)
-    peak = PeakFlops(dtype)  # one rank's device
+    peak = PeakFlops(dtype, device.type)  # one rank's device
     checkpointer = ckpt_io.Checkpointer(run, cfg.checkpoint_every_steps, cfg.checkpoint_every_minutes, cfg.keep_last,
                                         on_publish=on_checkpoint, mirror=mirror if rank == 0 else None)
     checkpointer.collective_announce = world_size > 1
@@ -251,7 +260,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     hf_config = model_cfg.to_hf_dict("bfloat16" if cfg.precision == "bf16" else "float32")
 
     def autocast():
-        return torch.autocast("cpu", torch.bfloat16) if cfg.precision == "bf16-autocast" else contextlib.nullcontext()
+        if cfg.precision != "bf16-autocast":
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, torch.bfloat16)
 
     def save(block: bool) -> None:
         state = {"step": progress.step, "tokens": progress.tokens, "data": loader.state(),
@@ -274,19 +285,14 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
                               cfg.schedule, progress.resume_tokens)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss_sum = torch.zeros(())
-            for micro in range(n_micro):
-                batch = next(batches)
-                ids = batch.input_ids
+            micro_batches = [next(batches) for _ in range(n_micro)]
+            batch = micro_batches[-1]
+            for b in micro_batches:
+                ids = b.input_ids
                 if int(ids.max()) >= model_cfg.vocab_size or int(ids.min()) < 0:
                     raise UserError(f"{data}: token id {int(ids.max())} is outside the model's vocabulary "
                                     f"[0, {model_cfg.vocab_size})")
-                with grad_sync(fwd, micro == n_micro - 1), autocast():
-                    _, micro_loss = fwd(ids, labels=ids, return_logits=False, **_segments(batch, seq_len))
-                    (micro_loss / n_micro).backward()
-                master.accumulate()
-                loss_sum += micro_loss.detach().float()
-            loss = all_reduce_mean(loss_sum / n_micro)
+            loss = all_reduce_mean(train_step(fwd, master, micro_batches, device, autocast))
             grad_norm = clip_gradients(master, cfg.optim.grad_clip)
             if not (math.isfinite(float(loss)) and math.isfinite(grad_norm)):
                 checkpointer.wait()
@@ -309,6 +315,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
                 record = {"step": progress.step, "tokens": progress.tokens, "loss": float(loss), "lr": lr,
                           "grad_norm": grad_norm, "tokens_per_s": tps, "mfu": peak.mfu(tps * flops_per_token / world_size),
                           "peak_source": peak.source}
+                if device.type == "cuda":
+                    record["tokens_per_s_per_gpu"] = tps / world_size
+                    record["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
                 if n_val and (progress.step % cfg.eval_every == 0 or last_step):
                     record["val_loss"] = evaluate(model, val_rows, cfg.micro_batch_size, autocast,
                                                   cfg.document_mask)
@@ -341,12 +350,29 @@ def _announce(checkpointer, world_size: int) -> None:
     checkpointer.announce(shared[0])
 
 
-def _segments(batch, seq_len: int) -> dict:
+def train_step(fwd, master: MasterWeights, micro_batches: list, device: torch.device, autocast) -> torch.Tensor:
+    """Forward and backward of one global batch's micro-batches on `device` (gradients all-reduced
+    on the last one, accumulated into the master weights); returns the mean loss as a tensor on
+    `device` (no host sync)."""
+    n_micro = len(micro_batches)
+    loss_sum = torch.zeros((), device=device)
+    for micro, batch in enumerate(micro_batches):
+        ids = batch.input_ids.to(device, non_blocking=True)
+        with grad_sync(fwd, micro == n_micro - 1), autocast():
+            _, micro_loss = fwd(ids, labels=ids, return_logits=False,
+                                **_segments(batch, ids.shape[1], device))
+            (micro_loss / n_micro).backward()
+        master.accumulate()
+        loss_sum += micro_loss.detach().float()
+    return loss_sum / n_micro
+
+
+def _segments(batch, seq_len: int, device: torch.device | str = "cpu") -> dict:
     """Model kwargs restricting attention to each packed document (`document_mask`), else none."""
     if batch.doc_offsets is None:
         return {}
     segment_ids, positions = segments_from_offsets(batch.doc_offsets, seq_len)
-    return {"segment_ids": segment_ids, "positions": positions}
+    return {"segment_ids": segment_ids.to(device), "positions": positions.to(device)}
 
 
 def _shown(path: Path | None, remote_run: str | None) -> str | None:
