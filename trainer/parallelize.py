@@ -53,7 +53,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise UserError("--device cuda: CUDA is not available on this machine (no GPU, or a CPU-only torch)")
-    index = int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))
+    # torchrun: every GPU visible, this worker's is LOCAL_RANK; Ray Train: one GPU visible, set
+    index = int(os.environ.get("LOCAL_RANK", "0"))
+    index = index if index < torch.cuda.device_count() else torch.cuda.current_device()
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
 
