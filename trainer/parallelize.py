@@ -232,3 +232,45 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
         value /= n
     return value
+
+
+# ------------------------------------------------------------------ FSDP2 ↔ the native checkpoint
+
+def is_fsdp(model: nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """(model state_dict, optimizer state_dict) as one process holds them: for an FSDP2 model the
+    shards are gathered (a collective: every rank calls it; the full tensors land on the CPU) and
+    the optimizer state is given the ids a plain `optimizer.state_dict()` uses (parameters numbered
+    in param-group order), so a checkpoint resumes at any worker count."""
+    if not is_fsdp(model):
+        return model.state_dict(), optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict)
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    model_sd = get_model_state_dict(model, options=opts)
+    osd = get_optimizer_state_dict(model, optimizer, options=opts)
+    if not osd:  # full state dicts land on rank 0 only
+        return model_sd, osd
+    ids = {fqn: i for i, fqn in enumerate(f for g in osd["param_groups"] for f in g["params"])}
+    groups = [{**g, "params": [ids[f] for f in g["params"]]} for g in osd["param_groups"]]
+    return model_sd, {"state": {ids[f]: s for f, s in osd["state"].items()}, "param_groups": groups}
+
+
+def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load a plain (id-keyed, full-tensor) optimizer state_dict, into FSDP2 shards when sharded."""
+    if not is_fsdp(model):
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    names = {p: n for n, p in model.named_parameters()}
+    fqns = [names[p] for g in optimizer.param_groups for p in g["params"]]
+    groups = [{**g, "params": [fqns[i] for i in g["params"]]} for g in state["param_groups"]]
+    fqn_state = {"state": {fqns[int(i)]: s for i, s in state["state"].items()}, "param_groups": groups}
+    set_optimizer_state_dict(model, optimizer, fqn_state, options=StateDictOptions(full_state_dict=True))

@@ -27,7 +27,8 @@ from dsllm.trainer.config import ModelConfig
 from dsllm.trainer.metrics import MetricsLog, PeakFlops
 from dsllm.trainer.model import Transformer, segments_from_offsets
 from dsllm.trainer.optim import PRECISIONS, MasterWeights, OptimConfig, build_optimizer, clip_gradients
-from dsllm.trainer.parallelize import AC_MODES, all_reduce_mean, grad_sync, parallelize, resolve_device, world
+from dsllm.trainer.parallelize import (AC_MODES, all_reduce_mean, full_state, grad_sync, load_optimizer_state,
+                                       parallelize, resolve_device, world)
 from dsllm.trainer.schedule import ScheduleConfig, multistep_lr
 
 
@@ -219,7 +220,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     torch.manual_seed(cfg.seed)
     with torch.device(device):  # every tensor of the run lives on its device
         model = Transformer(model_cfg)
-    if cfg.precision == "bf16":
+    # FSDP2 with bf16: fp32 sharded parameters are the master weights, a MixedPrecisionPolicy
+    # gathers them in bf16 for compute and reduces gradients in fp32
+    fsdp_bf16 = cfg.strategy == "fsdp" and world_size > 1 and cfg.precision == "bf16"
+    if cfg.precision == "bf16" and not fsdp_bf16:
         model.to(torch.bfloat16)
     shown_from = resume_from
     if resume_from is None and ckpt_io.latest_checkpoint(run) is not None:
@@ -236,11 +240,11 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
             kind = "exact resume" if optim_state else "weights only, fresh AdamW, re-warmup"
             print(f"resuming from {shown_from} at step {progress.step}, {progress.tokens:,} tokens ({kind})")
     # before the optimizer: FSDP swaps parameters
-    fwd = parallelize(model, cfg.strategy, cfg.compile, cfg.activation_checkpointing)
-    master = MasterWeights(model, cfg.precision)
+    fwd = parallelize(model, cfg.strategy, cfg.compile, cfg.activation_checkpointing, mixed_bf16=fsdp_bf16)
+    master = MasterWeights(model, "fp32" if fsdp_bf16 else cfg.precision)
     optimizer = build_optimizer(master, cfg.optim, bf16_states=cfg.bf16_optimizer_states)
     if optim_state is not None:
-        optimizer.load_state_dict(optim_state["optimizer"])
+        load_optimizer_state(model, optimizer, optim_state["optimizer"])
         master.load_master(optim_state["master"] or [])
     if progress.step >= cfg.max_steps:
         raise UserError(f"{run_dir}: already at step {progress.step}, nothing to do for --max-steps {cfg.max_steps}")
@@ -257,7 +261,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
                                         on_publish=on_checkpoint, mirror=mirror if rank == 0 else None)
     checkpointer.collective_announce = world_size > 1
     metrics = MetricsLog(run, cfg.max_steps, progress.step, quiet=quiet or rank != 0)
-    hf_config = model_cfg.to_hf_dict("bfloat16" if cfg.precision == "bf16" else "float32")
+    hf_config = model_cfg.to_hf_dict("bfloat16" if cfg.precision == "bf16" and not fsdp_bf16 else "float32")
 
     def autocast():
         if cfg.precision != "bf16-autocast":
@@ -270,9 +274,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
                  "precision": cfg.precision, "global_batch_sequences": global_batch, "seq_len": seq_len,
                  "world_size": world_size, "data_uri": data, "total_tokens": total_tokens,
                  "train_config": config_to_dict(cfg)}
+        model_sd, optim_sd = full_state(model, optimizer)  # FSDP: a collective on every rank
         if rank == 0:
-            checkpointer.save(progress.step, model.state_dict(),
-                              {"optimizer": optimizer.state_dict(), "master": master.master_state()},
+            checkpointer.save(progress.step, model_sd, {"optimizer": optim_sd, "master": master.master_state()},
                               state, hf_config, block=block)
 
     batches = iter(loader)
