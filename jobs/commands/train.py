@@ -3,7 +3,8 @@
     dsllm train --model tiny --data PACKED --output RUN [--max-steps N] [--batch-size SEQS]
     dsllm train --model 7b --data s3://b/packed --output RUN --resume-from s3://deepseek-ai/...
 
---model is a flavor (tiny, 7b, 67b) or a JSON file of Hugging Face LlamaConfig fields; with
+--device auto|cpu|cuda picks where to train (auto: CUDA when present); under torchrun the ranks join
+its env:// process group (docs/gpu.md). --model is a flavor (tiny, 7b, 67b) or a JSON file of Hugging Face LlamaConfig fields; with
 --resume-from and no --model, the checkpoint's config is used. --resume-from one of our runs (or a
 checkpoint inside one) takes that run's resolved train config: only what this command line sets
 (--config, --set, --max-steps, --batch-size) changes, and the first line says what changed. The `tiny` flavor takes the data's
