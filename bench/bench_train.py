@@ -95,7 +95,9 @@ def make_variant(name: str, cfg: ModelConfig) -> Variant:
     if name.startswith("transformers"):
         model, call = ref.train(), hf_loss
     else:
-        model, call = tm.Transformer(cfg), our_loss
+        from dsllm.trainer.parallelize import apply_kernels
+
+        model, call = apply_kernels(tm.Transformer(cfg)), our_loss  # the CPU kernels, as train does
         model.load_state_dict(ref.state_dict())
         model.train()
     precision = "fp32" if "fp32" in name.split()[1] else "bf16-autocast" if "autocast" in name else "bf16"

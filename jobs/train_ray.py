@@ -1,6 +1,7 @@
 """`dsllm train --workers N`: data-parallel training with Ray Train's TorchTrainer.
 
-Ray Train starts N workers and their torch.distributed process group (gloo on CPUs, NCCL on GPUs);
+Ray Train starts N workers and their torch.distributed process group (gloo on CPUs, NCCL on GPUs:
+with `--device auto` (the default) or `cuda` and GPUs in the cluster, each worker takes one GPU);
 each worker runs the same `trainer.train.train` loop, which asks `trainer.parallelize` for DDP (or
 FSDP2 with `--set strategy=fsdp`) and reads its own slice of every global batch, so N workers see
 the same global batches as one (the data order of trainer/data.py). Checkpoints are written by rank
@@ -59,7 +60,9 @@ def train_with_ray(args, cfg, model_cfg) -> int:
     require_shared_path(args.output, "--output")
     require_shared_path(args.data, "--data")
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    use_gpu = bool(ray.cluster_resources().get("GPU", 0))
+    use_gpu = bool(ray.cluster_resources().get("GPU", 0)) and cfg.device != "cpu"  # one GPU per worker
+    if cfg.device == "cuda" and not use_gpu:
+        raise UserError(f"--device cuda: the Ray cluster has no GPUs for --workers {args.workers}")
     if not use_gpu and args.workers > cpus:
         raise UserError(f"--workers {args.workers}: the Ray cluster has only {cpus} CPUs")
     from dsllm import storage

@@ -1,5 +1,11 @@
 """Hand-fused operations of the model's hot paths, for eager-mode speed on CPUs.
 
+The model (trainer/model.py) is written plainly (SDPA attention, SwiGLU as silu·up, the head and
+cross-entropy as two calls); these kernels are swapped in from outside, like compile: `FUSED`
+maps each model class to a subclass whose `forward` (or `head_loss`) runs them, with the same
+parameters and state_dict names, and trainer.parallelize.apply_kernels changes the classes of a
+model's modules in place (on CPUs, where they were measured faster; bench/RESULTS-train.md).
+
 Each is mathematically the plain PyTorch expression named in its docstring (tests compare them
 against it); they only cut the passes over memory and the number of kernels a training step runs:
 
@@ -23,6 +29,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from dsllm.trainer.model import MLP, Attention, Transformer
+
 # (B · H · T · T) scores above which attention goes through SDPA's flash kernel (memory-bounded)
 EXPLICIT_SCORES_LIMIT = 1 << 26
 # time steps per row block of the explicit causal attention (measured best of 64/128/256 here)
@@ -31,6 +39,8 @@ ATTENTION_BLOCK = 128
 LOSS_CHUNK_ROWS = 512
 # rows of fp32 log-softmax scratch (rows × vocab × 4 bytes, twice: small enough to stay in cache)
 LOSS_BLOCK_ROWS = 32
+# on the SDPA path: GQA through SDPA's `enable_gqa=True` or by repeating K/V (measured faster here)
+GQA_NATIVE = False
 
 
 # ------------------------------------------------------------------------------------------ RoPE
@@ -286,3 +296,38 @@ def _linear_cross_entropy(h, weight, targets):
         j = min(i + LOSS_CHUNK_ROWS, h.shape[0])
         _target_logprobs(h[i:j] @ weight.t(), safe[i:j], logp_t[i:j])
     return _loss_from_logprobs(logp_t, valid) / n_valid.clamp(min=1)
+
+
+# ------------------------------------------------------------------ the model's classes, fused
+
+class FusedAttention(Attention):
+    """Attention with one matmul for q, k and v (the weights stay three HF-named parameters) and
+    RoPE + causal attention through `attention` (blocked on CPUs, SDPA elsewhere)."""
+
+    def forward(self, x, cos, sin, mask):
+        B, T, _ = x.shape
+        nh, nkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
+        w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
+        q, k, v = F.linear(x, w).split((nh * hd, nkv * hd, nkv * hd), dim=-1)  # (B, T, ·)
+        y = attention(q.view(B, T, nh, hd), k.view(B, T, nkv, hd), v.view(B, T, nkv, hd),
+                      cos, sin, mask, gqa_native=GQA_NATIVE)  # (B, T, nh, hd)
+        return self.o_proj(y.reshape(B, T, nh * hd))
+
+
+class FusedMLP(MLP):
+    """SwiGLU with gate and up in one matmul and `swiglu`'s in-place backward."""
+
+    def forward(self, x):
+        gu = F.linear(x, torch.cat((self.gate_proj.weight, self.up_proj.weight)))  # (…, 2I)
+        return self.down_proj(swiglu(gu))
+
+
+class FusedLossTransformer(Transformer):
+    """The head and the loss through `linear_cross_entropy` (never the fp32 logits)."""
+
+    def head_loss(self, h, targets):
+        return linear_cross_entropy(h, self.lm_head.weight, targets)
+
+
+# model class → its fused subclass (trainer.parallelize.apply_kernels)
+FUSED: dict[type, type] = {Attention: FusedAttention, MLP: FusedMLP, Transformer: FusedLossTransformer}

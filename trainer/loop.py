@@ -100,21 +100,20 @@ class TrainData:
                           start_sequences=start_sequences, chunk_rows=self.dataset.chunk_rows,
                           segments=cfg.document_mask)
 
-    def model_inputs(self, batch, vocab_size: int) -> tuple[torch.Tensor, dict]:
-        """A micro-batch's token ids (checked against the vocabulary) and its document-mask kwargs."""
+    def check_vocabulary(self, batch, vocab_size: int) -> None:
+        """A micro-batch's token ids must lie in the model's vocabulary."""
         ids = batch.input_ids
         if int(ids.max()) >= vocab_size or int(ids.min()) < 0:
             raise UserError(f"{self.uri}: token id {int(ids.max())} is outside the model's vocabulary "
                             f"[0, {vocab_size})")
-        return ids, segment_kwargs(batch.doc_offsets, self.seq_len)
 
 
-def segment_kwargs(doc_offsets, seq_len: int) -> dict:
+def segment_kwargs(doc_offsets, seq_len: int, device: torch.device | str = "cpu") -> dict:
     """Model kwargs restricting attention to each packed document (`document_mask`), else none."""
     if doc_offsets is None:
         return {}
     segment_ids, positions = segments_from_offsets(doc_offsets, seq_len)
-    return {"segment_ids": segment_ids, "positions": positions}
+    return {"segment_ids": segment_ids.to(device), "positions": positions.to(device)}
 
 
 def open_run(run_dir: str, rank: int, keep_last: int):
@@ -133,10 +132,10 @@ def open_run(run_dir: str, rank: int, keep_last: int):
     return run, mirror
 
 
-def autocast_for(precision: str):
-    """A context factory: CPU bf16 autocast for `bf16-autocast`, else nothing."""
+def autocast_for(precision: str, device_type: str = "cpu"):
+    """A context factory: bf16 autocast on the run's device for `bf16-autocast`, else nothing."""
     if precision == "bf16-autocast":
-        return lambda: torch.autocast("cpu", torch.bfloat16)
+        return lambda: torch.autocast(device_type, torch.bfloat16)
     return contextlib.nullcontext
 
 
@@ -157,8 +156,9 @@ class Evaluator:
         rows, losses = self.rows, []
         for start in range(0, rows.rows, self.micro):
             got = rows.read(np.arange(start, min(start + self.micro, rows.rows)), segments=self.document_mask)
-            ids = torch.from_numpy(got.input_ids.astype(np.int64))
-            kwargs = segment_kwargs(got.doc_offsets, rows.seq_len) if self.document_mask else {}
+            device = next(model.parameters()).device
+            ids = torch.from_numpy(got.input_ids.astype(np.int64)).to(device)
+            kwargs = segment_kwargs(got.doc_offsets, rows.seq_len, device) if self.document_mask else {}
             with self.autocast():  # .forward: eager even when the model is compiled (no second compile)
                 losses.append(model.forward(ids, labels=ids, return_logits=False, **kwargs)[1].float() * len(ids))
         model.train()
@@ -168,8 +168,9 @@ class Evaluator:
 class Throughput:
     """Tokens/s and MFU over the steps since the last logged record."""
 
-    def __init__(self, peak, flops_per_token: float, world_size: int):
+    def __init__(self, peak, flops_per_token: float, world_size: int, device: torch.device | None = None):
         self.peak, self.flops_per_token, self.world_size = peak, flops_per_token, world_size
+        self.device = device
         self.start, self.tokens = 0.0, 0
         self.restart()
 
@@ -182,8 +183,12 @@ class Throughput:
     def record(self) -> dict:
         """{tokens_per_s, mfu, peak_source} of the window (`restart` begins the next one)."""
         tps = self.tokens / (time.perf_counter() - self.start)
-        return {"tokens_per_s": tps, "mfu": self.peak.mfu(tps * self.flops_per_token / self.world_size),
-                "peak_source": self.peak.source}
+        out = {"tokens_per_s": tps, "mfu": self.peak.mfu(tps * self.flops_per_token / self.world_size),
+               "peak_source": self.peak.source}
+        if self.device is not None and self.device.type == "cuda":  # not yet run on a GPU
+            out["tokens_per_s_per_gpu"] = tps / self.world_size
+            out["peak_memory_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        return out
 
 
 class RunCheckpoints:
@@ -203,9 +208,11 @@ class RunCheckpoints:
         """Rank 0 writes weights, AdamW (+ fp32 master) state, data position and RNG."""
         state = {"step": progress.step, "tokens": progress.tokens, "data": loader.state(),
                  "rng": ckpt_io.rng_state(), "resume_tokens": progress.resume_tokens, **self.run_facts}
+        from dsllm.trainer.parallelize import full_state
+
+        model_sd, optim_sd = full_state(model, optimizer)  # FSDP: a collective on every rank
         if self.rank == 0:
-            self.checkpointer.save(progress.step, model.state_dict(),
-                                   {"optimizer": optimizer.state_dict(), "master": master.master_state()},
+            self.checkpointer.save(progress.step, model_sd, {"optimizer": optim_sd, "master": master.master_state()},
                                    state, self.hf_config, block=block)
 
     def announce(self) -> None:

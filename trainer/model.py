@@ -11,17 +11,16 @@ Module names mirror `transformers`' `LlamaForCausalLM` exactly (`model.layers.{i
 
 from __future__ import annotations
 
+import zlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dsllm.trainer import kernels
 from dsllm.trainer.config import ModelConfig
 
-# When attention goes through SDPA (accelerators, long contexts; see trainer/kernels.py), GQA either
-# repeats K/V with repeat_interleave or uses SDPA's `enable_gqa=True`; measured on this CPU
-# (bench/RESULTS-train.md), repeating was faster.
-GQA_NATIVE = False
+# rows of a weight matrix drawn from one seeded generator at init (see `init_rows`)
+INIT_BLOCK_ROWS = 256
 
 
 class RMSNorm(nn.Module):
@@ -37,27 +36,44 @@ class RMSNorm(nn.Module):
 
 
 class RotaryEmbedding(nn.Module):
-    """cos/sin tables for RoPE; inverse frequencies theta^(-2i/hd), duplicated [f, f] (rotate-half)."""
+    """cos/sin tables for RoPE; inverse frequencies theta^(-2i/hd), duplicated [f, f] (rotate-half).
+    No buffer: the (hd/2) frequencies are recomputed on the positions' device at every call, so a
+    model built on `meta` and materialised later needs nothing re-initialised here."""
 
     def __init__(self, head_dim: int, theta: float):
         super().__init__()
-        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.head_dim, self.theta = head_dim, theta
 
     @torch.no_grad()
     def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         # positions: (T,) -> cos, sin (T, hd); (B, T) -> (B, 1, T, hd); broadcast over heads
-        freqs = positions.float()[..., None] * self.inv_freq.float()  # (..., T, hd/2)
+        hd, dev = self.head_dim, positions.device
+        inv_freq = 1.0 / (self.theta ** (torch.arange(0, hd, 2, dtype=torch.int64, device=dev).float() / hd))
+        freqs = positions.float()[..., None] * inv_freq  # (..., T, hd/2)
         emb = torch.cat((freqs, freqs), dim=-1)  # (..., T, hd)
         cos, sin = emb.cos().to(dtype), emb.sin().to(dtype)
         return (cos, sin) if positions.dim() == 1 else (cos[:, None], sin[:, None])
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x·cos + rotate_half(x)·sin, rotate_half(x) = [-x2, x1] (HF layout) on x (B, H, T, hd); the
-    model itself calls the fused `kernels.rope`, which is this with a hand-written backward."""
+    """x·cos + rotate_half(x)·sin, rotate_half(x) = [-x2, x1] (HF layout), on x (B, H, T, hd)."""
     h = x.shape[-1] // 2
     return x * cos + torch.cat((-x[..., h:], x[..., :h]), dim=-1) * sin
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax(q·kᵀ/√hd + mask)·v through F.scaled_dot_product_attention (flash / cuDNN / memory-
+    efficient kernels on CUDA). q (B, nh, T, hd), k/v (B, nkv, T, hd) → (B, nh, T, hd). `mask`
+    (B, 1, T, T) bool (True = may attend) replaces the causal mask. Without a mask, GQA goes
+    through `enable_gqa` (flash attention reads the shared K/V heads as they are); with one, the
+    kernels that take a mask do not take `enable_gqa`, so K/V heads are repeated."""
+    g = q.shape[1] // k.shape[1]
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=g > 1)
+    if g > 1:
+        k, v = k.repeat_interleave(g, dim=1), v.repeat_interleave(g, dim=1)  # (B, nh, T, hd)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
 class Attention(nn.Module):
@@ -76,14 +92,12 @@ class Attention(nn.Module):
                 mask: torch.Tensor | None) -> torch.Tensor:
         B, T, _ = x.shape
         nh, nkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
-        # one matmul for q, k and v (the weights stay three HF-named parameters)
-        w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
-        qkv = F.linear(x, w)  # (B, T, (nh + 2·nkv)·hd)
-        q, k, v = qkv.split((nh * hd, nkv * hd, nkv * hd), dim=-1)
-        # RoPE on q and k, then causal attention, in and out in the projections' (B, T, H, hd)
-        y = kernels.attention(q.view(B, T, nh, hd), k.view(B, T, nkv, hd), v.view(B, T, nkv, hd),
-                              cos, sin, mask, gqa_native=GQA_NATIVE)  # (B, T, nh, hd)
-        return self.o_proj(y.reshape(B, T, nh * hd))
+        q = self.q_proj(x).view(B, T, nh, hd).transpose(1, 2)   # (B, nh, T, hd)
+        k = self.k_proj(x).view(B, T, nkv, hd).transpose(1, 2)  # (B, nkv, T, hd)
+        v = self.v_proj(x).view(B, T, nkv, hd).transpose(1, 2)  # (B, nkv, T, hd)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        y = causal_attention(q, k, v, mask)  # (B, nh, T, hd)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, nh * hd))
 
 
 class MLP(nn.Module):
@@ -96,9 +110,7 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # gate and up in one matmul (two HF-named parameters, concatenated on the fly)
-        gu = F.linear(x, torch.cat((self.gate_proj.weight, self.up_proj.weight)))
-        return self.down_proj(kernels.swiglu(gu))
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class DecoderLayer(nn.Module):
@@ -149,40 +161,67 @@ def segments_from_offsets(doc_offsets: list[list[int]], seq_len: int) -> tuple[t
     return segment_ids, idx - seg_start
 
 
-class Transformer(nn.Module):
-    """The causal language model. `forward(input_ids, labels)` returns logits, or (logits, loss)."""
+def init_rows(name: str, shape: tuple[int, ...], std: float, seed: int, start: int = 0,
+              stop: int | None = None) -> torch.Tensor:
+    """Rows [start, stop) of matrix `name`'s initial value ~ N(0, std²), fp32 on the CPU.
 
-    def __init__(self, cfg: ModelConfig):
+    The matrix is drawn in blocks of `INIT_BLOCK_ROWS` rows, each from its own generator seeded
+    by (seed, name, block): any row range (an FSDP shard, which splits dim 0) is drawn on its own,
+    identical to the same rows of the whole matrix, and CPUs and GPUs draw the same weights."""
+    stop = shape[0] if stop is None else stop
+    tag = zlib.crc32(name.encode())
+    out = torch.empty(stop - start, *shape[1:], device="cpu")
+    gen = torch.Generator(device="cpu")
+    for block in range(start // INIT_BLOCK_ROWS, -(-stop // INIT_BLOCK_ROWS)):
+        b0 = block * INIT_BLOCK_ROWS
+        b1 = min(b0 + INIT_BLOCK_ROWS, shape[0])
+        gen.manual_seed((seed * 1_000_003 + tag * 65_537 + block) % (1 << 63))
+        rows = torch.randn(b1 - b0, *shape[1:], generator=gen, device="cpu").mul_(std)
+        lo, hi = max(b0, start), min(b1, stop)
+        out[lo - start:hi - start] = rows[lo - b0:hi - b0]
+    return out
+
+
+class Transformer(nn.Module):
+    """The causal language model. `forward(input_ids, labels)` returns logits, or (logits, loss).
+
+    Built under `torch.device("meta")` it holds no storage; `init_weights()` (or, sharded,
+    trainer.parallelize.materialize) then draws the same weights a plain build draws."""
+
+    def __init__(self, cfg: ModelConfig, seed: int | None = None):
         super().__init__()
         self.config = cfg
         self.model = Backbone(cfg)
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
-        self.reset_parameters()
+        # the init seed: given, or drawn from torch's global RNG (so torch.manual_seed decides it)
+        self.init_seed = int(torch.randint(0, 1 << 62, (), device="cpu")) if seed is None else seed
+        if not self.lm_head.weight.is_meta:
+            self.init_weights()
 
     @torch.no_grad()
-    def reset_parameters(self) -> None:
+    def init_weights(self) -> None:
         """DeepSeek's init: every matrix (embeddings included) ~ N(0, 0.006²); norm weights 1."""
-        std = self.config.initializer_range
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, mean=0.0, std=std)
-            elif isinstance(module, RMSNorm):
-                nn.init.ones_(module.weight)
+        for name, p in self.named_parameters():
+            if p.ndim == 2:
+                p.copy_(init_rows(name, tuple(p.shape), self.config.initializer_range, self.init_seed))
+            else:
+                p.fill_(1.0)
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
                 segment_ids: torch.Tensor | None = None, positions: torch.Tensor | None = None,
                 return_logits: bool = True):
         """input_ids (B, T) → logits (B, T, V). With `labels` (B, T; -100 ignored), (logits, loss):
         the mean next-token cross-entropy (labels are shifted inside, as in `transformers`);
-        `return_logits=False` gives (None, loss) through the fused, chunked head + loss, which never
-        holds the full logits (what training uses). `segment_ids` (B, T) restricts attention to
-        each packed document; `positions` (B, T) overrides RoPE's."""
-        B, T = input_ids.shape
+        `return_logits=False` gives (None, loss) through `head_loss` (which a fused kernel may
+        replace, trainer/kernels.py). `segment_ids` (B, T) restricts attention to each packed
+        document; `positions` (B, T) overrides RoPE's."""
+        T = input_ids.shape[1]
         x = self.model.embed_tokens(input_ids)  # (B, T, d)
         if positions is None:
             positions = torch.arange(T, device=input_ids.device)
         device = input_ids.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        autocast = torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
+        dtype = torch.get_autocast_dtype(device) if autocast else x.dtype
         cos, sin = self.model.rotary_emb(positions, dtype)
         mask = segment_mask(segment_ids) if segment_ids is not None else None
         for layer in self.model.layers:
@@ -191,13 +230,16 @@ class Transformer(nn.Module):
         # next-token targets: labels shifted left, the last position ignored
         targets = F.pad(labels[:, 1:], (0, 1), value=-100) if labels is not None else None  # (B, T)
         if not return_logits and targets is not None:
-            return None, kernels.linear_cross_entropy(h.flatten(0, 1), self.lm_head.weight, targets.flatten())
+            return None, self.head_loss(h.flatten(0, 1), targets.flatten())
         logits = self.lm_head(h)  # (B, T, V)
         if targets is None:
             return logits
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
         return logits, loss
 
+    def head_loss(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of lm_head(h) (N, V) against targets (N,), -100 ignored."""
+        return F.cross_entropy(self.lm_head(h).float(), targets, ignore_index=-100)
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-

@@ -115,23 +115,58 @@ class MasterWeights:
         return [m.detach() for m in self.master] if self.separate else None
 
 
-def build_optimizer(master: MasterWeights, cfg: OptimConfig) -> torch.optim.AdamW:
-    """AdamW over the master weights, two groups: decayed matrices and undecayed gains."""
+def build_optimizer(master: MasterWeights, cfg: OptimConfig, bf16_states: bool = False) -> torch.optim.Optimizer:
+    """AdamW over the master weights, two groups: decayed matrices and undecayed gains.
+    `bf16_states`: the two moments in bf16 (`BF16StateAdamW`), half the optimizer's memory."""
     decay, no_decay = [], []
     for (name, p), m in zip(master.named, master.master):
         (decay if decays(name, p, cfg.decay_embeddings) else no_decay).append(m)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    # the fused kernel (one pass over parameters and moments) for plain tensors; foreach for
-    # DTensor shards (FSDP) and devices without it
-    plain = all(type(m) in (torch.Tensor, nn.Parameter) for m in master.master)
-    kind = {"fused": True} if plain else {"foreach": True}
+    if bf16_states:
+        return BF16StateAdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    # the fused kernel (one pass over parameters and moments) for plain tensors on CPUs and GPUs
+    # (CUDA's fused AdamW); torch's default (foreach) for DTensor shards (FSDP) and other devices
+    usual = all(m.device.type in ("cpu", "cuda") for m in master.master)
+    plain = usual and all(type(m) in (torch.Tensor, nn.Parameter) for m in master.master)
+    kind = {"fused": True} if plain else {"foreach": True} if usual else {}
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, **kind)
+
+
+class BF16StateAdamW(torch.optim.Optimizer):
+    """AdamW (decoupled weight decay, bias-corrected moments, as torch.optim.AdamW) whose two
+    moments are stored in bf16 and updated in fp32 one parameter at a time: 4 bytes of optimizer
+    state per parameter instead of 8 (what lets a 7B train on one 141 GB GPU, `dsllm plan`)."""
+
+    def __init__(self, params, lr: float, betas=(0.9, 0.95), eps: float = 1e-8, weight_decay: float = 0.0):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:
+                    st["step"] = 0
+                    st["exp_avg"] = torch.zeros_like(p, dtype=torch.bfloat16)
+                    st["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.bfloat16)
+                st["step"] += 1
+                g = p.grad.float()
+                m = st["exp_avg"].float().lerp_(g, 1 - b1)
+                v = st["exp_avg_sq"].float().mul_(b2).addcmul_(g, g, value=1 - b2)
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+                denom = (v / (1 - b2 ** st["step"])).sqrt_().add_(group["eps"])
+                p.addcdiv_(m, denom, value=-group["lr"] / (1 - b1 ** st["step"]))
+                st["exp_avg"].copy_(m)
+                st["exp_avg_sq"].copy_(v)
 
 
 def clip_gradients(master: MasterWeights, max_norm: float) -> float:
     """Clip the global gradient norm (of the fp32 master gradients); returns the norm before."""
     params = [m for m in master.master if m.grad is not None]
     if max_norm > 0:
-        return float(torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True))
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
     return float(torch.nn.utils.get_total_norm([p.grad for p in params]))

@@ -24,6 +24,7 @@ from dsllm.trainer.loop import (
     Throughput,
     TrainData,
     autocast_for,
+    segment_kwargs,
     open_run,
     run_facts,
     shown,
@@ -37,7 +38,16 @@ from dsllm.trainer.optim import (
     build_optimizer,
     clip_gradients,
 )
-from dsllm.trainer.parallelize import all_reduce_mean, grad_sync, parallelize, world
+from dsllm.trainer.parallelize import (
+    AC_MODES,
+    all_reduce_mean,
+    full_state,
+    grad_sync,
+    load_optimizer_state,
+    parallelize,
+    resolve_device,
+    world,
+)
 from dsllm.trainer.schedule import ScheduleConfig, multistep_lr
 
 from dsllm.errors import UserError
@@ -53,6 +63,9 @@ class TrainConfig:
     micro_batch_size: int = 4       # sequences per forward/backward (gradient accumulation)
     max_steps: int = 1000
     precision: str = "bf16"          # bf16 (bf16 weights, fp32 master; fastest measured) | bf16-autocast | fp32
+    device: str = "auto"             # auto (CUDA when present) | cpu | cuda (--device)
+    activation_checkpointing: str = "none"  # none | selective | full (trainer/parallelize.py)
+    bf16_optimizer_states: bool = False     # AdamW moments in bf16 (trainer/optim.py)
     compile: bool = False
     strategy: str = "ddp"           # ddp | fsdp when several workers
     threads: int = 0                # torch intra-op threads (0: torch's default)
@@ -72,6 +85,11 @@ class TrainConfig:
     model: dict = field(default_factory=dict)   # ModelConfig field overrides
 
     def __post_init__(self):
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.activation_checkpointing not in AC_MODES:
+            raise ValueError(f"activation_checkpointing must be one of {', '.join(AC_MODES)}, "
+                             f"got {self.activation_checkpointing!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("batch_size", "micro_batch_size", "max_steps"):
@@ -152,17 +170,23 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     run, mirror = open_run(run_dir, rank, cfg.keep_last)
     remote_run = run_dir if mirror else None
 
+    device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = Transformer(model_cfg)
-    if cfg.precision == "bf16":
+    with torch.device(device):  # every tensor of the run lives on its device
+        model = Transformer(model_cfg)
+    # FSDP2 with bf16: fp32 sharded parameters are the master weights, a MixedPrecisionPolicy
+    # gathers them in bf16 for compute and reduces gradients in fp32
+    fsdp_bf16 = cfg.strategy == "fsdp" and world_size > 1 and cfg.precision == "bf16"
+    if cfg.precision == "bf16" and not fsdp_bf16:
         model.to(torch.bfloat16)
     optim_state, progress = _resume_run(model, model_cfg, run, remote_run, resume_from,
                                         td.tokens_per_step, quiet)
-    fwd = parallelize(model, cfg.strategy, cfg.compile)  # before the optimizer: FSDP swaps parameters
-    master = MasterWeights(model, cfg.precision)
-    optimizer = build_optimizer(master, cfg.optim)
+    # before the optimizer: FSDP swaps parameters
+    fwd = parallelize(model, cfg.strategy, cfg.compile, cfg.activation_checkpointing, mixed_bf16=fsdp_bf16)
+    master = MasterWeights(model, "fp32" if fsdp_bf16 else cfg.precision)
+    optimizer = build_optimizer(master, cfg.optim, bf16_states=cfg.bf16_optimizer_states)
     if optim_state is not None:
-        optimizer.load_state_dict(optim_state["optimizer"])
+        load_optimizer_state(model, optimizer, optim_state["optimizer"])
         master.load_master(optim_state["master"] or [])
     if progress.step >= cfg.max_steps:
         raise UserError(f"{run_dir}: already at step {progress.step}, nothing to do for --max-steps {cfg.max_steps}")
@@ -173,14 +197,15 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     domain_tokens = DomainTokens.of(td.train_rows, loader.order) if rank == 0 else None
     total_tokens = cfg.schedule.total_tokens or cfg.max_steps * td.tokens_per_step
     dtype = torch.float32 if cfg.precision == "fp32" else torch.bfloat16
-    throughput = Throughput(PeakFlops(dtype), model_cfg.train_flops_per_token(td.seq_len), world_size)
+    throughput = Throughput(PeakFlops(dtype, device.type), model_cfg.train_flops_per_token(td.seq_len), world_size,
+                            device)
     checkpoints = RunCheckpoints(
         ckpt_io.Checkpointer(run, cfg.checkpoint_every_steps, cfg.checkpoint_every_minutes, cfg.keep_last,
                              on_publish=on_checkpoint, mirror=mirror if rank == 0 else None),
         rank, world_size, run_facts(cfg, td, world_size, total_tokens),
-        model_cfg.to_hf_dict("bfloat16" if cfg.precision == "bf16" else "float32"), remote_run)
+        model_cfg.to_hf_dict("bfloat16" if cfg.precision == "bf16" and not fsdp_bf16 else "float32"), remote_run)
     metrics = MetricsLog(run, cfg.max_steps, progress.step, quiet=quiet or rank != 0)
-    autocast = autocast_for(cfg.precision)
+    autocast = autocast_for(cfg.precision, device.type)
     evaluator = Evaluator(td.val_rows, cfg.eval_every, cfg.micro_batch_size, autocast, cfg.document_mask)
 
     batches = iter(loader)
@@ -193,7 +218,11 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
                               total_tokens, cfg.schedule, progress.resume_tokens)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss, batch = _forward_backward(fwd, master, batches, td, model_cfg.vocab_size, autocast)
+            micro_batches = [next(batches) for _ in range(td.n_micro)]
+            batch = micro_batches[-1]
+            for b in micro_batches:
+                td.check_vocabulary(b, model_cfg.vocab_size)
+            loss = all_reduce_mean(train_step(fwd, master, micro_batches, device, autocast))
             grad_norm = clip_gradients(master, cfg.optim.grad_clip)
             if not (math.isfinite(float(loss)) and math.isfinite(grad_norm)):
                 raise UserError(f"non-finite loss or gradient at step {progress.step + 1} (loss {float(loss)}, "
@@ -229,19 +258,21 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
             "checkpoint": checkpoints.last_good()}
 
 
-def _forward_backward(fwd, master, batches, td: TrainData, vocab_size: int, autocast):
-    """One global batch on this worker: the micro-batches' forward and backward, gradients
-    accumulated (synchronised across workers on the last one). Returns (mean loss, last batch)."""
-    loss_sum = torch.zeros(())
-    for micro in range(td.n_micro):
-        batch = next(batches)
-        ids, kwargs = td.model_inputs(batch, vocab_size)
-        with grad_sync(fwd, micro == td.n_micro - 1), autocast():
-            _, micro_loss = fwd(ids, labels=ids, return_logits=False, **kwargs)
-            (micro_loss / td.n_micro).backward()
+def train_step(fwd, master: MasterWeights, micro_batches: list, device: torch.device, autocast) -> torch.Tensor:
+    """Forward and backward of one global batch's micro-batches on `device` (gradients all-reduced
+    on the last one, accumulated into the master weights); returns the mean loss as a tensor on
+    `device` (no host sync)."""
+    n_micro = len(micro_batches)
+    loss_sum = torch.zeros((), device=device)
+    for micro, batch in enumerate(micro_batches):
+        ids = batch.input_ids.to(device, non_blocking=True)
+        with grad_sync(fwd, micro == n_micro - 1), autocast():
+            _, micro_loss = fwd(ids, labels=ids, return_logits=False,
+                                **segment_kwargs(batch.doc_offsets, ids.shape[1], device))
+            (micro_loss / n_micro).backward()
         master.accumulate()
         loss_sum += micro_loss.detach().float()
-    return all_reduce_mean(loss_sum / td.n_micro), batch
+    return loss_sum / n_micro
 
 
 def _resume_run(model, model_cfg: ModelConfig, run: Path, remote_run: str | None, resume_from: str | None,

@@ -1,4 +1,12 @@
-"""DeepSeek LLM scaling-law hyperparameters for a compute budget.
+"""DeepSeek LLM scaling-law hyperparameters for a compute budget, or a run's memory plan.
+
+    dsllm plan --compute 1e21
+    dsllm plan --model 7b --gpus 8 --gpu h100 [--seq-len 4096] [--micro-batch 1]
+               [--activation-checkpointing none|selective|full] [--bf16-optimizer-states] [--json]
+
+With --model: parameters, memory per GPU (params, grads, optimizer, activations, total) of the
+FSDP2 bf16 layout and whether it fits, and the tokens/s to expect at 40% MFU (trainer/memory.py).
+With --compute:
 
 Prints η_opt, B_opt, M_opt and D_opt for C FLOPs (C = M·D, M = non-embedding FLOPs per token,
 72·n_layer·d² + 12·n_layer·d·l_seq), a model shape near M_opt, and what the laws give for the
@@ -11,8 +19,15 @@ from dsllm import console
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--compute", required=True, metavar="FLOPS",
+    p.add_argument("--compute", default=None, metavar="FLOPS",
                    help="compute budget C in FLOPs, e.g. 1e21 or 3.5e22")
+    p.add_argument("--model", default=None, metavar="{7b,67b,tiny,FILE}",
+                   help="memory plan of this model (a flavor or a LlamaConfig JSON)")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs the model is sharded over (--model)")
+    p.add_argument("--gpu", default="h100", choices=("a100", "h100", "h200"), help="GPU kind (--model)")
+    p.add_argument("--micro-batch", type=int, default=1, metavar="B", help="sequences per micro-batch")
+    p.add_argument("--activation-checkpointing", default="none", choices=("none", "selective", "full"))
+    p.add_argument("--bf16-optimizer-states", action="store_true", help="AdamW moments in bf16")
     p.add_argument("--seq-len", type=int, default=4096, help="sequence length l_seq (default 4096)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -37,6 +52,10 @@ def run(args) -> int:
 
     if args.seq_len <= 0:
         raise UserError(f"--seq-len {args.seq_len}: must be positive")
+    if args.model is not None:
+        return _memory(args)
+    if args.compute is None:
+        raise UserError("give --compute FLOPS (scaling laws) or --model MODEL (memory plan)")
     c = _parse_compute(args.compute)
     p = plan(c)
     n_layer, d = nearest_shape(p.model_flops_per_token, args.seq_len)
@@ -62,4 +81,30 @@ def run(args) -> int:
     for name, r in refs.items():
         console.out(f"  {name:>4}: M = {r.model_flops_per_token:.3e}, C = {r.compute:.3e} → "
               f"η = {r.lr:.3e}, B = {r.batch_sequences():,.0f} sequences")
+    return 0
+
+
+def _memory(args) -> int:
+    import json
+
+    from dsllm.errors import UserError
+    from dsllm.trainer.config import resolve_model
+    from dsllm.trainer.memory import plan_memory
+
+    if args.gpus < 1 or args.micro_batch < 1:
+        raise UserError("--gpus and --micro-batch must be positive")
+    cfg = resolve_model(args.model)
+    p = plan_memory(cfg, args.gpus, args.gpu, args.seq_len, args.micro_batch, args.activation_checkpointing,
+                    args.bf16_optimizer_states)
+    if args.json:
+        print(json.dumps(p.as_dict(), indent=2))
+        return 0
+    g = p.per_gpu
+    print(f"{args.model}: {p.params / 1e9:.2f}B parameters on {args.gpus} × {args.gpu} ({p.gpu_gib:.0f} GiB), "
+          f"seq {args.seq_len} × micro-batch {args.micro_batch}, activation checkpointing "
+          f"{args.activation_checkpointing}, optimizer states {'bf16' if args.bf16_optimizer_states else 'fp32'}")
+    print(f"  per GPU: params {g['params']:.1f} GiB, grads {g['grads']:.1f}, optimizer {g['optimizer']:.1f}, "
+          f"activations {g['activations']:.1f}, total {g['total']:.1f} GiB → "
+          f"{'fits' if p.fits else 'does NOT fit'} (90% of {p.gpu_gib:.0f} GiB usable)")
+    print(f"  at 40% MFU: {p.tokens_per_s_per_gpu:,.0f} tokens/s per GPU, {p.tokens_per_s:,.0f} tokens/s in all")
     return 0

@@ -3,7 +3,8 @@
     dsllm train --model tiny --data PACKED --output RUN [--max-steps N] [--batch-size SEQS]
     dsllm train --model 7b --data s3://b/packed --output RUN --resume-from s3://deepseek-ai/...
 
---model is a flavor (tiny, 7b, 67b) or a JSON file of Hugging Face LlamaConfig fields; with
+--device auto|cpu|cuda picks where to train (auto: CUDA when present); under torchrun the ranks join
+its env:// process group (docs/gpu.md). --model is a flavor (tiny, 7b, 67b) or a JSON file of Hugging Face LlamaConfig fields; with
 --resume-from and no --model, the checkpoint's config is used. --resume-from one of our runs (or a
 checkpoint inside one) takes that run's resolved train config: only what this command line sets
 (--config, --set, --max-steps, --batch-size) changes, and the first line says what changed. The `tiny` flavor takes the data's
@@ -32,6 +33,8 @@ def add_arguments(p) -> None:
     p.add_argument("--batch-size", type=int, default=None, metavar="SEQS",
                    help="global batch in sequences")
     p.add_argument("--workers", type=int, default=1, help="data-parallel workers (Ray Train)")
+    p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"),
+                   help="where to train: auto (CUDA when present, the default), cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     add_ray_flags(p)
     add_config_flags(p)
@@ -90,6 +93,7 @@ def _train_config(args):
     elif run is None and args.model in ("tiny", "7b", "67b") and (CONFIG_DIR / f"train-{args.model}.toml").exists():
         data = load_toml(CONFIG_DIR / f"train-{args.model}.toml")
     flags = [f"max_steps={args.max_steps}"] if args.max_steps is not None else []
+    flags += [f"device={args.device}"] if getattr(args, "device", None) else []
     flags += [f"batch_size={args.batch_size}", "batch_tokens=0"] if args.batch_size is not None else []
     cfg = from_dict(TrainConfig, apply_overrides(data, list(args.overrides) + flags))
     if run is not None and not getattr(args, "quiet", False):
@@ -141,6 +145,12 @@ def run(args) -> int:
     if storage.is_http(args.output):
         raise UserError(f"--output {args.output}: a run directory is a local path or s3://")
     cfg = _train_config(args)
+    if cfg.device == "cuda":  # fail before reading anything
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: CUDA is not available on this machine (no GPU, or a CPU-only torch)")
+    _torchrun_process_group(cfg)
     model_cfg = _model_config(args, cfg)
     if args.workers > 1:
         try:
@@ -160,3 +170,18 @@ def run(args) -> int:
     console.out(f"trained to step {summary['step']} ({summary['tokens']:,} tokens), loss {summary['loss']:.4f}; "
           f"checkpoint {summary['checkpoint']}")
     return 0
+
+
+def _torchrun_process_group(cfg) -> None:
+    """Under torchrun (WORLD_SIZE > 1 in the environment): join its env:// process group, NCCL on
+    GPUs, gloo on CPUs, so `train()` runs data-parallel without Ray."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        gpu = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+        dist.init_process_group("nccl" if gpu else "gloo", init_method="env://")

@@ -28,17 +28,21 @@ def hf_model(cfg: ModelConfig):
 
 
 @pytest.mark.parametrize("kv_heads", [4, 2, 1], ids=["mha", "gqa", "mqa"])
-@pytest.mark.parametrize("path", ["explicit", "sdpa-repeat", "sdpa-enable_gqa"])
+@pytest.mark.parametrize("path", ["plain-sdpa", "fused-explicit", "fused-sdpa-repeat", "fused-sdpa-enable_gqa"])
 def test_logits_match_transformers(kv_heads, path, monkeypatch):
+    """The plain model (SDPA) and the CPU-fused kernels swapped in from outside, each path."""
     import dsllm.trainer.kernels as k
-    import dsllm.trainer.model as m
+    from dsllm.trainer.parallelize import apply_kernels
 
-    monkeypatch.setattr(m, "GQA_NATIVE", path == "sdpa-enable_gqa")
-    if path != "explicit":
+    monkeypatch.setattr(k, "GQA_NATIVE", path == "fused-sdpa-enable_gqa")
+    if "fused-sdpa" in path:
         monkeypatch.setattr(k, "EXPLICIT_SCORES_LIMIT", 0)
     torch.manual_seed(0)
     cfg = small(num_key_value_heads=kv_heads, initializer_range=0.05)
     ours = Transformer(cfg).eval()
+    if path.startswith("fused"):
+        apply_kernels(ours)
+        assert type(ours.model.layers[0].self_attn) is k.FusedAttention
     with torch.no_grad():  # non-trivial norm weights so a mis-wired norm would show
         for name, p in ours.named_parameters():
             if name.endswith("layernorm.weight") or name == "model.norm.weight":

@@ -58,3 +58,43 @@ def test_plan_cli(cli):
     assert "η_opt" in text.stdout and "7b" in text.stdout and "3.120e-04" in text.stdout
     bad = run_cli("plan", "--compute", "-5")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--compute" in bad.stderr
+
+
+def test_memory_plan_cli_json_and_verdicts(cli):
+    """`dsllm plan --model`: the issue's JSON keys; the paper's parameter counts; parameter,
+    gradient and optimizer memory of the fp32-sharded layout (4 bytes each per parameter, two
+    AdamW moments) against hand arithmetic; 7B fits 8 H100s, 67B does not fit 8 but fits 64."""
+    out = cli("plan", "--model", "7b", "--gpus", "8", "--gpu", "h100", "--json")
+    assert out.returncode == 0, out.stderr
+    p = json.loads(out.stdout)
+    assert isinstance(p["params"], int) and p["params"] == pytest.approx(6.91e9, rel=0.005)
+    assert set(p["per_gpu_gib"]) == {"params", "grads", "optimizer", "activations", "total"}
+    g = p["per_gpu_gib"]
+    assert g["optimizer"] == pytest.approx(2 * 4 * 6.91e9 / 8 / 2**30, rel=0.01)
+    assert g["grads"] >= 4 * 6.91e9 / 8 / 2**30 and g["params"] >= g["grads"]
+    assert g["total"] == pytest.approx(g["params"] + g["grads"] + g["optimizer"] + g["activations"], abs=0.05)
+    assert p["fits"] is True
+    assert p["tokens_per_s_per_gpu"] == pytest.approx(0.4 * 989e12 / FLAVORS["7b"].train_flops_per_token(4096), rel=1e-3)
+    big = json.loads(cli("plan", "--model", "67b", "--gpus", "8", "--gpu", "h100", "--json").stdout)
+    assert big["params"] == pytest.approx(67.4e9, rel=0.005) and big["fits"] is False
+    many = json.loads(cli("plan", "--model", "67b", "--gpus", "64", "--gpu", "h100", "--json",
+                          "--activation-checkpointing", "full").stdout)
+    assert many["fits"] is True
+    text = cli("plan", "--model", "7b", "--gpus", "1", "--gpu", "h200", "--activation-checkpointing", "full",
+               "--bf16-optimizer-states")
+    assert text.returncode == 0 and "fits" in text.stdout and "tokens/s" in text.stdout
+    assert cli("plan").returncode == 2
+
+
+def test_memory_plan_moves_the_right_way():
+    from dsllm.trainer.memory import plan_memory
+
+    cfg = FLAVORS["7b"]
+    act = {m: plan_memory(cfg, 8, "h100", activation_checkpointing=m).per_gpu["activations"]
+           for m in ("none", "selective", "full")}
+    assert act["full"] < act["selective"] < act["none"]
+    one, two = (plan_memory(cfg, 8, "h100", micro_batch=b).per_gpu["activations"] for b in (1, 2))
+    assert two == pytest.approx(2 * one, rel=0.01)
+    fp32, bf16 = (plan_memory(cfg, 1, "h200", bf16_optimizer_states=b).per_gpu["optimizer"] for b in (False, True))
+    assert bf16 == pytest.approx(fp32 / 2, rel=0.01)
+    assert plan_memory(cfg, 16, "a100").per_gpu["params"] < plan_memory(cfg, 8, "a100").per_gpu["params"]

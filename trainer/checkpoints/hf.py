@@ -27,7 +27,6 @@ loaded, and dropped on export.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -368,36 +367,18 @@ def _target(ckpt, targets, name, shape, new):
     return t.data
 
 
-@contextlib.contextmanager
-def _skip_init(dtype=None):
-    """Build modules without random init (and in `dtype`): their `torch.empty` storage stays
-    untouched, so it costs no resident memory until the checkpoint's bytes are read into it."""
-    import torch
-    from torch.nn import init
-
-    names = ("normal_", "uniform_", "kaiming_uniform_", "ones_", "zeros_", "trunc_normal_")
-    saved, old_dtype = {n: getattr(init, n) for n in names}, torch.get_default_dtype()
-    try:
-        for n in names:
-            setattr(init, n, lambda tensor, *a, **k: tensor)
-        if dtype is not None:
-            torch.set_default_dtype(dtype)
-        yield
-    finally:
-        torch.set_default_dtype(old_dtype)
-        for n, fn in saved.items():
-            setattr(init, n, fn)
-
-
 def build_model(ckpt: LocalCheckpoint, dtype=None):
     """A `Transformer` holding the checkpoint's weights, in `dtype` (None: float32).
 
-    Built without random init (a meta-device build would do, but RoPE's table on `meta` drags in
-    torch._dynamo for seconds); the untouched storage is filled in place, shard by shard, so peak
-    memory is one copy of the weights (bench/RESULTS-checkpoints.md)."""
+    Built on the `meta` device (no throwaway random init, no storage); each tensor is allocated
+    when its shard is read, so peak memory is one copy of the weights (bench/RESULTS-checkpoints.md)."""
+    import torch
+
     from dsllm.trainer.model import Transformer
 
-    with _skip_init(dtype):
-        model = Transformer(ckpt.config)
+    with torch.device("meta"):
+        model = Transformer(ckpt.config, seed=0)
+    if dtype is not None:
+        model.to(dtype)
     load_into(model, ckpt)
     return model.eval()

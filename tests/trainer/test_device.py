@@ -1,0 +1,88 @@
+"""Device-generic training without a GPU: the real training step on the `meta` device (a tensor
+created on the wrong device cannot mix with meta ones), `--device cuda` without CUDA, bf16
+optimizer states, and activation checkpointing through `train()`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+import torch
+
+from dsllm.trainer.config import ModelConfig
+from dsllm.trainer.optim import BF16StateAdamW, MasterWeights, OptimConfig, build_optimizer
+from dsllm.trainer.parallelize import parallelize
+from dsllm.trainer.train import RowRange, train_step
+from tests.trainer.test_train_loop import MODEL, cfg, losses, write_packed
+
+
+def test_the_training_step_keeps_every_tensor_on_the_run_device(tmp_path):
+    from dsllm.trainer.data import DataLoader, PackedDataset
+
+    ds = PackedDataset(write_packed(tmp_path / "packed", rows=16, seq_len=32))
+    with torch.device("meta"):
+        from dsllm.trainer.model import Transformer
+
+        model = Transformer(MODEL, seed=0)
+    fwd = parallelize(model, "ddp", activation_checkpointing="selective", kernels=False)
+    master = MasterWeights(model, "fp32")
+    optimizer = build_optimizer(master, OptimConfig())
+    for segments in (False, True):  # with the document mask's segment ids and positions too
+        loader = DataLoader(RowRange(ds, 0, 16), 8, 4, 0, 0, 1, chunk_rows=ds.chunk_rows, segments=segments)
+        batches = iter(loader)
+        micro = [next(batches), next(batches)]
+        assert micro[0].input_ids.device.type == "cpu"  # the loader yields host tensors
+        loss = train_step(fwd, master, micro, torch.device("meta"), contextlib.nullcontext)
+        loader.close()
+        assert loss.device.type == "meta" and loss.shape == ()
+        assert all(p.grad is not None and p.grad.is_meta for p in master.master)
+        optimizer.step()
+        assert all(p.is_meta for p in model.parameters())
+        assert all(t.is_meta for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t) and t.ndim)
+    # the oracle bites: a host tensor reaching the meta model is an error
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        fwd(micro[0].input_ids, labels=micro[0].input_ids)
+
+
+def test_device_cuda_without_cuda_is_one_line(cli, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    data = write_packed(tmp_path / "packed", rows=16, seq_len=32)
+    out = cli("train", "--model", "tiny", "--data", data, "--output", str(tmp_path / "run"), "--device", "cuda",
+              "--max-steps", "1")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "--device cuda" in out.stderr and "CUDA is not available" in out.stderr
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_bf16_optimizer_states_follow_adamw():
+    """Against torch.optim.AdamW: same updates to bf16 rounding of the moments; states in bf16."""
+    torch.manual_seed(0)
+    w0 = torch.randn(64, 32)
+    ours, ref = w0.clone().requires_grad_(True), w0.clone().requires_grad_(True)
+    opt = BF16StateAdamW([{"params": [ours], "weight_decay": 0.1}], lr=1e-2, betas=(0.9, 0.95))
+    want = torch.optim.AdamW([ref], lr=1e-2, betas=(0.9, 0.95), weight_decay=0.1)
+    for step in range(5):
+        g = torch.randn(64, 32, generator=torch.Generator().manual_seed(step))
+        ours.grad, ref.grad = g.clone(), g.clone()
+        opt.step(), want.step()
+    moved = (ref.detach() - w0).abs().mean()
+    assert moved > 0.01
+    assert (ours.detach() - ref.detach()).abs().max() < 0.05 * moved
+    state = opt.state[ours]
+    assert state["exp_avg"].dtype == state["exp_avg_sq"].dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("mode", ["full"])
+def test_train_with_activation_checkpointing_gives_the_same_losses(tmp_path, mode):
+    from dsllm.trainer.train import train
+
+    data = write_packed(tmp_path / "packed", rows=32, seq_len=32)
+    for name, ac in (("off", "none"), ("on", mode)):
+        train(MODEL, cfg(max_steps=3, eval_every=0, activation_checkpointing=ac, device="cpu"), data,
+              str(tmp_path / name), quiet=True)
+    off, on = losses(tmp_path / "off"), losses(tmp_path / "on")
+    assert len(off) == 3 and [s for s, _ in on] == [s for s, _ in off]
+    assert all(abs(a - b) < 1e-5 for (_, a), (_, b) in zip(off, on))
+    assert json.loads((tmp_path / "on" / "metrics.jsonl").read_text().splitlines()[-1])["loss"] > 0
