@@ -29,7 +29,7 @@ def run_tasks(args, checkpoints) -> int:
     from dsllm.trainer.benchmarks import report
     from dsllm.trainer.benchmarks import tasks as T
     from dsllm.trainer.evaluate import evaluate_checkpoint
-    from dsllm.trainer.hf import build_model
+    from dsllm.trainer.checkpoints.hf import build_model
 
     if args.limit is not None and args.limit <= 0:
         raise UserError("--limit must be positive")

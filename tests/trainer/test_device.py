@@ -13,7 +13,8 @@ import torch
 from dsllm.trainer.config import ModelConfig
 from dsllm.trainer.optim import BF16StateAdamW, MasterWeights, OptimConfig, build_optimizer
 from dsllm.trainer.parallelize import parallelize
-from dsllm.trainer.train import RowRange, train_step
+from dsllm.trainer.loop import RowRange
+from dsllm.trainer.train import train_step
 from tests.trainer.test_train_loop import MODEL, cfg, losses, write_packed
 
 
