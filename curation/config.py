@@ -51,6 +51,7 @@ class RunConfig:
     crawl: str = ""          # crawl name when neither cc:CRAWL, the file name nor warcinfo tell it
     retries: int = 2         # retries of a failing input (then it is recorded as failed)
     cpus_per_task: float = 1.0
+    accept_partial: bool = False  # keep the readable records of a truncated input (--accept-partial)
 
     def __post_init__(self):
         if self.retries < 0:

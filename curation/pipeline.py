@@ -127,8 +127,8 @@ def process_input(spec: InputSpec, cfg: CurateConfig, out: str) -> dict:
     fingerprint = per_input_fingerprint(cfg)
     if storage.exists(done_uri):
         prev = storage.read_json(done_uri)
-        if prev.get("fingerprint") == fingerprint:
-            return dict(prev, skipped=True)
+        if prev.get("fingerprint") == fingerprint and prev.get("status", "done") == "done":
+            return dict(prev, skipped=True)  # an invalid or truncated input is read again
     counts = {name: StageCounts(name) for name in cfg.stages if name in PER_INPUT_STAGES}
     start = time.time()
     with storage.open_read(spec.uri) as stream, \
@@ -137,7 +137,8 @@ def process_input(spec: InputSpec, cfg: CurateConfig, out: str) -> dict:
         for doc in run_stages(cfg, stream, spec.uri, id_base_of(spec), spec.crawl, counts):
             crawls[doc.crawl] += 1
             writer.add(doc)
-    result = {"uri": spec.uri, "key": spec.key, "status": "done", "error": None,
+    status, error = input_status(counts["read"])
+    result = {"uri": spec.uri, "key": spec.key, "status": status, "error": error,
               "crawl": crawls.most_common(1)[0][0] if crawls else (spec.crawl or cfg.run.crawl or "unknown"),
               "records": counts["read"].n_in, "documents": writer.rows, "docs": docs_uri,
               "counts": [c.to_json() for c in counts.values()], "fingerprint": fingerprint,
@@ -147,6 +148,23 @@ def process_input(spec: InputSpec, cfg: CurateConfig, out: str) -> dict:
             raise AssertionError(f"stage {c.name} does not balance: {c.to_json()}")
     storage.write_json(done_uri, result)  # the completion marker, last
     return result
+
+
+# read-stage reasons that say the file itself is broken, not that a record was unwanted
+STREAM_REASONS = ("corrupt_gzip", "truncated_gzip", "invalid_warc", "read_error", "length_overrun")
+
+
+def input_status(read: StageCounts) -> tuple[str, str | None]:
+    """("done", None), ("invalid", why) for an input with no valid WARC record (an empty file, a text
+    file named .warc.gz), or ("truncated", why) for one that ends inside a gzip member."""
+    broken = {r: n for r, n in read.dropped.items() if r in STREAM_REASONS}
+    valid = read.n_in - sum(broken.values())
+    if valid <= 0:
+        detail = ", ".join(f"{r} {n}" for r, n in sorted(broken.items())) or "the file holds no records"
+        return "invalid", f"no valid WARC record ({detail})"
+    if broken.get("truncated_gzip"):
+        return "truncated", f"the file ends inside a gzip member after {valid} valid record(s)"
+    return "done", None
 
 
 def process_input_safely(task: tuple[InputSpec, CurateConfig, str]) -> dict:

@@ -64,10 +64,13 @@ def run_curate(specs: list[InputSpec], out: str, cfg: CurateConfig, executor: Ex
 
         log(f"curate: decontaminating against {default_index_path(cfg.decontaminate.n)}")  # built once, here
     results = executor.map(process_input_safely, task_list(specs, cfg, out), label="curate/inputs")
-    done = [r for r in results if r["status"] == "done"]
-    failed = [r for r in results if r["status"] != "done"]
+    usable = ("done", "truncated") if cfg.run.accept_partial else ("done",)
+    done = [r for r in results if r["status"] in usable]
+    failed = [r for r in results if r["status"] not in usable]
     n_skipped = sum(1 for r in done if r.get("skipped"))
-    log(f"curate: {len(done)} inputs done ({n_skipped} already finished earlier), {len(failed)} failed")
+    kinds = {s: sum(1 for r in failed if r["status"] == s) for s in ("failed", "invalid", "truncated")}
+    log(f"curate: {len(done)} inputs done ({n_skipped} already finished earlier), "
+        + ", ".join(f"{n} {s}" for s, n in kinds.items()))
 
     stage_counts = merge_counts([[StageCounts.from_json(c) for c in r["counts"]] for r in done])
     files = [r["docs"] for r in done]

@@ -179,6 +179,12 @@ class Demo:
         self.say("  time: " + ", ".join(f"{n} {t:.0f}s" for n, t in self.timings) + f"; total {total:.0f}s")
         if not last < first:
             raise UserError(f"the loss did not fall ({first:.3f} → {last:.3f}); see {metrics_uri}")
+        self.say("\n  next: look at the data, change the mixture, export the model\n"
+                 f"    dsllm stats {p['curated']} --sample 3\n"
+                 f"    dsllm mix {p['packed']} --output {p['mix']}-news --set mixture.target.news=0.3\n"
+                 f"    dsllm train --model tiny --data {p['mix']}-news --output {p['run']}-news --max-steps 200\n"
+                 f"    dsllm checkpoint export {p['run']} --output {p['run']}-hf    # loads in transformers\n"
+                 f"    dsllm eval --model {p['run']}-hf --tasks arc_easy --limit 50")
         return {"paths": p, "losses": losses, "documents": curated["totals"]["documents"],
                 "packed_rows": packed["rows"], "checkpoints": checkpoints, "model": model,
                 "timings": dict(self.timings)}

@@ -60,6 +60,17 @@ def test_demo_runs_the_whole_pipeline_and_the_loss_falls(tmp_path):
     assert model["num_key_value_heads"] < model["num_attention_heads"]  # grouped-query attention
     assert model["vocab_size"] >= tok.get_vocab_size() and model["max_position_embeddings"] == 256
 
+    # the export carries the run's own tokenizer: transformers loads model and tokenizer from it (20.8)
+    exported = run_cli("checkpoint", "export", str(work / "run"), "--output", str(tmp_path / "hf"))
+    assert exported.returncode == 0, exported.stderr
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    hf_tok = AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
+    text = "The State of the Union 三国演义"
+    assert hf_tok(text, add_special_tokens=False)["input_ids"] == tok.encode(text, add_special_tokens=False).ids
+    assert hf_tok.eos_token_id == packed["tokenizer"]["eos_id"]
+    assert AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf")).config.vocab_size == model["vocab_size"]
+
     again = run_cli("demo", "--workdir", str(work), *SMALL)
     assert again.returncode == 2 and "holds a finished demo already" in again.stderr
 

@@ -368,11 +368,11 @@ def pack(inputs: list[str], tokenizer: str, output: str, cfg: PackConfig, execut
     rows = sum(s["rows"] for s in shards)
     tokens = sum(s["tokens"] for s in shards)
     manifest = {
-        "kind": "packed", "seq_len": cfg.seq_len, "rows": rows, "tokens": tokens, "pad_tokens": pad,
+        "kind": "packed", "created": _now_iso(), "seq_len": cfg.seq_len, "rows": rows, "tokens": tokens, "pad_tokens": pad,
         "documents": sum(s["documents"] for s in summaries),
         "skipped_empty_documents": sum(s["skipped_empty"] for s in summaries),
         "row_group_rows": cfg.row_group_rows,
-        "tokenizer": dict(info.to_dict(), path=str(tokenizer)),
+        "tokenizer": dict(info.to_dict(), path=_absolute(str(tokenizer))),
         "bos_policy": f"{cfg.bos}: {BOS_POLICIES[cfg.bos]}; padding: EOS, counted by n_tokens",
         "shards": shards,
         "domains": _domain_totals(shards, summaries),
@@ -406,3 +406,16 @@ def _versions() -> dict:
     import tokenizers
 
     return {"tokenizers": tokenizers.__version__, "pyarrow": pyarrow.__version__}
+
+
+def _now_iso() -> str:
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _absolute(uri: str) -> str:
+    """A local tokenizer path made absolute, so the manifest names it from any working directory."""
+    from pathlib import Path
+
+    return uri if storage.is_remote(uri) else str(Path(uri).resolve())

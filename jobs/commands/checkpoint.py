@@ -37,6 +37,9 @@ def add_arguments(p) -> None:
     ex.add_argument("--max-shard-size", type=float, default=5.0, metavar="GB",
                     help="split into shards of at most this many GB (default 5)")
     ex.add_argument("--overwrite", action="store_true", help="replace a previous export in DIR")
+    ex.add_argument("--tokenizer", metavar="TOK", default=None,
+                    help="tokenizer folder or tokenizer.json to ship with the model (default: the one "
+                         "the run trained with, found through its data's manifest)")
     _common(ex)
 
 
@@ -131,7 +134,11 @@ def _export(args) -> int:
     for note in ckpt.notes:
         console.note(f"note: {note}")
     written = export_hf(ckpt, args.output, dtype=args.dtype,
-                        max_shard_bytes=int(args.max_shard_size * (1 << 30)), overwrite=args.overwrite)
+                        max_shard_bytes=int(args.max_shard_size * (1 << 30)), overwrite=args.overwrite,
+                        tokenizer=args.tokenizer)
     step = f" (step {ckpt.step})" if ckpt.step is not None else ""
     console.out(f"exported {ckpt.source}{step} to {args.output}: {', '.join(written)}")
+    if "tokenizer.json" not in written:
+        console.warn("no tokenizer exported (none in the checkpoint, and its run's data names none that "
+                     "still exists unchanged); pass --tokenizer TOK so AutoTokenizer can load the folder")
     return 0

@@ -22,6 +22,9 @@ def add_arguments(p) -> None:
                    help="cross-dump dedup index (local or s3://): dedup against earlier dumps and add this one")
     p.add_argument("--skip", metavar="STAGE[,STAGE]", default="",
                    help="stages not to run, named as in stats.json (e.g. minhash_dedup,pii)")
+    p.add_argument("--accept-partial", action="store_true",
+                   help="keep the readable records of an input that ends inside a gzip member (status "
+                        "`truncated` in manifest.json) instead of failing the run")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="take only the first N WARCs")
     p.add_argument("--cc-base", default=None, metavar="URL",
                    help="where cc:CRAWL is read from (default $DSLLM_CC_BASE or https://data.commoncrawl.org/)")
@@ -44,7 +47,8 @@ def run(args) -> int:
         raise UserError("--limit must be >= 1")
     if storage.is_http(args.output):
         raise UserError(f"--output {args.output}: cannot write to an HTTP URL; use a local path or s3://")
-    cfg = load_curate_config(args.config, args.overrides)
+    overrides = list(args.overrides) + (["run.accept_partial=true"] if args.accept_partial else [])
+    cfg = load_curate_config(args.config, overrides)
     cfg = replace_skip(cfg, [s.strip() for s in args.skip.split(",") if s.strip()])
     specs = resolve_inputs(args.inputs, args.cc_base, args.limit)
     console.note(f"curate: {len(specs)} input file(s) → {args.output}; stages: {', '.join(cfg.stages)}")
@@ -58,9 +62,11 @@ def run(args) -> int:
           f"{len(result.shards)} shard(s) at {args.output}")
     if result.failed:
         for f in result.failed:
-            console.note(f"curate: input failed: {f['uri']}: {f['error']}")
-        names = ", ".join(f["uri"] for f in result.failed)
-        console.error("curate", f"{len(result.failed)} input(s) failed: {names}; the others are kept; "
-                      "rerun the same command to retry only the failed ones")
+            console.note(f"curate: input {f['status']}: {f['uri']}: {f['error']}")
+        names = ", ".join(f"{f['uri']} ({f['status']})" for f in result.failed)
+        hint = "; --accept-partial keeps a truncated input's readable records" if any(
+            f["status"] == "truncated" for f in result.failed) else ""
+        console.error("curate", f"{len(result.failed)} input(s) not usable: {names}; the others are kept; "
+                      f"rerun the same command to retry only those{hint}")
         return 1
     return 0

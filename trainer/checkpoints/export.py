@@ -14,7 +14,7 @@ from dsllm.trainer.checkpoints.hf import IGNORED_KEYS, LocalCheckpoint, check_sh
 
 
 def export_hf(ckpt: LocalCheckpoint, out_dir: str, dtype: str | None = None,
-              max_shard_bytes: int = 5 << 30, overwrite: bool = False) -> list[str]:
+              max_shard_bytes: int = 5 << 30, overwrite: bool = False, tokenizer: str | None = None) -> list[str]:
     """Write `ckpt` as a Hugging Face model folder (local or s3://): safetensors shards (with an
     index when there are several), `config.json` with the corrected bos/eos, `generation_config.json`
     and the tokenizer files when the checkpoint has them. Tensors are streamed one at a time;
@@ -50,7 +50,64 @@ def export_hf(ckpt: LocalCheckpoint, out_dir: str, dtype: str | None = None,
     del keep
     dtype_name = dtype or sources[order[0]][0]
     written += _export_metadata(ckpt, out_dir, dtype_name)
+    if "tokenizer.json" not in written:
+        written += export_tokenizer(ckpt, out_dir, tokenizer)
     return written
+
+
+def run_tokenizer(ckpt: LocalCheckpoint) -> str | None:
+    """The tokenizer a run of ours trained with: RUN/train_config.json names the data, whose manifest
+    names the tokenizer (path and sha256). None when any link is missing or the file changed since."""
+    import hashlib
+
+    folder = Path(ckpt.path).resolve()
+    for run in (folder, folder.parent, folder.parent.parent):
+        record = run / "train_config.json"
+        if not record.exists():
+            continue
+        data = json.loads(record.read_text(encoding="utf-8")).get("data")
+        if not data:
+            return None
+        from dsllm.trainer.mixture_data import open_dataset
+
+        try:
+            info = open_dataset(data).manifest.get("tokenizer") or {}
+        except UserError:
+            return None
+        path = info.get("path")
+        if not path:
+            return None
+        tok = storage.join(path, "tokenizer.json") if not str(path).endswith(".json") else path
+        if not storage.exists(tok) or hashlib.sha256(storage.read_bytes(tok)).hexdigest() != info.get("sha256"):
+            return None
+        return tok.rsplit("/", 1)[0] if storage.is_remote(tok) else str(Path(tok).parent)
+    return None
+
+
+def export_tokenizer(ckpt: LocalCheckpoint, out_dir: str, tokenizer: str | None) -> list[str]:
+    """tokenizer.json, tokenizer_config.json and special_tokens_map.json into the export, so that
+    `AutoTokenizer` loads it beside the model: from `tokenizer` (a folder or tokenizer.json), else
+    the one the run trained with (`run_tokenizer`). Returns the files written ([] when none is known)."""
+    from dsllm.tokenizer.deepseek import tokenizer_config
+    from dsllm.tokenizer.io import load_tokenizer
+
+    source = tokenizer or run_tokenizer(ckpt)
+    if not source:
+        return []
+    tok, info = load_tokenizer(source)
+    folder = source.rsplit("/", 1)[0] if str(source).endswith(".json") else source
+    storage.write_text(storage.join(out_dir, "tokenizer.json"), tok.to_str())
+    cfg_uri = storage.join(folder, "tokenizer_config.json")
+    if storage.exists(cfg_uri):
+        config = json.loads(storage.read_text(cfg_uri))
+    else:
+        config = tokenizer_config(bos=info.bos_token or "", eos=info.eos_token or "")
+    config["model_max_length"] = ckpt.config.max_position_embeddings
+    storage.write_json(storage.join(out_dir, "tokenizer_config.json"), config)
+    specials = {k: v for k, v in (("bos_token", info.bos_token), ("eos_token", info.eos_token),
+                                  ("pad_token", info.eos_token)) if v}
+    storage.write_json(storage.join(out_dir, "special_tokens_map.json"), specials)
+    return ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
 
 
 def _check_output(ckpt: LocalCheckpoint, out_dir: str, overwrite: bool) -> None:
