@@ -23,6 +23,7 @@ COMMANDS = [
     ("checkpoint", "checkpoint", "list published checkpoints, export to Hugging Face format"),
     ("eval", "eval", "mean loss and perplexity of checkpoints on packed data"),
     ("plan", "plan", "DeepSeek LLM scaling-law hyperparameters for a compute budget"),
+    ("scaling", "scaling", "scaling-law sweeps on Ray and their fits: sweep, fit"),
     ("submit", "submit", "run curate / tokenizer / pack / train as a Ray job on a cluster"),
     ("jobs", "jobs_cmd", "follow submitted Ray jobs: list, status, logs, stop"),
 ]
