@@ -93,14 +93,7 @@ def run_sweep_command(args) -> int:
         raise UserError(f"--points {args.points}: an IsoFLOP parabola needs at least 3 shapes per budget")
     cfg, laws = _config(args), load_laws(args.laws)
     info = split_packed(args.data, f"{args.output}/data", cfg.heldout_rows, args.tokenizer)
-    from dsllm.trainer.evaluate import packed_manifest
-
-    m = packed_manifest(f"{args.output}/data/train")
-    tok = m.get("tokenizer") or {}
-    vocab = -(-int(tok.get("vocab_size") or 0) // 64) * 64
-    if vocab <= 0:
-        raise UserError(f"--data {args.data}: its manifest gives no tokenizer vocab_size")
-    planner = Planner(laws, cfg, int(m["seq_len"]), vocab, int(tok.get("eos_id") or 0))
+    planner = Planner.for_data(laws, cfg, f"{args.output}/data/train")
     runs = planner.plan(cs, args.mode, args.points, validate)
     for note in planner.dropped:
         print(f"left out: {note}", file=sys.stderr)

@@ -211,6 +211,18 @@ class Planner:
         self.seq_len, self.vocab_size, self.eos_id = seq_len, vocab_size, eos_id
         self.dropped: list[str] = []   # what was left out, and why
 
+    @classmethod
+    def for_data(cls, laws: dict[str, PowerLaw], cfg: SweepConfig, packed: str) -> "Planner":
+        """A planner for PACKED: its sequence length, its vocabulary (rounded up to 64), its EOS."""
+        from dsllm.trainer.evaluate import packed_manifest
+
+        m = packed_manifest(packed)
+        tok = m.get("tokenizer") or {}
+        vocab = -(-int(tok.get("vocab_size") or 0) // 64) * 64
+        if vocab <= 0:
+            raise UserError(f"{packed}: its manifest gives no tokenizer vocab_size")
+        return cls(laws, cfg, int(m["seq_len"]), vocab, int(tok.get("eos_id") or 0))
+
     def _run(self, role: str, budget: float, shape: Shape, lr: float, batch_tokens: float) -> RunSpec | None:
         batch = max(1, round(batch_tokens / self.seq_len))
         micro = max(k for k in range(1, min(batch, self.cfg.micro_batch_size) + 1) if batch % k == 0)
