@@ -22,18 +22,9 @@ CFG = SweepConfig(precision="fp32", min_steps=2, micro_batch_size=4, heldout_row
 @pytest.fixture(scope="module")
 def prose_packed(tmp_path_factory) -> Path:
     """Real English prose (State of the Union addresses) → a 384-token BBPE → 64-token rows."""
-    from dsllm.curation.executor import LocalExecutor
-    from dsllm.tokenizer.pack import PackConfig, pack
-    from dsllm.tokenizer.train import TokenizerTrainConfig, train_tokenizer
-    from tests.tokenizer.conftest import english_speeches, write_shards
+    from tests.scaling_data import build_prose_packed
 
-    root = tmp_path_factory.mktemp("scaling-data")
-    write_shards(root / "curated", [("en", t) for t in english_speeches(12)], n_shards=2)
-    train_tokenizer([str(root / "curated" / "shards")], str(root / "tok"),
-                    TokenizerTrainConfig(vocab_size=384, sample_bytes=1_000_000, lang_mix={"en": 1.0}), progress=False)
-    pack([str(root / "curated")], str(root / "tok"), str(root / "packed"), PackConfig(seq_len=64, row_group_rows=16),
-         LocalExecutor(), log=lambda m: None)
-    return root
+    return build_prose_packed(tmp_path_factory.mktemp("scaling-data"))
 
 
 def _rows(uri: str) -> list[bytes]:
