@@ -15,8 +15,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-import sys
-import time
 
 from dsllm.curation.config import GLOBAL_STAGES, PER_INPUT_STAGES, CurateConfig
 from dsllm.curation.executor import Executor
@@ -117,20 +115,24 @@ class RayExecutor:
         cpus = max(1, int(self.ray.cluster_resources().get("CPU", 1)))
         return min(cpus, self.max_in_flight or cpus)
 
-    def map(self, fn, items, label: str = "tasks"):
+    def map(self, fn, items, label: str | None = None):
+        """fn over items as Ray tasks, results in order; progress names the stage (`label`, else
+        the function's module and name, e.g. `pack/pack_source`)."""
         ray, items = self.ray, list(items)
+        label = label or f"{fn.__module__.rsplit('.', 1)[-1]}/{fn.__name__}"
         if not items:
             return []
         remote = ray.remote(num_cpus=self.task_cpus, max_retries=3)(call_with_env)
         env = ray.put(task_env())
         limit = self.max_in_flight or len(items)
         workers = min(limit, self.parallelism)
-        tty = sys.stderr.isatty()
         results: list = [None] * len(items)
         index: dict = {}
         pending: list = []
         todo = iter(enumerate(items))
-        done, start = 0, time.time()
+        from dsllm.progress import StageProgress
+
+        progress = StageProgress(label, len(items), unit=f"tasks on {workers} worker(s)", quiet=self.quiet)
         while True:
             for i, item in itertools.islice(todo, max(0, limit - len(pending))):
                 ref = remote.remote(env, fn, item)
@@ -141,10 +143,8 @@ class RayExecutor:
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
                 results[index.pop(ref)] = _get(ray, ref)
-                done += 1
-            if not self.quiet and (tty or done == len(items)):  # one line per map when not a terminal
-                print(f"\r{label}: {done}/{len(items)} on {workers} worker(s) ({time.time() - start:.1f}s)",
-                      end="" if done < len(items) else "\n", file=sys.stderr, flush=True)
+                progress.advance()
+        progress.close()
         return results
 
     def close(self) -> None:
@@ -202,7 +202,7 @@ def run_curate(specs: list[InputSpec], out: str, cfg: CurateConfig, executor: Ex
         log(f"curate: {out} is already complete for these inputs and this config; nothing to do")
         return CurateResult(manifest["inputs"], [], manifest["shards"], stats, skipped_complete=True)
 
-    results = _map(executor, process_input_safely, task_list(specs, cfg, out), "inputs")
+    results = _map(executor, process_input_safely, task_list(specs, cfg, out), "curate/inputs")
     done = [r for r in results if r["status"] == "done"]
     failed = [r for r in results if r["status"] != "done"]
     n_skipped = sum(1 for r in done if r.get("skipped"))
@@ -220,7 +220,7 @@ def run_curate(specs: list[InputSpec], out: str, cfg: CurateConfig, executor: Ex
         dumps = outcome.dumps
 
     batch_rows, level = cfg.output.batch_rows, cfg.output.compression_level
-    natural = _merge(_map(executor, _natural_task, [(f, removed[f], batch_rows) for f in files], "domains"))
+    natural = _merge(_map(executor, _natural_task, [(f, removed[f], batch_rows) for f in files], "curate/domains"))
     plan = None
     if cfg.runs("remix"):
         from dsllm.curation.remix import DomainRemixer
@@ -273,7 +273,7 @@ def _write_shards(out, done, removed, plan, cfg: CurateConfig, executor) -> list
               "level": cfg.output.compression_level,
               "sources": [(done[j]["docs"], removed[done[j]["docs"]]) for j in group]}
              for i, group in enumerate(groups)]
-    shards = _map(executor, _shard_task, tasks, "shards")
+    shards = _map(executor, _shard_task, tasks, "curate/shards")
     keep = {s["path"] for s in shards}
     for f in storage.list_files(storage.join(out, "shards")):  # shards of an earlier, larger plan
         rel = "shards/" + f.uri.replace("\\", "/").rsplit("/", 1)[-1]

@@ -83,3 +83,21 @@ def test_argparse_errors_exit_2_with_the_command_named():
     out = run_cli("sample-crawl", "--warcs", "many", "/tmp/x")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1].startswith("dsllm sample-crawl: error:")
+
+
+@pytest.mark.parametrize("argv", [
+    ["curate", "in.warc.gz", "--output", "o"],
+    ["pack", "shards", "--tokenizer", "t", "--output", "o"],
+    ["train", "--model", "tiny", "--data", "d", "--output", "o"],
+    ["quality", "train", "--positive", "p", "--negative", "n", "--output", "o"],
+    ["demo", "--workdir", "o"],
+    ["tokenizer", "train", "shards", "--output", "o"],
+    ["tokenizer", "eval", "t", "--data", "d"],
+], ids=lambda a: " ".join(a[:2]))
+def test_every_config_file_is_strict(argv, tmp_path):
+    """A misspelt section in any command's --config FILE is one error line (exit 2), before any work."""
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[bogus_section]\nx = 1\n")
+    proc = run_cli(*argv, "--config", str(cfg), cwd=str(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    assert "bogus_section" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr

@@ -24,7 +24,7 @@ from dsllm.config import config_to_dict
 from dsllm.errors import UserError
 from dsllm.trainer import checkpoint as ckpt_io
 from dsllm.trainer.config import ModelConfig
-from dsllm.trainer.metrics import MetricsLog, peak_flops
+from dsllm.trainer.metrics import MetricsLog, PeakFlops
 from dsllm.trainer.model import Transformer, segments_from_offsets
 from dsllm.trainer.optim import PRECISIONS, MasterWeights, OptimConfig, build_optimizer, clip_gradients
 from dsllm.trainer.parallelize import all_reduce_mean, grad_sync, parallelize, world
@@ -243,7 +243,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     total_tokens = cfg.schedule.total_tokens or cfg.max_steps * tokens_per_step
     dtype = torch.float32 if cfg.precision == "fp32" else torch.bfloat16
     flops_per_token = model_cfg.train_flops_per_token(seq_len)
-    peak = peak_flops(dtype) * world_size
+    peak = PeakFlops(dtype)  # one rank's device
     checkpointer = ckpt_io.Checkpointer(run, cfg.checkpoint_every_steps, cfg.checkpoint_every_minutes, cfg.keep_last,
                                         on_publish=on_checkpoint, mirror=mirror if rank == 0 else None)
     checkpointer.collective_announce = world_size > 1
@@ -307,7 +307,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
                 elapsed = time.perf_counter() - window_start
                 tps = window_tokens / elapsed
                 record = {"step": progress.step, "tokens": progress.tokens, "loss": float(loss), "lr": lr,
-                          "grad_norm": grad_norm, "tokens_per_s": tps, "mfu": tps * flops_per_token / peak}
+                          "grad_norm": grad_norm, "tokens_per_s": tps, "mfu": peak.mfu(tps * flops_per_token / world_size),
+                          "peak_source": peak.source}
                 if n_val and (progress.step % cfg.eval_every == 0 or last_step):
                     record["val_loss"] = evaluate(model, val_rows, cfg.micro_batch_size, autocast,
                                                   cfg.document_mask)

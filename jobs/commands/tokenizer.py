@@ -70,12 +70,28 @@ def _section_overrides(args, section: str, extra: dict) -> list[str]:
     return out
 
 
+SECTIONS = ("train", "eval")
+
+
 def _load(cls, args, section: str, extra: dict):
+    """The `section` config of tokenizer.toml (or --config FILE), strictly: a top-level key or section
+    other than [train] / [eval], or an unknown key in either, is an error, as in every config."""
     from dsllm.config import CONFIG_DIR, apply_overrides, from_dict, load_toml
+    from dsllm.errors import UserError
+    from dsllm.tokenizer.evaluate import EvalConfig
+    from dsllm.tokenizer.train import TokenizerTrainConfig
 
     path = args.config or (CONFIG_DIR / "tokenizer.toml")
-    data = load_toml(path).get(section, {}) if (args.config or path.exists()) else {}
-    return from_dict(cls, apply_overrides(data, _section_overrides(args, section, extra)), section)
+    data = load_toml(path) if (args.config or path.exists()) else {}
+    for key, value in data.items():
+        if key not in SECTIONS or not isinstance(value, dict):
+            what = f"section [{key}]" if isinstance(value, dict) else f"top-level key {key!r}"
+            raise UserError(f"config {path}: unknown {what}; a tokenizer config has the sections "
+                            f"[train] and [eval] only")
+    for name, other in (("train", TokenizerTrainConfig), ("eval", EvalConfig)):
+        if name != section and name in data:
+            from_dict(other, data[name], name)  # a typo in the other section is an error too
+    return from_dict(cls, apply_overrides(data.get(section, {}), _section_overrides(args, section, extra)), section)
 
 
 def _train(args) -> int:

@@ -4,7 +4,9 @@
     dsllm train --model 7b --data s3://b/packed --output RUN --resume-from s3://deepseek-ai/...
 
 --model is a flavor (tiny, 7b, 67b) or a JSON file of Hugging Face LlamaConfig fields; with
---resume-from and no --model, the checkpoint's config is used. The `tiny` flavor takes the data's
+--resume-from and no --model, the checkpoint's config is used. --resume-from one of our runs (or a
+checkpoint inside one) takes that run's resolved train config: only what this command line sets
+(--config, --set, --max-steps, --batch-size) changes, and the first line says what changed. The `tiny` flavor takes the data's
 vocabulary size (rounded up to a multiple of 64) so a small demo tokenizer gives a small model.
 Knobs: configs/train-<flavor>.toml (or --config FILE) and --set key=value (e.g. --set
 optim.lr=3e-4, --set precision=fp32, --set model.num_hidden_layers=4). Rerunning with the same
@@ -34,18 +36,74 @@ def add_arguments(p) -> None:
     add_config_flags(p)
 
 
+def _run_config_of(src: str | None) -> tuple[str, dict] | None:
+    """(run, resolved train config) of the dsllm run that `src` names: a run directory, or a
+    checkpoint directory RUN/checkpoints/step-N inside one. None for other sources (a Hugging Face
+    directory, DeepSeek's published checkpoints), which carry no train config."""
+    from pathlib import Path
+
+    from dsllm import storage
+
+    if not src:
+        return None
+    src = str(src).rstrip("/")
+    if storage.is_remote(src):
+        parts = src.split("/")
+        runs = [src] + (["/".join(parts[:-2])] if len(parts) > 5 and parts[-2] == "checkpoints" else [])
+    else:
+        here = Path(src).resolve()
+        runs = [str(here)] + ([str(here.parent.parent)] if here.parent.name == "checkpoints" else [])
+    for run in runs:
+        uri = storage.join(run, "train_config.json")
+        if storage.exists(uri):
+            record = storage.read_json(uri)
+            if isinstance(record, dict) and isinstance(record.get("train"), dict):
+                return run, record["train"]
+    return None
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def _train_config(args):
-    from dsllm.config import CONFIG_DIR, apply_overrides, from_dict, load_toml
+    """The resolved TrainConfig. With --resume-from one of our runs (or a checkpoint in one), that
+    run's own resolved config is the base and only what this command line sets changes (a note says
+    what); otherwise the flavor's configs/train-<flavor>.toml (or --config FILE)."""
+    from dsllm.config import CONFIG_DIR, apply_overrides, config_to_dict, from_dict, load_toml
     from dsllm.trainer.train import TrainConfig
 
-    data = {}
+    data: dict = {}
+    run = _run_config_of(args.resume_from)
+    if run is not None:
+        data = run[1]
     if args.config:
-        data = load_toml(args.config)
-    elif args.model in ("tiny", "7b", "67b") and (CONFIG_DIR / f"train-{args.model}.toml").exists():
+        data = {**data, **load_toml(args.config)} if run is None else apply_overrides(
+            data, [f"{k}={_literal(v)}" for k, v in _flatten(load_toml(args.config)).items()])
+    elif run is None and args.model in ("tiny", "7b", "67b") and (CONFIG_DIR / f"train-{args.model}.toml").exists():
         data = load_toml(CONFIG_DIR / f"train-{args.model}.toml")
     flags = [f"max_steps={args.max_steps}"] if args.max_steps is not None else []
     flags += [f"batch_size={args.batch_size}", "batch_tokens=0"] if args.batch_size is not None else []
-    return from_dict(TrainConfig, apply_overrides(data, list(args.overrides) + flags))
+    cfg = from_dict(TrainConfig, apply_overrides(data, list(args.overrides) + flags))
+    if run is not None and not getattr(args, "quiet", False):
+        before, after = _flatten(run[1]), _flatten(config_to_dict(cfg))
+        changed = [f"{k} {before.get(k)!r} -> {after[k]!r}" for k in sorted(after) if before.get(k) != after[k]]
+        print(f"resuming with the train config of {run[0]}; "
+              + (f"changed: {', '.join(changed)}" if changed else "nothing changed"), flush=True)
+    return cfg
+
+
+def _literal(value) -> str:
+    """A TOML literal for an override value (what `--set` parses)."""
+    import json
+
+    return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
 
 
 def _model_config(args, cfg):

@@ -272,7 +272,7 @@ def test_cli_packs_and_resumes_as_a_user_would(ray_local, shards, tok_dir, tmp_p
             "--ray-address", address, "--set", "row_group_rows=4"]
     r = run_cli(*argv, env={"RAY_AUTH_MODE": "disabled"})
     assert r.returncode == 0, r.stderr
-    assert "Started a local Ray instance" not in r.stderr and "3/3 on 2 worker(s)" in r.stderr
+    assert "Started a local Ray instance" not in r.stderr and "[pack/pack_source] 3/3 tasks on 2 worker(s)" in r.stderr
     m = json.loads((out / "manifest.json").read_text())
     assert m["seq_len"] == 64 and m["rows"] > 10 and m["config"]["row_group_rows"] == 4
     assert os.path.exists(out / "_work" / "job.json")

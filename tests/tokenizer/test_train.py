@@ -109,3 +109,21 @@ def test_user_errors_are_one_line(prose_shards, tmp_path, argv, needle):
     proc = run_cli("tokenizer", "train", *argv, "--output", str(tmp_path / "o"), "--quiet")
     assert proc.returncode == 2, proc.stderr
     assert needle in proc.stderr and proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("toml, needle", [
+    ("vocab_size = -100\n[train]\nvocab_size = 300\n", "unknown top-level key 'vocab_size'"),
+    ("[trian]\nvocab_size = 300\n", "unknown section [trian]"),
+    ("[train]\nvocab_sise = 300\n", "unknown key(s) ['vocab_sise']"),
+    ("[train]\nvocab_size = 300\n[eval]\nmax_byts = 5\n", "unknown key(s) ['max_byts']"),
+])
+def test_config_file_is_strict(prose_shards, tmp_path, toml, needle):
+    """Unknown keys and misplaced sections in a tokenizer config are errors, never silently ignored
+    (which used to train the 100K default)."""
+    cfg = tmp_path / "tok.toml"
+    cfg.write_text(toml)
+    proc = run_cli("tokenizer", "train", str(prose_shards), "--output", str(tmp_path / "o"), "--config", str(cfg),
+                   "--quiet")
+    assert proc.returncode == 2, proc.stderr
+    assert needle in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "o" / "tokenizer.json").exists()
