@@ -80,6 +80,20 @@ def submit(ray, runs: list[RunSpec], sweep: Path, paths: dict, info: dict, cfg: 
     return refs
 
 
+def _last_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[-1] if lines else type(exc).__name__)[:300]
+
+
+def _record_error(run_dir: Path, exc: Exception, log) -> None:
+    """RUN/error.txt (what failed); a run directory that cannot hold it is only logged."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "error.txt").write_text("".join(traceback.format_exception_only(type(exc), exc)))
+    except OSError as err:
+        log(f"  (could not write {run_dir}/error.txt: {err})")
+
+
 def run_sweep(runs: list[RunSpec], sweep_dir: str, info: dict, cfg: SweepConfig, address: str | None = None,
               workers: int = 1, log=None) -> dict:
     """Run every unfinished run of the plan; returns {"planned", "skipped", "finished", "failed"}."""
@@ -104,10 +118,9 @@ def run_sweep(runs: list[RunSpec], sweep_dir: str, info: dict, cfg: SweepConfig,
         try:
             result = ray.get(ready[0])
         except Exception as exc:  # noqa: BLE001 - a failed run is recorded and retried by the next run
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "error.txt").write_text("".join(traceback.format_exception_only(type(exc), exc)))
             failed.append(spec.run_id)
-            log(f"  FAILED {spec.run_id}: {str(exc).strip().splitlines()[-1][:200]}")
+            log(f"  FAILED {spec.run_id}: {_last_line(exc)}")
+            _record_error(run_dir, exc, log)
             continue
         (run_dir / "error.txt").unlink(missing_ok=True)
         finished += 1

@@ -62,7 +62,11 @@ def test_sweep_resumes_after_a_kill_then_fits_and_predicts(prose, tmp_path):
     planned = run_cli(*args, "--dry-run")
     assert planned.returncode == 0, planned.stderr
     n_runs = len(planned.stdout.splitlines())
-    assert n_runs >= 7 and sum("validate-" in line for line in planned.stdout.splitlines()) == 1
+    validate, = [line.split()[0] for line in planned.stdout.splitlines() if line.startswith("validate-")]
+    assert n_runs >= 7
+    # a run that cannot start: a file stands where its directory goes (a real failure, kept as it is)
+    (sweep / "runs").mkdir(parents=True)
+    (sweep / "runs" / validate).write_text("in the way")
 
     # first attempt: killed (the whole process group, Ray's processes too) once some runs finished
     tag = f"sweep-{os.getpid()}-{time.time_ns()}"
@@ -77,8 +81,13 @@ def test_sweep_resumes_after_a_kill_then_fits_and_predicts(prose, tmp_path):
     assert 2 <= len(before) < n_runs, "the kill should land mid-sweep"
 
     resumed = run_cli(*args)
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"{len(before)} already finished" in resumed.stdout
+    assert resumed.returncode == 1 and f"FAILED {validate}" in resumed.stderr, resumed.stderr
+    assert f"{len(before)} already finished, {n_runs - 1 - len(before)} finished now, 1 failed" in resumed.stdout
+    assert all(_results(sweep)[k] == v for k, v in before.items())  # finished runs were not trained again
+    (sweep / "runs" / validate).unlink()
+    retried = run_cli(*args)
+    assert retried.returncode == 0, retried.stderr
+    assert f"{n_runs - 1} already finished, 1 finished now, 0 failed" in retried.stdout  # the failed one alone
     after = _results(sweep)
     assert len(after) == n_runs and all(after[k] == v for k, v in before.items())  # not trained again
     sharing = [json.loads(v)["branched_from"] for v in after.values()]
