@@ -105,7 +105,7 @@ def run_sweep(runs: list[RunSpec], sweep_dir: str, info: dict, cfg: SweepConfig,
     init_ray(address, num_cpus=None if address else workers * cfg.threads)
     import ray
 
-    require_shared_path(str(sweep), "--output")
+    require_shared_path(str(sweep), "--output")  # every node reads the split and writes its runs there
     skipped = sum((sweep / "runs" / r.run_id / RESULT).exists() for r in runs)
     refs = submit(ray, runs, sweep, paths, info, cfg)
     log(f"{len(runs)} runs planned, {skipped} finished before, {len(refs)} to run")

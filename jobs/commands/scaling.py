@@ -100,9 +100,7 @@ def run_sweep_command(args) -> int:
     if not runs:
         raise UserError("every planned run was left out (raise the budgets or lower min_steps)")
     if args.dry_run:
-        for r in runs:
-            print(f"{r.run_id}  M={r.flops_per_token:.3e}  D={r.tokens:.3e}  lr={r.lr:.3g}  "
-                  f"batch={r.batch_seqs}  steps={r.steps}  branch@{r.branch_step()}")
+        _print_plan(runs, cfg)
         return 0
     from dsllm.jobs.scaling import record_plan, run_sweep
     from pathlib import Path
@@ -115,6 +113,30 @@ def run_sweep_command(args) -> int:
         print(f"failed (rerun the same command to retry them): {', '.join(summary['failed'])}", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_plan(runs, cfg) -> None:
+    """One line per run, grouped by shared first stage, and the tokens the sharing saves."""
+    from dsllm.trainer.scaling.plan import share_groups
+
+    groups = share_groups(runs, cfg.share_first_stage)
+    for g in groups:
+        for r in g.runs:
+            shared = f"  first {r.branch_step()} steps shared ({g.key[:8]})" if g.shared else ""
+            print(f"{r.run_id}  M={r.flops_per_token:.3e}  D={r.tokens:.3e}  lr={r.lr:.3g}  "
+                  f"batch={r.batch_seqs}  steps={r.steps}  warmup={r.warmup_steps}{shared}")
+    alone = sum(r.tokens for r in runs)
+    shared = sum(_group_tokens(g) for g in groups)
+    print(f"# {len(runs)} runs, {shared:.3e} tokens to train ({alone:.3e} without shared first stages)")
+
+
+def _group_tokens(group) -> int:
+    """Tokens a group trains: its trunk to the last branch step, then every run's own tail."""
+    if not group.shared:
+        return group.runs[0].tokens
+    tps = lambda r: r.batch_seqs * r.seq_len  # noqa: E731
+    trunk = max(r.branch_step() for r in group.runs) * tps(group.runs[0])
+    return trunk + sum((r.steps - r.branch_step()) * tps(r) for r in group.runs)
 
 
 def run_fit_command(args) -> int:

@@ -61,8 +61,10 @@ def test_sweep_resumes_after_a_kill_then_fits_and_predicts(prose, tmp_path):
             "--points", "4", "--validate", "3e10", "--workers", "2", *SETTINGS]
     planned = run_cli(*args, "--dry-run")
     assert planned.returncode == 0, planned.stderr
-    n_runs = len(planned.stdout.splitlines())
-    validate, = [line.split()[0] for line in planned.stdout.splitlines() if line.startswith("validate-")]
+    lines = [line for line in planned.stdout.splitlines() if not line.startswith("#")]
+    n_runs = len(lines)
+    validate, = [line.split()[0] for line in lines if line.startswith("validate-")]
+    assert any("shared" in line for line in lines) and f"# {n_runs} runs" in planned.stdout
     assert n_runs >= 7
     # a run that cannot start: a file stands where its directory goes (a real failure, kept as it is)
     (sweep / "runs").mkdir(parents=True)
