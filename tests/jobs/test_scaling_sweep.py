@@ -94,6 +94,9 @@ def test_sweep_resumes_after_a_kill_then_fits_and_predicts(prose, tmp_path):
     assert len(after) == n_runs and all(after[k] == v for k, v in before.items())  # not trained again
     sharing = [json.loads(v)["branched_from"] for v in after.values()]
     assert any(sharing)  # some runs branched off a shared first stage
+    for trunk in sweep.glob("trunks/*"):  # periodic checkpoints pruned: branch points remain
+        kept = {int(p.name.split("-")[-1]) for p in (trunk / "checkpoints").iterdir() if p.name.startswith("step-")}
+        assert kept == set(json.loads((trunk / "trunk.json").read_text())["branch_steps"])
 
     fit = run_cli("scaling", "fit", str(sweep), "--predict", "3e10", "--json", "--html", str(tmp_path / "fit.html"))
     assert fit.returncode == 0, fit.stderr

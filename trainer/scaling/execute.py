@@ -58,7 +58,19 @@ def train_trunk(runs: list[RunSpec], trunk_dir: str, step: int, data: str, cfg: 
           trunk_dir, quiet=True)
     if not target.exists():
         raise RuntimeError(f"{trunk_dir}: trained to step {step} but {target.name} is missing")
+    _prune_trunk(trunk_dir, {r.branch_step() for r in runs} | {step})
     return str(target)
+
+
+def _prune_trunk(trunk_dir: str, keep: set[int]) -> None:
+    """Drop the trunk's periodic (time-based) checkpoints: only branch points are worth keeping."""
+    import shutil
+
+    from dsllm.trainer.checkpoint import list_checkpoints
+
+    for ckpt in list_checkpoints(trunk_dir):
+        if int(ckpt.name.split("-")[-1]) not in keep:
+            shutil.rmtree(ckpt)
 
 
 def run_one(spec: RunSpec, run_dir: str, data: str, heldout: str, info: dict, cfg: SweepConfig,

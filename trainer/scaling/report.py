@@ -77,7 +77,7 @@ def _g(x, fmt: str = ".3e") -> str:
 class _Plot:
     """A small log-x (and optionally log-y) SVG chart."""
 
-    W, H, PAD = 460, 300, 52
+    W, H, PAD = 440, 300, 64
     COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
     def __init__(self, title: str, xlabel: str, ylabel: str, xs, ys, logy: bool):
@@ -106,6 +106,10 @@ class _Plot:
             fill = "none" if hollow else color
             self.parts.append(f'<circle cx="{X:.1f}" cy="{Y:.1f}" r="3.5" fill="{fill}" stroke="{color}">'
                               f'<title>{html.escape(title)}</title></circle>')
+
+    def legend(self, row: int, text: str, color: str) -> None:
+        self.parts.append(f'<text x="{self.W - 8}" y="{30 + 13 * row}" font-size="10" text-anchor="end" '
+                          f'fill="{color}">{html.escape(text)}</text>')
 
     def line(self, xs, ys, color, dash=False):
         pts = " ".join("%.1f,%.1f" % self.px(x, y) for x, y in zip(xs, ys))
@@ -136,11 +140,13 @@ def isoflop_svg(fit: ScalingFit) -> str:
     profiles = [b for b in fit.isoflop if len(b.M)]
     if not profiles:
         return ""
-    xs, ys = np.concatenate([b.M for b in profiles]), np.concatenate([b.loss for b in profiles])
+    xs = np.concatenate([b.M for b in profiles])
+    ys = np.concatenate([b.loss for b in profiles] + [[b.loss_min] for b in profiles if b.loss_min is not None])
     plot = _Plot("IsoFLOP profiles", "M: non-embedding FLOPs per token", "held-out bits per byte", xs, ys, False)
     for i, b in enumerate(profiles):
         color = plot.COLORS[i % len(plot.COLORS)]
         plot.points(b.M, b.loss, color, title=f"C = {b.compute:.3g}")
+        plot.legend(i, f"C = {b.compute:.3g}" + ("" if b.M_opt else " (no interior minimum)"), color)
         if b.coef is not None:
             grid = np.exp(np.linspace(np.log(b.M.min()), np.log(b.M.max()), 40))
             plot.line(grid, np.polyval(b.coef, np.log(grid)), color, dash=b.M_opt is None)
