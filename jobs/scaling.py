@@ -35,8 +35,11 @@ def _trunk_task(env: dict, runs: list[RunSpec], trunk_dir: str, step: int, data:
 
 def _run_task(env: dict, spec: RunSpec, run_dir: str, data: str, heldout: str, info: dict,
               cfg: SweepConfig, branch_from: str | None) -> dict:
+    import ray
+
     os.environ.update(env)
-    return run_one(spec, run_dir, data, heldout, info, cfg, branch_from)
+    resources = ray.get_runtime_context().get_assigned_resources()  # e.g. {"CPU": 1.0, "GPU": 1.0}
+    return run_one(spec, run_dir, data, heldout, info, cfg, branch_from, extra={"resources": resources})
 
 
 def record_plan(sweep: Path, runs: list[RunSpec], cfg: SweepConfig, data: str) -> None:

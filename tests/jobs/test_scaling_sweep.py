@@ -137,3 +137,31 @@ def test_user_errors_are_one_line(prose, tmp_path):
         assert out.returncode == 2 and out.stderr.count("\n") == 1 and "error:" in out.stderr, (extra, out.stderr)
     missing = run_cli("scaling", "fit", str(tmp_path / "nothing"))
     assert missing.returncode == 2 and "not a sweep directory" in missing.stderr
+
+
+GPU_SWEEP = """
+import json, sys
+import ray
+ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)  # a declared GPU
+from dsllm.jobs.scaling import run_sweep
+from dsllm.trainer.scaling.data import split_packed
+from dsllm.trainer.scaling.laws import PAPER
+from dsllm.trainer.scaling.plan import Planner, ShapeRule, SweepConfig
+packed, sweep = sys.argv[1], sys.argv[2]
+cfg = SweepConfig(precision="fp32", min_steps=4, shape=ShapeRule(aspect=16, head_dim=8))
+info = split_packed(packed, sweep + "/data")
+runs = Planner.for_data(PAPER, cfg, sweep + "/data/train").plan([2e9], "isoflop", 3)
+print(json.dumps(run_sweep(runs, sweep, info, cfg, log=lambda m: None)))
+"""
+
+
+def test_a_cluster_with_gpus_gets_one_run_per_gpu(prose, tmp_path):
+    """Ray schedules each run with num_gpus=1 when the cluster has GPUs (here one declared GPU on a
+    CPU machine: runs take turns on it, and torch, finding no CUDA device, trains on the CPU)."""
+    out = subprocess.run([sys.executable, "-c", GPU_SWEEP, str(prose / "packed"), str(tmp_path / "s")],
+                         capture_output=True, text=True, cwd=str(ROOT), timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["failed"] == [] and summary["finished"] == summary["planned"] >= 2
+    for result in _results(tmp_path / "s").values():
+        assert json.loads(result)["resources"] == {"CPU": 1.0, "GPU": 1.0}

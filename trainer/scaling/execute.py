@@ -74,9 +74,10 @@ def _prune_trunk(trunk_dir: str, keep: set[int]) -> None:
 
 
 def run_one(spec: RunSpec, run_dir: str, data: str, heldout: str, info: dict, cfg: SweepConfig,
-            branch_from: str | None = None) -> dict:
+            branch_from: str | None = None, extra: dict | None = None) -> dict:
     """Train one run (from its branch checkpoint when it shares a first stage), evaluate it on the
-    held-out split, write result.json. Skips a finished run."""
+    held-out split, write result.json (with `extra`, e.g. the resources the run was given).
+    Skips a finished run."""
     from dsllm.trainer.checkpoint import latest_checkpoint
     from dsllm.trainer.train import train
 
@@ -101,7 +102,7 @@ def run_one(spec: RunSpec, run_dir: str, data: str, heldout: str, info: dict, cf
               "train_loss": summary["loss"], "heldout_loss": loss_sum / count,
               "heldout_bpb": bits_per_byte(loss_sum, info["heldout_bytes"]),
               "branched_from": branch_from, "train_seconds": round(train_seconds, 3),
-              "host": platform.node()}
+              "host": platform.node(), **(extra or {})}
     if not all(math.isfinite(result[k]) for k in ("train_loss", "heldout_loss")):
         raise RuntimeError(f"{spec.run_id}: non-finite loss {result['train_loss']} / {result['heldout_loss']}")
     storage.write_json(str(run / RESULT), result)
