@@ -84,8 +84,12 @@ def run_sweep_command(args) -> int:
     from dsllm.trainer.scaling.laws import load_laws
     from dsllm.trainer.scaling.plan import Planner
 
+    from dsllm import storage
+
     if args.points < 1 or args.workers < 1:
         raise UserError("--points and --workers must be >= 1")
+    if storage.is_remote(args.output):
+        raise UserError(f"--output {args.output}: a sweep directory is local (or on a filesystem every node mounts)")
     cs, validate = budgets(args.budgets, "--budgets"), budgets(args.validate, "--validate")
     if not cs and not validate:
         raise UserError("--budgets (or --validate) names no compute budget")

@@ -135,6 +135,8 @@ def test_user_errors_are_one_line(prose, tmp_path):
     for extra in cases:
         out = run_cli("scaling", "sweep", "--data", str(prose / "packed"), "--output", str(tmp_path / "s"), *extra)
         assert out.returncode == 2 and out.stderr.count("\n") == 1 and "error:" in out.stderr, (extra, out.stderr)
+    remote = run_cli("scaling", "sweep", "--data", str(prose / "packed"), "--output", "s3://bucket/sweep", "--budgets", "1e9")
+    assert remote.returncode == 2 and "--output s3://bucket/sweep" in remote.stderr
     missing = run_cli("scaling", "fit", str(tmp_path / "nothing"))
     assert missing.returncode == 2 and "not a sweep directory" in missing.stderr
 

@@ -74,14 +74,14 @@ def split_packed(packed: str, out: str, heldout_rows: int = 0, tokenizer: str | 
 
     out_dir = Path(out)
     info_path = out_dir / "heldout.json"
-    if info_path.exists():
-        info = json.loads(info_path.read_text())
-        if info["source"] != str(packed):
-            raise UserError(f"{out}: this sweep was split from {info['source']}, not {packed}")
-        return info
     if storage.is_remote(packed):
         raise UserError(f"--data {packed}: a sweep reads PACKED from a local (or shared) filesystem")
     src = Path(packed).resolve()
+    if info_path.exists():
+        info = json.loads(info_path.read_text())
+        if info["source"] != str(src):
+            raise UserError(f"{out}: this sweep was split from {info['source']}, not {src}")
+        return info
     m = _manifest(str(src))
     rows, group, seq = int(m["rows"]), int(m.get("row_group_rows") or 1), int(m["seq_len"])
     want = heldout_rows or min(max(rows // 50, 64), 2048)
@@ -110,7 +110,7 @@ def split_packed(packed: str, out: str, heldout_rows: int = 0, tokenizer: str | 
     tok = tokenizer or (m.get("tokenizer") or {}).get("path")
     if not tok:
         raise UserError(f"--data {packed}: its manifest names no tokenizer; pass --tokenizer DIR for bits per byte")
-    info = {"source": str(packed), "rows": rows, "train_rows": cut, "heldout_rows": rows - cut,
+    info = {"source": str(src), "rows": rows, "train_rows": cut, "heldout_rows": rows - cut,
             "tokenizer": str(tok), **heldout_targets(str(out_dir / "heldout"), token_bytes(str(tok)))}
     storage.write_json(str(info_path), info)
     return info

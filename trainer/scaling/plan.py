@@ -290,7 +290,7 @@ def assign_warmup(runs: list[RunSpec], cfg: SweepConfig) -> list[RunSpec]:
     for r in runs:
         key = r.trunk_key() if cfg.share_first_stage else r.run_id
         out.append(dataclasses.replace(r, warmup_steps=warm[key]))
-    return list(dict.fromkeys(out))  # the same run planned twice (isoflop and validate) runs once
+    return list(dict.fromkeys(out))  # a run planned twice (two equal budgets) runs once
 
 
 @dataclass
