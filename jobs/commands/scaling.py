@@ -95,19 +95,27 @@ def run_sweep_command(args) -> int:
         raise UserError("--budgets (or --validate) names no compute budget")
     if args.mode == "isoflop" and 0 < args.points < 3 and cs:
         raise UserError(f"--points {args.points}: an IsoFLOP parabola needs at least 3 shapes per budget")
+    from pathlib import Path
+
+    args.output = str(Path(args.output).resolve())  # Ray workers see the same path whatever their cwd
     cfg, laws = _config(args), load_laws(args.laws)
     info = split_packed(args.data, f"{args.output}/data", cfg.heldout_rows, args.tokenizer)
     planner = Planner.for_data(laws, cfg, f"{args.output}/data/train")
     runs = planner.plan(cs, args.mode, args.points, validate)
     for note in planner.dropped:
         print(f"left out: {note}", file=sys.stderr)
+    if args.mode == "isoflop":
+        for c in cs:
+            n = sum(r.role == "isoflop" and r.budget == c for r in runs)
+            if n < 3:
+                print(f"warning: budget {c:.3g} has {n} distinct shape(s); an IsoFLOP parabola needs 3 "
+                      "(raise the budget, or lower shape.head_dim / shape.aspect)", file=sys.stderr)
     if not runs:
         raise UserError("every planned run was left out (raise the budgets or lower min_steps)")
     if args.dry_run:
         _print_plan(runs, cfg)
         return 0
     from dsllm.jobs.scaling import record_plan, run_sweep
-    from pathlib import Path
 
     record_plan(Path(args.output), runs, cfg, args.data)
     summary = run_sweep(runs, args.output, info, cfg, args.ray_address, args.workers)
