@@ -66,9 +66,7 @@ def _prune_trunk(trunk_dir: str, keep: set[int]) -> None:
     """Drop the trunk's periodic (time-based) checkpoints: only branch points are worth keeping."""
     import shutil
 
-    from dsllm.trainer.checkpoint import list_checkpoints
-
-    for ckpt in list_checkpoints(trunk_dir):
+    for ckpt in _checkpoints(trunk_dir):
         if int(ckpt.name.split("-")[-1]) not in keep:
             shutil.rmtree(ckpt)
 
@@ -78,7 +76,6 @@ def run_one(spec: RunSpec, run_dir: str, data: str, heldout: str, info: dict, cf
     """Train one run (from its branch checkpoint when it shares a first stage), evaluate it on the
     held-out split, write result.json (with `extra`, e.g. the resources the run was given).
     Skips a finished run."""
-    from dsllm.trainer.checkpoint import latest_checkpoint
     from dsllm.trainer.train import train
 
     run = Path(run_dir)
@@ -87,11 +84,11 @@ def run_one(spec: RunSpec, run_dir: str, data: str, heldout: str, info: dict, cf
     run.mkdir(parents=True, exist_ok=True)
     storage.write_json(str(run / "spec.json"), spec.to_dict())
     start = time.perf_counter()
-    resume = None if latest_checkpoint(run) is not None else branch_from  # own progress first
+    resume = None if _checkpoints(run) else branch_from  # its own progress first
     summary = train(spec.model_config(), train_config(spec, spec.tokens, spec.steps, cfg, keep_last=1),
                     data, str(run), resume_from=resume, quiet=True)
     train_seconds = time.perf_counter() - start
-    loss_sum, count = evaluate_heldout(summary["checkpoint"], heldout)
+    loss_sum, count = evaluate_heldout(spec, str(_checkpoints(run)[-1]), heldout)
     if count != info["heldout_tokens"]:
         raise RuntimeError(f"{heldout}: evaluated {count} positions, the split holds {info['heldout_tokens']}")
     from dsllm.trainer.scaling.data import bits_per_byte
@@ -109,11 +106,24 @@ def run_one(spec: RunSpec, run_dir: str, data: str, heldout: str, info: dict, cf
     return result
 
 
-def evaluate_heldout(checkpoint: str, heldout: str) -> tuple[float, int]:
-    """(sum of next-token losses in nats, predicted positions) of a checkpoint on the held-out split."""
-    from dsllm.trainer.evaluate import evaluate_model
-    from dsllm.trainer.hf import build_model, resolve_checkpoint
+def _checkpoints(run_dir: str | Path) -> list[Path]:
+    """A run's complete checkpoints, oldest first (`step-N` is published only once complete)."""
+    root = Path(run_dir) / "checkpoints"
+    found = [p for p in root.glob("step-*") if p.is_dir() and p.name[5:].isdigit()] if root.is_dir() else []
+    return sorted(found, key=lambda p: int(p.name[5:]))
 
-    model = build_model(resolve_checkpoint(checkpoint, with_optimizer=False))
-    total, count, _ = evaluate_model(model, heldout, batch_size=16)
+
+def evaluate_heldout(spec: RunSpec, checkpoint: str, heldout: str) -> tuple[float, int]:
+    """(sum of next-token losses in nats, predicted positions) of a run's checkpoint on the held-out
+    split, in fp32 (the weights are saved under transformers' names, the model's own)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from dsllm.trainer.evaluate import evaluate_model
+    from dsllm.trainer.model import Transformer
+
+    model = Transformer(spec.model_config())
+    state = load_file(str(Path(checkpoint) / "model.safetensors"))
+    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
+    total, count, _ = evaluate_model(model.float(), heldout, batch_size=16)
     return total, count
