@@ -28,6 +28,7 @@ COMMANDS = [
     ("eval", "eval", "loss/perplexity on packed data; benchmark scores (DeepSeek's method), offline"),
     ("decontam", "decontam", "n-gram index of benchmark test data for curate's decontaminate stage"),
     ("plan", "plan", "DeepSeek LLM scaling-law hyperparameters for a compute budget"),
+    ("scaling", "scaling", "scaling-law sweeps on Ray and their fits: sweep, fit"),
     ("submit", "submit", "run curate / tokenizer / pack / train as a Ray job on a cluster"),
     ("jobs", "jobs_cmd", "follow submitted Ray jobs: list, status, logs, stop"),
 ]
