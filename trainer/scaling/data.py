@@ -94,9 +94,9 @@ def split_packed(packed: str, out: str, heldout_rows: int = 0, tokenizer: str | 
     for s in m["shards"]:
         n, where = int(s["rows"]), str(src / s["path"])
         if start + n <= cut:
-            train_shards.append({**s, "path": where})
+            train_shards.append({**s, "path": _link(out_dir / "train", where)})
         elif start >= cut:
-            held_shards.append({**s, "path": where})
+            held_shards.append({**s, "path": _link(out_dir / "heldout", where)})
         else:  # the cut falls inside this shard: rewrite its two parts
             table = pq.read_table(where)
             k = cut - start
@@ -114,6 +114,16 @@ def split_packed(packed: str, out: str, heldout_rows: int = 0, tokenizer: str | 
             "tokenizer": str(tok), **heldout_targets(str(out_dir / "heldout"), token_bytes(str(tok)))}
     storage.write_json(str(info_path), info)
     return info
+
+
+def _link(folder: Path, target: str) -> str:
+    """A symlink inside `folder` to a source shard: the split's manifests name only files inside their
+    own directory (manifest entries never point outside it, see dsllm.storage.check_relative)."""
+    link = folder / Path(target).name
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(Path(target).resolve())
+    return link.name
 
 
 def heldout_targets(heldout: str, byte_table: np.ndarray) -> dict:
