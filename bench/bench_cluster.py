@@ -32,8 +32,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-ENV = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
-           PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+ENV = dict(
+    os.environ,
+    RAY_AUTH_MODE="disabled",
+    RAY_USAGE_STATS_ENABLED="0",
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+    PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+)
 
 
 def free_port() -> int:
@@ -51,14 +56,30 @@ class Head:
         # --pin: the head and every process it starts get exactly num_cpus cores (taskset), so
         # "1 worker" cannot borrow the second core through library thread pools
         self.prefix = ["taskset", "-c", ",".join(map(str, range(num_cpus)))] if pin else []
-        subprocess.run([*self.prefix, str(BIN / "ray"), "start", "--head", f"--port={self.gcs}", "--node-ip-address=127.0.0.1",
-                        "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dash}", f"--temp-dir={self.temp}",
-                        f"--num-cpus={num_cpus}", "--disable-usage-stats",
-                        # every port of our own, so a head being torn down cannot collide
-                        f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-                        f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"],
-                       env=ENV, check=True,
-                       capture_output=True, timeout=180)
+        subprocess.run(
+            [
+                *self.prefix,
+                str(BIN / "ray"),
+                "start",
+                "--head",
+                f"--port={self.gcs}",
+                "--node-ip-address=127.0.0.1",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={self.dash}",
+                f"--temp-dir={self.temp}",
+                f"--num-cpus={num_cpus}",
+                "--disable-usage-stats",
+                # every port of our own, so a head being torn down cannot collide
+                f"--ray-client-server-port={free_port()}",
+                f"--dashboard-agent-listen-port={free_port()}",
+                f"--metrics-export-port={free_port()}",
+                f"--runtime-env-agent-port={free_port()}",
+            ],
+            env=ENV,
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
         self.url, self.address = f"http://127.0.0.1:{self.dash}", f"127.0.0.1:{self.gcs}"
         import requests
 
@@ -111,8 +132,13 @@ def submission_overhead(head: Head, runs: int) -> tuple[float, float]:
         until_running(job)
         bare.append(time.perf_counter() - t)
         t = time.perf_counter()
-        out = subprocess.run([str(BIN / "dsllm"), "submit", "pack", "--address", head.url, "--", "--help"],
-                             env=ENV, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [str(BIN / "dsllm"), "submit", "pack", "--address", head.url, "--", "--help"],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         until_running(out.stdout.strip())
         ours.append(time.perf_counter() - t)
     return statistics.median(ours), statistics.median(bare)
@@ -123,9 +149,27 @@ def curate_wall(head: Head, crawl: str, out: str) -> tuple[float, float]:
     import re
 
     t = time.perf_counter()
-    res = subprocess.run([*head.prefix, str(BIN / "dsllm"), "curate", "cc:CC-MAIN-2024-10", "--cc-base", crawl, "--output", out,
-                          "--ray-address", head.address, "--skip", "minhash_dedup"],
-                         env=ENV, check=True, capture_output=True, text=True, cwd=str(ROOT))
+    res = subprocess.run(
+        [
+            *head.prefix,
+            str(BIN / "dsllm"),
+            "curate",
+            "cc:CC-MAIN-2024-10",
+            "--cc-base",
+            crawl,
+            "--output",
+            out,
+            "--ray-address",
+            head.address,
+            "--skip",
+            "minhash_dedup",
+        ],
+        env=ENV,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=str(ROOT),
+    )
     wall = time.perf_counter() - t
     # the last progress line of the per-input map: "[curate/inputs] N/N tasks on W worker(s) (100%) | … | 14.6s"
     phase = re.findall(r"^\[curate/inputs\] (\d+)/\1 tasks on \d+ worker\(s\).* \| ([\d.]+)s$", res.stderr, re.M)
@@ -149,15 +193,21 @@ def without_ray(crawl: str, work: str, run: int) -> tuple[float, float]:
     warcs = sorted(str(p) for p in Path(crawl).rglob("*.warc.gz"))
 
     def proc(core: int, out: str, files: list[str]):
-        return subprocess.Popen(["taskset", "-c", str(core), sys.executable, "-c", ANCHOR, out, *files],
-                                env=ENV, cwd=str(ROOT), stdout=subprocess.DEVNULL)
+        return subprocess.Popen(
+            ["taskset", "-c", str(core), sys.executable, "-c", ANCHOR, out, *files],
+            env=ENV,
+            cwd=str(ROOT),
+            stdout=subprocess.DEVNULL,
+        )
 
     t = time.perf_counter()
     assert proc(0, os.path.join(work, f"anchor1-{run}"), warcs).wait() == 0
     one = time.perf_counter() - t
     t = time.perf_counter()
-    pair = [proc(0, os.path.join(work, f"anchor2-{run}"), warcs[0::2]),
-            proc(1, os.path.join(work, f"anchor2-{run}"), warcs[1::2])]
+    pair = [
+        proc(0, os.path.join(work, f"anchor2-{run}"), warcs[0::2]),
+        proc(1, os.path.join(work, f"anchor2-{run}"), warcs[1::2]),
+    ]
     assert all(p.wait() == 0 for p in pair)
     return one, time.perf_counter() - t
 
@@ -171,8 +221,12 @@ def main() -> None:
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="dsllm-bench-cluster-")
     crawl = os.path.join(work, "crawl")
-    subprocess.run([str(BIN / "dsllm"), "sample-crawl", crawl, "--warcs", str(args.warcs), "--records",
-                    str(args.records)], env=ENV, check=True, capture_output=True)
+    subprocess.run(
+        [str(BIN / "dsllm"), "sample-crawl", crawl, "--warcs", str(args.warcs), "--records", str(args.records)],
+        env=ENV,
+        check=True,
+        capture_output=True,
+    )
     walls: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
     anchors: list[tuple[float, float]] = []
     overhead = None
@@ -185,22 +239,33 @@ def main() -> None:
                 walls[cpus].append(curate_wall(head, crawl, os.path.join(work, f"out-{cpus}-{r}")))
             finally:
                 head.stop()
-            print(f"run {r + 1}: {cpus} worker(s): whole {walls[cpus][-1][0]:.1f} s, per-input phase "
-                  f"{walls[cpus][-1][1]:.1f} s", file=sys.stderr)
+            print(
+                f"run {r + 1}: {cpus} worker(s): whole {walls[cpus][-1][0]:.1f} s, per-input phase "
+                f"{walls[cpus][-1][1]:.1f} s",
+                file=sys.stderr,
+            )
         anchors.append(without_ray(crawl, work, r))
-        print(f"run {r + 1}: without Ray: 1 process {anchors[-1][0]:.1f} s, 2 processes {anchors[-1][1]:.1f} s",
-              file=sys.stderr)
+        print(
+            f"run {r + 1}: without Ray: 1 process {anchors[-1][0]:.1f} s, 2 processes {anchors[-1][1]:.1f} s",
+            file=sys.stderr,
+        )
     one, two = (statistics.median(w for w, _ in walls[n]) for n in (1, 2))
     p1, p2 = (statistics.median(p for _, p in walls[n]) for n in (1, 2))
     a1, a2 = statistics.median(a for a, _ in anchors), statistics.median(b for _, b in anchors)
     ratios = [a / b for (_, a), (_, b) in zip(walls[1], walls[2])]
     print(f"| submission → RUNNING | dsllm submit {overhead[0]:.2f} s | bare submit_job {overhead[1]:.2f} s |")
-    print(f"| curate {args.warcs}×{args.records} records, whole command | 1 worker {one:.1f} s | 2 workers {two:.1f} s | "
-          f"speed-up {one / two:.2f}× |")
-    print(f"| curate, per-input phase (read → … → pii, Ray tasks) | 1 worker {p1:.1f} s | 2 workers {p2:.1f} s | "
-          f"speed-up {p1 / p2:.2f}× (per run: {', '.join(f'{x:.2f}' for x in ratios)}) |")
-    print(f"| the same per-input work without Ray (ceiling) | 1 process {a1:.1f} s | 2 processes {a2:.1f} s | "
-          f"speed-up {a1 / a2:.2f}× (per run: {', '.join(f'{a / b:.2f}' for a, b in anchors)}) |")
+    print(
+        f"| curate {args.warcs}×{args.records} records, whole command | 1 worker {one:.1f} s | 2 workers {two:.1f} s | "
+        f"speed-up {one / two:.2f}× |"
+    )
+    print(
+        f"| curate, per-input phase (read → … → pii, Ray tasks) | 1 worker {p1:.1f} s | 2 workers {p2:.1f} s | "
+        f"speed-up {p1 / p2:.2f}× (per run: {', '.join(f'{x:.2f}' for x in ratios)}) |"
+    )
+    print(
+        f"| the same per-input work without Ray (ceiling) | 1 process {a1:.1f} s | 2 processes {a2:.1f} s | "
+        f"speed-up {a1 / a2:.2f}× (per run: {', '.join(f'{a / b:.2f}' for a, b in anchors)}) |"
+    )
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     shutil.rmtree(work, ignore_errors=True)
 

@@ -63,10 +63,12 @@ def main() -> None:
         mb = sum(os.path.getsize(s.uri) for s in specs) / 1e6
         ours_cfg = CurateConfig()
         if args.langid_max_chars:
-            ours_cfg = dataclasses.replace(ours_cfg, langid=dataclasses.replace(ours_cfg.langid,
-                                                                               max_chars=args.langid_max_chars))
-        traf_cfg = dataclasses.replace(ours_cfg, extract=dataclasses.replace(ours_cfg.extract, extractor="trafilatura",
-                                                                             timeout_s=60))
+            ours_cfg = dataclasses.replace(
+                ours_cfg, langid=dataclasses.replace(ours_cfg.langid, max_chars=args.langid_max_chars)
+            )
+        traf_cfg = dataclasses.replace(
+            ours_cfg, extract=dataclasses.replace(ours_cfg.extract, extractor="trafilatura", timeout_s=60)
+        )
         chain(specs, ours_cfg, tmp)  # warm-up: model loads, imports
         chain(specs, traf_cfg, tmp)
         runs = []
@@ -74,11 +76,15 @@ def main() -> None:
             runs.append((floor([s.uri for s in specs]), chain(specs, ours_cfg, tmp), chain(specs, traf_cfg, tmp)))
         t_floor, t_ours, t_traf = (statistics.median(r[i] for r in runs) for i in range(3))
         ratios = sorted(r[2] / r[1] for r in runs)
-    print("| input | floor: read+decompress MB/s/core | ours MB/s/core | trafilatura chain MB/s/core | ours vs trafilatura | ours vs floor |")
+    print(
+        "| input | floor: read+decompress MB/s/core | ours MB/s/core | trafilatura chain MB/s/core | ours vs trafilatura | ours vs floor |"
+    )
     print("|---|---|---|---|---|---|")
     what = "real CC WARC excerpts" if args.inputs else "sample WARCs"
-    print(f"| {len(specs)} {what}, {mb:.2f} MB .warc.gz | {mb / t_floor:.1f} | {mb / t_ours:.2f} | "
-          f"{mb / t_traf:.2f} | {t_traf / t_ours:.1f}× (runs {ratios[0]:.1f}–{ratios[-1]:.1f}×) | {t_floor / t_ours:.2f}× |")
+    print(
+        f"| {len(specs)} {what}, {mb:.2f} MB .warc.gz | {mb / t_floor:.1f} | {mb / t_ours:.2f} | "
+        f"{mb / t_traf:.2f} | {t_traf / t_ours:.1f}× (runs {ratios[0]:.1f}–{ratios[-1]:.1f}×) | {t_floor / t_ours:.2f}× |"
+    )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def make_pages(n: int, planted: list[str], seed: int = 0) -> tuple[list[str], se
     pages, dirty = [], set()
     for i in range(n):
         lo = rng.randrange(0, len(text) - 2100)
-        page = text[lo:lo + 2000]
+        page = text[lo : lo + 2000]
         if i % 100 == 7:
             cut = page.find(". ", 800) + 2
             page = page[:cut] + rng.choice(planted) + " " + page[cut:]
@@ -46,6 +46,7 @@ def datatrove_filter(strings: dict[str, list[str]], folder: str, n: int):
     from datatrove.utils.hashing import create_hash_func
     from datatrove.utils.text import simplify_text
     from datatrove.utils.word_tokenizers import WordTokenizer
+
     from dsllm.curation.decontam.ngrams import tokens
 
     class Regex(WordTokenizer):
@@ -65,12 +66,16 @@ def datatrove_filter(strings: dict[str, list[str]], folder: str, n: int):
     h = create_hash_func(cfg.hash_config)
     os.makedirs(folder, exist_ok=True)
     for name, texts in strings.items():
-        hs = {h(" ".join(t[i:i + n])) for s in texts for t in [tokens(simplify_text(s, cfg.norm_config))]
-              for i in range(len(t) - n + 1)}
+        hs = {
+            h(" ".join(t[i : i + n]))
+            for s in texts
+            for t in [tokens(simplify_text(s, cfg.norm_config))]
+            for i in range(len(t) - n + 1)
+        }
         np.array(sorted(hs), dtype=cfg.hash_config.np_descr).tofile(f"{folder}/{name}.index.hashes")
     import datatrove.pipeline.decont.n_grams as dt_ngrams
 
-    dt_ngrams.load_word_tokenizer = lambda language: Regex()   # instead of NLTK/spaCy (see the docstring)
+    dt_ngrams.load_word_tokenizer = lambda language: Regex()  # instead of NLTK/spaCy (see the docstring)
     f = NGramsDecontFilter(folder, config=cfg)
     f.load_index_hashes()
     return lambda pages: [i for i, p in enumerate(pages) if f.filter(Document(text=p, id=str(i))) is not True]
@@ -103,15 +108,19 @@ def main() -> None:
             t = time.perf_counter()
             dropped = set(fn(pages))
             runs[name].append(len(pages) / (time.perf_counter() - t))
-            assert dirty <= dropped, (name, sorted(dirty - dropped)[:10])   # every planted page caught
+            assert dirty <= dropped, (name, sorted(dirty - dropped)[:10])  # every planted page caught
             extra[name] = sorted(dropped - dirty)
     nbytes = sum(len(p.encode()) for p in pages)
     for name, r in runs.items():
         med = statistics.median(r)
-        print(f"{name:>10}: {med:,.0f} pages/s ({med * nbytes / len(pages) / 1e6:.2f} MB/s) runs {[round(x) for x in r]}")
-    print(f"speed-up (medians): {statistics.median(runs['ours']) / statistics.median(runs['datatrove']):.1f}x; "
-          f"both dropped all {len(dirty)} planted pages of {len(pages)}; unplanted pages dropped: {extra}")
-    for name, idx in extra.items():   # what an unplanted drop matched (normalisations differ)
+        print(
+            f"{name:>10}: {med:,.0f} pages/s ({med * nbytes / len(pages) / 1e6:.2f} MB/s) runs {[round(x) for x in r]}"
+        )
+    print(
+        f"speed-up (medians): {statistics.median(runs['ours']) / statistics.median(runs['datatrove']):.1f}x; "
+        f"both dropped all {len(dirty)} planted pages of {len(pages)}; unplanted pages dropped: {extra}"
+    )
+    for name, idx in extra.items():  # what an unplanted drop matched (normalisations differ)
         for i in idx[:3]:
             print(f"  {name} page {i}: {ours.match([pages[i]])[0]!r} (ours) ; {pages[i][:120]!r}")
 

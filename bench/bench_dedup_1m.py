@@ -36,8 +36,7 @@ class ProcessExecutor:
         return list(self.pool.map(fn, list(items)))
 
 
-def generate(tmp: str, n_docs: int, dup_rate: float, rows_per_file: int, seed: int = 0,
-             dumps: int = 1) -> list[str]:
+def generate(tmp: str, n_docs: int, dup_rate: float, rows_per_file: int, seed: int = 0, dumps: int = 1) -> list[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -55,8 +54,8 @@ def generate(tmp: str, n_docs: int, dup_rate: float, rows_per_file: int, seed: i
         ranks = (ranks + rng.integers(0, vocab, size=(n, 1)) * (ranks > 50)) % vocab
         dup = rng.random(n) < dup_rate
         cross = dumps > 1 and k % 2 == 1 and prev is not None
-        pool = prev if cross else ranks                            # near duplicate of a doc in this file
-        src = rng.integers(0, len(pool), n)                        # (second dump: of the first dump's file)
+        pool = prev if cross else ranks  # near duplicate of a doc in this file
+        src = rng.integers(0, len(pool), n)  # (second dump: of the first dump's file)
         ranks[dup] = pool[src[dup]]
         edit = (rng.random((n, per_doc)) < 0.03) & dup[:, None]
         ranks[edit] = rng.integers(0, vocab, int(edit.sum()))
@@ -64,11 +63,22 @@ def generate(tmp: str, n_docs: int, dup_rate: float, rows_per_file: int, seed: i
         ids = [f"{start + i:09d}" for i in range(n)]
         prev = ranks.copy()
         crawl = f"CC-BENCH-{k % dumps}"
-        t = pa.table({"id": ids, "text": pa.array(texts, pa.large_string()), "url": [""] * n, "crawl": [crawl] * n,
-                      "lang": ["en"] * n, "lang_score": pa.array(np.ones(n, np.float32)),
-                      "quality_score": pa.array(rng.random(n).astype(np.float32)), "domain": [""] * n,
-                      "n_chars": pa.array([len(x) for x in texts], pa.int32()), "warc_file": [""] * n,
-                      "signals": ["{}"] * n}, schema=SCHEMA)
+        t = pa.table(
+            {
+                "id": ids,
+                "text": pa.array(texts, pa.large_string()),
+                "url": [""] * n,
+                "crawl": [crawl] * n,
+                "lang": ["en"] * n,
+                "lang_score": pa.array(np.ones(n, np.float32)),
+                "quality_score": pa.array(rng.random(n).astype(np.float32)),
+                "domain": [""] * n,
+                "n_chars": pa.array([len(x) for x in texts], pa.int32()),
+                "warc_file": [""] * n,
+                "signals": ["{}"] * n,
+            },
+            schema=SCHEMA,
+        )
         path = os.path.join(tmp, f"in-{start // rows_per_file:05d}.parquet")
         pq.write_table(t, path, compression="zstd")
         files.append(path)
@@ -78,7 +88,7 @@ def generate(tmp: str, n_docs: int, dup_rate: float, rows_per_file: int, seed: i
 def cpu_seconds() -> float:
     """User + system CPU of this process and its (finished) children."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime   # children: once reaped
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime  # children: once reaped
 
 
 def peak_rss_gib() -> float:
@@ -96,10 +106,14 @@ def cross_dump(tmp, files, args, ex, t_gen, mb) -> None:
     from dsllm.curation.dedup import DedupConfig, run_dedup
 
     cfg, index = DedupConfig(partitions=args.partitions), os.path.join(tmp, "index")
-    print(f"\n{args.docs:,} docs in {len(files)} files ({mb:.0f} MiB zstd), 2 dumps, generated in {t_gen:.0f}s; "
-          f"workers {args.workers}\n")
-    print("| dump | docs | dedup wall s | CPU s | commit wall s | peak RSS GiB | removed within | removed against index "
-          "| index MiB after |")
+    print(
+        f"\n{args.docs:,} docs in {len(files)} files ({mb:.0f} MiB zstd), 2 dumps, generated in {t_gen:.0f}s; "
+        f"workers {args.workers}\n"
+    )
+    print(
+        "| dump | docs | dedup wall s | CPU s | commit wall s | peak RSS GiB | removed within | removed against index "
+        "| index MiB after |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for d, part in enumerate((files[0::2], files[1::2])):
         t0, c0 = time.perf_counter(), cpu_seconds()
@@ -109,8 +123,10 @@ def cross_dump(tmp, files, args, ex, t_gen, mb) -> None:
         out.commit_index()
         t_commit = time.perf_counter() - t0
         (s,) = out.dumps
-        print(f"| {d + 1} | {s['documents_in']:,} | {t_dedup:.0f} | {c_dedup:.0f} | {t_commit:.0f} | {peak_rss_gib():.2f} "
-              f"| {s['removed_within_dump']:,} | {s['removed_against_index']:,} | {du_mib(index):.0f} |")
+        print(
+            f"| {d + 1} | {s['documents_in']:,} | {t_dedup:.0f} | {c_dedup:.0f} | {t_commit:.0f} | {peak_rss_gib():.2f} "
+            f"| {s['removed_within_dump']:,} | {s['removed_against_index']:,} | {du_mib(index):.0f} |"
+        )
 
 
 def main() -> None:
@@ -140,18 +156,26 @@ def main() -> None:
         t0, c0 = time.perf_counter(), cpu_seconds()
         out = run_dedup(files, os.path.join(tmp, "work"), DedupConfig(partitions=args.partitions), None, ex)
         if args.workers > 1:
-            ex.pool.shutdown(wait=True)       # reaped workers count in RUSAGE_CHILDREN (CPU, peak RSS)
+            ex.pool.shutdown(wait=True)  # reaped workers count in RUSAGE_CHILDREN (CPU, peak RSS)
         t_dedup, c_dedup = time.perf_counter() - t0, cpu_seconds() - c0
-        work_mb = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(os.path.join(tmp, "work"))
-                      for f in fs) / 2**20
+        work_mb = (
+            sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(os.path.join(tmp, "work")) for f in fs)
+            / 2**20
+        )
         ex_c, mh_c = out.counts
-        print(f"\n{args.docs:,} docs in {len(files)} files ({mb:.0f} MiB zstd), generated in {t_gen:.0f}s "
-              f"(peak RSS after generation {rss_gen:.2f} GiB); workers {args.workers}\n")
-        print("| docs | workers | dedup wall s | CPU s | docs per CPU s | peak RSS GiB | artifacts MiB | exact removed "
-              "| near-dup removed | planted rate |")
+        print(
+            f"\n{args.docs:,} docs in {len(files)} files ({mb:.0f} MiB zstd), generated in {t_gen:.0f}s "
+            f"(peak RSS after generation {rss_gen:.2f} GiB); workers {args.workers}\n"
+        )
+        print(
+            "| docs | workers | dedup wall s | CPU s | docs per CPU s | peak RSS GiB | artifacts MiB | exact removed "
+            "| near-dup removed | planted rate |"
+        )
         print("|---|---|---|---|---|---|---|---|---|---|")
-        print(f"| {args.docs:,} | {args.workers} | {t_dedup:.0f} | {c_dedup:.0f} | {args.docs / c_dedup:,.0f} | {peak_rss_gib():.2f} "
-              f"| {work_mb:.0f} | {sum(ex_c.dropped.values()):,} | {sum(mh_c.dropped.values()):,} | {args.dup_rate} |")
+        print(
+            f"| {args.docs:,} | {args.workers} | {t_dedup:.0f} | {c_dedup:.0f} | {args.docs / c_dedup:,.0f} | {peak_rss_gib():.2f} "
+            f"| {work_mb:.0f} | {sum(ex_c.dropped.values()):,} | {sum(mh_c.dropped.values()):,} | {args.dup_rate} |"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -48,7 +48,9 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         write_sample_crawl(tmp, SampleCrawlConfig(warcs=1, records=args.records, seed=7))
-        paths = [s.uri for s in resolve_inputs([tmp])] + [str(p) for p in SHARED.glob("*.warc.gz") if "wet" not in p.name]
+        paths = [s.uri for s in resolve_inputs([tmp])] + [
+            str(p) for p in SHARED.glob("*.warc.gz") if "wet" not in p.name
+        ]
         pages = html_pages(paths)
     ours = statistics.median(docs_per_second(pages, "resiliparse") for _ in range(args.repeats))
     anchor = statistics.median(docs_per_second(pages, "trafilatura") for _ in range(args.repeats))

@@ -43,18 +43,30 @@ def _config(gb: float) -> dict:
     d, f, v = 1024, 2816, 32000
     per_layer = (4 * d * d + 3 * d * f + 2 * d) * 4
     layers = max(1, round((gb * 1e9 - 2 * v * d * 4) / per_layer))
-    return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": v, "hidden_size": d,
-            "intermediate_size": f, "num_hidden_layers": layers, "num_attention_heads": 16,
-            "num_key_value_heads": 16, "max_position_embeddings": 4096, "rms_norm_eps": 1e-6,
-            "rope_theta": 10000.0, "bos_token_id": 100000, "eos_token_id": 100001, "torch_dtype": "float32"}
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": v,
+        "hidden_size": d,
+        "intermediate_size": f,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 16,
+        "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "bos_token_id": 100000,
+        "eos_token_id": 100001,
+        "torch_dtype": "float32",
+    }
 
 
 def make_checkpoint(folder: Path, gb: float) -> int:
     import torch
     from safetensors.torch import save_file
 
-    from dsllm.trainer.config import ModelConfig
     from dsllm.trainer.checkpoints.hf import expected_shapes
+    from dsllm.trainer.config import ModelConfig
 
     cfg = _config(gb)
     folder.mkdir(parents=True, exist_ok=True)
@@ -123,8 +135,13 @@ def measure(mode: str, src: str, runs: int, tmp: Path) -> dict:
     for i in range(runs):
         cache = tmp / f"cache-{mode}-{i}"
         shutil.rmtree(cache, ignore_errors=True)
-        proc = subprocess.run([sys.executable, __file__, "--child", mode, "--src", src, "--cache", str(cache)],
-                              capture_output=True, text=True, env=os.environ.copy(), check=False)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", mode, "--src", src, "--cache", str(cache)],
+            capture_output=True,
+            text=True,
+            env=os.environ.copy(),
+            check=False,
+        )
         if proc.returncode:
             raise SystemExit(f"{mode} failed:\n{proc.stderr}")
         out.append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -154,14 +171,24 @@ def main() -> None:
     server = None
     try:
         folder = tmp / "ckpt"
-        subprocess.run([sys.executable, __file__, "--child", "make", "--src", str(folder), "--cache", str(args.gb)],
-                       check=True)
+        subprocess.run(
+            [sys.executable, __file__, "--child", "make", "--src", str(folder), "--cache", str(args.gb)], check=True
+        )
         size = (folder / "model.safetensors").stat().st_size
         st = str(folder / "model.safetensors")
-        rows = [] if args.s3_only else [
-            ("disk", "raw bytes (readinto one buffer)", measure("raw-bytes", st, args.runs, tmp)),
-            ("disk", "raw safetensors read (load_file, every page touched)", measure("raw-disk", st, args.runs, tmp)),
-            ("disk", "dsllm import (resolve + build_model)", measure("import-disk", str(folder), args.runs, tmp))]
+        rows = (
+            []
+            if args.s3_only
+            else [
+                ("disk", "raw bytes (readinto one buffer)", measure("raw-bytes", st, args.runs, tmp)),
+                (
+                    "disk",
+                    "raw safetensors read (load_file, every page touched)",
+                    measure("raw-disk", st, args.runs, tmp),
+                ),
+                ("disk", "dsllm import (resolve + build_model)", measure("import-disk", str(folder), args.runs, tmp)),
+            ]
+        )
         if not args.disk_only:
             server, port = _start_moto()
             _s3_rows(folder, rows, args.runs, tmp, port)
@@ -175,16 +202,30 @@ def main() -> None:
 
 def _start_moto() -> tuple[subprocess.Popen, int]:
     port = 45000 + os.getpid() % 1000
-    server = subprocess.Popen([sys.executable, "-c", "import sys; from moto.server import main; main(sys.argv[1:])",
-                               "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from moto.server import main; main(sys.argv[1:])",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return server, port
 
 
 def _s3_rows(folder: Path, rows: list, runs: int, tmp: Path, port: int) -> None:
     """Upload the checkpoint to moto's server (own process), then measure the S3 rows."""
-    os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="bench",
-                      AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+    os.environ.update(
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
     from boto3.s3.transfer import TransferConfig
 
     from dsllm import storage
@@ -197,30 +238,42 @@ def _s3_rows(folder: Path, rows: list, runs: int, tmp: Path, port: int) -> None:
         except Exception:  # noqa: BLE001 - the server is still starting
             time.sleep(0.3)
     for f in folder.iterdir():  # 64 MiB parts, as `aws s3 cp` would with a large chunk size
-        client.upload_file(str(f), "bench", f"ckpt/step-1000/{f.name}",
-                           Config=TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20))
+        client.upload_file(
+            str(f),
+            "bench",
+            f"ckpt/step-1000/{f.name}",
+            Config=TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20),
+        )
     s3 = "s3://bench/ckpt"
     # the three S3 modes run interleaved (one run of each per round), so load changes on the
     # shared machine hit them alike
-    modes = [("boto3 download_file (64 MiB × 8) + load_file", "raw-s3", s3 + "/step-1000"),
-             ("dsllm import, cached (fetch to cache + build_model)", "import-s3", s3),
-             ("dsllm import, streamed (ranged GETs into the parameters)", "import-s3-stream", s3)]
+    modes = [
+        ("boto3 download_file (64 MiB × 8) + load_file", "raw-s3", s3 + "/step-1000"),
+        ("dsllm import, cached (fetch to cache + build_model)", "import-s3", s3),
+        ("dsllm import, streamed (ranged GETs into the parameters)", "import-s3-stream", s3),
+    ]
     got: dict[str, list[dict]] = {m: [] for _, m, _ in modes}
     for i in range(runs):
         for _, mode, src in modes:
             got[mode].append(measure(mode, src, 1, tmp / str(i)))
-    rows += [("S3", what, {k: statistics.median(r[k] for r in got[mode]) for k in ("wall", "peak", "base")})
-             for what, mode, _ in modes]
+    rows += [
+        ("S3", what, {k: statistics.median(r[k] for r in got[mode]) for k in ("wall", "peak", "base")})
+        for what, mode, _ in modes
+    ]
 
 
 def _print(rows: list, size: int, args) -> None:
-    print(f"checkpoint: {size / 1e9:.2f} GB float32 safetensors ({_config(args.gb)['num_hidden_layers']} layers), "
-          f"median of {args.runs} runs, each in a fresh process")
+    print(
+        f"checkpoint: {size / 1e9:.2f} GB float32 safetensors ({_config(args.gb)['num_hidden_layers']} layers), "
+        f"median of {args.runs} runs, each in a fresh process"
+    )
     print("| source | what | wall s | MB/s | peak RSS GB | peak RSS / size | RSS after `import torch` GB |")
     print("|---|---|---|---|---|---|---|")
     for where, what, r in rows:
-        print(f"| {where} | {what} | {r['wall']:.2f} | {size / r['wall'] / 1e6:.0f} | {r['peak'] / 1e9:.2f} | "
-              f"{r['peak'] / size:.2f}× | {r['base'] / 1e9:.2f} |")
+        print(
+            f"| {where} | {what} | {r['wall']:.2f} | {size / r['wall'] / 1e6:.0f} | {r['peak'] / 1e9:.2f} | "
+            f"{r['peak'] / size:.2f}× | {r['base'] / 1e9:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -40,9 +40,19 @@ def write_dataset(root: Path, seq_len: int, rows: int, per_shard: int = 1024) ->
         w.write(rows_table(tokens, starts, seq_len))
         path = f"part-{k:05d}.parquet"
         shards.append(dict(w.publish(str(root / path)), path=path))
-    storage.write_json(str(root / "manifest.json"), {
-        "kind": "packed", "seq_len": seq_len, "rows": rows, "tokens": rows * seq_len, "pad_tokens": 0,
-        "documents": 0, "row_group_rows": cfg.row_group_rows, "shards": shards})
+    storage.write_json(
+        str(root / "manifest.json"),
+        {
+            "kind": "packed",
+            "seq_len": seq_len,
+            "rows": rows,
+            "tokens": rows * seq_len,
+            "pad_tokens": 0,
+            "documents": 0,
+            "row_group_rows": cfg.row_group_rows,
+            "shards": shards,
+        },
+    )
     return str(root)
 
 
@@ -92,9 +102,11 @@ def main() -> None:
     train = trainer_rate(uri, args.seq_len, 3)  # median of 3 steps after a warm-up step
     for world in (1, 2):
         load = statistics.median(loader_rate(uri, world, 40) for _ in range(args.runs))
-        print(f"| loader rank 0 of {world} (local zstd Parquet, seq {args.seq_len}, micro 4) vs tiny model "
-              f"fwd+bwd+AdamW ({torch.get_num_threads()} threads) | {load / 1e6:.2f}M tok/s | "
-              f"{train:,.0f} tok/s | {load / train:,.0f}× | ≥ 10× |")
+        print(
+            f"| loader rank 0 of {world} (local zstd Parquet, seq {args.seq_len}, micro 4) vs tiny model "
+            f"fwd+bwd+AdamW ({torch.get_num_threads()} threads) | {load / 1e6:.2f}M tok/s | "
+            f"{train:,.0f} tok/s | {load / train:,.0f}× | ≥ 10× |"
+        )
 
 
 if __name__ == "__main__":

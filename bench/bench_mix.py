@@ -29,7 +29,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 NAMES = ["encyclopedia", "academic", "books", "tech", "forum_qa", "news", "government", "commerce", "other_web"]
-SHARES = [.02, .03, .01, .05, .06, .10, .03, .10, .60]
+SHARES = [0.02, 0.03, 0.01, 0.05, 0.06, 0.10, 0.03, 0.10, 0.60]
 
 
 def write_packed(root: Path, rows: int, seq: int = 4, parts: int = 4) -> str:
@@ -40,15 +40,31 @@ def write_packed(root: Path, rows: int, seq: int = 4, parts: int = 4) -> str:
         n = rows // parts
         dom = np.array(NAMES)[rng.choice(len(NAMES), n, p=SHARES)]
         ids = rng.integers(0, 100, n * seq, dtype=np.int32)
-        t = pa.table({"input_ids": pa.FixedSizeListArray.from_arrays(pa.array(ids), seq),
-                      "n_tokens": pa.array(np.full(n, seq, np.int32)), "domain": pa.array(dom)})
+        t = pa.table(
+            {
+                "input_ids": pa.FixedSizeListArray.from_arrays(pa.array(ids), seq),
+                "n_tokens": pa.array(np.full(n, seq, np.int32)),
+                "domain": pa.array(dom),
+            }
+        )
         path = f"part-{i:05d}.parquet"
         pq.write_table(t, root / path, row_group_size=16)
         shards.append({"path": path, "rows": n, "bytes": (root / path).stat().st_size})
     total = sum(s["rows"] for s in shards)
-    (root / "manifest.json").write_text(json.dumps({
-        "kind": "packed", "seq_len": seq, "rows": total, "tokens": total * seq, "pad_tokens": 0,
-        "row_group_rows": 16, "tokenizer": {"sha256": "bench", "vocab_size": 100}, "shards": shards}))
+    (root / "manifest.json").write_text(
+        json.dumps(
+            {
+                "kind": "packed",
+                "seq_len": seq,
+                "rows": total,
+                "tokens": total * seq,
+                "pad_tokens": 0,
+                "row_group_rows": 16,
+                "tokenizer": {"sha256": "bench", "vocab_size": 100},
+                "shards": shards,
+            }
+        )
+    )
     return str(root)
 
 
@@ -70,12 +86,16 @@ def main() -> None:
             t0 = time.perf_counter()
             m = build_mixture([packed], str(Path(tmp) / f"mix{r}"), cfg, log=lambda s: None)
             times.append(time.perf_counter() - t0)
-        print(f"| mix {m['rows']:,} sequences, {len(m['domains'])} domains | {statistics.median(times):.2f} s "
-              f"(runs {', '.join(f'{t:.2f}' for t in times)}) |")
+        print(
+            f"| mix {m['rows']:,} sequences, {len(m['domains'])} domains | {statistics.median(times):.2f} s "
+            f"(runs {', '.join(f'{t:.2f}' for t in times)}) |"
+        )
         mix, base = open_dataset(str(Path(tmp) / "mix0")), PackedDataset(packed)
         order = GlobalBatchOrder(base.rows, 0, base.chunk_rows)
-        for name, read in (("mixture", lambda p: mix.read(np.arange(p, p + 64))),
-                           ("packed", lambda p: base.read(order.indices(p, p + 64)))):
+        for name, read in (
+            ("mixture", lambda p: mix.read(np.arange(p, p + 64))),
+            ("packed", lambda p: base.read(order.indices(p, p + 64))),
+        ):
             t0 = time.perf_counter()
             for p in range(0, 64 * 200, 64):
                 read(p)

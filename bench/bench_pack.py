@@ -67,8 +67,14 @@ def tokenizer_dir(work: Path) -> tuple[str, str]:
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.train_from_iterator(documents(1)[:200], trainers.BpeTrainer(
-        vocab_size=8000, special_tokens=["<｜end▁of▁sentence｜>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        documents(1)[:200],
+        trainers.BpeTrainer(
+            vocab_size=8000,
+            special_tokens=["<｜end▁of▁sentence｜>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
     out.mkdir(parents=True)
     tok.save(str(out / "tokenizer.json"))
     return str(out), "BPE 8k trained here"
@@ -88,7 +94,7 @@ def write_shards(docs: list[str], root: Path, n: int = 4) -> str:
 def anchor(tok, docs: list[str]) -> tuple[float, int]:
     t0, n = time.process_time(), 0
     for i in range(0, len(docs), 512):
-        for e in tok.encode_batch(docs[i:i + 512], add_special_tokens=False):
+        for e in tok.encode_batch(docs[i : i + 512], add_special_tokens=False):
             n += len(e.ids)
     return time.process_time() - t0, n
 
@@ -111,14 +117,22 @@ def main() -> None:
         secs, n = anchor(tok, docs)
         anchor_rates.append(n / secs)
         t0 = time.process_time()
-        m = pack([shards], tok_dir, str(work / f"packed{run}"), dataclasses.replace(cfg), LocalExecutor(),
-                 log=lambda msg: None)
+        m = pack(
+            [shards],
+            tok_dir,
+            str(work / f"packed{run}"),
+            dataclasses.replace(cfg),
+            LocalExecutor(),
+            log=lambda msg: None,
+        )
         pack_rates.append((m["tokens"] - m["documents"]) / (time.process_time() - t0))  # text tokens, no EOS
         assert m["tokens"] - m["documents"] == n, "packing and the anchor saw different tokens"
     a, p = statistics.median(anchor_rates), statistics.median(pack_rates)
     mb = sum(len(d.encode()) for d in docs) / 1e6
-    print(f"| packing vs encode_batch, 1 core ({tok_name}, {mb:.1f} MB en+zh, seq 4096) "
-          f"| {p / 1e3:,.0f}k tok/s | {a / 1e3:,.0f}k tok/s | {p / a:.0%} | ≥ 80% |")
+    print(
+        f"| packing vs encode_batch, 1 core ({tok_name}, {mb:.1f} MB en+zh, seq 4096) "
+        f"| {p / 1e3:,.0f}k tok/s | {a / 1e3:,.0f}k tok/s | {p / a:.0%} | ≥ 80% |"
+    )
 
 
 if __name__ == "__main__":

@@ -35,28 +35,45 @@ sys.path.insert(0, ROOT)
 
 from dsllm.curation.document import SCHEMA  # noqa: E402
 
-LOREM = ("the river carried old stories past the mill while children counted boats and the baker sold "
-         "bread to travellers who spoke of distant harbours cold winters and bright markets ") * 40
+LOREM = (
+    "the river carried old stories past the mill while children counted boats and the baker sold "
+    "bread to travellers who spoke of distant harbours cold winters and bright markets "
+) * 40
 
 
 def _shard(path: str, k: int, rows: int, rng) -> None:
     n_chars = np.clip(rng.lognormal(4.0, 0.6, rows).astype(np.int32), 8, 1000)
     base = np.frombuffer(LOREM.encode(), dtype=np.uint8)
     starts = rng.integers(0, len(base) - 1000, rows)
-    data = np.concatenate([base[s:s + n] for s, n in zip(starts, n_chars)])  # small text
+    data = np.concatenate([base[s : s + n] for s, n in zip(starts, n_chars)])  # small text
     offsets = np.concatenate([[0], np.cumsum(n_chars, dtype=np.int64)])
     text = pa.LargeStringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(data.tobytes()))
     ids = pa.array([f"{k:05d}{i:019d}" for i in range(rows)])
-    crawl = pa.DictionaryArray.from_arrays(pa.array(rng.integers(0, 3, rows).astype(np.int32)),
-                                           ["CC-MAIN-2023-06", "CC-MAIN-2023-14", "CC-MAIN-2023-23"]).cast(pa.string())
-    lang = pa.DictionaryArray.from_arrays(pa.array((rng.random(rows) < 0.3).astype(np.int32)), ["en", "zh"]).cast(pa.string())
-    domain = pa.DictionaryArray.from_arrays(pa.array(rng.integers(0, 4, rows).astype(np.int32)),
-                                            ["news", "forum", "encyclopedia", "code"]).cast(pa.string())
-    table = pa.Table.from_arrays([
-        ids, text, pa.array(np.full(rows, "https://example.org/p", dtype=object)), crawl, lang,
-        pa.array(rng.uniform(0.6, 1.0, rows).astype(np.float32)), pa.array(rng.beta(2, 3, rows).astype(np.float32)),
-        domain, pa.array(n_chars), pa.array(np.full(rows, "seg.warc.gz", dtype=object)),
-        pa.array(np.full(rows, "{}", dtype=object))], schema=SCHEMA)
+    crawl = pa.DictionaryArray.from_arrays(
+        pa.array(rng.integers(0, 3, rows).astype(np.int32)), ["CC-MAIN-2023-06", "CC-MAIN-2023-14", "CC-MAIN-2023-23"]
+    ).cast(pa.string())
+    lang = pa.DictionaryArray.from_arrays(pa.array((rng.random(rows) < 0.3).astype(np.int32)), ["en", "zh"]).cast(
+        pa.string()
+    )
+    domain = pa.DictionaryArray.from_arrays(
+        pa.array(rng.integers(0, 4, rows).astype(np.int32)), ["news", "forum", "encyclopedia", "code"]
+    ).cast(pa.string())
+    table = pa.Table.from_arrays(
+        [
+            ids,
+            text,
+            pa.array(np.full(rows, "https://example.org/p", dtype=object)),
+            crawl,
+            lang,
+            pa.array(rng.uniform(0.6, 1.0, rows).astype(np.float32)),
+            pa.array(rng.beta(2, 3, rows).astype(np.float32)),
+            domain,
+            pa.array(n_chars),
+            pa.array(np.full(rows, "seg.warc.gz", dtype=object)),
+            pa.array(np.full(rows, "{}", dtype=object)),
+        ],
+        schema=SCHEMA,
+    )
     pq.write_table(table, path, compression="zstd", row_group_size=5000)
 
 
@@ -86,15 +103,37 @@ def generate(workdir: str, shards: int, rows: int) -> str:
         entries.append({"path": rel, "rows": rows, "bytes": os.path.getsize(src), "sha256": digest})
     total = shards * rows
     stages, n = [], total
-    for name, drop in (("remix", 0), ("minhash_dedup", total // 9), ("exact_dedup", total // 20),
-                       ("quality_model", total // 5), ("langid", total // 7), ("extract", total // 4), ("read", total // 10)):
-        stages.append({"name": name, "in": n + drop, "out": n, "dropped": {"filtered": drop} if drop else {}, "added": 0})
+    for name, drop in (
+        ("remix", 0),
+        ("minhash_dedup", total // 9),
+        ("exact_dedup", total // 20),
+        ("quality_model", total // 5),
+        ("langid", total // 7),
+        ("extract", total // 4),
+        ("read", total // 10),
+    ):
+        stages.append(
+            {"name": name, "in": n + drop, "out": n, "dropped": {"filtered": drop} if drop else {}, "added": 0}
+        )
         n += drop
-    stats = {"stages": stages[::-1], "totals": {"documents": total},
-             "languages": {"en": {"documents": total * 7 // 10, "chars": 0}, "zh": {"documents": total * 3 // 10, "chars": 0}},
-             "domains": {"natural": {}, "remixed": {}}, "dedup": {"dumps": []}}
-    manifest = {"kind": "curated", "created": "2024-01-01T00:00:00+00:00", "versions": {}, "shards": entries,
-                "inputs": [], "config": {}}
+    stats = {
+        "stages": stages[::-1],
+        "totals": {"documents": total},
+        "languages": {
+            "en": {"documents": total * 7 // 10, "chars": 0},
+            "zh": {"documents": total * 3 // 10, "chars": 0},
+        },
+        "domains": {"natural": {}, "remixed": {}},
+        "dedup": {"dumps": []},
+    }
+    manifest = {
+        "kind": "curated",
+        "created": "2024-01-01T00:00:00+00:00",
+        "versions": {},
+        "shards": entries,
+        "inputs": [],
+        "config": {},
+    }
     for name, obj in (("stats.json", stats), ("manifest.json", manifest)):
         with open(os.path.join(out, name), "w") as f:
             json.dump(obj, f)
@@ -123,10 +162,14 @@ def bench(out: str, runs: int) -> dict:
 
     report = json.loads(cli("--json").stdout)
     assert report["totals"]["documents"] == len(files) * 10_000, report["totals"]
-    return {"stats_terminal": timed(cli, runs), "stats_json": timed(lambda: cli("--json"), runs),
-            "anchor_two_columns": timed(lambda: ds.dataset(files).to_table(columns=["quality_score", "n_chars"]), runs),
-            "anchor_all_columns": timed(lambda: ds.dataset(files).to_table(), max(1, runs // 2)),
-            "docs": report["totals"]["documents"], "bytes": report["totals"]["shard_bytes"]}
+    return {
+        "stats_terminal": timed(cli, runs),
+        "stats_json": timed(lambda: cli("--json"), runs),
+        "anchor_two_columns": timed(lambda: ds.dataset(files).to_table(columns=["quality_score", "n_chars"]), runs),
+        "anchor_all_columns": timed(lambda: ds.dataset(files).to_table(), max(1, runs // 2)),
+        "docs": report["totals"]["documents"],
+        "bytes": report["totals"]["shard_bytes"],
+    }
 
 
 def bench_s3(out: str, runs: int) -> tuple[float, float]:
@@ -144,8 +187,13 @@ def bench_s3(out: str, runs: int) -> tuple[float, float]:
         port = sock.getsockname()[1]
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    env = dict(os.environ, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="bench",
-               AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+    env = dict(
+        os.environ,
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
     os.environ.update(env)
     try:
         from dsllm import storage
@@ -157,9 +205,15 @@ def bench_s3(out: str, runs: int) -> tuple[float, float]:
         upload = time.perf_counter() - t
 
         def cli():
-            proc = subprocess.run([sys.executable, "-m", "dsllm.jobs.cli", "stats", "s3://bench/out", "--json"],
-                                  capture_output=True, text=True, cwd=ROOT, env=env)
+            proc = subprocess.run(
+                [sys.executable, "-m", "dsllm.jobs.cli", "stats", "s3://bench/out", "--json"],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                env=env,
+            )
             assert proc.returncode == 0, proc.stderr[-2000:]
+
         return timed(cli, runs), upload
     finally:
         server.stop()
@@ -176,11 +230,15 @@ def main() -> None:
     if args.s3:
         out = generate(args.workdir, args.s3, args.rows)
         seconds, upload = bench_s3(out, args.runs)
-        print(f"| {args.s3:,} shards on moto S3 (127.0.0.1) | {args.s3 * args.rows:,} documents | "
-              f"`dsllm stats --json` {seconds:.2f} s | (upload {upload:.1f} s) |")
+        print(
+            f"| {args.s3:,} shards on moto S3 (127.0.0.1) | {args.s3 * args.rows:,} documents | "
+            f"`dsllm stats --json` {seconds:.2f} s | (upload {upload:.1f} s) |"
+        )
         return
-    print(f"| shards | documents | shard bytes | `dsllm stats` (tables) | `dsllm stats --json` | "
-          f"anchor: pyarrow.dataset 2 columns | anchor: pyarrow.dataset all columns |")
+    print(
+        "| shards | documents | shard bytes | `dsllm stats` (tables) | `dsllm stats --json` | "
+        "anchor: pyarrow.dataset 2 columns | anchor: pyarrow.dataset all columns |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     points = []
     for n in args.shards:
@@ -188,13 +246,18 @@ def main() -> None:
         out = generate(args.workdir, n, args.rows)
         print(f"<!-- generated/checked {n} shards in {time.perf_counter() - t:.1f} s -->", file=sys.stderr)
         r = bench(out, args.runs)
-        print(f"| {n:,} | {r['docs']:,} | {r['bytes'] / 2**20:,.0f} MiB | {r['stats_terminal']:.2f} s | "
-              f"{r['stats_json']:.2f} s | {r['anchor_two_columns']:.2f} s | {r['anchor_all_columns']:.2f} s |", flush=True)
+        print(
+            f"| {n:,} | {r['docs']:,} | {r['bytes'] / 2**20:,.0f} MiB | {r['stats_terminal']:.2f} s | "
+            f"{r['stats_json']:.2f} s | {r['anchor_two_columns']:.2f} s | {r['anchor_all_columns']:.2f} s |",
+            flush=True,
+        )
         points.append((n, r["stats_terminal"]))
     if len(points) > 1:
         slope, fixed = np.polyfit([p[0] for p in points], [p[1] for p in points], 1)
-        print(f"\nlinear fit of `dsllm stats` (tables): {fixed:.2f} s fixed + {1000 * slope:.2f} s per 1,000 shards "
-              f"of {args.rows:,} documents")
+        print(
+            f"\nlinear fit of `dsllm stats` (tables): {fixed:.2f} s fixed + {1000 * slope:.2f} s per 1,000 shards "
+            f"of {args.rows:,} documents"
+        )
 
 
 if __name__ == "__main__":

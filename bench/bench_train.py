@@ -24,9 +24,9 @@ measure a cold compile.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
-import contextlib
 import statistics
 import sys
 import time
@@ -76,10 +76,18 @@ def our_loss(model, ids):
     return model(ids, labels=ids, return_logits=False)[1]
 
 
-NAMES = ["transformers fp32", "dsllm fp32", "transformers bf16 autocast", "dsllm bf16 autocast",
-         "transformers bf16 weights + fp32 master", "dsllm bf16 weights + fp32 master"]
-COMPILED = ["dsllm bf16 weights + torch.compile (default)",
-            "dsllm bf16 weights + torch.compile (max-autotune-no-cudagraphs)"]
+NAMES = [
+    "transformers fp32",
+    "dsllm fp32",
+    "transformers bf16 autocast",
+    "dsllm bf16 autocast",
+    "transformers bf16 weights + fp32 master",
+    "dsllm bf16 weights + fp32 master",
+]
+COMPILED = [
+    "dsllm bf16 weights + torch.compile (default)",
+    "dsllm bf16 weights + torch.compile (max-autotune-no-cudagraphs)",
+]
 
 
 def make_variant(name: str, cfg: ModelConfig) -> Variant:
@@ -90,8 +98,13 @@ def make_variant(name: str, cfg: ModelConfig) -> Variant:
     hf_cfg = LlamaConfig(**cfg.to_hf_dict("float32"))
     hf_cfg._attn_implementation = "sdpa"
     ref = LlamaForCausalLM(hf_cfg)
-    ref.apply(lambda m: torch.nn.init.normal_(m.weight, std=cfg.initializer_range)
-              if isinstance(m, (torch.nn.Linear, torch.nn.Embedding)) else None)
+    ref.apply(
+        lambda m: (
+            torch.nn.init.normal_(m.weight, std=cfg.initializer_range)
+            if isinstance(m, (torch.nn.Linear, torch.nn.Embedding))
+            else None
+        )
+    )
     if name.startswith("transformers"):
         model, call = ref.train(), hf_loss
     else:
@@ -121,14 +134,22 @@ def serve(name: str, cfg: ModelConfig, args, conn) -> None:
             variant.step(batches[r])
         # the round's first step follows other processes' work (cold caches, memory handed back
         # to the kernel): a training run never sees that, so it is not timed
-        timed = variant.times[-(args.steps - 1):] if args.steps > 1 else variant.times[-1:]
+        timed = variant.times[-(args.steps - 1) :] if args.steps > 1 else variant.times[-1:]
         conn.send((statistics.median(timed), variant.losses[-1]))
 
 
 def config(args) -> ModelConfig:
-    return ModelConfig(vocab_size=args.vocab, hidden_size=512, intermediate_size=1376, num_hidden_layers=8,
-                       num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=args.seq,
-                       bos_token_id=1, eos_token_id=2)
+    return ModelConfig(
+        vocab_size=args.vocab,
+        hidden_size=512,
+        intermediate_size=1376,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        max_position_embeddings=args.seq,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
 
 
 def main() -> None:
@@ -137,19 +158,26 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=32000)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=512)
-    ap.add_argument("--steps", type=int, default=3, help="consecutive steps per variant and round (the first "
-                    "is not timed)")
+    ap.add_argument(
+        "--steps", type=int, default=3, help="consecutive steps per variant and round (the first is not timed)"
+    )
     ap.add_argument("--compile", action="store_true", help="add the torch.compile variants (slow to compile)")
-    ap.add_argument("--only", default="", help="comma-separated substrings: keep the matching variants "
-                    "(the anchors and dsllm fp32 are always kept)")
+    ap.add_argument(
+        "--only",
+        default="",
+        help="comma-separated substrings: keep the matching variants (the anchors and dsllm fp32 are always kept)",
+    )
     args = ap.parse_args()
     args.threads = torch.get_num_threads()
     cfg = config(args)
     names = NAMES + (COMPILED if args.compile else [])
     if args.only:
         keys = args.only.split(",")
-        names = [n for n in names if n in ("transformers fp32", "dsllm fp32", "transformers bf16 autocast")
-                 or any(k in n for k in keys)]
+        names = [
+            n
+            for n in names
+            if n in ("transformers fp32", "dsllm fp32", "transformers bf16 autocast") or any(k in n for k in keys)
+        ]
     ctx = mp.get_context("spawn")
     procs, conns = [], []
     for name in names:  # one process per variant, started one after the other
@@ -186,23 +214,31 @@ def main() -> None:
     peak = statistics.median(peaks)
     tokens = args.batch * args.seq
     flops = cfg.train_flops_per_token(args.seq)
-    print(f"\nconfig: d 512, 8 layers, 8/2 heads, FFN 1376, vocab {args.vocab}, seq {args.seq}, batch {args.batch}; "
-          f"{flops / 1e6:.0f} MFLOP/token; measured bf16 matmul peak {peak / 1e9:.0f} GFLOP/s "
-          f"(median of {len(peaks)}); {args.threads} threads; each variant in a process of its own; load average "
-          f"(1 min) {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after\n")
-    print("| variant | median step (s) | tokens/s | vs transformers (fp32 / bf16 autocast): ratio of medians | "
-          "median of per-round ratios | MFU vs bf16 peak | loss after |")
+    print(
+        f"\nconfig: d 512, 8 layers, 8/2 heads, FFN 1376, vocab {args.vocab}, seq {args.seq}, batch {args.batch}; "
+        f"{flops / 1e6:.0f} MFLOP/token; measured bf16 matmul peak {peak / 1e9:.0f} GFLOP/s "
+        f"(median of {len(peaks)}); {args.threads} threads; each variant in a process of its own; load average "
+        f"(1 min) {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after\n"
+    )
+    print(
+        "| variant | median step (s) | tokens/s | vs transformers (fp32 / bf16 autocast): ratio of medians | "
+        "median of per-round ratios | MFU vs bf16 peak | loss after |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name in names:
         med = statistics.median(times[name])
         anchor = "transformers fp32" if name.split()[1] == "fp32" else "transformers bf16 autocast"
         # the anchor's step of the same round ran seconds apart: the ratio cancels slow load drifts
         paired = statistics.median(a / b for a, b in zip(times[anchor], times[name]))
-        print(f"| {name} | {med:.3f} | {tokens / med:,.0f} | {statistics.median(times[anchor]) / med:.2f}× | "
-              f"{paired:.2f}× | {tokens / med * flops / peak * 100:.1f}% | {losses[name][-1]:.4f} |")
+        print(
+            f"| {name} | {med:.3f} | {tokens / med:,.0f} | {statistics.median(times[anchor]) / med:.2f}× | "
+            f"{paired:.2f}× | {tokens / med * flops / peak * 100:.1f}% | {losses[name][-1]:.4f} |"
+        )
     diffs = [abs(a - b) for a, b in zip(losses["transformers fp32"], losses["dsllm fp32"])]
-    print(f"\nsame loss curve: fp32 losses of dsllm vs transformers at the end of each of {len(diffs)} rounds "
-          f"({args.steps} steps each) differ by at most {max(diffs):.2e} (the first round: {diffs[0]:.1e})")
+    print(
+        f"\nsame loss curve: fp32 losses of dsllm vs transformers at the end of each of {len(diffs)} rounds "
+        f"({args.steps} steps each) differ by at most {max(diffs):.2e} (the first round: {diffs[0]:.1e})"
+    )
 
 
 if __name__ == "__main__":

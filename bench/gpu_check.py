@@ -34,10 +34,24 @@ from dsllm.trainer.optim import MasterWeights, OptimConfig, build_optimizer, cli
 from dsllm.trainer.parallelize import build_model, parallelize
 from dsllm.trainer.train import train_step
 
-ONE_B = ModelConfig(vocab_size=102400, hidden_size=2048, intermediate_size=5504, num_hidden_layers=24,
-                    num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=4096)
-TINY = ModelConfig(vocab_size=512, hidden_size=128, intermediate_size=352, num_hidden_layers=2,
-                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+ONE_B = ModelConfig(
+    vocab_size=102400,
+    hidden_size=2048,
+    intermediate_size=5504,
+    num_hidden_layers=24,
+    num_attention_heads=16,
+    num_key_value_heads=16,
+    max_position_embeddings=4096,
+)
+TINY = ModelConfig(
+    vocab_size=512,
+    hidden_size=128,
+    intermediate_size=352,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+)
 
 
 def _peak(device: torch.device) -> float:
@@ -61,13 +75,17 @@ def _steps(model, precision, device, batches, compile=False, ac="none", bf16_sta
     fwd = parallelize(model, "ddp", compile, ac)
     master = MasterWeights(model, precision)
     opt = build_optimizer(master, OptimConfig(lr=3e-4), bf16_states=bf16_states)
-    autocast = ((lambda: torch.autocast(device.type, torch.bfloat16)) if precision == "bf16-autocast"
-                else contextlib.nullcontext)
+    autocast = (
+        (lambda: torch.autocast(device.type, torch.bfloat16))
+        if precision == "bf16-autocast"
+        else contextlib.nullcontext
+    )
     losses, times = [], []
     for micro in batches:
         t = time.perf_counter()
-        loss = train_step(fwd, master, [SimpleNamespace(input_ids=ids, doc_offsets=None) for ids in micro],
-                          device, autocast)
+        loss = train_step(
+            fwd, master, [SimpleNamespace(input_ids=ids, doc_offsets=None) for ids in micro], device, autocast
+        )
         clip_gradients(master, 1.0)
         opt.step()
         master.zero_grad(opt)
@@ -89,12 +107,20 @@ def check_1b(device, smoke: bool) -> dict:
     per_step = sum(times[warm:]) / len(times[warm:])
     tps = micro * seq / per_step
     flops = cfg.train_flops_per_token(seq)
-    return {"model": "deepseek-1b" if not smoke else "tiny (smoke)", "params": cfg.num_parameters(),
-            "seq_len": seq, "micro_batch": micro, "steps": steps, "timed_steps": steps - warm,
-            "first_step_s": times[0], "tokens_per_s": tps,
-            "mfu": tps * flops / _peak(device) if device.type == "cuda" else None,
-            "peak_memory_gib": (torch.cuda.max_memory_allocated(device) / 2**30) if device.type == "cuda" else None,
-            "first_loss": losses[0], "last_loss": losses[-1]}
+    return {
+        "model": "deepseek-1b" if not smoke else "tiny (smoke)",
+        "params": cfg.num_parameters(),
+        "seq_len": seq,
+        "micro_batch": micro,
+        "steps": steps,
+        "timed_steps": steps - warm,
+        "first_step_s": times[0],
+        "tokens_per_s": tps,
+        "mfu": tps * flops / _peak(device) if device.type == "cuda" else None,
+        "peak_memory_gib": (torch.cuda.max_memory_allocated(device) / 2**30) if device.type == "cuda" else None,
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+    }
 
 
 def check_gpu_vs_cpu(device) -> dict:
@@ -119,8 +145,13 @@ def check_7b(device, smoke: bool) -> dict:
     torch.cuda.reset_peak_memory_stats(device)
     ids = torch.randint(0, cfg.vocab_size, (1, 4096), device=device)
     losses, times = _steps(model, "bf16-autocast", device, [[ids]], ac="full", bf16_states=True)
-    return {"ran": True, "loss": losses[0], "step_s": times[0],
-            "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30, "planner": plan}
+    return {
+        "ran": True,
+        "loss": losses[0],
+        "step_s": times[0],
+        "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30,
+        "planner": plan,
+    }
 
 
 def main() -> int:
@@ -131,8 +162,10 @@ def main() -> int:
         print("gpu_check: no CUDA device (use --smoke to run the tiny CPU version)", file=sys.stderr)
         return 2
     device = torch.device("cpu") if args.smoke else torch.device("cuda", 0)
-    result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (smoke)",
-              "torch": torch.__version__}
+    result = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (smoke)",
+        "torch": torch.__version__,
+    }
     t0 = time.perf_counter()
     result["a_1b"] = check_1b(device, args.smoke)
     result["b_gpu_vs_cpu"] = check_gpu_vs_cpu(device)

@@ -10,6 +10,7 @@ import dataclasses
 
 from dsllm.curation.decontam.stage import DecontamConfig
 from dsllm.curation.dedup.config import DedupConfig
+from dsllm.curation.domains import DomainsConfig
 from dsllm.curation.extract import ExtractConfig
 from dsllm.curation.filters.c4 import C4Config
 from dsllm.curation.filters.fineweb import FineWebConfig
@@ -18,28 +19,40 @@ from dsllm.curation.filters.pii import PiiConfig
 from dsllm.curation.filters.urls import UrlFilterConfig
 from dsllm.curation.langid import LangidConfig
 from dsllm.curation.quality import QualityModelConfig
-from dsllm.curation.domains import DomainsConfig
 from dsllm.curation.warc import ReadConfig
 
 # stats.json stage names, in pipeline order (`--skip` takes these names)
-PER_INPUT_STAGES = ("read", "extract", "decontaminate", "langid", "gopher_quality", "gopher_repetition", "c4", "fineweb",
-                    "quality_model", "url_filter", "pii")
+PER_INPUT_STAGES = (
+    "read",
+    "extract",
+    "decontaminate",
+    "langid",
+    "gopher_quality",
+    "gopher_repetition",
+    "c4",
+    "fineweb",
+    "quality_model",
+    "url_filter",
+    "pii",
+)
 GLOBAL_STAGES = ("exact_dedup", "minhash_dedup")
 STAGES = PER_INPUT_STAGES + GLOBAL_STAGES
 REQUIRED_STAGES = ("read", "extract")
 
 # an old config's [remix] target or `--skip remix`: one line pointing at the new flow
-REMIX_MOVED = ("curate no longer applies a domain mixture: it keeps every surviving document once, labelled "
-               "with its domain; mix domains at training time with `dsllm mix PACKED... --output MIX "
-               "--set mixture.target.DOMAIN=W` (configs/mixture.toml); the URL rules are [domains] "
-               "rules / extra_rules")
+REMIX_MOVED = (
+    "curate no longer applies a domain mixture: it keeps every surviving document once, labelled "
+    "with its domain; mix domains at training time with `dsllm mix PACKED... --output MIX "
+    "--set mixture.target.DOMAIN=W` (configs/mixture.toml); the URL rules are [domains] "
+    "rules / extra_rules"
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class OutputConfig:
-    shard_rows: int = 100_000      # target rows per output shard (inputs are not split across shards)
-    batch_rows: int = 2_000        # rows per Arrow batch / Parquet row group write
-    compression_level: int = 3     # zstd level
+    shard_rows: int = 100_000  # target rows per output shard (inputs are not split across shards)
+    batch_rows: int = 2_000  # rows per Arrow batch / Parquet row group write
+    compression_level: int = 3  # zstd level
 
     def __post_init__(self):
         if self.shard_rows < 1 or self.batch_rows < 1:
@@ -48,8 +61,8 @@ class OutputConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    crawl: str = ""          # crawl name when neither cc:CRAWL, the file name nor warcinfo tell it
-    retries: int = 2         # retries of a failing input (then it is recorded as failed)
+    crawl: str = ""  # crawl name when neither cc:CRAWL, the file name nor warcinfo tell it
+    retries: int = 2  # retries of a failing input (then it is recorded as failed)
     cpus_per_task: float = 1.0
     accept_partial: bool = False  # keep the readable records of a truncated input (--accept-partial)
 
@@ -75,7 +88,7 @@ class CurateConfig:
     dedup: DedupConfig = DedupConfig()
     domains: DomainsConfig = DomainsConfig()
     output: OutputConfig = OutputConfig()
-    skip: tuple[str, ...] = ()   # stage names not to run (also set by --skip)
+    skip: tuple[str, ...] = ()  # stage names not to run (also set by --skip)
 
     def __post_init__(self):
         if "remix" in self.skip:

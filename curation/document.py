@@ -34,19 +34,21 @@ class Document:
 
 def document_id(warc_file: str, record_id: str) -> str:
     """A stable id: the same WARC record always gets the same id, across reruns and machines."""
-    return hashlib.sha1(f"{warc_file}\x00{record_id}".encode("utf-8")).hexdigest()[:24]
+    return hashlib.sha1(f"{warc_file}\x00{record_id}".encode()).hexdigest()[:24]
 
 
-SCHEMA = pa.schema([
-    ("id", pa.string()),
-    ("text", pa.large_string()),
-    ("url", pa.string()),
-    ("crawl", pa.string()),
-    ("lang", pa.string()),
-    ("lang_score", pa.float32()),
-    ("quality_score", pa.float32()),
-    ("domain", pa.string()),
-    ("n_chars", pa.int32()),
-    ("warc_file", pa.string()),
-    ("signals", pa.string()),
-])
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("text", pa.large_string()),
+        ("url", pa.string()),
+        ("crawl", pa.string()),
+        ("lang", pa.string()),
+        ("lang_score", pa.float32()),
+        ("quality_score", pa.float32()),
+        ("domain", pa.string()),
+        ("n_chars", pa.int32()),
+        ("warc_file", pa.string()),
+        ("signals", pa.string()),
+    ]
+)

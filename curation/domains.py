@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from dsllm.errors import UserError
@@ -22,8 +22,8 @@ OTHER = "other_web"
 class DomainsConfig:
     """The URL rules that label documents ([domains] in a curate config)."""
 
-    rules: str = "domains.toml"           # shipped rules (a name under configs/ or a path)
-    extra_rules: str = ""                 # optional user rules file of the same shape
+    rules: str = "domains.toml"  # shipped rules (a name under configs/ or a path)
+    extra_rules: str = ""  # optional user rules file of the same shape
 
 
 class DomainClassifier:
@@ -46,7 +46,7 @@ class DomainClassifier:
             self.path_patterns += _compile(name, spec.get("path_patterns", []))
 
     @classmethod
-    def from_config(cls, cfg: DomainsConfig) -> "DomainClassifier":
+    def from_config(cls, cfg: DomainsConfig) -> DomainClassifier:
         from dsllm.config import load_toml
 
         rules = load_toml(cfg.rules)
@@ -91,9 +91,10 @@ def _compile(name: str, patterns: Iterable[str]) -> list[tuple[str, re.Pattern]]
 
 def merge_rules(base: dict, extra: dict) -> dict:
     """User rules on top of the shipped ones: hosts added (user wins), patterns tried first."""
-    merged = {"order": list(extra.get("order", [])) + [d for d in base.get("order", [])
-                                                       if d not in extra.get("order", [])],
-              "domains": {}}
+    merged = {
+        "order": list(extra.get("order", [])) + [d for d in base.get("order", []) if d not in extra.get("order", [])],
+        "domains": {},
+    }
     names = list(base.get("domains", {})) + [d for d in extra.get("domains", {}) if d not in base.get("domains", {})]
     for name in names:
         b = base.get("domains", {}).get(name, {})

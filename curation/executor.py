@@ -10,7 +10,8 @@ executor ran them.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Protocol, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Protocol, TypeVar
 
 A = TypeVar("A")
 R = TypeVar("R")

@@ -31,7 +31,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -40,19 +40,27 @@ from dsllm.curation.stage import Stage
 from dsllm.curation.warc import RawPage
 
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{2,40})""", re.I)
-_WIDEN = {"gbk": "gb18030", "gb2312": "gb18030", "big5": "big5hkscs", "shift_jis": "cp932",
-          "euc_kr": "cp949", "ascii": "cp1252", "latin_1": "cp1252", "iso8859-1": "cp1252"}
+_WIDEN = {
+    "gbk": "gb18030",
+    "gb2312": "gb18030",
+    "big5": "big5hkscs",
+    "shift_jis": "cp932",
+    "euc_kr": "cp949",
+    "ascii": "cp1252",
+    "latin_1": "cp1252",
+    "iso8859-1": "cp1252",
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class ExtractConfig:
     """How HTML becomes text."""
 
-    extractor: str = "resiliparse"       # or "trafilatura"
-    main_content: bool = True            # resiliparse main-content heuristics
-    max_html_bytes: int = 2_000_000      # HTML beyond this is cut before parsing
-    max_text_chars: int = 500_000        # extracted text beyond this is cut (signal `text_truncated`)
-    timeout_s: float = 5.0               # per document
+    extractor: str = "resiliparse"  # or "trafilatura"
+    main_content: bool = True  # resiliparse main-content heuristics
+    max_html_bytes: int = 2_000_000  # HTML beyond this is cut before parsing
+    max_text_chars: int = 500_000  # extracted text beyond this is cut (signal `text_truncated`)
+    timeout_s: float = 5.0  # per document
     max_replacement_ratio: float = 0.02  # more U+FFFD than this after decoding: undecodable
     main_content_max_cost: int = 10_000_000  # estimated Σ tag depth above which main-content is skipped
 
@@ -108,13 +116,51 @@ def _strip_bom(text: str) -> str:
 
 # Tags that never raise the nesting depth: void elements and those whose end tag the HTML parser
 # implies (an unclosed <p>, <li> or <td> does not nest). They still add to the cost at their depth.
-_FLAT_TAGS = (b"area", b"base", b"basefont", b"bgsound", b"br", b"col", b"embed", b"frame", b"hr", b"image",
-              b"img", b"input", b"keygen", b"link", b"meta", b"param", b"source", b"track", b"wbr", b"p", b"li",
-              b"dt", b"dd", b"option", b"optgroup", b"tr", b"td", b"th", b"thead", b"tbody", b"tfoot",
-              b"colgroup", b"caption", b"rb", b"rt", b"rp", b"html", b"head", b"body")
+_FLAT_TAGS = (
+    b"area",
+    b"base",
+    b"basefont",
+    b"bgsound",
+    b"br",
+    b"col",
+    b"embed",
+    b"frame",
+    b"hr",
+    b"image",
+    b"img",
+    b"input",
+    b"keygen",
+    b"link",
+    b"meta",
+    b"param",
+    b"source",
+    b"track",
+    b"wbr",
+    b"p",
+    b"li",
+    b"dt",
+    b"dd",
+    b"option",
+    b"optgroup",
+    b"tr",
+    b"td",
+    b"th",
+    b"thead",
+    b"tbody",
+    b"tfoot",
+    b"colgroup",
+    b"caption",
+    b"rb",
+    b"rt",
+    b"rp",
+    b"html",
+    b"head",
+    b"body",
+)
 _NAME_BYTES = 8  # tag names are compared on their first 8 bytes (packed into a uint64)
-_FLAT_KEYS = np.array([int.from_bytes(t[:_NAME_BYTES].ljust(_NAME_BYTES, b"\0"), "little") for t in _FLAT_TAGS],
-                      dtype=np.uint64)
+_FLAT_KEYS = np.array(
+    [int.from_bytes(t[:_NAME_BYTES].ljust(_NAME_BYTES, b"\0"), "little") for t in _FLAT_TAGS], dtype=np.uint64
+)
 
 
 def nesting_cost(data: bytes) -> tuple[int, int]:
@@ -156,10 +202,10 @@ def _depth_steps(key: np.ndarray, close: np.ndarray) -> np.ndarray:
     first[1:] = g[1:] != g[:-1]
     csum = np.cumsum(step)
     start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
-    walk = csum - csum[start] + step[start]             # each name's open-minus-close walk
-    big = 2 * n + 2                                      # shifts each name below the previous ones
+    walk = csum - csum[start] + step[start]  # each name's open-minus-close walk
+    big = 2 * n + 2  # shifts each name below the previous ones
     low = np.minimum.accumulate(walk - g * big) + g * big
-    clamped = walk - np.minimum(low, 0)                  # a walk reflected at 0
+    clamped = walk - np.minimum(low, 0)  # a walk reflected at 0
     prev = np.concatenate([[0], clamped[:-1]])
     out = np.empty(n, np.int64)
     out[order] = clamped - np.where(first, 0, prev)
@@ -202,15 +248,27 @@ def resiliparse_text(html: str, main_content: bool = True) -> str:
     from resiliparse.parse.html import HTMLTree
 
     tree = HTMLTree.parse(html)
-    return extract_plain_text(tree, preserve_formatting=True, main_content=main_content, list_bullets=True,
-                              alt_texts=False, links=False, form_fields=False, noscript=False)
+    return extract_plain_text(
+        tree,
+        preserve_formatting=True,
+        main_content=main_content,
+        list_bullets=True,
+        alt_texts=False,
+        links=False,
+        form_fields=False,
+        noscript=False,
+    )
 
 
 def trafilatura_text(html: str, main_content: bool = True) -> str:
     import trafilatura
 
-    return trafilatura.extract(html, include_comments=False, include_tables=True, deduplicate=False,
-                               no_fallback=not main_content) or ""
+    return (
+        trafilatura.extract(
+            html, include_comments=False, include_tables=True, deduplicate=False, no_fallback=not main_content
+        )
+        or ""
+    )
 
 
 class HtmlExtractor(Stage):
@@ -218,8 +276,14 @@ class HtmlExtractor(Stage):
 
     name = "extract"
 
-    def __init__(self, cfg: ExtractConfig = ExtractConfig(), crawl: Callable[[], str] | str = "",
-                 warc_file: str = "", id_base: str = "", domain_of: Callable[[str], str] | None = None):
+    def __init__(
+        self,
+        cfg: ExtractConfig = ExtractConfig(),
+        crawl: Callable[[], str] | str = "",
+        warc_file: str = "",
+        id_base: str = "",
+        domain_of: Callable[[str], str] | None = None,
+    ):
         self.cfg = cfg
         self.crawl = crawl
         self.warc_file = warc_file
@@ -272,5 +336,12 @@ class HtmlExtractor(Stage):
         signals.update(charset=codec, charset_source=source)
         crawl = self.crawl() if callable(self.crawl) else self.crawl
         domain = self.domain_of(page.url) if self.domain_of else ""
-        return Document(id=document_id(self.id_base, page.record_id), text=text, url=page.url, crawl=crawl,
-                        warc_file=self.warc_file, domain=domain, signals=signals), ""
+        return Document(
+            id=document_id(self.id_base, page.record_id),
+            text=text,
+            url=page.url,
+            crawl=crawl,
+            warc_file=self.warc_file,
+            domain=domain,
+            signals=signals,
+        ), ""

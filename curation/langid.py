@@ -18,9 +18,9 @@ from dsllm.curation.stage import Stage
 class LangidConfig:
     languages: tuple[str, ...] = ("en", "zh")
     threshold: float = 0.65
-    model: str = ""          # a fastText language-ID model; "" = the lid.176.ftz shipped with dsllm
-    max_chars: int = 500     # the prefix the model reads; lid.176 costs ~0.3 µs per character, and on
-                             # 568 en/zh web and prose documents 500 gave the same keep decisions as 1000
+    model: str = ""  # a fastText language-ID model; "" = the lid.176.ftz shipped with dsllm
+    max_chars: int = 500  # the prefix the model reads; lid.176 costs ~0.3 µs per character, and on
+    # 568 en/zh web and prose documents 500 gave the same keep decisions as 1000
     batch: int = 256
 
     def __post_init__(self):
@@ -51,16 +51,23 @@ class LanguageIdentifier(Stage):
 
     def predict(self, texts: list[str]) -> list[tuple[str, float]]:
         labels, probs = self.model.predict([one_line(t, self.cfg.max_chars) for t in texts], k=1)
-        return [(lab[0].replace("__label__", "") if lab else "", float(p[0]) if len(p) else 0.0)
-                for lab, p in zip(labels, probs)]
+        return [
+            (lab[0].replace("__label__", "") if lab else "", float(p[0]) if len(p) else 0.0)
+            for lab, p in zip(labels, probs)
+        ]
 
     def judge(self, batch: list[Document]) -> list[str | None]:
         """Set every document's `lang` and `lang_score`; drop other languages and unsure guesses."""
         reasons: list[str | None] = []
         for doc, (lang, score) in zip(batch, self.predict([d.text for d in batch])):
             doc.lang, doc.lang_score = lang, min(1.0, score)
-            reason = ("other_language" if lang not in self.keep_langs
-                      else "low_confidence" if score < self.cfg.threshold else None)
+            reason = (
+                "other_language"
+                if lang not in self.keep_langs
+                else "low_confidence"
+                if score < self.cfg.threshold
+                else None
+            )
             if reason is not None:
                 self.events[f"lang:{lang}"] += 1
             reasons.append(reason)

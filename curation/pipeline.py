@@ -17,14 +17,14 @@ import hashlib
 import json
 import time
 from collections import Counter
-from typing import Iterator
+from collections.abc import Iterator
 
+from dsllm import storage
+from dsllm.config import config_to_dict
 from dsllm.curation.config import PER_INPUT_STAGES, CurateConfig
 from dsllm.curation.document import Document
 from dsllm.curation.sources import InputSpec
 from dsllm.curation.stage import StageCounts
-from dsllm import storage
-from dsllm.config import config_to_dict
 from dsllm.errors import UserError
 
 
@@ -58,8 +58,9 @@ def build_stages(cfg: CurateConfig, reader, warc_file: str, id_base: str, crawl)
 
     classifier = _domain_classifier(json.dumps([cfg.domains.rules, cfg.domains.extra_rules]))
     factories = {
-        "extract": lambda: HtmlExtractor(cfg.extract, crawl=crawl, warc_file=warc_file, id_base=id_base,
-                                         domain_of=classifier.domain),
+        "extract": lambda: HtmlExtractor(
+            cfg.extract, crawl=crawl, warc_file=warc_file, id_base=id_base, domain_of=classifier.domain
+        ),
         "decontaminate": lambda: _decontaminator(cfg),
         "langid": lambda: _langid(cfg),
         "gopher_quality": lambda: GopherQualityFilter(cfg.gopher_quality),
@@ -91,8 +92,9 @@ def _quality(cfg):
     return QualityScorer(cfg.quality_model)
 
 
-def run_stages(cfg: CurateConfig, stream, warc_file: str, id_base: str, crawl_hint: str,
-               counts: dict[str, StageCounts]) -> Iterator[Document]:
+def run_stages(
+    cfg: CurateConfig, stream, warc_file: str, id_base: str, crawl_hint: str, counts: dict[str, StageCounts]
+) -> Iterator[Document]:
     """Chain reader and stages over a WARC stream; every stage counts into `counts[name]`."""
     from dsllm.curation.quality import heuristic_score
     from dsllm.curation.warc import WarcReader
@@ -131,18 +133,28 @@ def process_input(spec: InputSpec, cfg: CurateConfig, out: str) -> dict:
             return dict(prev, skipped=True)  # an invalid or truncated input is read again
     counts = {name: StageCounts(name) for name in cfg.stages if name in PER_INPUT_STAGES}
     start = time.time()
-    with storage.open_read(spec.uri) as stream, \
-            ParquetShardWriter(docs_uri, cfg.output.batch_rows, cfg.output.compression_level) as writer:
+    with (
+        storage.open_read(spec.uri) as stream,
+        ParquetShardWriter(docs_uri, cfg.output.batch_rows, cfg.output.compression_level) as writer,
+    ):
         crawls: Counter = Counter()
         for doc in run_stages(cfg, stream, spec.uri, id_base_of(spec), spec.crawl, counts):
             crawls[doc.crawl] += 1
             writer.add(doc)
     status, error = input_status(counts["read"])
-    result = {"uri": spec.uri, "key": spec.key, "status": status, "error": error,
-              "crawl": crawls.most_common(1)[0][0] if crawls else (spec.crawl or cfg.run.crawl or "unknown"),
-              "records": counts["read"].n_in, "documents": writer.rows, "docs": docs_uri,
-              "counts": [c.to_json() for c in counts.values()], "fingerprint": fingerprint,
-              "seconds": round(time.time() - start, 3)}
+    result = {
+        "uri": spec.uri,
+        "key": spec.key,
+        "status": status,
+        "error": error,
+        "crawl": crawls.most_common(1)[0][0] if crawls else (spec.crawl or cfg.run.crawl or "unknown"),
+        "records": counts["read"].n_in,
+        "documents": writer.rows,
+        "docs": docs_uri,
+        "counts": [c.to_json() for c in counts.values()],
+        "fingerprint": fingerprint,
+        "seconds": round(time.time() - start, 3),
+    }
     for c in counts.values():
         if not c.balanced():
             raise AssertionError(f"stage {c.name} does not balance: {c.to_json()}")
@@ -181,9 +193,16 @@ def process_input_safely(task: tuple[InputSpec, CurateConfig, str]) -> dict:
         except Exception as exc:  # noqa: BLE001 - any failure of one input is recorded, the run goes on
             error = f"{type(exc).__name__}: {exc}"
         if attempt < attempts - 1:
-            time.sleep(min(5.0, 0.5 * 2 ** attempt))
-    return {"uri": spec.uri, "key": spec.key, "status": "failed", "error": error.splitlines()[0][:500],
-            "crawl": spec.crawl, "records": 0, "documents": 0}
+            time.sleep(min(5.0, 0.5 * 2**attempt))
+    return {
+        "uri": spec.uri,
+        "key": spec.key,
+        "status": "failed",
+        "error": error.splitlines()[0][:500],
+        "crawl": spec.crawl,
+        "records": 0,
+        "documents": 0,
+    }
 
 
 def task_list(specs: list[InputSpec], cfg: CurateConfig, out: str) -> list[tuple]:

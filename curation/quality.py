@@ -30,8 +30,8 @@ LABEL_HQ, LABEL_LQ = "__label__hq", "__label__lq"
 
 @dataclasses.dataclass(frozen=True)
 class QualityModelConfig:
-    model: str = ""           # a fastText .bin/.ftz from `dsllm quality train` ("" = heuristic score)
-    threshold: float = 0.0    # drop documents whose P(hq) is below this
+    model: str = ""  # a fastText .bin/.ftz from `dsllm quality train` ("" = heuristic score)
+    threshold: float = 0.0  # drop documents whose P(hq) is below this
     max_chars: int = 4000
     batch: int = 256
 
@@ -46,7 +46,7 @@ class QualityTrainConfig:
     lr: float = 0.5
     word_ngrams: int = 2
     dim: int = 64
-    bucket: int = 200_000     # hashed n-gram buckets: small keeps the model a few MB
+    bucket: int = 200_000  # hashed n-gram buckets: small keeps the model a few MB
     min_count: int = 1
     max_chars: int = 4000
     holdout: float = 0.1
@@ -151,8 +151,9 @@ def read_texts(uri: str) -> list[str]:
     return texts
 
 
-def train_quality_model(positive: list[str], negative: list[str], output: str,
-                        cfg: QualityTrainConfig = QualityTrainConfig()) -> dict:
+def train_quality_model(
+    positive: list[str], negative: list[str], output: str, cfg: QualityTrainConfig = QualityTrainConfig()
+) -> dict:
     """Train and save the classifier; returns holdout metrics and sizes."""
     from dsllm import storage
     from dsllm.fasttext_compat import load_model
@@ -171,8 +172,13 @@ def train_quality_model(positive: list[str], negative: list[str], output: str,
         model = load_model(out_local)
         storage.upload_file(out_local, output)
         size = os.path.getsize(out_local)
-    metrics = {"train_docs": len(train), "holdout_docs": len(test), "bytes": size,
-               "positive": len(positive), "negative": len(negative)}
+    metrics = {
+        "train_docs": len(train),
+        "holdout_docs": len(test),
+        "bytes": size,
+        "positive": len(positive),
+        "negative": len(negative),
+    }
     if test:
         labels, _ = model.predict([normalize(t, cfg.max_chars) for _, t in test], k=1)
         correct = sum(lab[0] == gold for lab, (gold, _) in zip(labels, test))
@@ -201,8 +207,17 @@ def _train_isolated(train_path: str, out_path: str, cfg: QualityTrainConfig) -> 
     lr = cfg.lr
     ctx = multiprocessing.get_context("spawn")
     for attempt in range(4):
-        kwargs = dict(epoch=cfg.epoch, lr=lr, wordNgrams=cfg.word_ngrams, dim=cfg.dim, bucket=cfg.bucket,
-                      minCount=cfg.min_count, thread=cfg.threads, seed=cfg.seed, verbose=0)
+        kwargs = dict(
+            epoch=cfg.epoch,
+            lr=lr,
+            wordNgrams=cfg.word_ngrams,
+            dim=cfg.dim,
+            bucket=cfg.bucket,
+            minCount=cfg.min_count,
+            thread=cfg.threads,
+            seed=cfg.seed,
+            verbose=0,
+        )
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
             try:
                 pool.submit(_train_in_child, train_path, out_path, kwargs).result()

@@ -47,12 +47,17 @@ def complete_marker(out: str) -> str:
 
 def run_signature(specs: list[InputSpec], cfg: CurateConfig, dedup_index: str | None) -> dict:
     """What makes two runs the same run (a finished run with the same signature is not redone)."""
-    return {"inputs": [s.uri for s in specs], "fingerprint": per_input_fingerprint(cfg),
-            "config": config_to_dict(cfg), "dedup_index": dedup_index}
+    return {
+        "inputs": [s.uri for s in specs],
+        "fingerprint": per_input_fingerprint(cfg),
+        "config": config_to_dict(cfg),
+        "dedup_index": dedup_index,
+    }
 
 
-def run_curate(specs: list[InputSpec], out: str, cfg: CurateConfig, executor: Executor,
-               dedup_index: str | None = None, log=print) -> CurateResult:
+def run_curate(
+    specs: list[InputSpec], out: str, cfg: CurateConfig, executor: Executor, dedup_index: str | None = None, log=print
+) -> CurateResult:
     """The whole curate run over `executor`; see the module docstring for its steps."""
     marker, signature = complete_marker(out), run_signature(specs, cfg, dedup_index)
     if storage.exists(marker) and storage.read_json(marker).get("signature") == signature:
@@ -69,8 +74,10 @@ def run_curate(specs: list[InputSpec], out: str, cfg: CurateConfig, executor: Ex
     failed = [r for r in results if r["status"] not in usable]
     n_skipped = sum(1 for r in done if r.get("skipped"))
     kinds = {s: sum(1 for r in failed if r["status"] == s) for s in ("failed", "invalid", "truncated")}
-    log(f"curate: {len(done)} inputs done ({n_skipped} already finished earlier), "
-        + ", ".join(f"{n} {s}" for s, n in kinds.items()))
+    log(
+        f"curate: {len(done)} inputs done ({n_skipped} already finished earlier), "
+        + ", ".join(f"{n} {s}" for s, n in kinds.items())
+    )
 
     stage_counts = merge_counts([[StageCounts.from_json(c) for c in r["counts"]] for r in done])
     files = [r["docs"] for r in done]
@@ -112,10 +119,16 @@ def write_shards(out: str, done: list[dict], removed: dict, cfg: CurateConfig, e
     """The final shards (dedup removals applied), one task per group; stale shards removed."""
     kept = [r["documents"] - len(removed[r["docs"]]) for r in done]
     groups = plan_shards(kept, cfg.output.shard_rows)
-    tasks = [{"out": out, "index": i, "batch_rows": cfg.output.batch_rows,
-              "level": cfg.output.compression_level,
-              "sources": [(done[j]["docs"], removed[done[j]["docs"]]) for j in group]}
-             for i, group in enumerate(groups)]
+    tasks = [
+        {
+            "out": out,
+            "index": i,
+            "batch_rows": cfg.output.batch_rows,
+            "level": cfg.output.compression_level,
+            "sources": [(done[j]["docs"], removed[done[j]["docs"]]) for j in group],
+        }
+        for i, group in enumerate(groups)
+    ]
     shards = executor.map(write_final_shard, tasks, label="curate/shards")
     keep = {s["path"] for s in shards}
     for f in storage.list_files(storage.join(out, "shards")):  # shards of an earlier, larger plan
@@ -133,23 +146,42 @@ def build_stats(stage_counts: list[StageCounts], shards, dumps, cfg: CurateConfi
     check_funnel(stage_counts, rows)
     languages = merge_sums(s["languages"] for s in shards)
     natural = merge_sums(s["domains"] for s in shards)  # each surviving document once
-    return {"stages": [c.to_json() for c in stage_counts],
-            "skipped": [s for s in cfg.skip],
-            "totals": {"documents": rows, "chars": sum(v["chars"] for v in languages.values()),
-                       "bytes": sum(s["text_bytes"] for s in shards)},
-            "languages": languages,
-            "domains": {"natural": natural},
-            "dedup": {"dumps": dumps}}
+    return {
+        "stages": [c.to_json() for c in stage_counts],
+        "skipped": [s for s in cfg.skip],
+        "totals": {
+            "documents": rows,
+            "chars": sum(v["chars"] for v in languages.values()),
+            "bytes": sum(s["text_bytes"] for s in shards),
+        },
+        "languages": languages,
+        "domains": {"natural": natural},
+        "dedup": {"dumps": dumps},
+    }
 
 
 def publish(out: str, cfg: CurateConfig, results: list[dict], shards: list[dict], stats: dict) -> None:
     """config.json, stats.json, then manifest.json (shards with sha256, inputs with status)."""
-    inputs = [{"uri": r["uri"], "crawl": r.get("crawl", ""), "status": r["status"], "error": r.get("error"),
-               "records": r.get("records", 0), "documents": r.get("documents", 0)} for r in results]
+    inputs = [
+        {
+            "uri": r["uri"],
+            "crawl": r.get("crawl", ""),
+            "status": r["status"],
+            "error": r.get("error"),
+            "records": r.get("records", 0),
+            "documents": r.get("documents", 0),
+        }
+        for r in results
+    ]
     config = config_to_dict(cfg)
-    manifest = {"kind": "curated", "created": now_iso(), "versions": versions(),
-                "shards": [{k: s[k] for k in ("path", "rows", "bytes", "sha256")} for s in shards],
-                "inputs": inputs, "config": config}
+    manifest = {
+        "kind": "curated",
+        "created": now_iso(),
+        "versions": versions(),
+        "shards": [{k: s[k] for k in ("path", "rows", "bytes", "sha256")} for s in shards],
+        "inputs": inputs,
+        "config": config,
+    }
     storage.write_json(storage.join(out, "config.json"), config)
     storage.write_json(storage.join(out, "stats.json"), stats)
     storage.write_json(storage.join(out, "manifest.json"), manifest)

@@ -13,15 +13,15 @@ import hashlib
 import json
 import os
 import tempfile
-from typing import Iterable
+from collections.abc import Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from dsllm import storage
 from dsllm.curation.document import SCHEMA, Document
 from dsllm.curation.stage import StageCounts
-from dsllm import storage
 
 
 class ParquetShardWriter:
@@ -34,7 +34,7 @@ class ParquetShardWriter:
         self.sha256 = ""
         self._buf: list[Document] = []
 
-    def __enter__(self) -> "ParquetShardWriter":
+    def __enter__(self) -> ParquetShardWriter:
         tmp_dir = None if storage.is_remote(self.uri) else os.path.dirname(os.path.abspath(self.uri))
         if tmp_dir:
             os.makedirs(tmp_dir, exist_ok=True)
@@ -84,10 +84,15 @@ def _sha256(path: str) -> str:
 
 def documents_to_batch(docs: list[Document]) -> pa.RecordBatch:
     cols = {
-        "id": [d.id for d in docs], "text": [d.text for d in docs], "url": [d.url for d in docs],
-        "crawl": [d.crawl for d in docs], "lang": [d.lang for d in docs],
-        "lang_score": [d.lang_score for d in docs], "quality_score": [d.quality_score for d in docs],
-        "domain": [d.domain for d in docs], "n_chars": [len(d.text) for d in docs],
+        "id": [d.id for d in docs],
+        "text": [d.text for d in docs],
+        "url": [d.url for d in docs],
+        "crawl": [d.crawl for d in docs],
+        "lang": [d.lang for d in docs],
+        "lang_score": [d.lang_score for d in docs],
+        "quality_score": [d.quality_score for d in docs],
+        "domain": [d.domain for d in docs],
+        "n_chars": [len(d.text) for d in docs],
         "warc_file": [d.warc_file for d in docs],
         "signals": [json.dumps(d.signals, ensure_ascii=False, sort_keys=True) for d in docs],
     }
@@ -145,8 +150,15 @@ def write_final_shard(task: dict) -> dict:
                 group_sums(batch, "lang", langs)
                 group_sums(batch, "domain", domains)
                 text_bytes += int(pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0)
-    return {"path": rel, "rows": w.rows, "bytes": w.bytes, "sha256": w.sha256,
-            "languages": langs, "domains": domains, "text_bytes": text_bytes}
+    return {
+        "path": rel,
+        "rows": w.rows,
+        "bytes": w.bytes,
+        "sha256": w.sha256,
+        "languages": langs,
+        "domains": domains,
+        "text_bytes": text_bytes,
+    }
 
 
 def merge_sums(items: Iterable[dict]) -> dict:
@@ -163,8 +175,16 @@ def versions() -> dict:
     from importlib import metadata
 
     out = {}
-    for pkg in ("dsllm", "fastwarc", "resiliparse", "pyarrow", "ray", "fasttext-numpy2-wheel", "datasketch",
-                "trafilatura"):
+    for pkg in (
+        "dsllm",
+        "fastwarc",
+        "resiliparse",
+        "pyarrow",
+        "ray",
+        "fasttext-numpy2-wheel",
+        "datasketch",
+        "trafilatura",
+    ):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

@@ -46,10 +46,12 @@ def crawl_from_path(uri: str) -> str:
 
 
 def _cc_inputs(spec: str, base: str, limit: int | None) -> list[InputSpec]:
-    name = spec[len("cc:"):]
+    name = spec[len("cc:") :]
     crawl, _, kind = name.partition("/")
     if not re.fullmatch(r"CC-MAIN-\d{4}-\d{2}", crawl) or kind not in ("", "warc", "wet"):
-        raise UserError(f"{spec}: not a Common Crawl crawl name (expected cc:CC-MAIN-YYYY-WW or cc:CC-MAIN-YYYY-WW/wet)")
+        raise UserError(
+            f"{spec}: not a Common Crawl crawl name (expected cc:CC-MAIN-YYYY-WW or cc:CC-MAIN-YYYY-WW/wet)"
+        )
     listing = storage.join(base, "crawl-data", crawl, f"{kind or 'warc'}.paths.gz")
     try:
         raw = storage.read_bytes(listing)

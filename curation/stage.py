@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 
 @dataclasses.dataclass
@@ -35,25 +35,37 @@ class StageCounts:
     def drop(self, reason: str, n: int = 1) -> None:
         self.dropped[reason] += n
 
-    def __add__(self, other: "StageCounts") -> "StageCounts":
+    def __add__(self, other: StageCounts) -> StageCounts:
         assert self.name == other.name, (self.name, other.name)
-        return StageCounts(self.name, self.n_in + other.n_in, self.n_out + other.n_out,
-                           self.added + other.added, self.dropped + other.dropped, self.events + other.events)
+        return StageCounts(
+            self.name,
+            self.n_in + other.n_in,
+            self.n_out + other.n_out,
+            self.added + other.added,
+            self.dropped + other.dropped,
+            self.events + other.events,
+        )
 
     def balanced(self) -> bool:
         return self.n_in + self.added == self.n_out + sum(self.dropped.values())
 
     def to_json(self) -> dict:
-        out = {"name": self.name, "in": self.n_in, "out": self.n_out,
-               "dropped": dict(sorted(self.dropped.items())), "added": self.added}
+        out = {
+            "name": self.name,
+            "in": self.n_in,
+            "out": self.n_out,
+            "dropped": dict(sorted(self.dropped.items())),
+            "added": self.added,
+        }
         if self.events:
             out["events"] = dict(sorted(self.events.items()))
         return out
 
     @classmethod
-    def from_json(cls, d: dict) -> "StageCounts":
-        return cls(d["name"], d["in"], d["out"], d.get("added", 0), Counter(d.get("dropped", {})),
-                   Counter(d.get("events", {})))
+    def from_json(cls, d: dict) -> StageCounts:
+        return cls(
+            d["name"], d["in"], d["out"], d.get("added", 0), Counter(d.get("dropped", {})), Counter(d.get("events", {}))
+        )
 
 
 class Stage:

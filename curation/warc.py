@@ -21,12 +21,18 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 from dsllm.curation.stage import Stage
 
-_TYPE_REASONS = {"warcinfo": "record_warcinfo", "request": "record_request", "metadata": "record_metadata",
-                 "revisit": "record_revisit", "resource": "record_resource"}
+_TYPE_REASONS = {
+    "warcinfo": "record_warcinfo",
+    "request": "record_request",
+    "metadata": "record_metadata",
+    "revisit": "record_revisit",
+    "resource": "record_resource",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,9 +40,9 @@ class ReadConfig:
     """What the reader keeps."""
 
     html_types: tuple[str, ...] = ("text/html", "application/xhtml+xml")
-    max_payload_bytes: int = 10_000_000   # larger payloads are skipped unread (payload_too_large)
-    binary_probe_bytes: int = 2048        # NUL bytes in this prefix mark a binary payload
-    wet: bool = True                      # keep WET conversion records (plain text)
+    max_payload_bytes: int = 10_000_000  # larger payloads are skipped unread (payload_too_large)
+    binary_probe_bytes: int = 2048  # NUL bytes in this prefix mark a binary payload
+    wet: bool = True  # keep WET conversion records (plain text)
 
     def __post_init__(self):
         if self.max_payload_bytes <= 0:
@@ -53,7 +59,7 @@ class RawPage:
     url: str
     payload: bytes
     http_charset: str | None = None
-    kind: str = "html"          # "html" or "text" (WET)
+    kind: str = "html"  # "html" or "text" (WET)
     warc_truncated: bool = False
 
 
@@ -89,7 +95,7 @@ class WarcReader(Stage):
                 break
         self.resynced_bytes = members.skipped
 
-    def _overrun(self, members: "GzipMembers", seen: int, completed: int) -> Iterator[tuple[None, str]]:
+    def _overrun(self, members: GzipMembers, seen: int, completed: int) -> Iterator[tuple[None, str]]:
         """Gzip-per-record input holds one record per member: members that FastWARC never showed as
         records were swallowed by an earlier record whose Content-Length lied. Each is counted once."""
         if members.error and members.charged:
@@ -148,9 +154,14 @@ class WarcReader(Stage):
             return None, "truncated_record"
         if b"\x00" in data[: self.cfg.binary_probe_bytes]:
             return None, "binary_payload"
-        return RawPage(record_id=record.record_id or "", url=record.headers.get("WARC-Target-URI") or "",
-                       payload=data, http_charset=record.http_charset if kind == "html" else "utf-8",
-                       kind=kind, warc_truncated=bool(record.headers.get("WARC-Truncated"))), ""
+        return RawPage(
+            record_id=record.record_id or "",
+            url=record.headers.get("WARC-Target-URI") or "",
+            payload=data,
+            http_charset=record.http_charset if kind == "html" else "utf-8",
+            kind=kind,
+            warc_truncated=bool(record.headers.get("WARC-Truncated")),
+        ), ""
 
     def _read_warcinfo(self, record) -> None:
         body = record.reader.read(65536)
@@ -209,15 +220,15 @@ class GzipMembers:
 
     def __init__(self, stream: IO[bytes], head: bytes = b""):
         self.stream = stream
-        self.buf, self.off = head, 0      # compressed bytes read, and how far the inflater took them
-        self.history: list = []          # compressed slices taken since the current member began
+        self.buf, self.off = head, 0  # compressed bytes read, and how far the inflater took them
+        self.history: list = []  # compressed slices taken since the current member began
         self.kept = 0
-        self.skipped = 0                 # compressed bytes skipped by resyncs
-        self.pos = 0                     # inflated bytes delivered
+        self.skipped = 0  # compressed bytes skipped by resyncs
+        self.pos = 0  # inflated bytes delivered
         self.error = ""
         self.bad_start = 0
         self.charged = False
-        self.completed = 0               # members inflated to their end
+        self.completed = 0  # members inflated to their end
         self._start_member(0)
 
     def _start_member(self, start: int) -> None:
@@ -270,7 +281,7 @@ class GzipMembers:
             self.buf, self.off = self.stream.read(_CHUNK), 0
             if not self.buf:
                 return b""
-        data = memoryview(self.buf)[self.off:self.off + _FEED]
+        data = memoryview(self.buf)[self.off : self.off + _FEED]
         self.off += len(data)
         self.history.append(data)
         self.kept += len(data)
@@ -280,7 +291,7 @@ class GzipMembers:
 
     def resync(self) -> bool:
         """After a failure: skip to the next valid member; False when the stream has none."""
-        buf = b"".join(self.history)[1:] + self.buf[self.off:]
+        buf = b"".join(self.history)[1:] + self.buf[self.off :]
         self.buf, self.off = b"", 0
         while True:
             i = buf.find(GZIP_MAGIC)

@@ -119,8 +119,9 @@ def from_dict(cls: type[T], data: dict, where: str = "") -> T:
         raise UserError(f"config {where or cls.__name__}: {exc}") from None
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
-                default: str | None = None) -> T:
+def load_config(
+    cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None, default: str | None = None
+) -> T:
     """Resolve a config: dataclass defaults ← TOML file (or the shipped default) ← `--set` overrides."""
     data: dict = {}
     if path is not None:

@@ -47,8 +47,10 @@ def train_supervised(**kwargs):
     """fasttext.train_supervised, or one line telling how to get a training-capable fasttext."""
     ft = _fasttext()
     if not hasattr(ft, "train_supervised"):
-        raise UserError("the installed `fasttext` module can only predict (fasttext-predict was "
-                        f"installed over fasttext-numpy2-wheel); fix: {FIX}")
+        raise UserError(
+            "the installed `fasttext` module can only predict (fasttext-predict was "
+            f"installed over fasttext-numpy2-wheel); fix: {FIX}"
+        )
     return ft.train_supervised(**kwargs)
 
 

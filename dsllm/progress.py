@@ -25,8 +25,15 @@ def _duration(seconds: float) -> str:
 class StageProgress:
     """Counts done out of `total` for one named stage; use as a context manager or call close()."""
 
-    def __init__(self, stage: str, total: int, unit: str = "items", quiet: bool = False,
-                 stream: IO[str] | None = None, interval: float | None = None):
+    def __init__(
+        self,
+        stage: str,
+        total: int,
+        unit: str = "items",
+        quiet: bool = False,
+        stream: IO[str] | None = None,
+        interval: float | None = None,
+    ):
         self.stage, self.total, self.unit, self.quiet = stage, int(total), unit, quiet
         self.stream = stream if stream is not None else sys.stderr
         self.interval = float(os.environ.get("DSLLM_PROGRESS_SECONDS", 30)) if interval is None else interval
@@ -37,12 +44,26 @@ class StageProgress:
             return
         if getattr(self.stream, "isatty", lambda: False)():
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
-            self._bar = Progress(TextColumn(f"[bold]{stage}[/]"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn(unit), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                                 console=Console(file=self.stream), transient=False)
+            self._bar = Progress(
+                TextColumn(f"[bold]{stage}[/]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn(unit),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream),
+                transient=False,
+            )
             self._task = self._bar.add_task(stage, total=self.total)
             self._bar.start()
         else:
@@ -53,10 +74,12 @@ class StageProgress:
         elapsed = time.monotonic() - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         pct = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
-        eta = _duration((self.total - self.done) / rate) if rate > 0 and self.done < self.total else (
-            "-" if self.done < self.total else "done")
-        return (f"[{self.stage}] {self.done}/{self.total} {self.unit}{pct} | {rate:.2f}/s | eta {eta} | "
-                f"{elapsed:.1f}s")
+        eta = (
+            _duration((self.total - self.done) / rate)
+            if rate > 0 and self.done < self.total
+            else ("-" if self.done < self.total else "done")
+        )
+        return f"[{self.stage}] {self.done}/{self.total} {self.unit}{pct} | {rate:.2f}/s | eta {eta} | {elapsed:.1f}s"
 
     def _print(self) -> None:
         print(self.line(), file=self.stream, flush=True)
@@ -76,7 +99,7 @@ class StageProgress:
             self._bar.stop()
             self._bar = None
 
-    def __enter__(self) -> "StageProgress":
+    def __enter__(self) -> StageProgress:
         return self
 
     def __exit__(self, *exc) -> None:

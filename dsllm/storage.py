@@ -24,8 +24,9 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from dsllm.errors import UserError
 
@@ -64,7 +65,7 @@ def is_remote(uri: str) -> bool:
 
 def split_s3(uri: str) -> tuple[str, str]:
     """`s3://bucket/key` → (bucket, key)."""
-    rest = str(uri)[len("s3://"):]
+    rest = str(uri)[len("s3://") :]
     bucket, _, key = rest.partition("/")
     if not bucket:
         raise UserError(f"{uri}: not a valid S3 URI (expected s3://bucket/key)")
@@ -81,11 +82,19 @@ def check_relative(name: str, what: str = "path") -> str:
     derived from WARC records) pass through here: an absolute path, a `..` component, a backslash
     or a control character is refused with one clear error instead of reaching outside."""
     name = str(name)
-    bad = ("empty" if not name else
-           "an absolute path" if name.startswith("/") or (len(name) > 1 and name[1] == ":") else
-           "a '..' component" if ".." in name.split("/") else
-           "a backslash" if "\\" in name else
-           "a control character" if _CONTROL & set(name) else None)
+    bad = (
+        "empty"
+        if not name
+        else "an absolute path"
+        if name.startswith("/") or (len(name) > 1 and name[1] == ":")
+        else "a '..' component"
+        if ".." in name.split("/")
+        else "a backslash"
+        if "\\" in name
+        else "a control character"
+        if _CONTROL & set(name)
+        else None
+    )
     if bad:
         raise UserError(f"{what} {name!r}: refused ({bad}); only names inside the given directory are used")
     return name
@@ -111,8 +120,12 @@ def _rp(requester_pays: bool | None) -> dict:
 
 def s3_client():
     """A thread-local boto3 S3 client with adaptive retries; honours AWS_ENDPOINT_URL."""
-    key = (os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_ENDPOINT_URL_S3"),
-           os.environ.get("AWS_ACCESS_KEY_ID"), os.getpid())
+    key = (
+        os.environ.get("AWS_ENDPOINT_URL"),
+        os.environ.get("AWS_ENDPOINT_URL_S3"),
+        os.environ.get("AWS_ACCESS_KEY_ID"),
+        os.getpid(),
+    )
     cache = getattr(_local, "clients", None)
     if cache is None:
         cache = _local.clients = {}
@@ -120,12 +133,20 @@ def s3_client():
         import boto3
         from botocore.config import Config
 
-        cfg = Config(retries={"max_attempts": _RETRIES, "mode": "adaptive"},
-                     connect_timeout=20, read_timeout=120, max_pool_connections=32)
+        cfg = Config(
+            retries={"max_attempts": _RETRIES, "mode": "adaptive"},
+            connect_timeout=20,
+            read_timeout=120,
+            max_pool_connections=32,
+        )
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         session = boto3.session.Session()
-        cache[key] = session.client("s3", endpoint_url=endpoint or None, config=cfg,
-                                    region_name=session.region_name or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+        cache[key] = session.client(
+            "s3",
+            endpoint_url=endpoint or None,
+            config=cfg,
+            region_name=session.region_name or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        )
     return cache[key]
 
 
@@ -137,8 +158,12 @@ def shared_s3_client():
     """One S3 client for the whole process (boto3 clients are thread-safe once created), for code
     that reads from many threads: building a client costs ~0.3 s of CPU, so 32 reader threads
     with a thread-local client each spend seconds before the first byte."""
-    key = (os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_ENDPOINT_URL_S3"),
-           os.environ.get("AWS_ACCESS_KEY_ID"), os.getpid())
+    key = (
+        os.environ.get("AWS_ENDPOINT_URL"),
+        os.environ.get("AWS_ENDPOINT_URL_S3"),
+        os.environ.get("AWS_ACCESS_KEY_ID"),
+        os.getpid(),
+    )
     with _shared_lock:
         if key not in _shared_clients:
             _shared_clients[key] = s3_client()
@@ -180,8 +205,14 @@ def _http_session():
 
         sess = requests.Session()
         # connect errors get fewer retries: a wrong host or port should fail in seconds, not minutes
-        retry = Retry(total=_RETRIES, connect=4, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504),
-                      allowed_methods=("GET", "HEAD"), raise_on_status=False)
+        retry = Retry(
+            total=_RETRIES,
+            connect=4,
+            backoff_factor=0.5,
+            status_forcelist=(429, 500, 502, 503, 504),
+            allowed_methods=("GET", "HEAD"),
+            raise_on_status=False,
+        )
         sess.mount("http://", HTTPAdapter(max_retries=retry, pool_maxsize=16))
         sess.mount("https://", HTTPAdapter(max_retries=retry, pool_maxsize=16))
         _local.http = sess
@@ -257,8 +288,10 @@ class _ResumingReader(io.RawIOBase):
                 self._body = None
                 self._attempts += 1
                 if self._attempts > _RETRIES:
-                    raise UserError(f"{self.uri}: read failed after {_RETRIES} retries ({type(exc).__name__})") from None
-                time.sleep(min(30.0, 0.2 * 2 ** self._attempts) * (0.5 + random.random()))
+                    raise UserError(
+                        f"{self.uri}: read failed after {_RETRIES} retries ({type(exc).__name__})"
+                    ) from None
+                time.sleep(min(30.0, 0.2 * 2**self._attempts) * (0.5 + random.random()))
                 continue
             n = len(data)
             buf[:n] = data
@@ -358,8 +391,9 @@ def list_files(uri: str, requester_pays: bool | None = None) -> list[FileInfo]:
         bucket, key = split_s3(uri)
         out = []
         try:
-            pages = s3_client().get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=key, **_rp(requester_pays))
+            pages = (
+                s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key, **_rp(requester_pays))
+            )
             for page in pages:
                 for obj in page.get("Contents", []):
                     k = obj["Key"]
@@ -489,12 +523,11 @@ class _RangeReader(io.RawIOBase):
     request.
     """
 
-    def __init__(self, uri: str, size: int | None = None, requester_pays: bool | None = None,
-                 tail: int = 64 << 10):
+    def __init__(self, uri: str, size: int | None = None, requester_pays: bool | None = None, tail: int = 64 << 10):
         self.uri, self.requester_pays, self._tail_len = uri, requester_pays, tail
         self._size = size
         self._pos = 0
-        self._tail: bytes | None = None   # last bytes of the object, once fetched
+        self._tail: bytes | None = None  # last bytes of the object, once fetched
         self._whole: bytes | None = None  # HTTP servers without range support send everything
         # Taken now, in the opening thread: pyarrow calls read() from its own C++ threads, whose
         # Python thread state (and so the thread-local client cache) is new on every call.
@@ -515,8 +548,9 @@ class _RangeReader(io.RawIOBase):
                 if is_s3(self.uri):
                     bucket, key = split_s3(self.uri)
                     try:
-                        resp = self._s3.get_object(Bucket=bucket, Key=key, Range=range_header,
-                                                   **_rp(self.requester_pays))
+                        resp = self._s3.get_object(
+                            Bucket=bucket, Key=key, Range=range_header, **_rp(self.requester_pays)
+                        )
                     except Exception as exc:  # noqa: BLE001 - translated below
                         err = _s3_error(self.uri, exc)
                         if isinstance(err, UserError):
@@ -538,8 +572,10 @@ class _RangeReader(io.RawIOBase):
                 raise
             except Exception as exc:  # noqa: BLE001 - transient network errors are retried
                 if attempt == _RETRIES:
-                    raise UserError(f"{self.uri}: read failed after {_RETRIES} retries ({type(exc).__name__})") from None
-                time.sleep(min(30.0, 0.2 * 2 ** attempt) * (0.5 + random.random()))
+                    raise UserError(
+                        f"{self.uri}: read failed after {_RETRIES} retries ({type(exc).__name__})"
+                    ) from None
+                time.sleep(min(30.0, 0.2 * 2**attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")
 
     def _fetch_tail(self) -> None:
@@ -580,7 +616,7 @@ class _RangeReader(io.RawIOBase):
             return self._whole[start:end]
         tail_start = size - len(self._tail) if self._tail is not None else size
         if start >= tail_start:
-            return self._tail[start - tail_start:end - tail_start]
+            return self._tail[start - tail_start : end - tail_start]
         body, _ = self._get(f"bytes={start}-{end - 1}")
         if self._whole is not None:
             return self._whole[start:end]
@@ -588,7 +624,7 @@ class _RangeReader(io.RawIOBase):
 
     def readinto(self, buf) -> int:
         data = self.read(len(buf))
-        buf[:len(data)] = data
+        buf[: len(data)] = data
         return len(data)
 
 

@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dsllm",
         description="DeepSeek LLM's pretraining recipe: curate Common Crawl, train a BBPE tokenizer, "
-                    "pack sequences, train and resume GQA transformers.")
+        "pack sequences, train and resume GQA transformers.",
+    )
     parser.add_argument("--version", action="version", version="dsllm 0.1.0")
     console.add_logging_arguments(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     passthrough = None
     if argv[:1] == ["submit"] and "--" in argv:  # `dsllm submit JOB [opts] -- ARGS...`
         cut = argv.index("--")
-        argv, passthrough = argv[:cut], argv[cut + 1:]
+        argv, passthrough = argv[:cut], argv[cut + 1 :]
     parser = build_parser()
     args = parser.parse_args(argv)
     if passthrough is not None:

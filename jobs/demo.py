@@ -26,8 +26,8 @@ class DemoConfig:
     """Sizes of the demo; small enough to finish in a few minutes on two cores."""
 
     crawls: tuple[str, ...] = ("CC-MAIN-2024-10", "CC-MAIN-2024-18")
-    warcs: int = 2            # per crawl
-    records: int = 150        # captures per WARC
+    warcs: int = 2  # per crawl
+    records: int = 150  # captures per WARC
     seed: int = 0
     vocab_size: int = 3000
     seq_len: int = 256
@@ -38,8 +38,8 @@ class DemoConfig:
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
     max_steps: int = 40
-    batch_size: int = 8       # global batch, sequences
-    lr: float = 2e-3          # a short run: a higher peak and a short warmup so the loss visibly falls
+    batch_size: int = 8  # global batch, sequences
+    lr: float = 2e-3  # a short run: a higher peak and a short warmup so the loss visibly falls
     warmup_steps: int = 5
     train_overrides: tuple[str, ...] = ()  # extra `--set` for `dsllm train`, e.g. ("precision=fp32",)
 
@@ -77,8 +77,10 @@ class Demo:
     def __init__(self, workdir: str, cfg: DemoConfig, out=sys.stdout):
         self.cfg = cfg
         self.out = out
-        self.paths = {name: storage.join(workdir, name) for name in
-                      ("crawl", "curated", "dedup-index", "tokenizer", "packed", "mix", "run")}
+        self.paths = {
+            name: storage.join(workdir, name)
+            for name in ("crawl", "curated", "dedup-index", "tokenizer", "packed", "mix", "run")
+        }
         self.paths["workdir"] = workdir
         self.paths["report"] = storage.join(workdir, "curated-report.html")
         self.timings: list[tuple[str, float]] = []
@@ -105,27 +107,91 @@ class Demo:
 
     def run(self) -> dict:
         cfg, p = self.cfg, self.paths
-        self.stage(1, "sample-crawl", ["sample-crawl", p["crawl"], "--warcs", str(cfg.warcs), "--records",
-                                       str(cfg.records), "--seed", str(cfg.seed), "--crawl", *cfg.crawls])
-        self.stage(2, "curate", ["curate", *[f"cc:{c}" for c in cfg.crawls], "--cc-base", p["crawl"],
-                                 "--output", p["curated"], "--dedup-index", p["dedup-index"]])
+        self.stage(
+            1,
+            "sample-crawl",
+            [
+                "sample-crawl",
+                p["crawl"],
+                "--warcs",
+                str(cfg.warcs),
+                "--records",
+                str(cfg.records),
+                "--seed",
+                str(cfg.seed),
+                "--crawl",
+                *cfg.crawls,
+            ],
+        )
+        self.stage(
+            2,
+            "curate",
+            [
+                "curate",
+                *[f"cc:{c}" for c in cfg.crawls],
+                "--cc-base",
+                p["crawl"],
+                "--output",
+                p["curated"],
+                "--dedup-index",
+                p["dedup-index"],
+            ],
+        )
         self.stage(3, "stats", ["stats", p["curated"], "--html", p["report"]])
-        self.stage(4, "tokenizer", ["tokenizer", "train", p["curated"], "--output", p["tokenizer"],
-                                    "--vocab-size", str(cfg.vocab_size)])
-        self.stage(5, "pack", ["pack", p["curated"], "--tokenizer", p["tokenizer"], "--output", p["packed"],
-                               "--seq-len", str(cfg.seq_len)])
+        self.stage(
+            4,
+            "tokenizer",
+            ["tokenizer", "train", p["curated"], "--output", p["tokenizer"], "--vocab-size", str(cfg.vocab_size)],
+        )
+        self.stage(
+            5,
+            "pack",
+            [
+                "pack",
+                p["curated"],
+                "--tokenizer",
+                p["tokenizer"],
+                "--output",
+                p["packed"],
+                "--seq-len",
+                str(cfg.seq_len),
+            ],
+        )
         self.stage(6, "mix", ["mix", p["packed"], "--output", p["mix"]])
         self.stage(7, "stats", ["stats", p["mix"]])
         c = cfg
-        model = {"hidden_size": c.hidden_size, "intermediate_size": c.intermediate_size,
-                 "num_hidden_layers": c.num_hidden_layers, "num_attention_heads": c.num_attention_heads,
-                 "num_key_value_heads": c.num_key_value_heads, "max_position_embeddings": c.seq_len}
+        model = {
+            "hidden_size": c.hidden_size,
+            "intermediate_size": c.intermediate_size,
+            "num_hidden_layers": c.num_hidden_layers,
+            "num_attention_heads": c.num_attention_heads,
+            "num_key_value_heads": c.num_key_value_heads,
+            "max_position_embeddings": c.seq_len,
+        }
         sets = [f"model.{k}={v}" for k, v in model.items()] + [
-            f"optim.lr={c.lr}", f"schedule.warmup_steps={c.warmup_steps}", *c.train_overrides]
+            f"optim.lr={c.lr}",
+            f"schedule.warmup_steps={c.warmup_steps}",
+            *c.train_overrides,
+        ]
         # the `tiny` flavor (configs/train-tiny.toml) takes the vocabulary size from the packed data
-        self.stage(8, "train", ["train", "--model", "tiny", "--data", p["mix"], "--output", p["run"],
-                                "--max-steps", str(c.max_steps), "--batch-size", str(c.batch_size),
-                                *[a for kv in sets for a in ("--set", kv)]])
+        self.stage(
+            8,
+            "train",
+            [
+                "train",
+                "--model",
+                "tiny",
+                "--data",
+                p["mix"],
+                "--output",
+                p["run"],
+                "--max-steps",
+                str(c.max_steps),
+                "--batch-size",
+                str(c.batch_size),
+                *[a for kv in sets for a in ("--set", kv)],
+            ],
+        )
         return self.report()
 
     def report(self) -> dict:
@@ -141,53 +207,91 @@ class Demo:
         losses = [m["loss"] for m in metrics]
         k = max(1, min(5, len(losses) // 4))
         first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
-        checkpoints = sorted(f.uri for f in storage.list_files(storage.join(p["run"], "checkpoints"))
-                             if f.uri.endswith("model.safetensors"))
+        checkpoints = sorted(
+            f.uri
+            for f in storage.list_files(storage.join(p["run"], "checkpoints"))
+            if f.uri.endswith("model.safetensors")
+        )
         if not checkpoints:
             raise UserError(f"{p['run']}: the training run left no checkpoint")
         model = storage.read_json(storage.join(checkpoints[-1].rsplit("/", 1)[0], "config.json"))
         dumps = curated.get("dedup", {}).get("dumps", [])
         self.say("\n━━ demo finished")
         rows = [
-            ("sample crawl", p["crawl"], f"{len(self.cfg.crawls)} dumps × {self.cfg.warcs} WARCs × "
-                                         f"{self.cfg.records} captures; ground truth sample-crawl.json"),
-            ("curated shards", storage.join(p["curated"], "shards"),
-             f"{curated['totals']['documents']} documents, {curated['totals']['chars']:,} chars; "
-             f"stats.json, manifest.json"),
-            ("cross-dump dedup", p["dedup-index"], "; ".join(
-                f"{d['crawl']}: {d['rate_within_dump']:.0%} within, {d['rate_against_index']:.0%} vs earlier"
-                for d in dumps)),
+            (
+                "sample crawl",
+                p["crawl"],
+                f"{len(self.cfg.crawls)} dumps × {self.cfg.warcs} WARCs × "
+                f"{self.cfg.records} captures; ground truth sample-crawl.json",
+            ),
+            (
+                "curated shards",
+                storage.join(p["curated"], "shards"),
+                f"{curated['totals']['documents']} documents, {curated['totals']['chars']:,} chars; "
+                f"stats.json, manifest.json",
+            ),
+            (
+                "cross-dump dedup",
+                p["dedup-index"],
+                "; ".join(
+                    f"{d['crawl']}: {d['rate_within_dump']:.0%} within, {d['rate_against_index']:.0%} vs earlier"
+                    for d in dumps
+                ),
+            ),
             ("stats report", p["report"], "self-contained HTML"),
             ("tokenizer", storage.join(p["tokenizer"], "tokenizer.json"), f"vocab {packed['tokenizer']['vocab_size']}"),
-            ("packed data", p["packed"], f"{packed['rows']} rows × {packed['seq_len']} tokens, "
-                                         f"{len(packed.get('domains') or {})} domains kept apart"),
-            ("mixture", p["mix"], f"{mixture['rows']} sequences; " + ", ".join(
-                f"{d} {m['natural_share']:.0%}→{m['planned_share']:.0%}" for d, m in mixture["domains"].items())),
-            ("training run", p["run"], f"{len(metrics)} logged steps; metrics.jsonl; "
-                                       f"{len(checkpoints)} checkpoint(s)"),
-            ("model", checkpoints[-1], f"LLaMA-style, {model['num_hidden_layers']} layers, d {model['hidden_size']}, "
-                                       f"{model['num_attention_heads']} query / {model['num_key_value_heads']} "
-                                       f"key-value heads (GQA), vocab {model['vocab_size']}"),
+            (
+                "packed data",
+                p["packed"],
+                f"{packed['rows']} rows × {packed['seq_len']} tokens, "
+                f"{len(packed.get('domains') or {})} domains kept apart",
+            ),
+            (
+                "mixture",
+                p["mix"],
+                f"{mixture['rows']} sequences; "
+                + ", ".join(
+                    f"{d} {m['natural_share']:.0%}→{m['planned_share']:.0%}" for d, m in mixture["domains"].items()
+                ),
+            ),
+            ("training run", p["run"], f"{len(metrics)} logged steps; metrics.jsonl; {len(checkpoints)} checkpoint(s)"),
+            (
+                "model",
+                checkpoints[-1],
+                f"LLaMA-style, {model['num_hidden_layers']} layers, d {model['hidden_size']}, "
+                f"{model['num_attention_heads']} query / {model['num_key_value_heads']} "
+                f"key-value heads (GQA), vocab {model['vocab_size']}",
+            ),
         ]
         width = max(len(r[0]) for r in rows)
         for name, where, what in rows:
             self.say(f"  {name:<{width}}  {where}\n  {'':<{width}}  {what}")
         self.say(f"\n  loss by step: {_sparkline(losses)}")
-        self.say(f"  loss {losses[0]:.3f} (step {metrics[0]['step']}) → {losses[-1]:.3f} (step {metrics[-1]['step']});"
-                 f" mean of first {k}: {first:.3f}, last {k}: {last:.3f}")
+        self.say(
+            f"  loss {losses[0]:.3f} (step {metrics[0]['step']}) → {losses[-1]:.3f} (step {metrics[-1]['step']});"
+            f" mean of first {k}: {first:.3f}, last {k}: {last:.3f}"
+        )
         total = sum(t for _, t in self.timings)
         self.say("  time: " + ", ".join(f"{n} {t:.0f}s" for n, t in self.timings) + f"; total {total:.0f}s")
         if not last < first:
             raise UserError(f"the loss did not fall ({first:.3f} → {last:.3f}); see {metrics_uri}")
-        self.say("\n  next: look at the data, change the mixture, export the model\n"
-                 f"    dsllm stats {p['curated']} --sample 3\n"
-                 f"    dsllm mix {p['packed']} --output {p['mix']}-news --set mixture.target.news=0.3\n"
-                 f"    dsllm train --model tiny --data {p['mix']}-news --output {p['run']}-news --max-steps 200\n"
-                 f"    dsllm checkpoint export {p['run']} --output {p['run']}-hf    # loads in transformers\n"
-                 f"    dsllm eval --model {p['run']}-hf --tasks arc_easy --limit 50")
-        return {"paths": p, "losses": losses, "documents": curated["totals"]["documents"],
-                "packed_rows": packed["rows"], "checkpoints": checkpoints, "model": model,
-                "timings": dict(self.timings)}
+        self.say(
+            "\n  next: look at the data, change the mixture, export the model\n"
+            f"    dsllm stats {p['curated']} --sample 3\n"
+            f"    dsllm mix {p['packed']} --output {p['mix']}-news --set mixture.target.news=0.3\n"
+            f"    dsllm train --model tiny --data {p['mix']}-news --output {p['run']}-news --max-steps 200\n"
+            f"    dsllm checkpoint export {p['run']} --output {p['run']}-hf    # loads in transformers\n"
+            f"    dsllm eval --model {p['run']}-hf --tasks arc_easy --limit 50"
+        )
+        return {
+            "paths": p,
+            "losses": losses,
+            "documents": curated["totals"]["documents"],
+            "packed_rows": packed["rows"],
+            "checkpoints": checkpoints,
+            "model": model,
+            "timings": dict(self.timings),
+        }
 
 
 def _sparkline(values: list[float]) -> str:

@@ -23,9 +23,14 @@ POLL_SECONDS = 0.5
 
 def start_reaper(pid: int | None = None) -> subprocess.Popen:
     """Start the watchdog for `pid` (default this process), detached from its signals."""
-    return subprocess.Popen([sys.executable, "-m", "dsllm.jobs.reaper", str(pid or os.getpid())],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, close_fds=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dsllm.jobs.reaper", str(pid or os.getpid())],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
 
 
 def _descendants(proc) -> dict[int, float]:

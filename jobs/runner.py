@@ -34,8 +34,12 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
             raise UserError(f"--ray-address {address}: cannot connect to a Ray cluster ({exc})") from None
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                 ignore_reinit_error=True)
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            include_dashboard=False,
+            log_to_driver=False,
+            ignore_reinit_error=True,
+        )
         from dsllm.jobs.reaper import start_reaper
 
         start_reaper()  # even a `kill -9` of this command leaves no Ray process behind
@@ -73,8 +77,10 @@ def require_shared_path(uri: str, flag: str) -> None:
         return
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     if len(nodes) > 1:
-        raise UserError(f"{flag} {uri}: a node-local path on a {len(nodes)}-node Ray cluster; use s3:// "
-                        "(or a shared filesystem and DSLLM_SHARED_FS=1)")
+        raise UserError(
+            f"{flag} {uri}: a node-local path on a {len(nodes)}-node Ray cluster; use s3:// "
+            "(or a shared filesystem and DSLLM_SHARED_FS=1)"
+        )
 
 
 class RayExecutor:
@@ -83,17 +89,23 @@ class RayExecutor:
     found before any work is spread show without starting Ray; a user error raised inside a task
     comes back as itself (one line, exit 2)."""
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, task_cpus: float = 1.0,
-                 max_in_flight: int | None = None, quiet: bool = False):
+    def __init__(
+        self,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        task_cpus: float = 1.0,
+        max_in_flight: int | None = None,
+        quiet: bool = False,
+    ):
         self.address, self.num_cpus, self.task_cpus = address, num_cpus, task_cpus
         self.max_in_flight, self.quiet = max_in_flight, quiet
         self._started = False
 
     @classmethod
-    def start(cls, address: str | None = None, quiet: bool = False) -> "RayExecutor":
+    def start(cls, address: str | None = None, quiet: bool = False) -> RayExecutor:
         """Join `address` (or 'auto'), or start an in-process Ray with every core of this machine."""
         executor = cls(address, quiet=quiet)
-        executor.ray
+        _ = executor.ray  # starts or joins Ray now
         return executor
 
     @property

@@ -26,15 +26,24 @@ from dsllm.trainer.scaling.execute import RESULT, run_one, train_trunk
 from dsllm.trainer.scaling.plan import RunSpec, SweepConfig, share_groups
 
 
-def _trunk_task(env: dict, runs: list[RunSpec], trunk_dir: str, step: int, data: str, cfg: SweepConfig,
-                after=None) -> str:
+def _trunk_task(
+    env: dict, runs: list[RunSpec], trunk_dir: str, step: int, data: str, cfg: SweepConfig, after=None
+) -> str:
     """`after`: the previous segment's checkpoint (a Ray dependency that orders the segments)."""
     os.environ.update(env)
     return train_trunk(runs, trunk_dir, step, data, cfg)
 
 
-def _run_task(env: dict, spec: RunSpec, run_dir: str, data: str, heldout: str, info: dict,
-              cfg: SweepConfig, branch_from: str | None) -> dict:
+def _run_task(
+    env: dict,
+    spec: RunSpec,
+    run_dir: str,
+    data: str,
+    heldout: str,
+    info: dict,
+    cfg: SweepConfig,
+    branch_from: str | None,
+) -> dict:
     import ray
 
     os.environ.update(env)
@@ -73,13 +82,15 @@ def submit(ray, runs: list[RunSpec], sweep: Path, paths: dict, info: dict, cfg: 
         if group.shared and todo:
             previous = None
             for step in sorted({r.branch_step() for r in todo}):
-                previous = trunk.remote(env, group.runs, str(sweep / "trunks" / group.key), step,
-                                        paths["train"], cfg, previous)
+                previous = trunk.remote(
+                    env, group.runs, str(sweep / "trunks" / group.key), step, paths["train"], cfg, previous
+                )
                 segments[step] = previous
         for r in todo:
             branch = segments.get(r.branch_step()) if group.shared else None
-            refs[one.remote(env, r, str(sweep / "runs" / r.run_id), paths["train"], paths["heldout"], info,
-                            cfg, branch)] = r
+            refs[
+                one.remote(env, r, str(sweep / "runs" / r.run_id), paths["train"], paths["heldout"], info, cfg, branch)
+            ] = r
     return refs
 
 
@@ -97,8 +108,15 @@ def _record_error(run_dir: Path, exc: Exception, log) -> None:
         log(f"  (could not write {run_dir}/error.txt: {err})")
 
 
-def run_sweep(runs: list[RunSpec], sweep_dir: str, info: dict, cfg: SweepConfig, address: str | None = None,
-              workers: int = 1, log=None) -> dict:
+def run_sweep(
+    runs: list[RunSpec],
+    sweep_dir: str,
+    info: dict,
+    cfg: SweepConfig,
+    address: str | None = None,
+    workers: int = 1,
+    log=None,
+) -> dict:
     """Run every unfinished run of the plan; returns {"planned", "skipped", "finished", "failed"}."""
     from dsllm.jobs.runner import init_ray, require_shared_path
 
@@ -127,6 +145,8 @@ def run_sweep(runs: list[RunSpec], sweep_dir: str, info: dict, cfg: SweepConfig,
             continue
         (run_dir / "error.txt").unlink(missing_ok=True)
         finished += 1
-        log(f"  [{finished + len(failed)}/{len(refs)}] {spec.run_id}: held-out {result['heldout_bpb']:.4f} "
-            f"bits/byte ({result['train_seconds']:.1f}s, {time.time() - start:.0f}s elapsed)")
+        log(
+            f"  [{finished + len(failed)}/{len(refs)}] {spec.run_id}: held-out {result['heldout_bpb']:.4f} "
+            f"bits/byte ({result['train_seconds']:.1f}s, {time.time() - start:.0f}s elapsed)"
+        )
     return {"planned": len(runs), "skipped": skipped, "finished": finished, "failed": failed}

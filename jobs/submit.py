@@ -25,9 +25,25 @@ JOBS = ("curate", "tokenizer", "pack", "mix", "train")
 # Environment forwarded to the job (values are never printed).
 FORWARDED_ENV_PREFIXES = ("AWS_", "DSLLM_", "HF_", "RAY_AUTH_MODE")
 SECRET_FILE = ".dsllm_job_env.json"
-EXCLUDES = (".git", ".venv", "venv", "__pycache__", "*.pyc", "*.egg-info", ".pytest_cache",
-            ".hypothesis", "demo-run", "*.parquet", "*.safetensors", "*.bin", "*.pt", "*.warc.gz",
-            "bench/results", "build", "dist")
+EXCLUDES = (
+    ".git",
+    ".venv",
+    "venv",
+    "__pycache__",
+    "*.pyc",
+    "*.egg-info",
+    ".pytest_cache",
+    ".hypothesis",
+    "demo-run",
+    "*.parquet",
+    "*.safetensors",
+    "*.bin",
+    "*.pt",
+    "*.warc.gz",
+    "bench/results",
+    "build",
+    "dist",
+)
 
 
 def client(address: str):
@@ -61,8 +77,14 @@ def forwarded_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
 
 
-def submit(job: str, args: list[str], address: str, pip: list[str] | None = None,
-           num_cpus: float | None = None, submission_id: str | None = None) -> str:
+def submit(
+    job: str,
+    args: list[str],
+    address: str,
+    pip: list[str] | None = None,
+    num_cpus: float | None = None,
+    submission_id: str | None = None,
+) -> str:
     """Submit `dsllm JOB ARGS` to the cluster; returns the submission id."""
     if job not in JOBS:
         raise UserError(f"unknown job {job!r}; choose one of {', '.join(JOBS)}")
@@ -76,8 +98,13 @@ def submit(job: str, args: list[str], address: str, pip: list[str] | None = None
     try:
         while True:
             try:
-                return cli.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id,
-                                      entrypoint_num_cpus=num_cpus, metadata={"dsllm_job": job})
+                return cli.submit_job(
+                    entrypoint=entrypoint,
+                    runtime_env=runtime_env,
+                    submission_id=submission_id,
+                    entrypoint_num_cpus=num_cpus,
+                    metadata={"dsllm_job": job},
+                )
             except Exception as exc:  # noqa: BLE001
                 # a freshly started head answers 500 until its dashboard agent is up
                 if "No available agent" in str(exc) and time.time() < deadline:
@@ -123,9 +150,16 @@ def wait(address: str, job_id: str, follow: bool = False, timeout: float | None 
 def list_jobs(address: str) -> list[dict]:
     rows = []
     for info in client(address).list_jobs():
-        rows.append({"submission_id": info.submission_id, "status": str(info.status).split(".")[-1],
-                     "entrypoint": info.entrypoint, "start_time": info.start_time, "end_time": info.end_time,
-                     "message": info.message})
+        rows.append(
+            {
+                "submission_id": info.submission_id,
+                "status": str(info.status).split(".")[-1],
+                "entrypoint": info.entrypoint,
+                "start_time": info.start_time,
+                "end_time": info.end_time,
+                "message": info.message,
+            }
+        )
     return sorted(rows, key=lambda r: r["start_time"] or 0)
 
 
@@ -134,9 +168,14 @@ def status(address: str, job_id: str) -> dict:
         info = client(address).get_job_info(job_id)
     except Exception as exc:  # noqa: BLE001
         raise UserError(f"job {job_id}: not found on {address} ({type(exc).__name__})") from None
-    return {"submission_id": info.submission_id, "status": str(info.status).split(".")[-1],
-            "entrypoint": info.entrypoint, "message": info.message,
-            "start_time": info.start_time, "end_time": info.end_time}
+    return {
+        "submission_id": info.submission_id,
+        "status": str(info.status).split(".")[-1],
+        "entrypoint": info.entrypoint,
+        "message": info.message,
+        "start_time": info.start_time,
+        "end_time": info.end_time,
+    }
 
 
 def logs(address: str, job_id: str) -> str:

@@ -24,10 +24,9 @@ def _worker_loop(config: dict) -> None:
     import ray.train
     import torch
 
-    from dsllm.trainer.config import ModelConfig
-    from dsllm.trainer.train import train
     from dsllm.config import from_dict
-    from dsllm.trainer.train import TrainConfig
+    from dsllm.trainer.config import ModelConfig
+    from dsllm.trainer.train import TrainConfig, train
 
     os.environ.update(config["env"])
     torch.set_num_threads(max(1, config["threads_per_worker"]))
@@ -35,8 +34,9 @@ def _worker_loop(config: dict) -> None:
     cfg = from_dict(TrainConfig, config["train"])
     rank = ray.train.get_context().get_world_rank()
 
-    summary = train(model_cfg, cfg, config["data"], config["run_dir"], config["resume_from"],
-                    quiet=config["quiet"] or rank != 0)
+    summary = train(
+        model_cfg, cfg, config["data"], config["run_dir"], config["resume_from"], quiet=config["quiet"] or rank != 0
+    )
     # ray.train.report is a collective in Ray Train 2: every rank calls it the same number of times,
     # so the run's final checkpoint is reported once at the end (rank 0 attaches it). Checkpoints
     # written during the run stay in RUN/checkpoints, where a restarted group resumes from.
@@ -69,14 +69,32 @@ def train_with_ray(args, cfg, model_cfg) -> int:
 
     # an s3:// run is staged locally by each rank and mirrored to S3 (trainer/checkpoints/mirror.py)
     run_dir = args.output if storage.is_remote(args.output) else str(Path(args.output).resolve())
-    ray_dir = (Path(os.environ.get("DSLLM_CACHE", Path.home() / ".cache" / "dsllm")) / "ray-train"
-               / hashlib.sha1(run_dir.encode()).hexdigest()[:16]) if storage.is_remote(run_dir) else Path(run_dir) / "ray"
-    storage.write_json(storage.join(run_dir, "train_config.json"),
-                       {"model": model_cfg.to_hf_dict(), "train": config_to_dict(cfg), "data": args.data,
-                        "resume_from": args.resume_from, "workers": args.workers})
+    ray_dir = (
+        (
+            Path(os.environ.get("DSLLM_CACHE", Path.home() / ".cache" / "dsllm"))
+            / "ray-train"
+            / hashlib.sha1(run_dir.encode()).hexdigest()[:16]
+        )
+        if storage.is_remote(run_dir)
+        else Path(run_dir) / "ray"
+    )
+    storage.write_json(
+        storage.join(run_dir, "train_config.json"),
+        {
+            "model": model_cfg.to_hf_dict(),
+            "train": config_to_dict(cfg),
+            "data": args.data,
+            "resume_from": args.resume_from,
+            "workers": args.workers,
+        },
+    )
     loop_config = {
-        "model": model_cfg.to_hf_dict(), "train": config_to_dict(cfg), "data": args.data,
-        "run_dir": run_dir, "resume_from": args.resume_from, "quiet": bool(args.quiet),
+        "model": model_cfg.to_hf_dict(),
+        "train": config_to_dict(cfg),
+        "data": args.data,
+        "run_dir": run_dir,
+        "resume_from": args.resume_from,
+        "quiet": bool(args.quiet),
         "env": task_env(),
         "threads_per_worker": max(1, cpus // args.workers) if not use_gpu else 4,
     }
@@ -84,10 +102,16 @@ def train_with_ray(args, cfg, model_cfg) -> int:
         _worker_loop,
         train_loop_config=loop_config,
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=args.workers, use_gpu=use_gpu,
-                                     resources_per_worker={"CPU": max(1, cpus // args.workers)} if not use_gpu else None),
-        run_config=RunConfig(name="ray-train", storage_path=str(ray_dir),
-                             failure_config=FailureConfig(max_failures=int(os.environ.get("DSLLM_MAX_FAILURES", "2")))),
+        scaling_config=ScalingConfig(
+            num_workers=args.workers,
+            use_gpu=use_gpu,
+            resources_per_worker={"CPU": max(1, cpus // args.workers)} if not use_gpu else None,
+        ),
+        run_config=RunConfig(
+            name="ray-train",
+            storage_path=str(ray_dir),
+            failure_config=FailureConfig(max_failures=int(os.environ.get("DSLLM_MAX_FAILURES", "2"))),
+        ),
     )
     try:
         result = trainer.fit()
@@ -102,7 +126,9 @@ def train_with_ray(args, cfg, model_cfg) -> int:
     metrics_uri = storage.join(run_dir, "metrics.jsonl")
     lines = storage.read_text(metrics_uri).splitlines() if storage.exists(metrics_uri) else []
     last = json.loads(lines[-1]) if lines else {}
-    print(f"trained to step {last.get('step')} ({int(last.get('tokens', 0)):,} tokens) with {args.workers} "
-          f"workers, loss {last.get('loss', float('nan')):.4f}; checkpoints in {storage.join(run_dir, 'checkpoints')}"
-          + (f"; reported to Ray Train: {result.checkpoint.path}" if result.checkpoint else ""))
+    print(
+        f"trained to step {last.get('step')} ({int(last.get('tokens', 0)):,} tokens) with {args.workers} "
+        f"workers, loss {last.get('loss', float('nan')):.4f}; checkpoints in {storage.join(run_dir, 'checkpoints')}"
+        + (f"; reported to Ray Train: {result.checkpoint.path}" if result.checkpoint else "")
+    )
     return 0

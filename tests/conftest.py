@@ -60,8 +60,12 @@ def ray_local():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 _temp_dir=tempfile.mkdtemp(prefix="rayt", dir="/tmp"))
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            _temp_dir=tempfile.mkdtemp(prefix="rayt", dir="/tmp"),
+        )
     yield ray
     ray.shutdown()
 
@@ -139,15 +143,32 @@ def ray_head():
     temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")
     gcs_port, dash_port = free_port(), free_port()
     # as a user does from an activated virtualenv: the job's `python` is this interpreter
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
-               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    cmd = [_ray_bin(), "start", "--head", f"--port={gcs_port}", "--node-ip-address=127.0.0.1",
-           "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}", f"--temp-dir={temp_dir}",
-           "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats",
-           f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-           f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
-           f"--min-worker-port={20000 + os.getpid() % 1000 * 10}", f"--max-worker-port={20000 + os.getpid() % 1000 * 10 + 400}"]
+    env = dict(
+        os.environ,
+        RAY_AUTH_MODE="disabled",
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    cmd = [
+        _ray_bin(),
+        "start",
+        "--head",
+        f"--port={gcs_port}",
+        "--node-ip-address=127.0.0.1",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dash_port}",
+        f"--temp-dir={temp_dir}",
+        "--num-cpus=2",
+        "--include-dashboard=true",
+        "--disable-usage-stats",
+        f"--ray-client-server-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--min-worker-port={20000 + os.getpid() % 1000 * 10}",
+        f"--max-worker-port={20000 + os.getpid() % 1000 * 10 + 400}",
+    ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     if out.returncode != 0:
         _kill_ray_tree(temp_dir)
@@ -206,13 +227,20 @@ def run_cli(*argv: str, env: dict | None = None, cwd: str | None = None, timeout
     """Run `dsllm ARGS` as a user would (a subprocess); returns CompletedProcess."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "dsllm.jobs.cli", *argv], capture_output=True, text=True,
-                          env=full_env, cwd=cwd or str(ROOT), timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "dsllm.jobs.cli", *argv],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd or str(ROOT),
+        timeout=timeout,
+    )
 
 
 # ---------------------------------------------------------------- checkpoints (helper H, issue 9)
 
 import contextlib  # noqa: E402
+
 
 @pytest.fixture
 def cli():
@@ -234,12 +262,13 @@ def _save_bin_shards(state: dict, folder: Path, shards: int) -> None:
     wmap = {}
     for i in range(shards):
         fname = f"pytorch_model-{i + 1:05d}-of-{shards:05d}.bin"
-        part = {k: state[k].clone() for k in names[i * per:(i + 1) * per]}
+        part = {k: state[k].clone() for k in names[i * per : (i + 1) * per]}
         torch.save(part, folder / fname)
         wmap.update({k: fname for k in part})
     total = sum(t.numel() * t.element_size() for t in state.values())
     (folder / "pytorch_model.bin.index.json").write_text(
-        json.dumps({"metadata": {"total_size": total}, "weight_map": wmap}))
+        json.dumps({"metadata": {"total_size": total}, "weight_map": wmap})
+    )
 
 
 @pytest.fixture
@@ -254,13 +283,22 @@ def tiny_llama(tmp_path):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    def make(fmt="safetensors", shards=1, vocab=128, dtype=None, bos_eos=(1, 2), name="hf", seed=0,
-             layers=2, hidden=32):
+    def make(
+        fmt="safetensors", shards=1, vocab=128, dtype=None, bos_eos=(1, 2), name="hf", seed=0, layers=2, hidden=32
+    ):
         torch.manual_seed(seed)
-        cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
-                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                          max_position_embeddings=64, bos_token_id=bos_eos[0], eos_token_id=bos_eos[1],
-                          rms_norm_eps=1e-6)
+        cfg = LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            bos_token_id=bos_eos[0],
+            eos_token_id=bos_eos[1],
+            rms_norm_eps=1e-6,
+        )
         model = LlamaForCausalLM(cfg).eval()
         if dtype is not None:
             model = model.to(dtype)
@@ -289,16 +327,18 @@ class _ProxyState:
 
     def __init__(self):
         self.require_payer = True
-        self.mode = "ok"            # ok | bad_key | deny
-        self.fault = None           # None | "truncate" | "corrupt"
-        self.fault_times = -1       # how many GETs to damage (-1: all)
-        self.fault_match = ""       # only GETs whose "PATH RANGE" contains this
+        self.mode = "ok"  # ok | bad_key | deny
+        self.fault = None  # None | "truncate" | "corrupt"
+        self.fault_times = -1  # how many GETs to damage (-1: all)
+        self.fault_match = ""  # only GETs whose "PATH RANGE" contains this
         self.requests: list[tuple[str, str, dict]] = []
 
 
 def _s3_error_xml(code: str, message: str) -> bytes:
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
-            f"<Message>{message}</Message><RequestId>proxy</RequestId></Error>").encode()
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+        f"<Message>{message}</Message><RequestId>proxy</RequestId></Error>"
+    ).encode()
 
 
 class _S3ProxyHandler(http.server.BaseHTTPRequestHandler):
@@ -326,8 +366,9 @@ class _S3ProxyHandler(http.server.BaseHTTPRequestHandler):
         if st.require_payer and self.headers.get("x-amz-request-payer") != "requester":
             return self._error(403, "AccessDenied", "Access Denied (requester pays bucket: header missing)")
         if st.mode == "bad_key":
-            return self._error(403, "InvalidAccessKeyId",
-                               "The AWS Access Key Id you provided does not exist in our records.")
+            return self._error(
+                403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records."
+            )
         if st.mode == "deny":
             return self._error(403, "AccessDenied", "Access Denied")
         up = urlparse(self.server.upstream)
@@ -337,8 +378,14 @@ class _S3ProxyHandler(http.server.BaseHTTPRequestHandler):
         resp = conn.getresponse()
         data = resp.read()
         conn.close()
-        damage = (st.fault and self.command == "GET" and resp.status in (200, 206) and st.fault_times != 0
-                  and st.fault_match in f"{self.path} {self.headers.get('Range', '')}" and len(data) > 16)
+        damage = (
+            st.fault
+            and self.command == "GET"
+            and resp.status in (200, 206)
+            and st.fault_times != 0
+            and st.fault_match in f"{self.path} {self.headers.get('Range', '')}"
+            and len(data) > 16
+        )
         if damage and st.fault_times > 0:
             st.fault_times -= 1
         self.send_response(resp.status)

@@ -38,8 +38,16 @@ def write_domain_shards(root: Path, n_shards: int = 3) -> Path:
     for k in range(n_shards):
         part = docs[k::n_shards]
         path = f"shards/part-{k:05d}.parquet"
-        pq.write_table(pa.table({"id": [f"{k}-{i}" for i in range(len(part))], "text": [t for _, t in part],
-                                 "domain": [d for d, _ in part]}), root / path)
+        pq.write_table(
+            pa.table(
+                {
+                    "id": [f"{k}-{i}" for i in range(len(part))],
+                    "text": [t for _, t in part],
+                    "domain": [d for d, _ in part],
+                }
+            ),
+            root / path,
+        )
         entries.append({"path": path, "rows": len(part)})
     (root / "manifest.json").write_text(json.dumps({"kind": "curated", "shards": entries}))
     return root
@@ -52,8 +60,9 @@ def train_small_tokenizer(out: Path) -> Path:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=[BOS, EOS],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=600, special_tokens=[BOS, EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator([t for ts in domain_docs().values() for t in ts], trainer)
     out.mkdir(parents=True, exist_ok=True)
     tok.save(str(out / "tokenizer.json"))

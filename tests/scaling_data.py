@@ -13,8 +13,18 @@ def build_prose_packed(root: Path, speeches: int = 12, vocab: int = 384, seq_len
     from tests.tokenizer.conftest import english_speeches, write_shards
 
     write_shards(root / "curated", [("en", t) for t in english_speeches(speeches)], n_shards=2)
-    train_tokenizer([str(root / "curated" / "shards")], str(root / "tok"),
-                    TokenizerTrainConfig(vocab_size=vocab, sample_bytes=1_000_000, lang_mix={"en": 1.0}), progress=False)
-    pack([str(root / "curated")], str(root / "tok"), str(root / "packed"), PackConfig(seq_len=seq_len, row_group_rows=16),
-         LocalExecutor(), log=lambda m: None)
+    train_tokenizer(
+        [str(root / "curated" / "shards")],
+        str(root / "tok"),
+        TokenizerTrainConfig(vocab_size=vocab, sample_bytes=1_000_000, lang_mix={"en": 1.0}),
+        progress=False,
+    )
+    pack(
+        [str(root / "curated")],
+        str(root / "tok"),
+        str(root / "packed"),
+        PackConfig(seq_len=seq_len, row_group_rows=16),
+        LocalExecutor(),
+        log=lambda m: None,
+    )
     return root

@@ -8,15 +8,42 @@ import pytest
 from dsllm.jobs.cli import COMMANDS, main
 from tests.conftest import run_cli
 
-SPEC_COMMANDS = ["demo", "sample-crawl", "curate", "stats", "quality", "tokenizer", "pack", "mix", "train",
-                 "checkpoint", "eval", "decontam", "plan", "submit", "jobs"]
+SPEC_COMMANDS = [
+    "demo",
+    "sample-crawl",
+    "curate",
+    "stats",
+    "quality",
+    "tokenizer",
+    "pack",
+    "mix",
+    "train",
+    "checkpoint",
+    "eval",
+    "decontam",
+    "plan",
+    "submit",
+    "jobs",
+]
 
 # (argv before --help, flags SPEC.md promises)
 SPEC_FLAGS = [
     (["demo"], ["--workdir"]),
     (["sample-crawl"], ["OUT", "--warcs", "--records", "--seed"]),
-    (["curate"], ["--output", "--config", "--set", "--dedup-index", "--skip", "--cc-base", "--limit",
-                  "--ray-address", "--requester-pays"]),
+    (
+        ["curate"],
+        [
+            "--output",
+            "--config",
+            "--set",
+            "--dedup-index",
+            "--skip",
+            "--cc-base",
+            "--limit",
+            "--ray-address",
+            "--requester-pays",
+        ],
+    ),
     (["stats"], ["PATH", "--json", "--html", "--sample", "--verify"]),
     (["quality", "train"], ["--positive", "--negative", "--output"]),
     (["tokenizer", "train"], ["--output", "--vocab-size"]),
@@ -27,8 +54,21 @@ SPEC_FLAGS = [
     (["train"], ["--model", "--data", "--output", "--resume-from", "--max-steps", "--batch-size", "--workers"]),
     (["checkpoint", "list"], ["SRC"]),
     (["checkpoint", "export"], ["--output"]),
-    (["eval"], ["--model", "--data", "--max-rows", "--json", "--tasks", "--limit", "--shots", "--tokenizer",
-                "--log-samples", "--html"]),
+    (
+        ["eval"],
+        [
+            "--model",
+            "--data",
+            "--max-rows",
+            "--json",
+            "--tasks",
+            "--limit",
+            "--shots",
+            "--tokenizer",
+            "--log-samples",
+            "--html",
+        ],
+    ),
     (["decontam", "index"], ["--tasks", "--local", "--output"]),
     (["plan"], ["--compute"]),
     (["submit"], ["--address", "--wait"]),
@@ -62,17 +102,27 @@ def test_no_command_prints_help_and_exits_2():
     assert out.returncode == 2 and "sample-crawl" in out.stdout
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["stats", "/nonexistent/curated"], "/nonexistent/curated"),
-    (["curate", "/nonexistent/in.warc.gz", "--output", "/tmp/dsllm-cli-test-out"], "/nonexistent/in.warc.gz"),
-    (["curate", "cc:CC-MAIN-2024-10", "--output", "/tmp/dsllm-cli-test-out", "--config", "/nonexistent.toml"],
-     "/nonexistent.toml"),
-    (["pack", "/nonexistent/shards", "--tokenizer", "/nonexistent/tok", "--output", "/tmp/dsllm-cli-p"], "/nonexistent"),
-    (["sample-crawl", "/tmp/dsllm-cli-sc", "--crawl", "CC-MAIN-24-10"], "CC-MAIN-24-10"),
-    (["train", "--model", "tiny", "--data", "/nonexistent/packed", "--output", "/tmp/dsllm-cli-run"],
-     "/nonexistent/packed"),
-    (["demo", "--workdir", "/tmp/dsllm-cli-demo", "--set", "no_such_knob=1"], "no_such_knob"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["stats", "/nonexistent/curated"], "/nonexistent/curated"),
+        (["curate", "/nonexistent/in.warc.gz", "--output", "/tmp/dsllm-cli-test-out"], "/nonexistent/in.warc.gz"),
+        (
+            ["curate", "cc:CC-MAIN-2024-10", "--output", "/tmp/dsllm-cli-test-out", "--config", "/nonexistent.toml"],
+            "/nonexistent.toml",
+        ),
+        (
+            ["pack", "/nonexistent/shards", "--tokenizer", "/nonexistent/tok", "--output", "/tmp/dsllm-cli-p"],
+            "/nonexistent",
+        ),
+        (["sample-crawl", "/tmp/dsllm-cli-sc", "--crawl", "CC-MAIN-24-10"], "CC-MAIN-24-10"),
+        (
+            ["train", "--model", "tiny", "--data", "/nonexistent/packed", "--output", "/tmp/dsllm-cli-run"],
+            "/nonexistent/packed",
+        ),
+        (["demo", "--workdir", "/tmp/dsllm-cli-demo", "--set", "no_such_knob=1"], "no_such_knob"),
+    ],
+)
 def test_user_errors_are_one_line_exit_2_no_traceback(argv, needle):
     out = run_cli(*argv, timeout=300)
     lines = out.stderr.strip().splitlines()
@@ -88,15 +138,19 @@ def test_argparse_errors_exit_2_with_the_command_named():
     assert out.stderr.strip().splitlines()[-1].startswith("dsllm sample-crawl: error:")
 
 
-@pytest.mark.parametrize("argv", [
-    ["curate", "in.warc.gz", "--output", "o"],
-    ["pack", "shards", "--tokenizer", "t", "--output", "o"],
-    ["train", "--model", "tiny", "--data", "d", "--output", "o"],
-    ["quality", "train", "--positive", "p", "--negative", "n", "--output", "o"],
-    ["demo", "--workdir", "o"],
-    ["tokenizer", "train", "shards", "--output", "o"],
-    ["tokenizer", "eval", "t", "--data", "d"],
-], ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["curate", "in.warc.gz", "--output", "o"],
+        ["pack", "shards", "--tokenizer", "t", "--output", "o"],
+        ["train", "--model", "tiny", "--data", "d", "--output", "o"],
+        ["quality", "train", "--positive", "p", "--negative", "n", "--output", "o"],
+        ["demo", "--workdir", "o"],
+        ["tokenizer", "train", "shards", "--output", "o"],
+        ["tokenizer", "eval", "t", "--data", "d"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
 def test_every_config_file_is_strict(argv, tmp_path):
     """A misspelt section in any command's --config FILE is one error line (exit 2), before any work."""
     cfg = tmp_path / "bad.toml"

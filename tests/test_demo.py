@@ -9,8 +9,18 @@ import pytest
 
 from tests.conftest import run_cli
 
-SMALL = ["--set", "warcs=1", "--set", "records=120", "--set", "max_steps=30", "--set", "batch_size=4",
-         "--set", "vocab_size=2000"]
+SMALL = [
+    "--set",
+    "warcs=1",
+    "--set",
+    "records=120",
+    "--set",
+    "max_steps=30",
+    "--set",
+    "batch_size=4",
+    "--set",
+    "vocab_size=2000",
+]
 
 
 @pytest.mark.slow

@@ -17,8 +17,13 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBPACKAGES = {"curation": "dsllm.curation", "tokenizer": "dsllm.tokenizer", "trainer": "dsllm.trainer",
-               "jobs": "dsllm.jobs", "dsllm": "dsllm"}
+SUBPACKAGES = {
+    "curation": "dsllm.curation",
+    "tokenizer": "dsllm.tokenizer",
+    "trainer": "dsllm.trainer",
+    "jobs": "dsllm.jobs",
+    "dsllm": "dsllm",
+}
 
 
 def _pyproject() -> dict:
@@ -39,8 +44,11 @@ def test_every_source_package_is_listed_under_the_dsllm_namespace():
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-                           "-w", str(out), str(ROOT)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (whl,) = out.glob("dsllm-*.whl")
     return whl
@@ -61,8 +69,11 @@ def test_wheel_install_works_beside_packages_named_trainer_and_tokenizer(wheel, 
     `trainer` and `tokenizer` stay whatever else the environment has (here: stand-ins for Coqui's
     `trainer` and the `tokenizer` package on PyPI)."""
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
     others = tmp_path / "others"
     for name in ("trainer", "tokenizer"):
         (others / name).mkdir(parents=True)
@@ -84,16 +95,29 @@ def test_wheel_install_works_beside_packages_named_trainer_and_tokenizer(wheel, 
     assert (who_trainer, who_tok) == ("the other trainer", "the other tokenizer")
     assert label == "__label__en"
     # the console script's entry point resolves inside the wheel
-    proc = subprocess.run([sys.executable, "-c", "from dsllm.jobs.cli import main; main(['plan', '--compute', '1e20'])"],
-                          capture_output=True, text=True, cwd=tmp_path, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", "from dsllm.jobs.cli import main; main(['plan', '--compute', '1e20'])"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_no_top_level_modules_of_ours_outside_the_checkout(tmp_path):
     """With the (editable) install of this checkout, `import trainer` from elsewhere finds nothing of ours."""
     for name in ("trainer", "tokenizer", "jobs", "curation"):
-        proc = subprocess.run([sys.executable, "-c", f"import importlib.util as u; s = u.find_spec({name!r}); "
-                               "print(s.origin if s else '')"], capture_output=True, text=True, cwd=tmp_path,
-                              env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"import importlib.util as u; s = u.find_spec({name!r}); print(s.origin if s else '')",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        )
         assert proc.returncode == 0, proc.stderr
         assert not proc.stdout.strip().startswith(str(ROOT)), f"`import {name}` finds {proc.stdout.strip()}"

@@ -14,8 +14,16 @@ from dsllm.errors import UserError
 from tests.conftest import run_cli
 from tests.curation.test_stats_builders import write_curated
 
-HOSTILE = ["../outside.parquet", "shards/../../outside.parquet", "..", "/etc/passwd", "C:/x",
-           "shards\\..\\x", "part\x00.parquet", "a\nb"]
+HOSTILE = [
+    "../outside.parquet",
+    "shards/../../outside.parquet",
+    "..",
+    "/etc/passwd",
+    "C:/x",
+    "shards\\..\\x",
+    "part\x00.parquet",
+    "a\nb",
+]
 
 
 @pytest.mark.parametrize("name", HOSTILE)

@@ -8,8 +8,10 @@ import re
 
 from dsllm.progress import StageProgress
 
-LINE = re.compile(r"^\[(?P<stage>[\w/]+)\] (?P<done>\d+)/(?P<total>\d+) inputs \((?P<pct>\d+)%\) \| "
-                  r"(?P<rate>[\d.]+)/s \| eta (?P<eta>\S+) \| (?P<elapsed>[\d.]+)s$")
+LINE = re.compile(
+    r"^\[(?P<stage>[\w/]+)\] (?P<done>\d+)/(?P<total>\d+) inputs \((?P<pct>\d+)%\) \| "
+    r"(?P<rate>[\d.]+)/s \| eta (?P<eta>\S+) \| (?P<elapsed>[\d.]+)s$"
+)
 
 
 def test_plain_lines_name_the_stage_with_counts_rate_and_eta():

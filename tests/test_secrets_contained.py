@@ -10,9 +10,11 @@ from pathlib import Path
 
 from tests.conftest import run_cli
 
-PLANTED = {"AWS_ACCESS_KEY_ID": "AKIAPLANTEDH17KEY000",
-           "AWS_SECRET_ACCESS_KEY": "plantedH17Secret/Key+zzzzzzzzzzzzzzzzzzzzz",
-           "AWS_SESSION_TOKEN": "plantedH17SessionTokenQQQQQQQQQQQQQQQQ"}
+PLANTED = {
+    "AWS_ACCESS_KEY_ID": "AKIAPLANTEDH17KEY000",
+    "AWS_SECRET_ACCESS_KEY": "plantedH17Secret/Key+zzzzzzzzzzzzzzzzzzzzz",
+    "AWS_SESSION_TOKEN": "plantedH17SessionTokenQQQQQQQQQQQQQQQQ",
+}
 
 
 def _leaks(blob: bytes) -> list[str]:
@@ -29,7 +31,7 @@ def test_planted_credentials_never_leave_the_credential_chain(s3_bucket, tmp_pat
         run_cli("curate", f"s3://{s3_bucket}/crawl", "--output", f"s3://{s3_bucket}/out", env=env),
         run_cli("stats", f"s3://{s3_bucket}/out", "--html", str(tmp_path / "report.html"), env=env),
         run_cli("stats", f"s3://{s3_bucket}/out", "--json", env=env),
-        run_cli("stats", "s3://no-such-bucket-h17/out", env=env),             # a boto error, reported
+        run_cli("stats", "s3://no-such-bucket-h17/out", env=env),  # a boto error, reported
         run_cli("checkpoint", "list", f"s3://{s3_bucket}/nothing", env=env),
     ]
     try:
@@ -40,8 +42,11 @@ def test_planted_credentials_never_leave_the_credential_chain(s3_bucket, tmp_pat
         import boto3
 
         s3 = boto3.client("s3")
-        keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=s3_bucket)
-                for o in page.get("Contents", [])]
+        keys = [
+            o["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=s3_bucket)
+            for o in page.get("Contents", [])
+        ]
         assert any(k.endswith("manifest.json") for k in keys) and any(k.endswith("stats.json") for k in keys)
         for key in keys:
             assert not _leaks(s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read()), key

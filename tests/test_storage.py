@@ -36,8 +36,11 @@ def test_list_files_local_dir_glob_file_and_missing(tmp_path):
     assert [os.path.relpath(f.uri, tmp_path) for f in got] == ["a.txt", "d.txt", "sub/b.txt", "sub/deep/c.bin"]
     assert [f.size for f in got] == [1, 4, 2, 3]
     assert [os.path.basename(f.uri) for f in storage.list_files(str(tmp_path / "*.txt"))] == ["a.txt", "d.txt"]
-    assert [os.path.basename(f.uri) for f in storage.list_files(str(tmp_path / "**" / "*.txt"))] == \
-        ["a.txt", "d.txt", "b.txt"]
+    assert [os.path.basename(f.uri) for f in storage.list_files(str(tmp_path / "**" / "*.txt"))] == [
+        "a.txt",
+        "d.txt",
+        "b.txt",
+    ]
     assert [f.uri for f in storage.list_files(str(tmp_path / "d.txt"))] == [str(tmp_path / "d.txt")]
     assert storage.list_files(str(tmp_path / "nope")) == []
     assert storage.list_files(str(tmp_path / "nope*")) == []
@@ -66,9 +69,11 @@ def _umask() -> int:
 
 
 def test_local_errors_are_one_line_user_errors(tmp_path):
-    for call, needle in ((lambda: storage.read_bytes(str(tmp_path / "missing")), "no such file"),
-                         (lambda: storage.read_bytes(str(tmp_path)), "is a directory"),
-                         (lambda: storage.stat(str(tmp_path / "missing")), "no such file")):
+    for call, needle in (
+        (lambda: storage.read_bytes(str(tmp_path / "missing")), "no such file"),
+        (lambda: storage.read_bytes(str(tmp_path)), "is a directory"),
+        (lambda: storage.stat(str(tmp_path / "missing")), "no such file"),
+    ):
         with pytest.raises(UserError) as err:
             call()
         assert needle in str(err.value) and "\n" not in str(err.value)
@@ -96,7 +101,7 @@ def test_s3_roundtrip_and_prefix_semantics(s3_bucket):
     for key in ("run/a", "run/b/c", "run1/x", "run", "other/y"):
         storage.write_bytes(f"{b}/{key}", key.encode())
     assert storage.read_text(f"{b}/run/b/c") == "run/b/c"
-    names = lambda uri: [f.uri[len(b) + 1:] for f in storage.list_files(uri)]  # noqa: E731
+    names = lambda uri: [f.uri[len(b) + 1 :] for f in storage.list_files(uri)]  # noqa: E731
     # a prefix is a directory: run matches run/... (and the object `run` itself), never run1/...
     assert names(f"{b}/run") == ["run", "run/a", "run/b/c"]
     assert names(f"{b}/run/") == ["run/a", "run/b/c"]
@@ -142,8 +147,10 @@ def test_s3_streaming_read_of_a_larger_object(s3_bucket):
 
 
 def test_s3_missing_object_and_bucket_are_one_line(s3_bucket):
-    for uri, needle in ((f"s3://{s3_bucket}/missing.bin", "no such object"),
-                        ("s3://no-such-bucket-dsllm/x", "no such bucket")):
+    for uri, needle in (
+        (f"s3://{s3_bucket}/missing.bin", "no such object"),
+        ("s3://no-such-bucket-dsllm/x", "no such bucket"),
+    ):
         with pytest.raises(UserError) as err:
             storage.read_bytes(uri)
         msg = str(err.value)
@@ -195,9 +202,11 @@ def test_bad_credentials_message_never_contains_the_secret(s3_bucket, s3_proxy, 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEBADKEY")
     s3_proxy.mode = "bad_key"
-    for call in (lambda: storage.read_bytes(f"s3://{s3_bucket}/x", requester_pays=True),
-                 lambda: storage.list_files(f"s3://{s3_bucket}/", requester_pays=True),
-                 lambda: storage.write_bytes(f"s3://{s3_bucket}/x", b"1", requester_pays=True)):
+    for call in (
+        lambda: storage.read_bytes(f"s3://{s3_bucket}/x", requester_pays=True),
+        lambda: storage.list_files(f"s3://{s3_bucket}/", requester_pays=True),
+        lambda: storage.write_bytes(f"s3://{s3_bucket}/x", b"1", requester_pays=True),
+    ):
         with pytest.raises(UserError) as err:
             call()
         msg = str(err.value)
@@ -275,7 +284,7 @@ class _FlakyHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
         if not rng and srv.cut:
-            self.wfile.write(data[:srv.cut])
+            self.wfile.write(data[: srv.cut])
             self.wfile.flush()
             srv.cut = 0
             self.close_connection = True

@@ -53,11 +53,13 @@ def pre_tokenizer():
     from tokenizers import Regex, pre_tokenizers
 
     splits = [pre_tokenizers.Split(Regex(p), behavior="isolated", invert=False) for p in SPLIT_PATTERNS]
-    return pre_tokenizers.Sequence([
-        *splits,
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
-    ])
+    return pre_tokenizers.Sequence(
+        [
+            *splits,
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
+        ]
+    )
 
 
 def byte_alphabet() -> list[str]:
@@ -73,8 +75,9 @@ def byte_alphabet() -> list[str]:
     return [table[b] for b in range(256)]
 
 
-def bos_post_processor(bos_id: int, add_bos: bool = True, eos_id: int | None = None, add_eos: bool = False,
-                       bos: str = BOS, eos: str = EOS):
+def bos_post_processor(
+    bos_id: int, add_bos: bool = True, eos_id: int | None = None, add_eos: bool = False, bos: str = BOS, eos: str = EOS
+):
     """BOS (and optionally EOS) around every sequence, as LlamaTokenizerFast does with add_bos_token."""
     from tokenizers import processors
 
@@ -84,7 +87,8 @@ def bos_post_processor(bos_id: int, add_bos: bool = True, eos_id: int | None = N
     if add_eos:
         specials.append((eos, eos_id))
     return processors.TemplateProcessing(
-        single=f"{pre}$A:0{post}", pair=f"{pre}$A:0{post} {pre}$B:1{post}", special_tokens=specials)
+        single=f"{pre}$A:0{post}", pair=f"{pre}$A:0{post} {pre}$B:1{post}", special_tokens=specials
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,8 +118,14 @@ def new_tokenizer():
     return assemble(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
 
 
-def add_specials(tok, added: list[AddedTokenSpec] | None = None, add_bos: bool = True,
-                 add_eos: bool = False, bos: str = BOS, eos: str = EOS):
+def add_specials(
+    tok,
+    added: list[AddedTokenSpec] | None = None,
+    add_bos: bool = True,
+    add_eos: bool = False,
+    bos: str = BOS,
+    eos: str = EOS,
+):
     """Add BOS/EOS (and any other added tokens) at the ids given, then the BOS post-processor.
 
     Without `added`, BOS and EOS take the next two ids after the model's vocabulary, which is
@@ -126,8 +136,14 @@ def add_specials(tok, added: list[AddedTokenSpec] | None = None, add_bos: bool =
     n = tok.get_vocab_size(with_added_tokens=True)
     added = added or [AddedTokenSpec(n, bos, True), AddedTokenSpec(n + 1, eos, True)]
     for spec in sorted(added, key=lambda s: s.id):
-        at = AddedToken(spec.content, single_word=False, lstrip=False, rstrip=False,
-                        normalized=not spec.special, special=spec.special)
+        at = AddedToken(
+            spec.content,
+            single_word=False,
+            lstrip=False,
+            rstrip=False,
+            normalized=not spec.special,
+            special=spec.special,
+        )
         if spec.special:
             tok.add_special_tokens([at])
         else:
@@ -135,14 +151,19 @@ def add_specials(tok, added: list[AddedTokenSpec] | None = None, add_bos: bool =
         got = tok.token_to_id(spec.content)
         if got != spec.id:
             raise ValueError(f"added token {spec.content!r} got id {got}, expected {spec.id}")
-    tok.post_processor = bos_post_processor(tok.token_to_id(bos), add_bos, tok.token_to_id(eos), add_eos,
-                                            bos, eos)
+    tok.post_processor = bos_post_processor(tok.token_to_id(bos), add_bos, tok.token_to_id(eos), add_eos, bos, eos)
     return tok
 
 
-def build_tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]],
-                    added: list[AddedTokenSpec] | None = None, add_bos: bool = True, add_eos: bool = False,
-                    bos: str = BOS, eos: str = EOS):
+def build_tokenizer(
+    vocab: dict[str, int],
+    merges: list[tuple[str, str]],
+    added: list[AddedTokenSpec] | None = None,
+    add_bos: bool = True,
+    add_eos: bool = False,
+    bos: str = BOS,
+    eos: str = EOS,
+):
     """A DeepSeek-style tokenizer from a known vocabulary and merges (e.g. read from a GGUF)."""
     from tokenizers import models
 
@@ -150,18 +171,39 @@ def build_tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]],
     return add_specials(assemble(bpe), added, add_bos, add_eos, bos, eos)
 
 
-def tokenizer_config(add_bos: bool = True, add_eos: bool = False, model_max_length: int = MODEL_MAX_LENGTH,
-                     extra: dict | None = None, bos: str = BOS, eos: str = EOS) -> dict:
+def tokenizer_config(
+    add_bos: bool = True,
+    add_eos: bool = False,
+    model_max_length: int = MODEL_MAX_LENGTH,
+    extra: dict | None = None,
+    bos: str = BOS,
+    eos: str = EOS,
+) -> dict:
     """tokenizer_config.json as in deepseek-llm-7b-base (class: the generic fast tokenizer, so that
     transformers uses tokenizer.json as it is rather than rebuilding a Llama tokenizer)."""
-    def token(content):
-        return {"__type": "AddedToken", "content": content, "lstrip": False, "normalized": False,
-                "rstrip": False, "single_word": False, "special": True}
 
-    cfg = {"add_bos_token": add_bos, "add_eos_token": add_eos, "bos_token": token(bos),
-           "eos_token": token(eos), "pad_token": token(eos), "unk_token": None,
-           "clean_up_tokenization_spaces": False, "model_max_length": model_max_length,
-           "tokenizer_class": "PreTrainedTokenizerFast"}
+    def token(content):
+        return {
+            "__type": "AddedToken",
+            "content": content,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
+
+    cfg = {
+        "add_bos_token": add_bos,
+        "add_eos_token": add_eos,
+        "bos_token": token(bos),
+        "eos_token": token(eos),
+        "pad_token": token(eos),
+        "unk_token": None,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": model_max_length,
+        "tokenizer_class": "PreTrainedTokenizerFast",
+    }
     cfg.update(extra or {})
     return cfg
 
@@ -171,5 +213,6 @@ def save_tokenizer_dir(tok, out_dir: str, config: dict) -> None:
     from dsllm import storage
 
     storage.write_text(storage.join(out_dir, "tokenizer.json"), tok.to_str(pretty=True) + "\n")
-    storage.write_text(storage.join(out_dir, "tokenizer_config.json"),
-                       json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    storage.write_text(
+        storage.join(out_dir, "tokenizer_config.json"), json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from typing import Iterator
+from collections.abc import Iterator
 
 from dsllm import storage
 from dsllm.errors import UserError
@@ -25,9 +25,9 @@ TEXT_CHUNK_BYTES = 1 << 16
 class EvalConfig:
     """Section [eval] of configs/tokenizer.toml."""
 
-    max_bytes: int = 50_000_000   # text encoded per (source, language)
+    max_bytes: int = 50_000_000  # text encoded per (source, language)
     batch_rows: int = 256
-    text_lang: str = "unknown"    # language label of plain-text sources
+    text_lang: str = "unknown"  # language label of plain-text sources
 
     def __post_init__(self):
         if self.max_bytes <= 0 or self.batch_rows <= 0:
@@ -92,8 +92,9 @@ def evaluate(dirs: list[str], data: list[str], cfg: EvalConfig) -> list[dict]:
     toks = [load_tokenizer(d)[0] for d in dirs]
     rows = []
     for source in data:
-        stats: dict[str, dict] = defaultdict(lambda: {"documents": 0, "bytes": 0, "chars": 0,
-                                                      "tokens": [0] * len(toks)})
+        stats: dict[str, dict] = defaultdict(
+            lambda: {"documents": 0, "bytes": 0, "chars": 0, "tokens": [0] * len(toks)}
+        )
         for lang, texts in source_batches(source, cfg):
             s = stats[lang]
             if s["bytes"] >= cfg.max_bytes:
@@ -121,9 +122,15 @@ def evaluate(dirs: list[str], data: list[str], cfg: EvalConfig) -> list[dict]:
 
 
 def _row(source: str, lang: str, s: dict) -> dict:
-    return {"source": source, "lang": lang, "documents": s["documents"], "bytes": s["bytes"],
-            "chars": s["chars"], "tokens": list(s["tokens"]),
-            "bytes_per_token": [round(s["bytes"] / t, 4) if t else None for t in s["tokens"]]}
+    return {
+        "source": source,
+        "lang": lang,
+        "documents": s["documents"],
+        "bytes": s["bytes"],
+        "chars": s["chars"],
+        "tokens": list(s["tokens"]),
+        "bytes_per_token": [round(s["bytes"] / t, 4) if t else None for t in s["tokens"]],
+    }
 
 
 def format_table(rows: list[dict], dirs: list[str]) -> str:

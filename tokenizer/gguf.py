@@ -122,8 +122,10 @@ def gguf_to_tokenizer(v: GgufVocab, source: str, pre_tokenizer: str | None = Non
         raise UserError(f"{source}: tokenizer model {v.model!r} is not byte-level BPE ('gpt2')")
     pre = pre_tokenizer or v.pre
     if pre not in KNOWN_PRE_TOKENIZERS:
-        raise UserError(f"{source}: pre-tokenizer {v.pre!r} is not supported (known: "
-                        f"{', '.join(KNOWN_PRE_TOKENIZERS)}); pass --pre-tokenizer deepseek-llm to use DeepSeek's rules")
+        raise UserError(
+            f"{source}: pre-tokenizer {v.pre!r} is not supported (known: "
+            f"{', '.join(KNOWN_PRE_TOKENIZERS)}); pass --pre-tokenizer deepseek-llm to use DeepSeek's rules"
+        )
     vocab, added = split_vocab(v, source)
     bos, eos = special_tokens(v, added, source)
     merges = [tuple(m.split(" ")) for m in v.merges]
@@ -152,7 +154,14 @@ def from_gguf(src: str, out_dir: str, pre_tokenizer: str | None = None) -> dict:
     bos, eos = tok.id_to_token(vocab.bos_id), tok.id_to_token(vocab.eos_id)
     cfg = deepseek.tokenizer_config(vocab.add_bos, vocab.add_eos, max_len, bos=bos, eos=eos)
     deepseek.save_tokenizer_dir(tok, out_dir, cfg)
-    return {"source": src, "name": vocab.name, "vocab_size": tok.get_vocab_size(with_added_tokens=True),
-            "bos_id": vocab.bos_id, "eos_id": vocab.eos_id,
-            "merges": len(vocab.merges), "added_non_special": sum(t == USER_DEFINED and not PAD_TOKEN.fullmatch(s)
-                                                                 for s, t in zip(vocab.tokens, vocab.token_types))}
+    return {
+        "source": src,
+        "name": vocab.name,
+        "vocab_size": tok.get_vocab_size(with_added_tokens=True),
+        "bos_id": vocab.bos_id,
+        "eos_id": vocab.eos_id,
+        "merges": len(vocab.merges),
+        "added_non_special": sum(
+            t == USER_DEFINED and not PAD_TOKEN.fullmatch(s) for s, t in zip(vocab.tokens, vocab.token_types)
+        ),
+    }

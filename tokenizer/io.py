@@ -49,8 +49,13 @@ class TokenizerInfo:
 
     def to_dict(self) -> dict:
         """The manifest form: {"sha256", "vocab_size", "eos_id", "bos_id", "path"}."""
-        return {"sha256": self.sha256, "vocab_size": self.vocab_size, "eos_id": self.eos_id,
-                "bos_id": self.bos_id, "path": self.path}
+        return {
+            "sha256": self.sha256,
+            "vocab_size": self.vocab_size,
+            "eos_id": self.eos_id,
+            "bos_id": self.bos_id,
+            "path": self.path,
+        }
 
 
 def tokenizer_file(dir_or_uri: str) -> tuple[str, str]:
@@ -119,10 +124,15 @@ def load_tokenizer(dir_or_uri: str):
     tok_config = _read_json_if_exists(storage.join(directory, TOKENIZER_CONFIG_FILE))
     model_config = _read_json_if_exists(storage.join(directory, "config.json"))
     bos_tok, bos_id, eos_tok, eos_id = _resolve_specials(tok, tok_config, model_config)
-    info = TokenizerInfo(sha256=hashlib.sha256(raw).hexdigest(),
-                         vocab_size=tok.get_vocab_size(with_added_tokens=True),
-                         bos_id=bos_id, eos_id=eos_id, path=str(directory),
-                         bos_token=bos_tok, eos_token=eos_tok)
+    info = TokenizerInfo(
+        sha256=hashlib.sha256(raw).hexdigest(),
+        vocab_size=tok.get_vocab_size(with_added_tokens=True),
+        bos_id=bos_id,
+        eos_id=eos_id,
+        path=str(directory),
+        bos_token=bos_tok,
+        eos_token=eos_tok,
+    )
     return tok, info
 
 
@@ -137,8 +147,7 @@ def load_hf_tokenizer(dir_or_uri: str):
     _, info = load_tokenizer(dir_or_uri)
     if storage.is_remote(file_uri):
         raise UserError(f"{dir_or_uri}: transformers needs a local directory; download it first")
-    return PreTrainedTokenizerFast(tokenizer_file=file_uri, bos_token=info.bos_token,
-                                   eos_token=info.eos_token)
+    return PreTrainedTokenizerFast(tokenizer_file=file_uri, bos_token=info.bos_token, eos_token=info.eos_token)
 
 
 def tokenizer_summary(info: TokenizerInfo) -> str:

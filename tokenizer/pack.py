@@ -59,7 +59,7 @@ class PackConfig:
     row_group_rows: int = 16
     batch_docs: int = 512
     zstd_level: int = 3
-    default_domain: str = "unlabelled"   # the domain of documents whose shard has no `domain` value
+    default_domain: str = "unlabelled"  # the domain of documents whose shard has no `domain` value
 
     def __post_init__(self):
         if self.seq_len < 2:
@@ -75,10 +75,14 @@ class PackConfig:
 def schema(seq_len: int):
     import pyarrow as pa
 
-    return pa.schema([("input_ids", pa.list_(pa.int32(), seq_len)),
-                      ("doc_offsets", pa.list_(pa.int32())),
-                      ("n_tokens", pa.int32()),
-                      ("domain", pa.string())])
+    return pa.schema(
+        [
+            ("input_ids", pa.list_(pa.int32(), seq_len)),
+            ("doc_offsets", pa.list_(pa.int32())),
+            ("n_tokens", pa.int32()),
+            ("domain", pa.string()),
+        ]
+    )
 
 
 # ---------------------------------------------------------------- tokens of documents
@@ -101,8 +105,9 @@ def encode_documents(tok, texts: list[str], eos_id: int, bos_id: int | None) -> 
     return out, starts
 
 
-def rows_table(tokens: np.ndarray, starts: np.ndarray, seq_len: int, n_tokens: np.ndarray | None = None,
-               domain: str = "unlabelled"):
+def rows_table(
+    tokens: np.ndarray, starts: np.ndarray, seq_len: int, n_tokens: np.ndarray | None = None, domain: str = "unlabelled"
+):
     """Arrow table of rows of one domain cut from `tokens` (a multiple of seq_len long); `starts`
     are the doc starts inside it. doc_offsets of a row: 0 then every doc start after position 0."""
     import pyarrow as pa
@@ -117,12 +122,17 @@ def rows_table(tokens: np.ndarray, starts: np.ndarray, seq_len: int, n_tokens: n
     list_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
     if n_tokens is None:
         n_tokens = np.full(n_rows, seq_len, dtype=np.int32)
-    return pa.Table.from_arrays([
-        pa.FixedSizeListArray.from_arrays(pa.array(tokens, pa.int32()), seq_len),
-        pa.ListArray.from_arrays(pa.array(list_offsets), pa.array(offs[order].astype(np.int32))),
-        pa.array(n_tokens, pa.int32()),
-        pa.DictionaryArray.from_arrays(pa.array(np.zeros(n_rows, dtype=np.int32)),
-                                       pa.array([domain])).cast(pa.string())], schema=schema(seq_len))
+    return pa.Table.from_arrays(
+        [
+            pa.FixedSizeListArray.from_arrays(pa.array(tokens, pa.int32()), seq_len),
+            pa.ListArray.from_arrays(pa.array(list_offsets), pa.array(offs[order].astype(np.int32))),
+            pa.array(n_tokens, pa.int32()),
+            pa.DictionaryArray.from_arrays(pa.array(np.zeros(n_rows, dtype=np.int32)), pa.array([domain])).cast(
+                pa.string()
+            ),
+        ],
+        schema=schema(seq_len),
+    )
 
 
 class RowWriter:
@@ -132,11 +142,12 @@ class RowWriter:
         import pyarrow.parquet as pq
 
         self.cfg, self.rows, self.tokens = cfg, 0, 0
-        self.domains: dict[str, dict] = {}   # domain -> {"rows", "tokens"}
+        self.domains: dict[str, dict] = {}  # domain -> {"rows", "tokens"}
         fd, self.tmp = tempfile.mkstemp(prefix="dsllm-pack-", suffix=".parquet")
         os.close(fd)
-        self.writer = pq.ParquetWriter(self.tmp, schema(cfg.seq_len), compression="zstd",
-                                       compression_level=cfg.zstd_level, write_statistics=False)
+        self.writer = pq.ParquetWriter(
+            self.tmp, schema(cfg.seq_len), compression="zstd", compression_level=cfg.zstd_level, write_statistics=False
+        )
 
     def write(self, table, domain: str) -> None:
         """Rows of one domain (each call starts new row groups, so a row group has one domain)."""
@@ -158,8 +169,13 @@ class RowWriter:
                 sha = hashlib.file_digest(f, "sha256").hexdigest()
             size = os.path.getsize(self.tmp)
             storage.upload_file(self.tmp, uri)
-            return {"rows": self.rows, "bytes": size, "sha256": sha, "tokens": self.tokens,
-                    "domains": dict(sorted(self.domains.items()))}
+            return {
+                "rows": self.rows,
+                "bytes": size,
+                "sha256": sha,
+                "tokens": self.tokens,
+                "domains": dict(sorted(self.domains.items())),
+            }
         finally:
             os.remove(self.tmp)
 
@@ -179,8 +195,9 @@ class Packer:
         cut = len(self.tokens) // self.group_tokens * self.group_tokens
         if cut:
             n_starts = int(np.searchsorted(self.starts, cut))
-            self.writer.write(rows_table(self.tokens[:cut], self.starts[:n_starts], self.cfg.seq_len,
-                                         domain=self.domain), self.domain)
+            self.writer.write(
+                rows_table(self.tokens[:cut], self.starts[:n_starts], self.cfg.seq_len, domain=self.domain), self.domain
+            )
             self.tokens, self.starts = self.tokens[cut:], self.starts[n_starts:] - cut
 
     def finish_padded(self, pad_id: int) -> int:
@@ -268,13 +285,18 @@ def pack_source(task: dict) -> dict:
     carry = work_uri(out, f"carry-{i:05d}.npz")
     domains = sorted(packers)
     buf = io.BytesIO()  # arrays by position in `domains` (domain names never become keys)
-    np.savez(buf, **{f"{k}_{n}": getattr(packers[d], k) for n, d in enumerate(domains)
-                     for k in ("tokens", "starts")})
+    np.savez(buf, **{f"{k}_{n}": getattr(packers[d], k) for n, d in enumerate(domains) for k in ("tokens", "starts")})
     storage.write_bytes(carry, buf.getvalue())
-    summary = {"index": i, "uri": task["uri"], "documents": sum(documents.values()), "skipped_empty": skipped,
-               "tokens": (shard or {}).get("tokens", 0) + sum(len(p.tokens) for p in packers.values()),
-               "domains": {d: {"documents": documents[d]} for d in domains},
-               "shard": dict(shard, path=part) if shard else None, "carry": carry}
+    summary = {
+        "index": i,
+        "uri": task["uri"],
+        "documents": sum(documents.values()),
+        "skipped_empty": skipped,
+        "tokens": (shard or {}).get("tokens", 0) + sum(len(p.tokens) for p in packers.values()),
+        "domains": {d: {"documents": documents[d]} for d in domains},
+        "shard": dict(shard, path=part) if shard else None,
+        "carry": carry,
+    }
     storage.write_json(marker, summary)
     return summary
 
@@ -315,8 +337,12 @@ def resolve_sources(inputs: list[str]) -> list[str]:
                 continue
             if isinstance(m, dict) and m.get("kind") == "packed":
                 raise UserError(f"{item}: is packed output, not curated shards")
-        found = [f.uri for f in storage.list_files(item) if f.uri.endswith(".parquet")
-                 and not any(p.startswith(("_", ".")) for p in f.uri[len(item):].split("/")[:-1])]
+        found = [
+            f.uri
+            for f in storage.list_files(item)
+            if f.uri.endswith(".parquet")
+            and not any(p.startswith(("_", ".")) for p in f.uri[len(item) :].split("/")[:-1])
+        ]
         if not found:
             raise UserError(f"{item}: no Parquet shards found")
         out += found
@@ -334,8 +360,10 @@ def _check_job(output: str, job: dict) -> None:
         old = storage.read_json(uri)
         if old != job:
             what = [k for k in job if old.get(k) != job[k]]
-            raise UserError(f"{output}: holds a packing of different {', '.join(what) or 'inputs'}; "
-                            "use a new --output (or remove it)")
+            raise UserError(
+                f"{output}: holds a packing of different {', '.join(what) or 'inputs'}; "
+                "use a new --output (or remove it)"
+            )
         return
     if storage.exists(storage.join(output, "manifest.json")):
         raise UserError(f"{output}: already holds packed data from another job; use a new --output")
@@ -359,8 +387,10 @@ def pack(inputs: list[str], tokenizer: str, output: str, cfg: PackConfig, execut
     if storage.exists(manifest_uri):
         log(f"{output}: already packed")
         return storage.read_json(manifest_uri)
-    tasks = [{"index": i, "uri": uri, "output": output, "tokenizer": tokenizer,
-              "config": dataclasses.asdict(cfg)} for i, uri in enumerate(sources)]
+    tasks = [
+        {"index": i, "uri": uri, "output": output, "tokenizer": tokenizer, "config": dataclasses.asdict(cfg)}
+        for i, uri in enumerate(sources)
+    ]
     log(f"packing {len(sources)} shard(s) into {cfg.seq_len}-token rows")
     summaries = executor.map(pack_source, tasks)
     last, pad = pack_carries(output, summaries, cfg, info.eos_id)
@@ -368,7 +398,12 @@ def pack(inputs: list[str], tokenizer: str, output: str, cfg: PackConfig, execut
     rows = sum(s["rows"] for s in shards)
     tokens = sum(s["tokens"] for s in shards)
     manifest = {
-        "kind": "packed", "created": _now_iso(), "seq_len": cfg.seq_len, "rows": rows, "tokens": tokens, "pad_tokens": pad,
+        "kind": "packed",
+        "created": _now_iso(),
+        "seq_len": cfg.seq_len,
+        "rows": rows,
+        "tokens": tokens,
+        "pad_tokens": pad,
         "documents": sum(s["documents"] for s in summaries),
         "skipped_empty_documents": sum(s["skipped_empty"] for s in summaries),
         "row_group_rows": cfg.row_group_rows,
@@ -376,8 +411,10 @@ def pack(inputs: list[str], tokenizer: str, output: str, cfg: PackConfig, execut
         "bos_policy": f"{cfg.bos}: {BOS_POLICIES[cfg.bos]}; padding: EOS, counted by n_tokens",
         "shards": shards,
         "domains": _domain_totals(shards, summaries),
-        "source_shards": [{"uri": s["uri"], "documents": s["documents"], "tokens": s["tokens"],
-                           "skipped_empty": s["skipped_empty"]} for s in summaries],
+        "source_shards": [
+            {"uri": s["uri"], "documents": s["documents"], "tokens": s["tokens"], "skipped_empty": s["skipped_empty"]}
+            for s in summaries
+        ],
         "config": dataclasses.asdict(cfg),
         "versions": _versions(),
     }

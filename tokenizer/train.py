@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from typing import Iterator
+from collections.abc import Iterator
 
 from dsllm import storage
 from dsllm.config import config_to_dict
@@ -40,14 +40,14 @@ OTHER_LANGS = "*"
 class TokenizerTrainConfig:
     """How to sample text and train (section [train] of configs/tokenizer.toml)."""
 
-    vocab_size: int = 100_000          # ordinary tokens (256 bytes + merges); BOS/EOS come on top
+    vocab_size: int = 100_000  # ordinary tokens (256 bytes + merges); BOS/EOS come on top
     sample_bytes: int = 1_000_000_000  # UTF-8 bytes of text to train on (DeepSeek used ~24 GB)
     lang_mix: dict = dataclasses.field(default_factory=lambda: {"en": 0.5, "zh": 0.5})  # "*": other langs
-    max_token_length: int = 128        # in byte symbols; DeepSeek's longest token has 128; 0 = no limit
+    max_token_length: int = 128  # in byte symbols; DeepSeek's longest token has 128; 0 = no limit
     min_frequency: int = 2
-    doc_fraction: float = 1.0          # keep each document with this probability (spreads the sample)
+    doc_fraction: float = 1.0  # keep each document with this probability (spreads the sample)
     seed: int = 0
-    batch_rows: int = 1024             # Arrow batch size when streaming shards
+    batch_rows: int = 1024  # Arrow batch size when streaming shards
 
     def __post_init__(self):
         if self.vocab_size < 257:
@@ -77,8 +77,9 @@ def shard_files(paths: list[str]) -> list[storage.FileInfo]:
         if not path.endswith(".parquet") and storage.exists(manifest):
             m = storage.read_json(manifest)
             if m.get("kind") == "curated":
-                files += [storage.FileInfo(storage.join(path, s["path"]), int(s.get("bytes", 0)))
-                          for s in m.get("shards", [])]
+                files += [
+                    storage.FileInfo(storage.join(path, s["path"]), int(s.get("bytes", 0))) for s in m.get("shards", [])
+                ]
                 continue
         found = [f for f in storage.list_files(path) if f.uri.endswith(".parquet")]
         if not found:
@@ -183,16 +184,25 @@ class ShardTextSampler:
         self._last_log = now
         per = ", ".join(f"{k} {v['bytes'] / 1e6:.1f} MB" for k, v in self.taken.items())
         total = sum(v["bytes"] for v in self.taken.values())
-        print(f"tokenizer train: sampled {total / 1e6:.1f}/{self.cfg.sample_bytes / 1e6:.1f} MB ({per}), "
-              f"shard {shard_index + 1}/{len(self.files)}", file=sys.stderr, flush=True)
+        print(
+            f"tokenizer train: sampled {total / 1e6:.1f}/{self.cfg.sample_bytes / 1e6:.1f} MB ({per}), "
+            f"shard {shard_index + 1}/{len(self.files)}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def record(self) -> dict:
         """What was sampled: per language, per input, and why documents were skipped."""
-        return {"documents": sum(v["documents"] for v in self.taken.values()),
-                "bytes": sum(v["bytes"] for v in self.taken.values()),
-                "by_lang": {k: {"documents": v["documents"], "bytes": v["bytes"],
-                                "budget_bytes": self.cfg.budgets()[k]} for k, v in self.taken.items()},
-                "skipped": dict(sorted(self.skipped.items())), "inputs": self.inputs}
+        return {
+            "documents": sum(v["documents"] for v in self.taken.values()),
+            "bytes": sum(v["bytes"] for v in self.taken.values()),
+            "by_lang": {
+                k: {"documents": v["documents"], "bytes": v["bytes"], "budget_bytes": self.cfg.budgets()[k]}
+                for k, v in self.taken.items()
+            },
+            "skipped": dict(sorted(self.skipped.items())),
+            "inputs": self.inputs,
+        }
 
 
 def bpe_trainer(cfg: TokenizerTrainConfig, show_progress: bool = True):
@@ -200,10 +210,14 @@ def bpe_trainer(cfg: TokenizerTrainConfig, show_progress: bool = True):
     (BOS/EOS are added after training so that they follow the ordinary tokens, as in DeepSeek's)."""
     from tokenizers import trainers
 
-    return trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
-                               show_progress=show_progress, special_tokens=[],
-                               initial_alphabet=deepseek.byte_alphabet(),
-                               max_token_length=cfg.max_token_length or None)
+    return trainers.BpeTrainer(
+        vocab_size=cfg.vocab_size,
+        min_frequency=cfg.min_frequency,
+        show_progress=show_progress,
+        special_tokens=[],
+        initial_alphabet=deepseek.byte_alphabet(),
+        max_token_length=cfg.max_token_length or None,
+    )
 
 
 def _fingerprint(files: list[storage.FileInfo], cfg: TokenizerTrainConfig) -> str:
@@ -238,15 +252,25 @@ def train_tokenizer(shards: list[str], out_dir: str, cfg: TokenizerTrainConfig, 
     missing = set(deepseek.byte_alphabet()) - set(tok.get_vocab())
     assert not missing, f"byte symbols missing from the trained vocabulary: {sorted(missing)}"
     deepseek.save_tokenizer_dir(tok, out_dir, deepseek.tokenizer_config())
-    record = {"kind": "tokenizer", "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-              "versions": {"tokenizers": tokenizers.__version__}, "config": config_to_dict(cfg),
-              "shards": [f.uri for f in files], "fingerprint": fingerprint, "sample": sample,
-              "ordinary_tokens": ordinary, "vocab_size": tok.get_vocab_size(with_added_tokens=True),
-              "bos_id": tok.token_to_id(deepseek.BOS), "eos_id": tok.token_to_id(deepseek.EOS),
-              "train_seconds": round(seconds, 3),
-              "tokenizer_sha256": hashlib.sha256(storage.read_bytes(storage.join(out_dir, "tokenizer.json"))).hexdigest()}
+    record = {
+        "kind": "tokenizer",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"tokenizers": tokenizers.__version__},
+        "config": config_to_dict(cfg),
+        "shards": [f.uri for f in files],
+        "fingerprint": fingerprint,
+        "sample": sample,
+        "ordinary_tokens": ordinary,
+        "vocab_size": tok.get_vocab_size(with_added_tokens=True),
+        "bos_id": tok.token_to_id(deepseek.BOS),
+        "eos_id": tok.token_to_id(deepseek.EOS),
+        "train_seconds": round(seconds, 3),
+        "tokenizer_sha256": hashlib.sha256(storage.read_bytes(storage.join(out_dir, "tokenizer.json"))).hexdigest(),
+    }
     if ordinary < cfg.vocab_size:
-        record["warning"] = (f"the sample yields only {ordinary} tokens (< vocab_size {cfg.vocab_size}); "
-                             "train on more text or lower min_frequency")
+        record["warning"] = (
+            f"the sample yields only {ordinary} tokens (< vocab_size {cfg.vocab_size}); "
+            "train on more text or lower min_frequency"
+        )
     storage.write_json(record_uri, record)
     return record

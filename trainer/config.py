@@ -17,10 +17,27 @@ from dsllm.errors import UserError
 # Hugging Face config keys we accept and ignore (they describe things fixed by this architecture
 # or irrelevant to training); anything else unknown is an error so typos don't pass silently.
 _IGNORED_HF_KEYS = {
-    "architectures", "model_type", "torch_dtype", "dtype", "transformers_version", "hidden_act",
-    "attention_bias", "attention_dropout", "mlp_bias", "pretraining_tp", "rope_scaling", "use_cache",
-    "head_dim", "pad_token_id", "_name_or_path", "rope_parameters", "output_attentions",
-    "output_hidden_states", "return_dict", "quantization_config", "auto_map",
+    "architectures",
+    "model_type",
+    "torch_dtype",
+    "dtype",
+    "transformers_version",
+    "hidden_act",
+    "attention_bias",
+    "attention_dropout",
+    "mlp_bias",
+    "pretraining_tp",
+    "rope_scaling",
+    "use_cache",
+    "head_dim",
+    "pad_token_id",
+    "_name_or_path",
+    "rope_parameters",
+    "output_attentions",
+    "output_hidden_states",
+    "return_dict",
+    "quantization_config",
+    "auto_map",
 }
 
 
@@ -43,17 +60,27 @@ class ModelConfig:
     tie_word_embeddings: bool = False
 
     def __post_init__(self):
-        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                     "num_attention_heads", "num_key_value_heads", "max_position_embeddings"):
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "max_position_embeddings",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by "
-                             f"num_attention_heads {self.num_attention_heads}")
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
+            )
         if self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError(f"num_attention_heads {self.num_attention_heads} is not divisible by "
-                             f"num_key_value_heads {self.num_key_value_heads}")
+            raise ValueError(
+                f"num_attention_heads {self.num_attention_heads} is not divisible by "
+                f"num_key_value_heads {self.num_key_value_heads}"
+            )
         if self.head_dim % 2:
             raise ValueError(f"head dimension {self.head_dim} must be even for RoPE")
         if self.tie_word_embeddings:
@@ -82,7 +109,7 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
-    def replace(self, **changes) -> "ModelConfig":
+    def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
     def num_parameters(self, embeddings: bool = True) -> int:
@@ -112,13 +139,22 @@ class ModelConfig:
     def to_hf_dict(self, torch_dtype: str = "bfloat16") -> dict:
         """A `LlamaConfig`-compatible dict (what goes into a checkpoint's config.json)."""
         d = dataclasses.asdict(self)
-        d.update({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
-                  "torch_dtype": torch_dtype, "hidden_act": "silu", "attention_bias": False,
-                  "mlp_bias": False, "head_dim": self.head_dim, "rope_scaling": None})
+        d.update(
+            {
+                "architectures": ["LlamaForCausalLM"],
+                "model_type": "llama",
+                "torch_dtype": torch_dtype,
+                "hidden_act": "silu",
+                "attention_bias": False,
+                "mlp_bias": False,
+                "head_dim": self.head_dim,
+                "rope_scaling": None,
+            }
+        )
         return d
 
     @classmethod
-    def from_hf_dict(cls, d: dict, where: str = "config") -> "ModelConfig":
+    def from_hf_dict(cls, d: dict, where: str = "config") -> ModelConfig:
         """Read a `LlamaConfig` dict (ours or a published one); unknown keys are an error."""
         if d.get("model_type", "llama") != "llama":
             raise UserError(f"{where}: model_type {d.get('model_type')!r} is not 'llama'")
@@ -137,8 +173,7 @@ class ModelConfig:
         if "rope_theta" not in kwargs and isinstance(rp, dict) and "rope_theta" in rp:
             kwargs["rope_theta"] = rp["rope_theta"]  # transformers 5 nests it
         if kwargs.get("num_key_value_heads") is None:
-            kwargs["num_key_value_heads"] = kwargs.get("num_attention_heads",
-                                                       cls.num_attention_heads)
+            kwargs["num_key_value_heads"] = kwargs.get("num_attention_heads", cls.num_attention_heads)
         if "head_dim" in d and d["head_dim"] is not None:
             heads = kwargs.get("num_attention_heads", cls.num_attention_heads)
             hidden = kwargs.get("hidden_size", cls.hidden_size)
@@ -157,12 +192,15 @@ class ModelConfig:
 
 # DeepSeek LLM 7B / 67B (paper Table 2); `tiny` is the demo / benchmark shape (GQA 8/2).
 FLAVORS: dict[str, ModelConfig] = {
-    "tiny": ModelConfig(hidden_size=512, intermediate_size=1376, num_hidden_layers=8,
-                        num_attention_heads=8, num_key_value_heads=2),
-    "7b": ModelConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=30,
-                      num_attention_heads=32, num_key_value_heads=32),
-    "67b": ModelConfig(hidden_size=8192, intermediate_size=22016, num_hidden_layers=95,
-                       num_attention_heads=64, num_key_value_heads=8),
+    "tiny": ModelConfig(
+        hidden_size=512, intermediate_size=1376, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=2
+    ),
+    "7b": ModelConfig(
+        hidden_size=4096, intermediate_size=11008, num_hidden_layers=30, num_attention_heads=32, num_key_value_heads=32
+    ),
+    "67b": ModelConfig(
+        hidden_size=8192, intermediate_size=22016, num_hidden_layers=95, num_attention_heads=64, num_key_value_heads=8
+    ),
 }
 
 

@@ -105,7 +105,7 @@ class GlobalBatchOrder:
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be >= 1")
         self.rows, self.seed, self.chunk_rows = int(rows), int(seed), int(chunk_rows)
-        self.n_chunks = self.rows // self.chunk_rows if shuffle else 0   # 0: every epoch in file order
+        self.n_chunks = self.rows // self.chunk_rows if shuffle else 0  # 0: every epoch in file order
         self._perms: dict[int, FeistelPermutation] = {}
 
     def _perm(self, epoch: int) -> FeistelPermutation:
@@ -169,8 +169,10 @@ class PackedDataset:
             raise UserError(f"{manifest_uri}: not a packed-data manifest (kind != 'packed')")
         try:
             self.seq_len = int(self.manifest["seq_len"])
-            self.shards = [_Shard(storage.join(self.uri, s["path"]), int(s["rows"]), s.get("bytes"))
-                           for s in self.manifest["shards"]]
+            self.shards = [
+                _Shard(storage.join(self.uri, s["path"]), int(s["rows"]), s.get("bytes"))
+                for s in self.manifest["shards"]
+            ]
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"{manifest_uri}: malformed manifest ({exc})") from None
         self.starts = np.cumsum([0] + [s.rows for s in self.shards]).astype(np.int64)
@@ -236,22 +238,25 @@ class PackedDataset:
             return ids, None, None
         n = len(ids)
         offsets = table.column("doc_offsets").to_pylist() if "doc_offsets" in columns else [[0]] * n
-        n_tokens = (table.column("n_tokens").to_numpy() if "n_tokens" in columns
-                    else np.full(n, self.seq_len, dtype=np.int32))
+        n_tokens = (
+            table.column("n_tokens").to_numpy() if "n_tokens" in columns else np.full(n, self.seq_len, dtype=np.int32)
+        )
         return ids, offsets, n_tokens
 
     def read_rows(self, indices: np.ndarray) -> np.ndarray:
         """Rows at global indices (any order, repeats allowed) → int32 array (n, seq_len)."""
         return self.read(indices).input_ids
 
-    def read(self, indices: np.ndarray, segments: bool = False) -> "Rows":
+    def read(self, indices: np.ndarray, segments: bool = False) -> Rows:
         """Rows at global indices; with `segments`, also their doc_offsets and n_tokens."""
         idx = np.asarray(indices, dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self.rows):
             raise IndexError(f"row index out of range [0, {self.rows})")
-        rows = Rows(np.empty((len(idx), self.seq_len), dtype=np.int32),
-                    [None] * len(idx) if segments else None,
-                    np.empty(len(idx), dtype=np.int32) if segments else None)
+        rows = Rows(
+            np.empty((len(idx), self.seq_len), dtype=np.int32),
+            [None] * len(idx) if segments else None,
+            np.empty(len(idx), dtype=np.int32) if segments else None,
+        )
         shard_of = np.searchsorted(self.starts, idx, side="right") - 1
         futures = []
         for shard in np.unique(shard_of):
@@ -261,7 +266,7 @@ class PackedDataset:
             fut.result()
         return rows
 
-    def _read_into(self, rows: "Rows", shard: int, sel: np.ndarray, local: np.ndarray) -> None:
+    def _read_into(self, rows: Rows, shard: int, sel: np.ndarray, local: np.ndarray) -> None:
         starts = self.row_group_starts(shard)
         group_of = np.searchsorted(starts, local, side="right") - 1
         groups = np.unique(group_of)
@@ -297,12 +302,12 @@ class Batch:
     >= n_tokens are padding) are set when the loader was built with `segments=True`.
     """
 
-    input_ids: "object"  # torch.LongTensor (micro, seq_len)
+    input_ids: object  # torch.LongTensor (micro, seq_len)
     step_sequences_after: int
     is_last_micro: bool
     epoch: int = 0
     doc_offsets: list | None = None
-    n_tokens: "object" = None
+    n_tokens: object = None
 
 
 _DONE = object()
@@ -316,9 +321,19 @@ class DataLoader:
     world size.
     """
 
-    def __init__(self, dataset: PackedDataset, global_batch_size: int, micro_batch_size: int, seed: int,
-                 rank: int = 0, world_size: int = 1, start_sequences: int = 0, prefetch: int = 2,
-                 chunk_rows: int | None = None, segments: bool = False):
+    def __init__(
+        self,
+        dataset: PackedDataset,
+        global_batch_size: int,
+        micro_batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start_sequences: int = 0,
+        prefetch: int = 2,
+        chunk_rows: int | None = None,
+        segments: bool = False,
+    ):
         if world_size < 1 or not 0 <= rank < world_size:
             raise UserError(f"rank {rank} is not in a world of {world_size}")
         if global_batch_size % world_size:
@@ -333,8 +348,9 @@ class DataLoader:
         self.rank, self.world_size, self.local_batch = rank, world_size, local
         self.seed, self.prefetch, self.segments = int(seed), max(1, prefetch), segments
         # a mixture's order is the training order already (trainer/mixture_data.py): no shuffle
-        self.order = GlobalBatchOrder(dataset.rows, seed, chunk_rows or dataset.chunk_rows,
-                                      shuffle=not getattr(dataset, "ordered", False))
+        self.order = GlobalBatchOrder(
+            dataset.rows, seed, chunk_rows or dataset.chunk_rows, shuffle=not getattr(dataset, "ordered", False)
+        )
         self.start_sequences = self.sequences_consumed = int(start_sequences)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -346,7 +362,7 @@ class DataLoader:
     def local_rows(self, position: int) -> np.ndarray:
         """This rank's slice of the global batch that starts at `position`."""
         rows = self.order.global_batch(position, self.global_batch_size)
-        return rows[self.rank * self.local_batch:(self.rank + 1) * self.local_batch]
+        return rows[self.rank * self.local_batch : (self.rank + 1) * self.local_batch]
 
     def _produce(self, q: queue.Queue, position: int) -> None:
         import torch
@@ -358,8 +374,9 @@ class DataLoader:
                 n_micro = self.local_batch // self.micro_batch_size
                 for m in range(n_micro):
                     part = slice(m * self.micro_batch_size, (m + 1) * self.micro_batch_size)
-                    item = Batch(torch.from_numpy(rows.input_ids[part].astype(np.int64)), after,
-                                 m == n_micro - 1, epoch)
+                    item = Batch(
+                        torch.from_numpy(rows.input_ids[part].astype(np.int64)), after, m == n_micro - 1, epoch
+                    )
                     if self.segments:
                         item.doc_offsets = rows.doc_offsets[part]
                         item.n_tokens = torch.from_numpy(rows.n_tokens[part].copy())
@@ -382,8 +399,9 @@ class DataLoader:
         self.close()
         self._stop = threading.Event()
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
-        self._thread = threading.Thread(target=self._produce, args=(q, self.sequences_consumed),
-                                        name="packed-prefetch", daemon=True)
+        self._thread = threading.Thread(
+            target=self._produce, args=(q, self.sequences_consumed), name="packed-prefetch", daemon=True
+        )
         self._thread.start()
         try:
             while True:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -26,7 +26,7 @@ class EvalResult:
     step: int | None
     trained_tokens: int | None
     rows: int
-    tokens: int                 # predicted positions counted in the mean
+    tokens: int  # predicted positions counted in the mean
     loss: float
     perplexity: float
 
@@ -67,8 +67,11 @@ def read_packed(uri: str, max_rows: int | None = None) -> Iterator[tuple[np.ndar
             cols = ["input_ids"] + (["n_tokens"] if "n_tokens" in pf.schema_arrow.names else [])
             for batch in pf.iter_batches(batch_size=256, columns=cols):
                 ids = batch.column("input_ids").values.to_numpy(zero_copy_only=False).reshape(-1, seq_len)
-                n_tok = (batch.column("n_tokens").to_numpy().astype(np.int64) if "n_tokens" in cols
-                         else np.full(len(ids), seq_len, dtype=np.int64))
+                n_tok = (
+                    batch.column("n_tokens").to_numpy().astype(np.int64)
+                    if "n_tokens" in cols
+                    else np.full(len(ids), seq_len, dtype=np.int64)
+                )
                 ids, n_tok = ids[:left], n_tok[:left]
                 left -= len(ids)
                 yield ids, n_tok
@@ -76,8 +79,9 @@ def read_packed(uri: str, max_rows: int | None = None) -> Iterator[tuple[np.ndar
                     return
 
 
-def evaluate_model(model, packed: str, max_rows: int | None = None, batch_size: int = 4,
-                   progress: Callable[[int], None] | None = None) -> tuple[float, int, int]:
+def evaluate_model(
+    model, packed: str, max_rows: int | None = None, batch_size: int = 4, progress: Callable[[int], None] | None = None
+) -> tuple[float, int, int]:
     """(sum of losses, predicted positions, rows) of `model` on PACKED."""
     import torch
     import torch.nn.functional as F
@@ -88,15 +92,18 @@ def evaluate_model(model, packed: str, max_rows: int | None = None, batch_size: 
     with torch.inference_mode():
         for ids, n_tok in read_packed(packed, max_rows):
             if ids.size and int(ids.max()) >= vocab:
-                raise UserError(f"{packed}: token id {int(ids.max())} is outside the model's vocabulary "
-                                f"({vocab}); was the data packed with another tokenizer?")
+                raise UserError(
+                    f"{packed}: token id {int(ids.max())} is outside the model's vocabulary "
+                    f"({vocab}); was the data packed with another tokenizer?"
+                )
             for lo in range(0, len(ids), batch_size):
-                x = torch.from_numpy(ids[lo:lo + batch_size].astype(np.int64))   # (B, T)
-                n = torch.from_numpy(n_tok[lo:lo + batch_size])
+                x = torch.from_numpy(ids[lo : lo + batch_size].astype(np.int64))  # (B, T)
+                n = torch.from_numpy(n_tok[lo : lo + batch_size])
                 labels = x.masked_fill(torch.arange(x.shape[1])[None, :] >= n[:, None], -100)
-                logits = model(x)                                                # (B, T, V)
-                loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
-                                       ignore_index=-100, reduction="sum")
+                logits = model(x)  # (B, T, V)
+                loss = F.cross_entropy(
+                    logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100, reduction="sum"
+                )
                 total += float(loss)
                 count += int((labels[:, 1:] != -100).sum())
                 rows += len(x)
@@ -105,8 +112,9 @@ def evaluate_model(model, packed: str, max_rows: int | None = None, batch_size: 
     return total, count, rows
 
 
-def evaluate_checkpoint(ckpt, packed: str, max_rows: int | None = None, batch_size: int = 4,
-                        dtype=None, name: str | None = None) -> EvalResult:
+def evaluate_checkpoint(
+    ckpt, packed: str, max_rows: int | None = None, batch_size: int = 4, dtype=None, name: str | None = None
+) -> EvalResult:
     """Build the checkpoint's model (meta device, shard-by-shard load) and evaluate it."""
     from dsllm.trainer.checkpoints.hf import build_model
 
@@ -115,8 +123,15 @@ def evaluate_checkpoint(ckpt, packed: str, max_rows: int | None = None, batch_si
     if count == 0:
         raise UserError(f"{packed}: no tokens to evaluate (empty data or --max-rows 0)")
     mean = total / count
-    return EvalResult(checkpoint=name or ckpt.source, step=ckpt.step, trained_tokens=ckpt.tokens,
-                      rows=rows, tokens=count, loss=mean, perplexity=math.exp(min(mean, 700.0)))
+    return EvalResult(
+        checkpoint=name or ckpt.source,
+        step=ckpt.step,
+        trained_tokens=ckpt.tokens,
+        rows=rows,
+        tokens=count,
+        loss=mean,
+        perplexity=math.exp(min(mean, 700.0)),
+    )
 
 
 def format_table(results: list[EvalResult]) -> str:

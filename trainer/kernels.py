@@ -45,6 +45,7 @@ GQA_NATIVE = False
 
 # ------------------------------------------------------------------------------------------ RoPE
 
+
 class _Rope(torch.autograd.Function):
     """y = x·cos + rotate_half(x)·sin, rotate_half(x) = [-x2, x1], into a new contiguous tensor:
     x is a (permuted) view, so the rotation also lays the heads out the way attention reads them.
@@ -85,6 +86,7 @@ def _rope_view(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 # --------------------------------------------------------------------------------------- SwiGLU
 
+
 class _SwiGLU(torch.autograd.Function):
     """silu(gate)·up of gu = [gate | up] (the fused gate/up matmul's output, (…, 2I) → (…, I));
     the backward writes d gate and d up straight into one (…, 2I) tensor, the gradient of that
@@ -118,8 +120,16 @@ def swiglu(gu: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------- attention
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-              mask: torch.Tensor | None = None, gqa_native: bool = False) -> torch.Tensor:
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    gqa_native: bool = False,
+) -> torch.Tensor:
     """RoPE on q and k, then softmax(q·kᵀ/√hd + causal [+ document] mask)·v, in the projections'
     layout: q (B, T, nh, hd), k/v (B, T, nkv, hd) → (B, T, nh, hd). cos/sin as for `rope`; `mask`
     (B, 1, T, T) bool (True = may attend) replaces the causal mask."""
@@ -158,7 +168,7 @@ def _blocked_causal(q, k, v, g, mask):
             blk.masked_fill_(~mask[:, 0, i:j, None, :j], float("-inf"))
             bias = blk.expand(B, j - i, g, j).reshape(B, 1, (j - i) * g, j)
             bias = bias.expand(B, BK // B, (j - i) * g, j).reshape(BK, (j - i) * g, j)
-        scores = torch.baddbmm(bias, q[:, i * g:j * g], k[:, :j].transpose(1, 2), alpha=hd ** -0.5)
+        scores = torch.baddbmm(bias, q[:, i * g : j * g], k[:, :j].transpose(1, 2), alpha=hd**-0.5)
         ys.append(torch.bmm(torch.softmax(scores, dim=-1), v[:, :j]))
     return ys[0] if len(ys) == 1 else torch.cat(ys, dim=1)
 
@@ -194,6 +204,7 @@ def _sdpa(q, k, v, mask, g, gqa_native):
 
 
 # ------------------------------------------------------------------- fused head + cross-entropy
+
 
 def _target_logprobs(logits: torch.Tensor, safe: torch.Tensor, out: torch.Tensor) -> None:
     """out[i] = log_softmax(logits[i])[safe[i]] in fp32 (or fp64 for fp64 logits), `LOSS_BLOCK_ROWS`
@@ -266,9 +277,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_h = grad_w = None
         scale = (grad_out / n_valid.clamp(min=1)).to(h.dtype)
         if ctx.needs_input_grad[0]:
-            grad_h = (grad_logits @ weight).mul_(scale)    # (N, d)
+            grad_h = (grad_logits @ weight).mul_(scale)  # (N, d)
         if ctx.needs_input_grad[1]:
-            grad_w = (grad_logits.t() @ h).mul_(scale)     # (V, d)
+            grad_w = (grad_logits.t() @ h).mul_(scale)  # (V, d)
         _give_back(grad_logits)
         return grad_h, grad_w, None, None
 
@@ -300,6 +311,7 @@ def _linear_cross_entropy(h, weight, targets):
 
 # ------------------------------------------------------------------ the model's classes, fused
 
+
 class FusedAttention(Attention):
     """Attention with one matmul for q, k and v (the weights stay three HF-named parameters) and
     RoPE + causal attention through `attention` (blocked on CPUs, SDPA elsewhere)."""
@@ -309,8 +321,9 @@ class FusedAttention(Attention):
         nh, nkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
         w = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
         q, k, v = F.linear(x, w).split((nh * hd, nkv * hd, nkv * hd), dim=-1)  # (B, T, ·)
-        y = attention(q.view(B, T, nh, hd), k.view(B, T, nkv, hd), v.view(B, T, nkv, hd),
-                      cos, sin, mask, gqa_native=GQA_NATIVE)  # (B, T, nh, hd)
+        y = attention(
+            q.view(B, T, nh, hd), k.view(B, T, nkv, hd), v.view(B, T, nkv, hd), cos, sin, mask, gqa_native=GQA_NATIVE
+        )  # (B, T, nh, hd)
         return self.o_proj(y.reshape(B, T, nh * hd))
 
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from dsllm.trainer.checkpoints import native as ckpt_io
-from dsllm.trainer.config import ModelConfig
-from dsllm.trainer.model import segments_from_offsets
 
 from dsllm import storage
 from dsllm.config import config_to_dict
 from dsllm.errors import UserError
+from dsllm.trainer.checkpoints import native as ckpt_io
+from dsllm.trainer.config import ModelConfig
+from dsllm.trainer.model import segments_from_offsets
 
 
 class RowRange:
@@ -29,7 +29,7 @@ class RowRange:
         self.base, self.start, self.rows = dataset, start, stop - start
         self.seq_len, self.manifest = dataset.seq_len, dataset.manifest
         self.chunk_rows = dataset.chunk_rows
-        self.ordered = getattr(dataset, "ordered", False)   # a mixture: read in order (mixture_data.py)
+        self.ordered = getattr(dataset, "ordered", False)  # a mixture: read in order (mixture_data.py)
 
     def read_rows(self, indices: np.ndarray) -> np.ndarray:
         return self.base.read_rows(np.asarray(indices, dtype=np.int64) + self.start)
@@ -45,11 +45,15 @@ def open_data(uri: str, cfg: ModelConfig):
     ds = open_dataset(uri)
     vocab = (ds.manifest.get("tokenizer") or {}).get("vocab_size")
     if vocab is not None and int(vocab) > cfg.vocab_size:
-        raise UserError(f"{uri}: tokenizer vocabulary {vocab} is larger than the model's vocab_size "
-                        f"{cfg.vocab_size} (use a model with vocab_size >= {vocab})")
+        raise UserError(
+            f"{uri}: tokenizer vocabulary {vocab} is larger than the model's vocab_size "
+            f"{cfg.vocab_size} (use a model with vocab_size >= {vocab})"
+        )
     if ds.seq_len > cfg.max_position_embeddings:
-        raise UserError(f"{uri}: sequence length {ds.seq_len} exceeds the model context "
-                        f"max_position_embeddings {cfg.max_position_embeddings}")
+        raise UserError(
+            f"{uri}: sequence length {ds.seq_len} exceeds the model context "
+            f"max_position_embeddings {cfg.max_position_embeddings}"
+        )
     if ds.seq_len < 2:
         raise UserError(f"{uri}: sequence length {ds.seq_len} is too short to train on")
     return ds
@@ -63,8 +67,10 @@ def global_batch_sequences(cfg, seq_len: int, world_size: int) -> int:
             raise UserError(f"batch_tokens {cfg.batch_tokens} is not a multiple of the sequence length {seq_len}")
         n = cfg.batch_tokens // seq_len
     if n % (world_size * cfg.micro_batch_size):
-        raise UserError(f"global batch of {n} sequences does not divide into {world_size} worker(s) × "
-                        f"micro-batches of {cfg.micro_batch_size}")
+        raise UserError(
+            f"global batch of {n} sequences does not divide into {world_size} worker(s) × "
+            f"micro-batches of {cfg.micro_batch_size}"
+        )
     return n
 
 
@@ -76,8 +82,8 @@ class TrainData:
     dataset: object
     train_rows: RowRange
     val_rows: RowRange
-    global_batch: int       # sequences per optimizer step, all workers
-    n_micro: int            # micro-batches per step on one worker
+    global_batch: int  # sequences per optimizer step, all workers
+    n_micro: int  # micro-batches per step on one worker
     tokens_per_step: int
 
     @classmethod
@@ -85,8 +91,15 @@ class TrainData:
         ds = open_data(uri, model_cfg)
         global_batch = global_batch_sequences(cfg, ds.seq_len, world_size)
         n_val = min(cfg.eval_rows, ds.rows // 10) if cfg.eval_every > 0 else 0
-        return cls(uri, ds, RowRange(ds, 0, ds.rows - n_val), RowRange(ds, ds.rows - n_val, ds.rows),
-                   global_batch, global_batch // world_size // cfg.micro_batch_size, global_batch * ds.seq_len)
+        return cls(
+            uri,
+            ds,
+            RowRange(ds, 0, ds.rows - n_val),
+            RowRange(ds, ds.rows - n_val, ds.rows),
+            global_batch,
+            global_batch // world_size // cfg.micro_batch_size,
+            global_batch * ds.seq_len,
+        )
 
     @property
     def seq_len(self) -> int:
@@ -96,16 +109,25 @@ class TrainData:
         """This worker's micro-batches from `start_sequences` on (exact resume)."""
         from dsllm.trainer.data import DataLoader
 
-        return DataLoader(self.train_rows, self.global_batch, cfg.micro_batch_size, cfg.seed, rank, world_size,
-                          start_sequences=start_sequences, chunk_rows=self.dataset.chunk_rows,
-                          segments=cfg.document_mask)
+        return DataLoader(
+            self.train_rows,
+            self.global_batch,
+            cfg.micro_batch_size,
+            cfg.seed,
+            rank,
+            world_size,
+            start_sequences=start_sequences,
+            chunk_rows=self.dataset.chunk_rows,
+            segments=cfg.document_mask,
+        )
 
     def check_vocabulary(self, batch, vocab_size: int) -> None:
         """A micro-batch's token ids must lie in the model's vocabulary."""
         ids = batch.input_ids
         if int(ids.max()) >= vocab_size or int(ids.min()) < 0:
-            raise UserError(f"{self.uri}: token id {int(ids.max())} is outside the model's vocabulary "
-                            f"[0, {vocab_size})")
+            raise UserError(
+                f"{self.uri}: token id {int(ids.max())} is outside the model's vocabulary [0, {vocab_size})"
+            )
 
 
 def segment_kwargs(doc_offsets, seq_len: int, device: torch.device | str = "cpu") -> dict:
@@ -183,8 +205,11 @@ class Throughput:
     def record(self) -> dict:
         """{tokens_per_s, mfu, peak_source} of the window (`restart` begins the next one)."""
         tps = self.tokens / (time.perf_counter() - self.start)
-        out = {"tokens_per_s": tps, "mfu": self.peak.mfu(tps * self.flops_per_token / self.world_size),
-               "peak_source": self.peak.source}
+        out = {
+            "tokens_per_s": tps,
+            "mfu": self.peak.mfu(tps * self.flops_per_token / self.world_size),
+            "peak_source": self.peak.source,
+        }
         if self.device is not None and self.device.type == "cuda":  # not yet run on a GPU
             out["tokens_per_s_per_gpu"] = tps / self.world_size
             out["peak_memory_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
@@ -195,8 +220,15 @@ class RunCheckpoints:
     """Checkpoint cadence of a run: what a native checkpoint holds besides tensors, when it is due,
     and `on_checkpoint` announced on every rank at the same step boundary."""
 
-    def __init__(self, checkpointer: ckpt_io.Checkpointer, rank: int, world_size: int, run_facts: dict,
-                 hf_config: dict, remote_run: str | None):
+    def __init__(
+        self,
+        checkpointer: ckpt_io.Checkpointer,
+        rank: int,
+        world_size: int,
+        run_facts: dict,
+        hf_config: dict,
+        remote_run: str | None,
+    ):
         self.checkpointer, self.rank, self.world_size = checkpointer, rank, world_size
         self.run_facts, self.hf_config, self.remote_run = run_facts, hf_config, remote_run
         checkpointer.collective_announce = world_size > 1
@@ -206,14 +238,26 @@ class RunCheckpoints:
 
     def save(self, progress, model, optimizer, master, loader, block: bool) -> None:
         """Rank 0 writes weights, AdamW (+ fp32 master) state, data position and RNG."""
-        state = {"step": progress.step, "tokens": progress.tokens, "data": loader.state(),
-                 "rng": ckpt_io.rng_state(), "resume_tokens": progress.resume_tokens, **self.run_facts}
+        state = {
+            "step": progress.step,
+            "tokens": progress.tokens,
+            "data": loader.state(),
+            "rng": ckpt_io.rng_state(),
+            "resume_tokens": progress.resume_tokens,
+            **self.run_facts,
+        }
         from dsllm.trainer.parallelize import full_state
 
         model_sd, optim_sd = full_state(model, optimizer)  # FSDP: a collective on every rank
         if self.rank == 0:
-            self.checkpointer.save(progress.step, model_sd, {"optimizer": optim_sd, "master": master.master_state()},
-                                   state, self.hf_config, block=block)
+            self.checkpointer.save(
+                progress.step,
+                model_sd,
+                {"optimizer": optim_sd, "master": master.master_state()},
+                state,
+                self.hf_config,
+                block=block,
+            )
 
     def announce(self) -> None:
         """Run `on_checkpoint` for the checkpoints rank 0 has published; with several workers every
@@ -241,9 +285,15 @@ class RunCheckpoints:
 
 def run_facts(cfg, data: TrainData, world_size: int, total_tokens: int) -> dict:
     """The run's fixed facts every checkpoint records (resume checks, `--resume-from` config)."""
-    return {"precision": cfg.precision, "global_batch_sequences": data.global_batch, "seq_len": data.seq_len,
-            "world_size": world_size, "data_uri": data.uri, "total_tokens": total_tokens,
-            "train_config": config_to_dict(cfg)}
+    return {
+        "precision": cfg.precision,
+        "global_batch_sequences": data.global_batch,
+        "seq_len": data.seq_len,
+        "world_size": world_size,
+        "data_uri": data.uri,
+        "total_tokens": total_tokens,
+        "train_config": config_to_dict(cfg),
+    }
 
 
 def shown(path: Path | None, remote_run: str | None) -> str | None:

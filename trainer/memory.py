@@ -28,7 +28,7 @@ GIB = float(1 << 30)
 # memory (bytes, as sold) and dense bf16 peak (FLOP/s) of the GPUs the planner knows
 GPUS = {"a100": (80e9, 312e12), "h100": (80e9, 989e12), "h200": (141e9, 989e12)}
 AC_MODES = ("none", "selective", "full")
-HEADROOM = 0.9   # the share of a GPU's memory a plan may use
+HEADROOM = 0.9  # the share of a GPU's memory a plan may use
 PLAN_MFU = 0.40  # the model FLOPs utilisation tokens/s are quoted at
 
 
@@ -37,16 +37,22 @@ class MemoryPlan:
     """Bytes per GPU by kind, and the verdict."""
 
     params: int
-    per_gpu: dict[str, float]   # GiB: params, grads, optimizer, activations, total
+    per_gpu: dict[str, float]  # GiB: params, grads, optimizer, activations, total
     gpu_gib: float
     fits: bool
     tokens_per_s_per_gpu: float
     tokens_per_s: float
 
     def as_dict(self) -> dict:
-        return {"params": self.params, "per_gpu_gib": self.per_gpu, "gpu_gib": self.gpu_gib,
-                "fits": self.fits, "mfu": PLAN_MFU, "tokens_per_s_per_gpu": self.tokens_per_s_per_gpu,
-                "tokens_per_s": self.tokens_per_s}
+        return {
+            "params": self.params,
+            "per_gpu_gib": self.per_gpu,
+            "gpu_gib": self.gpu_gib,
+            "fits": self.fits,
+            "mfu": PLAN_MFU,
+            "tokens_per_s_per_gpu": self.tokens_per_s_per_gpu,
+            "tokens_per_s": self.tokens_per_s,
+        }
 
 
 def activation_bytes_per_token(cfg: ModelConfig, mode: str) -> float:
@@ -65,8 +71,15 @@ def activation_bytes_per_token(cfg: ModelConfig, mode: str) -> float:
     return 2.0 * (L * per_layer + extra)
 
 
-def plan_memory(cfg: ModelConfig, gpus: int, gpu: str, seq_len: int = 4096, micro_batch: int = 1,
-                activation_checkpointing: str = "none", bf16_optimizer_states: bool = False) -> MemoryPlan:
+def plan_memory(
+    cfg: ModelConfig,
+    gpus: int,
+    gpu: str,
+    seq_len: int = 4096,
+    micro_batch: int = 1,
+    activation_checkpointing: str = "none",
+    bf16_optimizer_states: bool = False,
+) -> MemoryPlan:
     """Memory per GPU and tokens/s at `PLAN_MFU` for `cfg` on `gpus` × `gpu`."""
     if gpu not in GPUS:
         raise ValueError(f"unknown GPU {gpu!r} ({', '.join(GPUS)})")
@@ -77,16 +90,20 @@ def plan_memory(cfg: ModelConfig, gpus: int, gpu: str, seq_len: int = 4096, micr
     d, f = cfg.hidden_size, cfg.intermediate_size
     kv = cfg.num_key_value_heads * cfg.head_dim
     layer = 2 * d * d + 2 * d * kv + 3 * d * f + 2 * d
-    params = 4.0 * n / gpus + 2 * 2.0 * layer          # fp32 shard + two bf16 gathered layers
-    grads = 4.0 * n / gpus + 2.0 * layer                # fp32 shard + one bf16 unsharded layer's
+    params = 4.0 * n / gpus + 2 * 2.0 * layer  # fp32 shard + two bf16 gathered layers
+    grads = 4.0 * n / gpus + 2.0 * layer  # fp32 shard + one bf16 unsharded layer's
     optimizer = (2 if bf16_optimizer_states else 4) * 2.0 * n / gpus
     tokens = seq_len * micro_batch
-    activations = tokens * (activation_bytes_per_token(cfg, activation_checkpointing)
-                            + 2.0 * cfg.vocab_size + 2.0 * d)
+    activations = tokens * (activation_bytes_per_token(cfg, activation_checkpointing) + 2.0 * cfg.vocab_size + 2.0 * d)
     per_gpu = {"params": params, "grads": grads, "optimizer": optimizer, "activations": activations}
     per_gpu["total"] = sum(per_gpu.values())
     per_gpu = {k: round(v / GIB, 2) for k, v in per_gpu.items()}
     tps = PLAN_MFU * peak / cfg.train_flops_per_token(seq_len)
-    return MemoryPlan(params=n, per_gpu=per_gpu, gpu_gib=round(memory / GIB, 2),
-                      fits=per_gpu["total"] <= HEADROOM * memory / GIB,
-                      tokens_per_s_per_gpu=round(tps, 1), tokens_per_s=round(tps * gpus, 1))
+    return MemoryPlan(
+        params=n,
+        per_gpu=per_gpu,
+        gpu_gib=round(memory / GIB, 2),
+        fits=per_gpu["total"] <= HEADROOM * memory / GIB,
+        tokens_per_s_per_gpu=round(tps, 1),
+        tokens_per_s=round(tps * gpus, 1),
+    )

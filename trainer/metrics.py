@@ -22,8 +22,17 @@ from pathlib import Path
 import torch
 
 # dense bf16 tensor-core peaks (FLOP/s) of common accelerators
-GPU_PEAKS = {"H100": 989e12, "H800": 989e12, "H200": 989e12, "A100": 312e12, "A800": 312e12,
-             "L40S": 362e12, "A10G": 125e12, "4090": 165e12, "V100": 125e12}
+GPU_PEAKS = {
+    "H100": 989e12,
+    "H800": 989e12,
+    "H200": 989e12,
+    "A100": 312e12,
+    "A800": 312e12,
+    "L40S": 362e12,
+    "A10G": 125e12,
+    "4090": 165e12,
+    "V100": 125e12,
+}
 
 
 def _cache_file() -> Path:
@@ -56,7 +65,7 @@ def measure_matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 4, rou
             t = time.perf_counter()
             a @ b
             best = min(best, time.perf_counter() - t)
-    return 2.0 * n ** 3 / best
+    return 2.0 * n**3 / best
 
 
 class PeakFlops:
@@ -164,9 +173,11 @@ class MetricsLog:
         done = r["step"] - self._start_step
         elapsed = time.monotonic() - self._start
         eta = elapsed / done * (self.max_steps - r["step"]) if done > 0 else 0.0
-        return (f"step {r['step']:>6}/{self.max_steps} | loss {r['loss']:.4f} | lr {r['lr']:.2e} | "
-                f"grad {r['grad_norm']:.3f} | {r['tokens_per_s']:,.0f} tok/s | mfu {r['mfu'] * 100:.1f}% | "
-                f"eta {_duration(eta)}")
+        return (
+            f"step {r['step']:>6}/{self.max_steps} | loss {r['loss']:.4f} | lr {r['lr']:.2e} | "
+            f"grad {r['grad_norm']:.3f} | {r['tokens_per_s']:,.0f} tok/s | mfu {r['mfu'] * 100:.1f}% | "
+            f"eta {_duration(eta)}"
+        )
 
     def close(self) -> None:
         self._file.close()

@@ -39,11 +39,11 @@ class MixtureConfig:
     """A mixture: target shares of tokens per domain and how far a domain may be repeated."""
 
     target: dict = dataclasses.field(default_factory=dict)
-    max_repeat: float = 4.0        # at most this many epochs of any domain (each row <= ceil(max_repeat) times)
-    unlisted: str = "natural"      # natural: unnamed domains keep their natural share | exclude: they get 0
-    tokens: int = 0                # planned total tokens (0: the natural total of the inputs)
+    max_repeat: float = 4.0  # at most this many epochs of any domain (each row <= ceil(max_repeat) times)
+    unlisted: str = "natural"  # natural: unnamed domains keep their natural share | exclude: they get 0
+    tokens: int = 0  # planned total tokens (0: the natural total of the inputs)
     seed: int = 0
-    period: int = 65536            # positions of the interleaving period (see the module doc)
+    period: int = 65536  # positions of the interleaving period (see the module doc)
 
     def __post_init__(self):
         if self.unlisted not in ("natural", "exclude"):
@@ -79,8 +79,10 @@ def target_shares(natural: dict[str, int], cfg: MixtureConfig) -> dict[str, floa
         out = {**unlisted, **{d: 0.0 for d in listed}}
     s = sum(out.values())
     if s <= 0:
-        raise UserError("mixture: every domain in the data gets weight 0 (targets: "
-                        f"{', '.join(f'{d}={w}' for d, w in sorted(cfg.target.items())) or 'none'})")
+        raise UserError(
+            "mixture: every domain in the data gets weight 0 (targets: "
+            f"{', '.join(f'{d}={w}' for d, w in sorted(cfg.target.items())) or 'none'})"
+        )
     return {d: v / s for d, v in sorted(out.items())}
 
 
@@ -114,7 +116,7 @@ def interleave(counts: np.ndarray, length: int, period: int) -> np.ndarray:
     else:  # the period's counts: largest remainders of the shares
         exact = counts * L / total
         quota = np.floor(exact).astype(np.int64)
-        quota[np.argsort(-(exact - quota), kind="stable")[:L - int(quota.sum())]] += 1
+        quota[np.argsort(-(exact - quota), kind="stable")[: L - int(quota.sum())]] += 1
     w = (quota / L).tolist()
     have = [0] * len(w)
     seq = np.empty(L, dtype=np.int32)
@@ -148,8 +150,8 @@ class Source:
 
     uri: str
     manifest: dict
-    codes: np.ndarray      # (rows,) index into the global domain list
-    n_tokens: np.ndarray   # (rows,)
+    codes: np.ndarray  # (rows,) index into the global domain list
+    n_tokens: np.ndarray  # (rows,)
 
 
 def _scan_packed(uri: str) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -176,8 +178,9 @@ def _scan_packed(uri: str) -> tuple[dict, np.ndarray, np.ndarray]:
             domains.append(names[idx])
         else:
             domains.append(np.full(rows, "unlabelled", dtype=object))
-        n_tokens.append(table.column("n_tokens").to_numpy() if "n_tokens" in cols
-                        else np.full(rows, ds.seq_len, dtype=np.int32))
+        n_tokens.append(
+            table.column("n_tokens").to_numpy() if "n_tokens" in cols else np.full(rows, ds.seq_len, dtype=np.int32)
+        )
     cat = lambda xs, dt: np.concatenate(xs) if xs else np.empty(0, dtype=dt)
     return ds.manifest, cat(domains, object), cat(n_tokens, np.int32).astype(np.int64)
 
@@ -230,34 +233,50 @@ def build_mixture(inputs: list[str], output: str, cfg: MixtureConfig, log=print)
     if not counts.sum():
         raise UserError(f"mixture: {total} tokens is less than one sequence")
     seq = _interleave_within_caps(counts, cap, cfg.period)
-    order_rows = np.empty(len(seq), dtype=np.int64)   # index into the concatenated rows
+    order_rows = np.empty(len(seq), dtype=np.int64)  # index into the concatenated rows
     by_domain = np.argsort(codes, kind="stable")
     starts = np.concatenate([[0], np.cumsum(nat_rows)])
     for i, d in enumerate(names):
         pos = np.nonzero(seq == i)[0]
-        members = by_domain[starts[i]:starts[i + 1]]    # the domain's rows in input order
+        members = by_domain[starts[i] : starts[i + 1]]  # the domain's rows in input order
         order_rows[pos] = members[pick_rows(len(members), len(pos), cfg.seed, d)]
     order = {"source": src[order_rows], "domain": codes[order_rows], "row": row[order_rows]}
     got_rows = np.bincount(order["domain"], minlength=len(names))
     got_tokens = np.bincount(order["domain"], weights=ntok[order_rows], minlength=len(names)).astype(np.int64)
     entry = _write_order(output, order, names)
     planned_total = int(got_tokens.sum())
-    domains = {d: {"natural_tokens": natural[d], "natural_rows": int(nat_rows[i]),
-                   "natural_share": natural[d] / sum(natural.values()), "target_share": share[d],
-                   "planned_tokens": int(got_tokens[i]), "planned_rows": int(got_rows[i]),
-                   "planned_share": int(got_tokens[i]) / planned_total,
-                   "repeat": int(got_rows[i]) / max(int(nat_rows[i]), 1),
-                   # only a domain held at its max_repeat cap falls short (not one off by rounding)
-                   "shortfall_tokens": max(0, int(round(share[d] * total)) - int(got_tokens[i]))
-                   if got_rows[i] >= cap[i] else 0}
-               for i, d in enumerate(names)}
+    domains = {
+        d: {
+            "natural_tokens": natural[d],
+            "natural_rows": int(nat_rows[i]),
+            "natural_share": natural[d] / sum(natural.values()),
+            "target_share": share[d],
+            "planned_tokens": int(got_tokens[i]),
+            "planned_rows": int(got_rows[i]),
+            "planned_share": int(got_tokens[i]) / planned_total,
+            "repeat": int(got_rows[i]) / max(int(nat_rows[i]), 1),
+            # only a domain held at its max_repeat cap falls short (not one off by rounding)
+            "shortfall_tokens": max(0, int(round(share[d] * total)) - int(got_tokens[i]))
+            if got_rows[i] >= cap[i]
+            else 0,
+        }
+        for i, d in enumerate(names)
+    }
     first = sources[0].manifest
-    mixture = {"kind": "mixture", "seq_len": int(first["seq_len"]), "rows": int(len(seq)), "tokens": planned_total,
-               "requested_tokens": int(total), "tokenizer": first.get("tokenizer"), "order": entry,
-               "sources": [{"uri": _absolute(s.uri), "rows": len(s.codes), "tokens": int(s.n_tokens.sum())}
-                           for s in sources],
-               "domains": domains, "absent_targets": sorted(set(cfg.target) - set(names)),
-               "period": int(min(len(seq), cfg.period)), "config": dataclasses.asdict(cfg)}
+    mixture = {
+        "kind": "mixture",
+        "seq_len": int(first["seq_len"]),
+        "rows": int(len(seq)),
+        "tokens": planned_total,
+        "requested_tokens": int(total),
+        "tokenizer": first.get("tokenizer"),
+        "order": entry,
+        "sources": [{"uri": _absolute(s.uri), "rows": len(s.codes), "tokens": int(s.n_tokens.sum())} for s in sources],
+        "domains": domains,
+        "absent_targets": sorted(set(cfg.target) - set(names)),
+        "period": int(min(len(seq), cfg.period)),
+        "config": dataclasses.asdict(cfg),
+    }
     storage.write_json(storage.join(output, "mixture.json"), mixture)
     log(f"{output}: {len(seq)} sequences, {planned_total:,} tokens over {len(names)} domain(s)")
     return mixture
@@ -286,11 +305,16 @@ def _write_order(output: str, order: dict, names: list[str]) -> dict:
     import pyarrow.parquet as pq
 
     domain = pa.DictionaryArray.from_arrays(pa.array(order["domain"], pa.int32()), pa.array(names, pa.string()))
-    table = pa.table({"source": pa.array(order["source"], pa.int32()), "domain": domain,
-                      "row": pa.array(order["row"], pa.int64())})
+    table = pa.table(
+        {"source": pa.array(order["source"], pa.int32()), "domain": domain, "row": pa.array(order["row"], pa.int64())}
+    )
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd", row_group_size=1 << 20)
     data = buf.getvalue()
     storage.write_bytes(storage.join(output, "order.parquet"), data)
-    return {"path": "order.parquet", "rows": table.num_rows, "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest()}
+    return {
+        "path": "order.parquet",
+        "rows": table.num_rows,
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }

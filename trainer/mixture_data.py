@@ -70,9 +70,11 @@ class MixtureDataset:
     def read(self, indices: np.ndarray, segments: bool = False) -> Rows:
         """Rows at order positions (any order, repeats allowed), read from their packed inputs."""
         idx = np.asarray(indices, dtype=np.int64)
-        out = Rows(np.empty((len(idx), self.seq_len), dtype=np.int32),
-                   [None] * len(idx) if segments else None,
-                   np.empty(len(idx), dtype=np.int32) if segments else None)
+        out = Rows(
+            np.empty((len(idx), self.seq_len), dtype=np.int32),
+            [None] * len(idx) if segments else None,
+            np.empty(len(idx), dtype=np.int32) if segments else None,
+        )
         src = self.source[idx]
         for s in np.unique(src):
             sel = np.nonzero(src == s)[0]
@@ -102,7 +104,7 @@ def row_domains(dataset) -> tuple[np.ndarray, list[str]] | None:
         codes, names = got
     else:
         return None
-    return codes[start:start + dataset.rows], names
+    return codes[start : start + dataset.rows], names
 
 
 def _packed_domains(ds: PackedDataset) -> tuple[np.ndarray, list[str]] | None:
@@ -135,7 +137,7 @@ class DomainTokens:
         self.counts = np.zeros(len(names), dtype=np.int64)
 
     @classmethod
-    def of(cls, dataset, order) -> "DomainTokens | None":
+    def of(cls, dataset, order) -> DomainTokens | None:
         got = row_domains(dataset)
         return None if got is None else cls(got[0], got[1], order, dataset.seq_len)
 

@@ -61,8 +61,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + torch.cat((-x[..., h:], x[..., :h]), dim=-1) * sin
 
 
-def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                     mask: torch.Tensor | None) -> torch.Tensor:
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """softmax(q·kᵀ/√hd + mask)·v through F.scaled_dot_product_attention (flash / cuDNN / memory-
     efficient kernels on CUDA). q (B, nh, T, hd), k/v (B, nkv, T, hd) → (B, nh, T, hd). `mask`
     (B, 1, T, T) bool (True = may attend) replaces the causal mask. Without a mask, GQA goes
@@ -88,11 +87,10 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(d, kv, bias=False)
         self.o_proj = nn.Linear(d, d, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         B, T, _ = x.shape
         nh, nkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
-        q = self.q_proj(x).view(B, T, nh, hd).transpose(1, 2)   # (B, nh, T, hd)
+        q = self.q_proj(x).view(B, T, nh, hd).transpose(1, 2)  # (B, nh, T, hd)
         k = self.k_proj(x).view(B, T, nkv, hd).transpose(1, 2)  # (B, nkv, T, hd)
         v = self.v_proj(x).view(B, T, nkv, hd).transpose(1, 2)  # (B, nkv, T, hd)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
@@ -161,8 +159,9 @@ def segments_from_offsets(doc_offsets: list[list[int]], seq_len: int) -> tuple[t
     return segment_ids, idx - seg_start
 
 
-def init_rows(name: str, shape: tuple[int, ...], std: float, seed: int, start: int = 0,
-              stop: int | None = None) -> torch.Tensor:
+def init_rows(
+    name: str, shape: tuple[int, ...], std: float, seed: int, start: int = 0, stop: int | None = None
+) -> torch.Tensor:
     """Rows [start, stop) of matrix `name`'s initial value ~ N(0, std²), fp32 on the CPU.
 
     The matrix is drawn in blocks of `INIT_BLOCK_ROWS` rows, each from its own generator seeded
@@ -178,7 +177,7 @@ def init_rows(name: str, shape: tuple[int, ...], std: float, seed: int, start: i
         gen.manual_seed((seed * 1_000_003 + tag * 65_537 + block) % (1 << 63))
         rows = torch.randn(b1 - b0, *shape[1:], generator=gen, device="cpu").mul_(std)
         lo, hi = max(b0, start), min(b1, stop)
-        out[lo - start:hi - start] = rows[lo - b0:hi - b0]
+        out[lo - start : hi - start] = rows[lo - b0 : hi - b0]
     return out
 
 
@@ -207,9 +206,14 @@ class Transformer(nn.Module):
             else:
                 p.fill_(1.0)
 
-    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
-                segment_ids: torch.Tensor | None = None, positions: torch.Tensor | None = None,
-                return_logits: bool = True):
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        segment_ids: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        return_logits: bool = True,
+    ):
         """input_ids (B, T) → logits (B, T, V). With `labels` (B, T; -100 ignored), (logits, loss):
         the mean next-token cross-entropy (labels are shifted inside, as in `transformers`);
         `return_logits=False` gives (None, loss) through `head_loss` (which a fused kernel may

@@ -121,8 +121,7 @@ def build_optimizer(master: MasterWeights, cfg: OptimConfig, bf16_states: bool =
     decay, no_decay = [], []
     for (name, p), m in zip(master.named, master.master):
         (decay if decays(name, p, cfg.decay_embeddings) else no_decay).append(m)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if bf16_states:
         return BF16StateAdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
     # the fused kernel (one pass over parameters and moments) for plain tensors on CPUs and GPUs

@@ -62,8 +62,14 @@ def resolve_device(name: str) -> torch.device:
 
 # ------------------------------------------------------------------------------- build on meta
 
-def build_model(cfg: ModelConfig, seed: int, device: torch.device | str = "cpu",
-                dtype: torch.dtype = torch.float32, meta: bool = False) -> Transformer:
+
+def build_model(
+    cfg: ModelConfig,
+    seed: int,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    meta: bool = False,
+) -> Transformer:
     """The model with its initial weights for `seed`: built in place on `device`, or (meta) on the
     `meta` device without storage, to be sharded and then `materialize`d shard by shard."""
     with torch.device("meta" if meta else device):
@@ -81,8 +87,9 @@ def materialize(model: Transformer, device: torch.device | str, dtype: torch.dty
         local, start = _local_rows(p)
         if p.ndim == 2:
             if local.shape[0]:
-                rows = init_rows(name, tuple(p.shape), model.config.initializer_range, model.init_seed,
-                                 start, start + local.shape[0])
+                rows = init_rows(
+                    name, tuple(p.shape), model.config.initializer_range, model.init_seed, start, start + local.shape[0]
+                )
                 local.copy_(rows)
         else:
             local.fill_(1.0)
@@ -105,6 +112,7 @@ def _local_rows(p: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 # ------------------------------------------------------------------------------------ kernels
 
+
 def apply_kernels(model: nn.Module) -> nn.Module:
     """Swap in the CPU-fused kernels (trainer/kernels.py): each module whose class has a fused
     subclass becomes one, in place (parameters, buffers and names unchanged)."""
@@ -121,12 +129,17 @@ def apply_kernels(model: nn.Module) -> nn.Module:
 
 # ops whose outputs selective checkpointing keeps (the expensive ones); everything else in a
 # decoder layer (norms, RoPE, SiLU, products, reshapes) is recomputed in the backward
-_SAVED_OPS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default,
-              torch.ops.aten.baddbmm.default, torch.ops.aten.linear.default,
-              torch.ops.aten._scaled_dot_product_flash_attention.default,
-              torch.ops.aten._scaled_dot_product_efficient_attention.default,
-              torch.ops.aten._scaled_dot_product_cudnn_attention.default,
-              torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default}
+_SAVED_OPS = {
+    torch.ops.aten.mm.default,
+    torch.ops.aten.addmm.default,
+    torch.ops.aten.bmm.default,
+    torch.ops.aten.baddbmm.default,
+    torch.ops.aten.linear.default,
+    torch.ops.aten._scaled_dot_product_flash_attention.default,
+    torch.ops.aten._scaled_dot_product_efficient_attention.default,
+    torch.ops.aten._scaled_dot_product_cudnn_attention.default,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default,
+}
 
 
 def _selective_policy(ctx, op, *args, **kwargs):
@@ -144,8 +157,9 @@ def apply_activation_checkpointing(model: Transformer, mode: str) -> Transformer
         return model
     from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts
 
-    context_fn = (functools.partial(create_selective_checkpoint_contexts, _selective_policy)
-                  if mode == "selective" else None)
+    context_fn = (
+        functools.partial(create_selective_checkpoint_contexts, _selective_policy) if mode == "selective" else None
+    )
     for layer in model.model.layers:
         plain = layer.forward
 
@@ -175,6 +189,7 @@ def apply_compile(model: Transformer, mode: str | None = None) -> Transformer:
 
 # --------------------------------------------------------------------------------- data parallel
 
+
 def apply_ddp(model: nn.Module) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
@@ -196,9 +211,14 @@ def apply_fsdp(model: Transformer, mixed_bf16: bool = False, reshard_after_forwa
     return model
 
 
-def parallelize(model: Transformer, strategy: str = "ddp", compile: bool | str = False,
-                activation_checkpointing: str = "none", kernels: bool | None = None,
-                mixed_bf16: bool = False) -> nn.Module:
+def parallelize(
+    model: Transformer,
+    strategy: str = "ddp",
+    compile: bool | str = False,
+    activation_checkpointing: str = "none",
+    kernels: bool | None = None,
+    mixed_bf16: bool = False,
+) -> nn.Module:
     """The model to call in the training loop (the unwrapped one stays the one to save).
     `kernels`: swap in the CPU-fused kernels (default: when the model lives on a CPU)."""
     on_cpu = next(model.parameters()).device.type in ("cpu", "meta")
@@ -236,6 +256,7 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------ FSDP2 ↔ the native checkpoint
 
+
 def is_fsdp(model: nn.Module) -> bool:
     from torch.distributed.fsdp import FSDPModule
 
@@ -249,8 +270,7 @@ def full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict
     in param-group order), so a checkpoint resumes at any worker count."""
     if not is_fsdp(model):
         return model.state_dict(), optimizer.state_dict()
-    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                         get_optimizer_state_dict)
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
 
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
     model_sd = get_model_state_dict(model, options=opts)

@@ -28,19 +28,24 @@ class Plan:
 
 
 def optimal_lr(compute: float) -> float:
-    return 0.3118 * compute ** -0.125
+    return 0.3118 * compute**-0.125
 
 
 def optimal_batch_tokens(compute: float) -> float:
-    return 0.2920 * compute ** 0.3271
+    return 0.2920 * compute**0.3271
 
 
 def plan(compute: float) -> Plan:
     """η_opt, B_opt, M_opt, D_opt for C FLOPs."""
     if not compute > 0:
         raise ValueError("compute must be positive")
-    return Plan(compute=compute, lr=optimal_lr(compute), batch_tokens=optimal_batch_tokens(compute),
-                model_flops_per_token=0.1715 * compute ** 0.5243, data_tokens=5.8316 * compute ** 0.4757)
+    return Plan(
+        compute=compute,
+        lr=optimal_lr(compute),
+        batch_tokens=optimal_batch_tokens(compute),
+        model_flops_per_token=0.1715 * compute**0.5243,
+        data_tokens=5.8316 * compute**0.4757,
+    )
 
 
 def model_flops_per_token(cfg: ModelConfig, seq_len: int = 4096) -> float:
@@ -52,8 +57,9 @@ def implied(cfg: ModelConfig, tokens: float = 2e12, seq_len: int = 4096) -> Plan
     """What the laws say for a given model trained on `tokens` (C = M·D)."""
     m = model_flops_per_token(cfg, seq_len)
     c = m * tokens
-    return Plan(compute=c, lr=optimal_lr(c), batch_tokens=optimal_batch_tokens(c),
-                model_flops_per_token=m, data_tokens=tokens)
+    return Plan(
+        compute=c, lr=optimal_lr(c), batch_tokens=optimal_batch_tokens(c), model_flops_per_token=m, data_tokens=tokens
+    )
 
 
 def nearest_shape(m_flops: float, seq_len: int = 4096, head_dim: int = 128) -> tuple[int, int]:

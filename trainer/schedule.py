@@ -35,8 +35,14 @@ class ScheduleConfig:
             raise ValueError("schedule.factors must be positive")
 
 
-def multistep_lr(tokens: int, peak_lr: float, tokens_per_step: int, total_tokens: int,
-                 cfg: ScheduleConfig = ScheduleConfig(), resume_tokens: int | None = None) -> float:
+def multistep_lr(
+    tokens: int,
+    peak_lr: float,
+    tokens_per_step: int,
+    total_tokens: int,
+    cfg: ScheduleConfig = ScheduleConfig(),
+    resume_tokens: int | None = None,
+) -> float:
     """The learning rate for the optimizer step that brings the tokens seen to `tokens`.
 
     tokens:          tokens seen after this step (the first step of a run has tokens = tokens_per_step)

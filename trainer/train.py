@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from dsllm.errors import UserError
 from dsllm.trainer.checkpoints import native as ckpt_io
 from dsllm.trainer.config import ModelConfig
 from dsllm.trainer.loop import (
@@ -24,9 +26,9 @@ from dsllm.trainer.loop import (
     Throughput,
     TrainData,
     autocast_for,
-    segment_kwargs,
     open_run,
     run_facts,
+    segment_kwargs,
     shown,
 )
 from dsllm.trainer.metrics import MetricsLog, PeakFlops
@@ -41,7 +43,6 @@ from dsllm.trainer.optim import (
 from dsllm.trainer.parallelize import (
     AC_MODES,
     all_reduce_mean,
-    full_state,
     grad_sync,
     load_optimizer_state,
     parallelize,
@@ -50,46 +51,45 @@ from dsllm.trainer.parallelize import (
 )
 from dsllm.trainer.schedule import ScheduleConfig, multistep_lr
 
-from dsllm.errors import UserError
-
 
 @dataclass(frozen=True)
 class TrainConfig:
     """One run's knobs (configs/train-*.toml, `--set key=value`)."""
 
     seed: int = 0
-    batch_size: int = 32            # global batch in sequences (--batch-size)
-    batch_tokens: int = 0           # global batch in tokens instead (a multiple of seq_len), if > 0
-    micro_batch_size: int = 4       # sequences per forward/backward (gradient accumulation)
+    batch_size: int = 32  # global batch in sequences (--batch-size)
+    batch_tokens: int = 0  # global batch in tokens instead (a multiple of seq_len), if > 0
+    micro_batch_size: int = 4  # sequences per forward/backward (gradient accumulation)
     max_steps: int = 1000
-    precision: str = "bf16"          # bf16 (bf16 weights, fp32 master; fastest measured) | bf16-autocast | fp32
-    device: str = "auto"             # auto (CUDA when present) | cpu | cuda (--device)
+    precision: str = "bf16"  # bf16 (bf16 weights, fp32 master; fastest measured) | bf16-autocast | fp32
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda (--device)
     activation_checkpointing: str = "none"  # none | selective | full (trainer/parallelize.py)
-    bf16_optimizer_states: bool = False     # AdamW moments in bf16 (trainer/optim.py)
+    bf16_optimizer_states: bool = False  # AdamW moments in bf16 (trainer/optim.py)
     compile: bool = False
-    strategy: str = "ddp"           # ddp | fsdp when several workers
-    threads: int = 0                # torch intra-op threads (0: torch's default)
-    document_mask: bool = False     # attend within each packed document only (see below)
+    strategy: str = "ddp"  # ddp | fsdp when several workers
+    threads: int = 0  # torch intra-op threads (0: torch's default)
+    document_mask: bool = False  # attend within each packed document only (see below)
     log_every: int = 1
-    eval_every: int = 100           # validation loss on the held-out tail of the data (0: never)
+    eval_every: int = 100  # validation loss on the held-out tail of the data (0: never)
     eval_rows: int = 32
     eval_tasks: tuple[str, ...] = ()  # benchmarks scored every eval_every steps (see trainer/benchmarks)
-    eval_tokenizer: str = ""        # tokenizer.json for eval_tasks
-    eval_task_limit: int = 100      # first N documents of each task (0: all)
-    eval_task_shots: int = -1       # few-shot variant (-1: the most shots the data has)
+    eval_tokenizer: str = ""  # tokenizer.json for eval_tasks
+    eval_task_limit: int = 100  # first N documents of each task (0: all)
+    eval_task_shots: int = -1  # few-shot variant (-1: the most shots the data has)
     checkpoint_every_steps: int = 1000
     checkpoint_every_minutes: float = 5.0
     keep_last: int = 3
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    model: dict = field(default_factory=dict)   # ModelConfig field overrides
+    model: dict = field(default_factory=dict)  # ModelConfig field overrides
 
     def __post_init__(self):
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.activation_checkpointing not in AC_MODES:
-            raise ValueError(f"activation_checkpointing must be one of {', '.join(AC_MODES)}, "
-                             f"got {self.activation_checkpointing!r}")
+            raise ValueError(
+                f"activation_checkpointing must be one of {', '.join(AC_MODES)}, got {self.activation_checkpointing!r}"
+            )
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("batch_size", "micro_batch_size", "max_steps"):
@@ -114,7 +114,7 @@ class Progress:
     step: int = 0
     tokens: int = 0
     sequences: int = 0
-    resume_tokens: int | None = None   # set after a weights-only resume (re-warmup from there)
+    resume_tokens: int | None = None  # set after a weights-only resume (re-warmup from there)
 
     def advance(self, tokens: int, sequences_after: int) -> None:
         """One optimizer step done: `tokens` more trained, the loader at `sequences_after`."""
@@ -132,14 +132,16 @@ def resume(src: str, model: Transformer, model_cfg: ModelConfig) -> tuple[dict |
 
     ck = hf.resolve_checkpoint(src)
     if _shape(ck.config) != _shape(model_cfg):
-        raise UserError(f"--resume-from {src}: its config ({_shape(ck.config)}) differs from the "
-                        f"model's ({_shape(model_cfg)})")
+        raise UserError(
+            f"--resume-from {src}: its config ({_shape(ck.config)}) differs from the model's ({_shape(model_cfg)})"
+        )
     hf.load_into(model, ck)
     if ck.has_optimizer and ckpt_io.is_native(ck.path):
         optim_state, state = ckpt_io.load_native(ck.path)
         ckpt_io.set_rng_state(state["rng"])
-        return optim_state, Progress(state["step"], state["tokens"], state["data"]["sequences_consumed"],
-                                     state.get("resume_tokens"))
+        return optim_state, Progress(
+            state["step"], state["tokens"], state["data"]["sequences_consumed"], state.get("resume_tokens")
+        )
     step = ck.step or 0
     tokens = ck.tokens if ck.tokens is not None else None
     return None, Progress(step, tokens if tokens is not None else -1, 0, None)
@@ -147,12 +149,21 @@ def resume(src: str, model: Transformer, model_cfg: ModelConfig) -> tuple[dict |
 
 def _shape(c: ModelConfig) -> str:
     """The fields that make weights fit (init std, context, special ids may differ)."""
-    return (f"vocab {c.vocab_size}, d {c.hidden_size}, ffn {c.intermediate_size}, layers {c.num_hidden_layers}, "
-            f"heads {c.num_attention_heads}/{c.num_key_value_heads}, rope theta {c.rope_theta}, eps {c.rms_norm_eps}")
+    return (
+        f"vocab {c.vocab_size}, d {c.hidden_size}, ffn {c.intermediate_size}, layers {c.num_hidden_layers}, "
+        f"heads {c.num_attention_heads}/{c.num_key_value_heads}, rope theta {c.rope_theta}, eps {c.rms_norm_eps}"
+    )
 
 
-def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, resume_from: str | None = None,
-          quiet: bool = False, on_checkpoint: Callable[[int, str], None] | None = None) -> dict:
+def train(
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    data: str,
+    run_dir: str,
+    resume_from: str | None = None,
+    quiet: bool = False,
+    on_checkpoint: Callable[[int, str], None] | None = None,
+) -> dict:
     """Train; returns a summary (steps, tokens, last loss, last checkpoint).
 
     `run_dir` is a local directory or an s3:// URI (trained in a local staging directory and
@@ -179,8 +190,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     fsdp_bf16 = cfg.strategy == "fsdp" and world_size > 1 and cfg.precision == "bf16"
     if cfg.precision == "bf16" and not fsdp_bf16:
         model.to(torch.bfloat16)
-    optim_state, progress = _resume_run(model, model_cfg, run, remote_run, resume_from,
-                                        td.tokens_per_step, quiet)
+    optim_state, progress = _resume_run(model, model_cfg, run, remote_run, resume_from, td.tokens_per_step, quiet)
     # before the optimizer: FSDP swaps parameters
     fwd = parallelize(model, cfg.strategy, cfg.compile, cfg.activation_checkpointing, mixed_bf16=fsdp_bf16)
     master = MasterWeights(model, "fp32" if fsdp_bf16 else cfg.precision)
@@ -197,13 +207,24 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     domain_tokens = DomainTokens.of(td.train_rows, loader.order) if rank == 0 else None
     total_tokens = cfg.schedule.total_tokens or cfg.max_steps * td.tokens_per_step
     dtype = torch.float32 if cfg.precision == "fp32" else torch.bfloat16
-    throughput = Throughput(PeakFlops(dtype, device.type), model_cfg.train_flops_per_token(td.seq_len), world_size,
-                            device)
+    throughput = Throughput(
+        PeakFlops(dtype, device.type), model_cfg.train_flops_per_token(td.seq_len), world_size, device
+    )
     checkpoints = RunCheckpoints(
-        ckpt_io.Checkpointer(run, cfg.checkpoint_every_steps, cfg.checkpoint_every_minutes, cfg.keep_last,
-                             on_publish=on_checkpoint, mirror=mirror if rank == 0 else None),
-        rank, world_size, run_facts(cfg, td, world_size, total_tokens),
-        model_cfg.to_hf_dict("bfloat16" if cfg.precision == "bf16" and not fsdp_bf16 else "float32"), remote_run)
+        ckpt_io.Checkpointer(
+            run,
+            cfg.checkpoint_every_steps,
+            cfg.checkpoint_every_minutes,
+            cfg.keep_last,
+            on_publish=on_checkpoint,
+            mirror=mirror if rank == 0 else None,
+        ),
+        rank,
+        world_size,
+        run_facts(cfg, td, world_size, total_tokens),
+        model_cfg.to_hf_dict("bfloat16" if cfg.precision == "bf16" and not fsdp_bf16 else "float32"),
+        remote_run,
+    )
     metrics = MetricsLog(run, cfg.max_steps, progress.step, quiet=quiet or rank != 0)
     autocast = autocast_for(cfg.precision, device.type)
     evaluator = Evaluator(td.val_rows, cfg.eval_every, cfg.micro_batch_size, autocast, cfg.document_mask)
@@ -214,8 +235,14 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
     try:
         while progress.step < cfg.max_steps:
             checkpoints.announce()  # checkpoints the background writer finished meanwhile
-            lr = multistep_lr(progress.tokens + td.tokens_per_step, cfg.optim.lr, td.tokens_per_step,
-                              total_tokens, cfg.schedule, progress.resume_tokens)
+            lr = multistep_lr(
+                progress.tokens + td.tokens_per_step,
+                cfg.optim.lr,
+                td.tokens_per_step,
+                total_tokens,
+                cfg.schedule,
+                progress.resume_tokens,
+            )
             for group in optimizer.param_groups:
                 group["lr"] = lr
             micro_batches = [next(batches) for _ in range(td.n_micro)]
@@ -225,9 +252,11 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
             loss = all_reduce_mean(train_step(fwd, master, micro_batches, device, autocast))
             grad_norm = clip_gradients(master, cfg.optim.grad_clip)
             if not (math.isfinite(float(loss)) and math.isfinite(grad_norm)):
-                raise UserError(f"non-finite loss or gradient at step {progress.step + 1} (loss {float(loss)}, "
-                                f"grad norm {grad_norm}); stopped before the update. "
-                                f"Last good checkpoint: {checkpoints.last_good() or 'none'}")
+                raise UserError(
+                    f"non-finite loss or gradient at step {progress.step + 1} (loss {float(loss)}, "
+                    f"grad norm {grad_norm}); stopped before the update. "
+                    f"Last good checkpoint: {checkpoints.last_good() or 'none'}"
+                )
             optimizer.step()
             master.zero_grad(optimizer)
             master.publish()
@@ -236,8 +265,14 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
 
             last_step = progress.step == cfg.max_steps
             if progress.step % cfg.log_every == 0 or last_step:
-                record = {"step": progress.step, "tokens": progress.tokens, "loss": float(loss), "lr": lr,
-                          "grad_norm": grad_norm, **throughput.record()}
+                record = {
+                    "step": progress.step,
+                    "tokens": progress.tokens,
+                    "loss": float(loss),
+                    "lr": lr,
+                    "grad_norm": grad_norm,
+                    **throughput.record(),
+                }
                 if evaluator.due(progress.step, last_step):
                     record["val_loss"] = evaluator(model)
                 if loop_tasks and cfg.eval_every > 0 and (progress.step % cfg.eval_every == 0 or last_step):
@@ -254,8 +289,12 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: str, run_dir: str, res
         metrics.close()
     if mirror is not None and rank == 0:
         mirror.push_file("metrics.jsonl")  # with the last steps' validation losses
-    return {"step": progress.step, "tokens": progress.tokens, "loss": float(loss),
-            "checkpoint": checkpoints.last_good()}
+    return {
+        "step": progress.step,
+        "tokens": progress.tokens,
+        "loss": float(loss),
+        "checkpoint": checkpoints.last_good(),
+    }
 
 
 def train_step(fwd, master: MasterWeights, micro_batches: list, device: torch.device, autocast) -> torch.Tensor:
@@ -267,16 +306,24 @@ def train_step(fwd, master: MasterWeights, micro_batches: list, device: torch.de
     for micro, batch in enumerate(micro_batches):
         ids = batch.input_ids.to(device, non_blocking=True)
         with grad_sync(fwd, micro == n_micro - 1), autocast():
-            _, micro_loss = fwd(ids, labels=ids, return_logits=False,
-                                **segment_kwargs(batch.doc_offsets, ids.shape[1], device))
+            _, micro_loss = fwd(
+                ids, labels=ids, return_logits=False, **segment_kwargs(batch.doc_offsets, ids.shape[1], device)
+            )
             (micro_loss / n_micro).backward()
         master.accumulate()
         loss_sum += micro_loss.detach().float()
     return loss_sum / n_micro
 
 
-def _resume_run(model, model_cfg: ModelConfig, run: Path, remote_run: str | None, resume_from: str | None,
-                tokens_per_step: int, quiet: bool) -> tuple[dict | None, Progress]:
+def _resume_run(
+    model,
+    model_cfg: ModelConfig,
+    run: Path,
+    remote_run: str | None,
+    resume_from: str | None,
+    tokens_per_step: int,
+    quiet: bool,
+) -> tuple[dict | None, Progress]:
     """Load `resume_from`, or the run's own latest checkpoint on a rerun; (optimizer state, progress)."""
     shown_from = resume_from
     latest = ckpt_io.latest_checkpoint(run)
@@ -301,6 +348,12 @@ def _loop_tasks(cfg: TrainConfig, model_cfg: ModelConfig):
         return None
     from dsllm.trainer.benchmarks.inloop import LoopTasks
 
-    return LoopTasks(tuple(cfg.eval_tasks), cfg.eval_tokenizer, cfg.eval_task_limit or None,
-                     None if cfg.eval_task_shots < 0 else cfg.eval_task_shots,
-                     model_cfg.max_position_embeddings, model_cfg.bos_token_id, model_cfg.vocab_size)
+    return LoopTasks(
+        tuple(cfg.eval_tasks),
+        cfg.eval_tokenizer,
+        cfg.eval_task_limit or None,
+        None if cfg.eval_task_shots < 0 else cfg.eval_task_shots,
+        model_cfg.max_position_embeddings,
+        model_cfg.bos_token_id,
+        model_cfg.vocab_size,
+    )

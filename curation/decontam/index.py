@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 
 import numpy as np
+
+from dsllm import storage
 from dsllm.curation.decontam.ngrams import (
     batch_ngrams,
     batch_tokens,
@@ -18,19 +20,22 @@ from dsllm.curation.decontam.ngrams import (
     token_hashes,
     tokens,
 )
-
-from dsllm import storage
 from dsllm.errors import UserError
 
-_BITS = 26                      # prefilter: 8 MB per table, ~4% false candidates at 3M hashes
-FORMAT = "dsllm-decontam-2"   # bump whenever tokens or hashes change: old indexes are refused
+_BITS = 26  # prefilter: 8 MB per table, ~4% false candidates at 3M hashes
+FORMAT = "dsllm-decontam-2"  # bump whenever tokens or hashes change: old indexes are refused
 
 
 class DecontamIndex:
     """Benchmark n-gram hashes; `match(texts)` names the benchmark each text contains, if any."""
 
-    def __init__(self, names: list[str], tables: dict[int, tuple[np.ndarray, np.ndarray]], n: int = 10,
-                 counts: dict[str, int] | None = None):
+    def __init__(
+        self,
+        names: list[str],
+        tables: dict[int, tuple[np.ndarray, np.ndarray]],
+        n: int = 10,
+        counts: dict[str, int] | None = None,
+    ):
         self.names, self.tables, self.n = list(names), tables, n
         self.counts = counts or {}
 
@@ -41,7 +46,7 @@ class DecontamIndex:
         for k, (name, texts) in enumerate(strings.items()):
             g, _ = batch_ngrams(texts, n)
             by_len.setdefault(n, []).append((g, k))
-            for t in texts:   # short strings: one hash each (a loop per string, not per token)
+            for t in texts:  # short strings: one hash each (a loop per string, not per token)
                 toks = tokens(t)
                 if min_tokens <= len(toks) < n:
                     by_len.setdefault(len(toks), []).append((ngram_hashes(token_hashes(toks), len(toks)), k))
@@ -59,7 +64,7 @@ class DecontamIndex:
     def match(self, texts: list[str]) -> list[str | None]:
         """For each text, the first benchmark (in index order) whose n-gram or short string it contains."""
         best = np.full(len(texts), len(self.names), dtype=np.int64)
-        th, tok_owner = batch_tokens(texts)   # tokenized and hashed once for every length
+        th, tok_owner = batch_tokens(texts)  # tokenized and hashed once for every length
         for length, (h, owner) in self.tables.items():
             if not len(h):
                 continue
@@ -67,7 +72,7 @@ class DecontamIndex:
             maybe = self._bitmap(length, h)
             top = g >> np.uint64(64 - _BITS)
             cand = (maybe[top >> np.uint64(3)] >> (top & np.uint64(7)).astype(np.uint8)) & 1 == 1
-            g, doc = g[cand], doc[cand]          # one memory access rules out most n-grams
+            g, doc = g[cand], doc[cand]  # one memory access rules out most n-grams
             pos = np.minimum(np.searchsorted(h, g), len(h) - 1)
             hit = h[pos] == g
             np.minimum.at(best, doc[hit], owner[pos[hit]])
@@ -83,8 +88,11 @@ class DecontamIndex:
         return cache[length]
 
     def save(self, uri: str) -> None:
-        arrays = {"names": np.array(self.names), "counts": np.array([self.counts.get(x, 0) for x in self.names]),
-                  "meta": np.array([FORMAT, str(self.n)])}
+        arrays = {
+            "names": np.array(self.names),
+            "counts": np.array([self.counts.get(x, 0) for x in self.names]),
+            "meta": np.array([FORMAT, str(self.n)]),
+        }
         for length, (h, owner) in self.tables.items():
             arrays[f"h{length}"], arrays[f"o{length}"] = h, owner
         buf = io.BytesIO()

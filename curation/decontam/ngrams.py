@@ -16,7 +16,7 @@ import numpy as np
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 TOKEN_RE = re.compile(rf"[{_CJK}]|[^\W{_CJK}]{{1,32}}")
-_P = np.uint64(0x100000001B3)      # FNV-64 prime: per character
+_P = np.uint64(0x100000001B3)  # FNV-64 prime: per character
 _M = np.uint64(0x9E3779B97F4A7C15)  # golden ratio: per token
 _MAX_N = 32
 
@@ -41,7 +41,7 @@ def _powers(base: np.uint64, n: int) -> np.ndarray:
         return np.cumprod(out, dtype=np.uint64)
 
 
-_P_INV = np.uint64(pow(int(_P), -1, 1 << 64))   # P is odd, so it has an inverse modulo 2**64
+_P_INV = np.uint64(pow(int(_P), -1, 1 << 64))  # P is odd, so it has an inverse modulo 2**64
 
 
 def token_hashes(toks: list[str]) -> np.ndarray:
@@ -56,7 +56,9 @@ def token_hashes(toks: list[str]) -> np.ndarray:
     ends = np.append(np.flatnonzero(codes == 0), len(codes))
     starts = np.concatenate(([0], ends[:-1] + 1))
     with np.errstate(over="ignore"):
-        prefix = np.concatenate((np.zeros(1, np.uint64), np.cumsum(codes * _powers(_P_INV, len(codes))[1:], dtype=np.uint64)))
+        prefix = np.concatenate(
+            (np.zeros(1, np.uint64), np.cumsum(codes * _powers(_P_INV, len(codes))[1:], dtype=np.uint64))
+        )
         h = _powers(_P, len(codes))[ends] * (prefix[ends] - prefix[starts])
         return _mix(h ^ (ends - starts).astype(np.uint64))
 
@@ -69,7 +71,7 @@ def ngram_hashes(th: np.ndarray, n: int) -> np.ndarray:
     g = np.full(m, n, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for k in range(n):
-            g = g * _M + th[k:k + m]
+            g = g * _M + th[k : k + m]
         return _mix(g)
 
 
@@ -85,7 +87,7 @@ def ngrams_of(th: np.ndarray, owner: np.ndarray, n: int) -> tuple[np.ndarray, np
     g = ngram_hashes(th, n)
     if not len(g):
         return g, np.zeros(0, dtype=np.int64)
-    same = owner[: len(g)] == owner[n - 1:]
+    same = owner[: len(g)] == owner[n - 1 :]
     return g[same], owner[: len(g)][same]
 
 

@@ -18,9 +18,8 @@ import os
 import re
 from pathlib import Path
 
-from dsllm.trainer.benchmarks import tasks as T
-
 from dsllm.errors import UserError
+from dsllm.trainer.benchmarks import tasks as T
 
 _LABEL = re.compile(r"^\s*(?:question|answer|q|a)\s*:\s*|\s*\n?\s*(?:answer|a)\s*:\s*$", re.IGNORECASE)
 
@@ -48,7 +47,7 @@ def task_strings(name: str) -> list[str]:
         seen: set[int] = set()
         with gzip.open(path, "rt", encoding="utf-8") as f:
             for line in f:
-                m = _DOC_ID.search(line)   # one JSON parse per document, not per answer choice
+                m = _DOC_ID.search(line)  # one JSON parse per document, not per answer choice
                 doc = int(m.group(1)) if m else -1
                 if doc >= T.UNCOND_OFFSET or doc in seen:
                     continue

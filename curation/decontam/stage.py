@@ -20,8 +20,8 @@ from dsllm.curation.stage import StageCounts, batched
 
 @dataclasses.dataclass(frozen=True)
 class DecontamConfig:
-    index: str = ""        # a `dsllm decontam index` output (local or s3://); "" = the bundled default
-    n: int = 10            # n-gram length (words; characters for Chinese) of the default index
+    index: str = ""  # a `dsllm decontam index` output (local or s3://); "" = the bundled default
+    n: int = 10  # n-gram length (words; characters for Chinese) of the default index
     batch_docs: int = 256  # documents per vectorised lookup
 
     def __post_init__(self):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-INDEX_NODE = np.uint64(0xFFFFFFFFFFFFFFFF)   # stands for "something already in the index"
+INDEX_NODE = np.uint64(0xFFFFFFFFFFFFFFFF)  # stands for "something already in the index"
 
 
 def gid(file_index: int, rows: np.ndarray) -> np.ndarray:

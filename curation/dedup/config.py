@@ -29,19 +29,19 @@ VERIFY_MODES = ("none", "signature", "jaccard")
 class DedupConfig:
     """Knobs of `exact_dedup` and `minhash_dedup`."""
 
-    exact: bool = True            # drop documents whose normalized text is identical
-    minhash: bool = True          # MinHash LSH near-duplicate removal
-    num_perm: int = 128           # MinHash permutations (datasketch scheme "affine32")
-    bands: int = 0                # LSH bands; 0 = derived from threshold
-    rows: int = 0                 # rows per band; 0 = derived from threshold
-    threshold: float = 0.7        # Jaccard (on shingles) from which two documents are near duplicates
-    lsh_fn_weight: float = 0.8    # weight of false negatives in datasketch's optimal band/row choice
-    shingle_words: int = 3        # word n-gram size for space-delimited scripts
-    shingle_chars: int = 5        # character n-gram size inside CJK runs
-    seed: int = 1                 # permutation seed (datasketch MinHash(seed=...))
-    verify: str = "signature"     # none | signature (estimated Jaccard) | jaccard (true Jaccard)
-    partitions: int = 16          # band-key partitions: one task each; an index fixes its own
-    batch_docs: int = 2048        # documents per vectorized signature batch
+    exact: bool = True  # drop documents whose normalized text is identical
+    minhash: bool = True  # MinHash LSH near-duplicate removal
+    num_perm: int = 128  # MinHash permutations (datasketch scheme "affine32")
+    bands: int = 0  # LSH bands; 0 = derived from threshold
+    rows: int = 0  # rows per band; 0 = derived from threshold
+    threshold: float = 0.7  # Jaccard (on shingles) from which two documents are near duplicates
+    lsh_fn_weight: float = 0.8  # weight of false negatives in datasketch's optimal band/row choice
+    shingle_words: int = 3  # word n-gram size for space-delimited scripts
+    shingle_chars: int = 5  # character n-gram size inside CJK runs
+    seed: int = 1  # permutation seed (datasketch MinHash(seed=...))
+    verify: str = "signature"  # none | signature (estimated Jaccard) | jaccard (true Jaccard)
+    partitions: int = 16  # band-key partitions: one task each; an index fixes its own
+    batch_docs: int = 2048  # documents per vectorized signature batch
 
     def __post_init__(self):
         if self.num_perm < 2 or self.num_perm > 4096:

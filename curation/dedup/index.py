@@ -43,9 +43,9 @@ import uuid
 import numpy as np
 import pyarrow as pa
 
+from dsllm import storage
 from dsllm.curation.dedup.config import DedupConfig
 from dsllm.curation.dedup.signatures import read_parquet, write_parquet
-from dsllm import storage
 from dsllm.errors import UserError
 
 _COMPAT = ("num_perm", "seed", "shingle_words", "shingle_chars")
@@ -66,8 +66,10 @@ class DedupIndex:
         meta_uri = storage.join(uri, "meta.json")
         self.meta = storage.read_json(meta_uri) if storage.exists(meta_uri) else None
         if self.meta is not None and self.meta.get("config") != index_config(cfg):
-            raise UserError(f"dedup index {uri}: built with {self.meta.get('config')}, "
-                            f"this run uses {index_config(cfg)}; use the index's settings or a new index")
+            raise UserError(
+                f"dedup index {uri}: built with {self.meta.get('config')}, "
+                f"this run uses {index_config(cfg)}; use the index's settings or a new index"
+            )
         # a run never deduplicates against its own committed batch (a rerun after the commit)
         self.exclude = exclude_batch
         self.records = _batch_records(uri) if self.meta is not None else []
@@ -115,8 +117,9 @@ def _batch_records(uri: str) -> list[dict]:
 
 def read_index_keys(uri: str, kind: str, partition: int, batches) -> np.ndarray:
     """Sorted distinct uint64 keys of one partition ("exact" or "bands") over the given batches."""
-    parts = [read_parquet(_key_path(uri, kind, partition, b), columns=["key"]).column("key").to_numpy()
-             for b in batches]
+    parts = [
+        read_parquet(_key_path(uri, kind, partition, b), columns=["key"]).column("key").to_numpy() for b in batches
+    ]
     return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.uint64)
 
 
@@ -142,31 +145,38 @@ def signature_path(uri: str, batch: str, file: int) -> str:
     return storage.join(uri, "sigs", batch, f"file-{file:05d}.parquet")
 
 
-def write_index_partition(uri: str, batch: str, partition: int, exact: np.ndarray, band_keys: np.ndarray,
-                          band_gids: np.ndarray) -> None:
+def write_index_partition(
+    uri: str, batch: str, partition: int, exact: np.ndarray, band_keys: np.ndarray, band_gids: np.ndarray
+) -> None:
     """Write one key partition of a batch (called from commit tasks)."""
     write_parquet(_key_path(uri, "exact", partition, batch), pa.table({"key": pa.array(np.unique(exact))}))
     order = np.lexsort((band_gids, band_keys))
-    write_parquet(_key_path(uri, "bands", partition, batch),
-                  pa.table({"key": pa.array(band_keys[order]), "gid": pa.array(band_gids[order])}))
+    write_parquet(
+        _key_path(uri, "bands", partition, batch),
+        pa.table({"key": pa.array(band_keys[order]), "gid": pa.array(band_gids[order])}),
+    )
 
 
-def publish_batch(uri: str, cfg: DedupConfig, partitions: int, batch: str, dumps: list[dict], files: int,
-                  payload: list[str]) -> None:
+def publish_batch(
+    uri: str, cfg: DedupConfig, partitions: int, batch: str, dumps: list[dict], files: int, payload: list[str]
+) -> None:
     """Make a batch whose parts are all written visible (no-op if it already is)."""
     meta_uri = storage.join(uri, "meta.json")
     want = {"version": VERSION, "config": index_config(cfg), "partitions": partitions}
     _create_once(meta_uri, (json.dumps(want, indent=2) + "\n").encode("utf-8"))
-    meta = storage.read_json(meta_uri)      # another first commit may have created it
+    meta = storage.read_json(meta_uri)  # another first commit may have created it
     if meta.get("config") != want["config"] or meta.get("partitions") != partitions:
-        raise UserError(f"dedup index {uri}: created concurrently by a run with other settings "
-                        f"({meta.get('config')}, {meta.get('partitions')} partitions); rerun against it")
+        raise UserError(
+            f"dedup index {uri}: created concurrently by a run with other settings "
+            f"({meta.get('config')}, {meta.get('partitions')} partitions); rerun against it"
+        )
     rec_uri = storage.join(uri, "batches", f"{batch}.json")
     if storage.exists(rec_uri) or batch in meta.get("batches", []):
         return
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
-    storage.write_json(rec_uri, {"batch": batch, "created": created, "dumps": dumps, "files": files,
-                                 "payload": payload})
+    storage.write_json(
+        rec_uri, {"batch": batch, "created": created, "dumps": dumps, "files": files, "payload": payload}
+    )
 
 
 def _create_once(uri: str, data: bytes) -> None:
@@ -183,7 +193,7 @@ def _create_once(uri: str, data: bytes) -> None:
             if code in ("PreconditionFailed", "ConditionalRequestConflict"):
                 return
             if code in ("NotImplemented", "InvalidArgument") and not storage.exists(uri):
-                storage.write_bytes(uri, data)      # a store without conditional writes
+                storage.write_bytes(uri, data)  # a store without conditional writes
                 return
             raise
         return

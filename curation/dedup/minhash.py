@@ -19,7 +19,7 @@ from dsllm.curation.dedup.config import DedupConfig
 from dsllm.curation.dedup.shingles import ShingleHasher, fmix64
 
 EMPTY = np.uint32(0xFFFFFFFF)
-_CHUNK_SHINGLES = 4096          # (128 perms x 4096) uint32 = 2 MiB: stays in L2
+_CHUNK_SHINGLES = 4096  # (128 perms x 4096) uint32 = 2 MiB: stays in L2
 
 
 def fmix32(x: np.ndarray) -> np.ndarray:
@@ -47,7 +47,7 @@ class MinhashSignature:
         self.num_perm = cfg.num_perm
         self.bands, self.rows = cfg.band_rows
         a, b = permutations(cfg.num_perm, cfg.seed)
-        self.a, self.b = a[:, None], b[:, None]          # (P, 1) for broadcasting over shingles
+        self.a, self.b = a[:, None], b[:, None]  # (P, 1) for broadcasting over shingles
         self.hasher = ShingleHasher(cfg.shingle_words, cfg.shingle_chars)
 
     def from_texts(self, texts) -> tuple[np.ndarray, np.ndarray]:

@@ -19,30 +19,30 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dsllm import storage
 from dsllm.curation.dedup.components import gid_file, group_edges, spanning_forest
 from dsllm.curation.dedup.config import DedupConfig
 from dsllm.curation.dedup.index import read_index_bands, read_index_keys
 from dsllm.curation.dedup.signatures import BAND, EXACT, keys_path, read_parquet, write_parquet
-from dsllm import storage
 
-MAX_EXTERNAL_PER_KEY = 64      # earlier kept documents checked per shared band key (smallest first)
+MAX_EXTERNAL_PER_KEY = 64  # earlier kept documents checked per shared band key (smallest first)
 
 
 @dataclasses.dataclass(frozen=True)
 class PartitionTask:
     partition: int
-    workdir: str                 # signature artifacts (pass 1)
-    rundir: str                  # this dump's round artifacts
+    workdir: str  # signature artifacts (pass 1)
+    rundir: str  # this dump's round artifacts
     n_files: int
-    crawl_key: int               # the dump being deduplicated
-    earlier_keys: tuple          # crawl keys of the earlier dumps of this run
-    earlier_removed: tuple       # uris of their removed-gid tables
-    exact_removed: str | None    # uri of this dump's exact removals (band pass)
+    crawl_key: int  # the dump being deduplicated
+    earlier_keys: tuple  # crawl keys of the earlier dumps of this run
+    earlier_removed: tuple  # uris of their removed-gid tables
+    exact_removed: str | None  # uri of this dump's exact removals (band pass)
     index: str | None
-    index_batches: tuple         # the index snapshot this run deduplicates against (all batches)
+    index_batches: tuple  # the index snapshot this run deduplicates against (all batches)
     cfg: DedupConfig
-    index_verified: tuple = ()   # its batches with signatures (band keys carry gids), in order
-    index_legacy: tuple = ()     # its version-1 batches (band keys only)
+    index_verified: tuple = ()  # its batches with signatures (band keys carry gids), in order
+    index_legacy: tuple = ()  # its version-1 batches (band keys only)
 
 
 def write_gids(uri: str, gids: np.ndarray) -> None:
@@ -106,7 +106,7 @@ def band_partition_task(task: PartitionTask) -> dict:
     legacy = [np.zeros(0, np.uint64)]
     if task.index and task.index_legacy:
         legacy.append(read_index_keys(task.index, "bands", task.partition, task.index_legacy))
-    if task.cfg.verify == "none":       # nothing is verified: a key seen before suffices
+    if task.cfg.verify == "none":  # nothing is verified: a key seen before suffices
         seen = legacy + [earlier.column("key").to_numpy()]
         if task.index and task.index_verified:
             seen.append(read_index_keys(task.index, "bands", task.partition, task.index_verified))
@@ -131,8 +131,9 @@ def _write_candidates(task: PartitionTask, edges: np.ndarray, ext: np.ndarray) -
     cand = {}
     for g, sel in _groups(gid_file(both[:, 1])):
         uri = storage.join(task.rundir, "cand", f"p{task.partition:04d}-g{g:05d}.parquet")
-        write_parquet(uri, pa.table({"a": pa.array(both[sel, 0]), "b": pa.array(both[sel, 1]),
-                                     "ext": pa.array(flag[sel])}))
+        write_parquet(
+            uri, pa.table({"a": pa.array(both[sel, 0]), "b": pa.array(both[sel, 1]), "ext": pa.array(flag[sel])})
+        )
         cand[g] = uri
     return cand
 

@@ -20,22 +20,41 @@ import logging
 import numpy as np
 import pyarrow as pa
 
+from dsllm import storage
+from dsllm.config import config_to_dict
 from dsllm.curation.dedup.components import INDEX_NODE, gid, gid_file, gid_row, merge_forests
 from dsllm.curation.dedup.config import DedupConfig
 from dsllm.curation.dedup.index import DedupIndex, publish_batch, signature_path, write_index_partition
-from dsllm.curation.dedup.partitions import PartitionTask, band_partition_task, exact_partition_task, read_gids, write_gids
-from dsllm.curation.dedup.signatures import (BAND, EXACT, FileTask, crawl_key, docs_path, keys_path, read_parquet,
-                                       signature_task, write_parquet)
+from dsllm.curation.dedup.partitions import (
+    PartitionTask,
+    band_partition_task,
+    exact_partition_task,
+    read_gids,
+    write_gids,
+)
+from dsllm.curation.dedup.signatures import (
+    BAND,
+    EXACT,
+    FileTask,
+    crawl_key,
+    docs_path,
+    keys_path,
+    read_parquet,
+    signature_task,
+    write_parquet,
+)
 from dsllm.curation.dedup.verify import IndexJoinTask, JoinTask, index_join_task, join_task, verify_task
 from dsllm.curation.stage import StageCounts
-from dsllm import storage
-from dsllm.config import config_to_dict
 
 log = logging.getLogger(__name__)
-ARTIFACTS = 2      # version of the work-dir artifacts (part of the fingerprint)
+ARTIFACTS = 2  # version of the work-dir artifacts (part of the fingerprint)
 
-REASONS = {("exact", "within"): "exact_duplicate", ("exact", "against"): "exact_duplicate_indexed",
-           ("minhash", "within"): "near_duplicate", ("minhash", "against"): "near_duplicate_indexed"}
+REASONS = {
+    ("exact", "within"): "exact_duplicate",
+    ("exact", "against"): "exact_duplicate_indexed",
+    ("minhash", "within"): "near_duplicate",
+    ("minhash", "against"): "near_duplicate_indexed",
+}
 
 
 @dataclasses.dataclass
@@ -65,16 +84,31 @@ class DedupOutcome:
         if DedupIndex(self.index, self.cfg).has_batch(self.batch):
             return
         removed = tuple(self.removed_uris)
-        self.executor.map(_commit_partition, [(self.workdir, len(self.files), p, self.index, self.batch, removed)
-                                              for p in range(self.partitions)])
+        self.executor.map(
+            _commit_partition,
+            [(self.workdir, len(self.files), p, self.index, self.batch, removed) for p in range(self.partitions)],
+        )
         payload = ["signature", "shingles"] if self.cfg.verify == "jaccard" else ["signature"]
         if self.cfg.minhash:
-            self.executor.map(_commit_signatures, [(self.workdir, i, self.index, self.batch, removed, payload)
-                                                   for i in range(len(self.files))])
-        publish_batch(self.index, self.cfg, self.partitions, self.batch,
-                      [{"crawl": d["crawl"], "documents": d["documents_in"] - d["removed_within_dump"]
-                        - d["removed_against_index"]} for d in self.dumps],
-                      files=len(self.files), payload=payload if self.cfg.minhash else [])
+            self.executor.map(
+                _commit_signatures,
+                [(self.workdir, i, self.index, self.batch, removed, payload) for i in range(len(self.files))],
+            )
+        publish_batch(
+            self.index,
+            self.cfg,
+            self.partitions,
+            self.batch,
+            [
+                {
+                    "crawl": d["crawl"],
+                    "documents": d["documents_in"] - d["removed_within_dump"] - d["removed_against_index"],
+                }
+                for d in self.dumps
+            ],
+            files=len(self.files),
+            payload=payload if self.cfg.minhash else [],
+        )
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -92,9 +126,12 @@ def run_dedup(files: list[str], workdir: str, cfg: DedupConfig, index: str | Non
     idx = DedupIndex(index, cfg, exclude_batch=batch) if index else None
     work = storage.join(workdir, f"dedup-{fp}")
     if idx and idx.legacy_batches and cfg.minhash and cfg.verify != "none":
-        log.warning("dedup index %s: %d batch(es) written without signatures (index version 1); near "
-                    "duplicates of them are removed unverified (one shared band key suffices)",
-                    index, len(idx.legacy_batches))
+        log.warning(
+            "dedup index %s: %d batch(es) written without signatures (index version 1); near "
+            "duplicates of them are removed unverified (one shared band key suffices)",
+            index,
+            len(idx.legacy_batches),
+        )
     summaries = executor.map(signature_task, [FileTask(i, f, work, cfg, partitions) for i, f in enumerate(files)])
     crawls: dict[str, int] = {}
     for s in summaries:
@@ -105,61 +142,99 @@ def run_dedup(files: list[str], workdir: str, cfg: DedupConfig, index: str | Non
     before = idx.documents if idx else 0
     n_index_dumps = len(idx.dumps) if idx else 0
     for d, crawl in enumerate(sorted(crawls)):
-        result = _dump(d, crawl, sorted(crawls)[:d], removed_uris, work, run, len(files), partitions, idx,
-                       cfg, executor)
+        result = _dump(
+            d, crawl, sorted(crawls)[:d], removed_uris, work, run, len(files), partitions, idx, cfg, executor
+        )
         removed_uris.append(result["removed_uri"])
         n_in = crawls[crawl]
         within, against = result["within"], result["against"]
         after = before + n_in - within - against
-        dumps.append({"crawl": crawl, "documents_in": n_in, "removed_within_dump": within,
-                      "removed_against_index": against, "rate_within_dump": _rate(within, n_in),
-                      "rate_against_index": _rate(against, n_in), "rate_total": _rate(within + against, n_in),
-                      "index_documents_before": before, "index_documents_after": after,
-                      "dumps_in_index": n_index_dumps + d + 1,
-                      "exact": result["exact"], "minhash": result["minhash"]})
+        dumps.append(
+            {
+                "crawl": crawl,
+                "documents_in": n_in,
+                "removed_within_dump": within,
+                "removed_against_index": against,
+                "rate_within_dump": _rate(within, n_in),
+                "rate_against_index": _rate(against, n_in),
+                "rate_total": _rate(within + against, n_in),
+                "index_documents_before": before,
+                "index_documents_after": after,
+                "dumps_in_index": n_index_dumps + d + 1,
+                "exact": result["exact"],
+                "minhash": result["minhash"],
+            }
+        )
         before = after
     _write_removed_ids(files, work, removed_uris, executor)
-    return DedupOutcome(files, work, _counts(dumps, sum(crawls.values())), dumps, index, cfg, partitions,
-                        batch=batch, removed_uris=removed_uris, executor=executor)
+    return DedupOutcome(
+        files,
+        work,
+        _counts(dumps, sum(crawls.values())),
+        dumps,
+        index,
+        cfg,
+        partitions,
+        batch=batch,
+        removed_uris=removed_uris,
+        executor=executor,
+    )
 
 
-def _dump(d, crawl, earlier, removed_uris, work, run, n_files, partitions, idx: DedupIndex | None, cfg,
-          executor) -> dict:
+def _dump(
+    d, crawl, earlier, removed_uris, work, run, n_files, partitions, idx: DedupIndex | None, cfg, executor
+) -> dict:
     """Deduplicate one dump; returns counts and the uri of its removed gids (cached)."""
     rundir = storage.join(run, f"dump-{d:03d}")
     done = storage.join(rundir, "result.json")
     if storage.exists(done):
         return storage.read_json(done)
-    base = dict(workdir=work, rundir=rundir, n_files=n_files, crawl_key=crawl_key(crawl),
-                earlier_keys=tuple(crawl_key(c) for c in earlier), earlier_removed=tuple(removed_uris),
-                exact_removed=None, index=idx.uri if idx else None, index_batches=tuple(idx.batches) if idx else (),
-                index_legacy=tuple(idx.legacy_batches) if idx else (), cfg=cfg,
-                index_verified=tuple(b for b in idx.batches if b not in idx.legacy_batches) if idx else ())
-    removed = {}   # (stage, how) -> gids
+    base = dict(
+        workdir=work,
+        rundir=rundir,
+        n_files=n_files,
+        crawl_key=crawl_key(crawl),
+        earlier_keys=tuple(crawl_key(c) for c in earlier),
+        earlier_removed=tuple(removed_uris),
+        exact_removed=None,
+        index=idx.uri if idx else None,
+        index_batches=tuple(idx.batches) if idx else (),
+        index_legacy=tuple(idx.legacy_batches) if idx else (),
+        cfg=cfg,
+        index_verified=tuple(b for b in idx.batches if b not in idx.legacy_batches) if idx else (),
+    )
+    removed = {}  # (stage, how) -> gids
     if cfg.exact:
         parts = executor.map(exact_partition_task, [PartitionTask(p, **base) for p in range(partitions)])
         for how in ("within", "against"):
             removed[("exact", how)] = np.concatenate([r[how] for r in parts] + [np.zeros(0, np.uint64)])
     exact_uri = storage.join(rundir, "exact-removed.parquet")
-    write_gids(exact_uri, np.sort(np.concatenate([removed.get(("exact", h), np.zeros(0, np.uint64))
-                                                 for h in ("within", "against")])))
+    write_gids(
+        exact_uri,
+        np.sort(np.concatenate([removed.get(("exact", h), np.zeros(0, np.uint64)) for h in ("within", "against")])),
+    )
     if cfg.minhash:
         base["exact_removed"] = exact_uri
         payloads = tuple(_index_payload(idx, b, cfg) for b in base["index_verified"])
         within, against = _near_duplicates(base, payloads, partitions, rundir, work, cfg, executor)
         removed[("minhash", "within")], removed[("minhash", "against")] = within, against
-    table = pa.concat_tables([pa.table({"gid": pa.array(g, pa.uint64()),
-                                        "reason": pa.array([REASONS[k]] * len(g), pa.string())})
-                              for k, g in removed.items()]
-                             + [pa.table({"gid": pa.array([], pa.uint64()), "reason": pa.array([], pa.string())})])
+    table = pa.concat_tables(
+        [
+            pa.table({"gid": pa.array(g, pa.uint64()), "reason": pa.array([REASONS[k]] * len(g), pa.string())})
+            for k, g in removed.items()
+        ]
+        + [pa.table({"gid": pa.array([], pa.uint64()), "reason": pa.array([], pa.string())})]
+    )
     removed_uri = storage.join(rundir, "removed.parquet")
     write_parquet(removed_uri, table.sort_by("gid"))
     n = {k: int(len(v)) for k, v in removed.items()}
-    result = {"removed_uri": removed_uri,
-              "within": n.get(("exact", "within"), 0) + n.get(("minhash", "within"), 0),
-              "against": n.get(("exact", "against"), 0) + n.get(("minhash", "against"), 0),
-              "exact": {"within": n.get(("exact", "within"), 0), "against": n.get(("exact", "against"), 0)},
-              "minhash": {"within": n.get(("minhash", "within"), 0), "against": n.get(("minhash", "against"), 0)}}
+    result = {
+        "removed_uri": removed_uri,
+        "within": n.get(("exact", "within"), 0) + n.get(("minhash", "within"), 0),
+        "against": n.get(("exact", "against"), 0) + n.get(("minhash", "against"), 0),
+        "exact": {"within": n.get(("exact", "within"), 0), "against": n.get(("exact", "against"), 0)},
+        "minhash": {"within": n.get(("minhash", "within"), 0), "against": n.get(("minhash", "against"), 0)},
+    }
     storage.write_json(done, result)
     return result
 
@@ -184,17 +259,21 @@ def _near_duplicates(base, payloads, partitions, rundir, work, cfg, executor) ->
                 by_ib.setdefault(og, []).append(uri)
         joined = executor.map(join_task, [JoinTask(g, tuple(u), work, rundir, cfg) for g, u in sorted(by_b.items())])
         batches = base["index_verified"]
-        joined += executor.map(index_join_task, [
-            IndexJoinTask(o, batches[o], g, tuple(u), base["index"], rundir, payloads[o])
-            for (o, g), u in sorted(by_ib.items())])
+        joined += executor.map(
+            index_join_task,
+            [
+                IndexJoinTask(o, batches[o], g, tuple(u), base["index"], rundir, payloads[o])
+                for (o, g), u in sorted(by_ib.items())
+            ],
+        )
         by_a: dict[int, list] = {}
         for r in joined:
             for f, uri in r.items():
                 by_a.setdefault(f, []).append(uri)
         forests = executor.map(verify_task, [JoinTask(f, tuple(u), work, rundir, cfg) for f, u in sorted(by_a.items())])
     forests.append(np.stack([hits, np.full(len(hits), INDEX_NODE)], axis=1))
-    while len(forests) > 1:      # pairwise merges: each task holds two forests, never all edges
-        pairs = [forests[i:i + 2] for i in range(0, len(forests), 2)]
+    while len(forests) > 1:  # pairwise merges: each task holds two forests, never all edges
+        pairs = [forests[i : i + 2] for i in range(0, len(forests), 2)]
         forests = executor.map(merge_forests, pairs)
     forest = forests[0] if forests else np.zeros((0, 2), np.uint64)
     # forest edges are (node, root) with root the component's smallest node; INDEX_NODE is the
@@ -227,8 +306,14 @@ def _losers(members: np.ndarray, labels: np.ndarray, work: str, executor) -> np.
 def _gather_task(args) -> pa.Table:
     work, f, gids, labels = args
     docs = read_parquet(docs_path(work, f), columns=["id", "quality"]).take(pa.array(gid_row(gids)))
-    return pa.table({"label": pa.array(labels), "gid": pa.array(gids),
-                     "neg_q": pa.array(-docs.column("quality").to_numpy()), "id": docs.column("id").cast(pa.string())})
+    return pa.table(
+        {
+            "label": pa.array(labels),
+            "gid": pa.array(gids),
+            "neg_q": pa.array(-docs.column("quality").to_numpy()),
+            "id": docs.column("id").cast(pa.string()),
+        }
+    )
 
 
 def _removed_ids_path(work: str, i: int) -> str:
@@ -264,14 +349,15 @@ def _commit_signatures(args) -> None:
     """Write the signatures (and shingle sets) of one run file's kept documents into the index."""
     work, i, index, batch, removed_uris, payload = args
     docs = read_parquet(docs_path(work, i))
-    if "signature" not in docs.column_names:        # a file without documents
-        docs = pa.table({"row": pa.array([], pa.int32()),
-                         **{c: pa.array([], pa.list_(pa.uint32())) for c in payload}})
+    if "signature" not in docs.column_names:  # a file without documents
+        docs = pa.table({"row": pa.array([], pa.int32()), **{c: pa.array([], pa.list_(pa.uint32())) for c in payload}})
     gids = gid(i, docs.column("row").to_numpy())
     removed = np.concatenate([read_gids(u) for u in removed_uris] + [np.zeros(0, np.uint64)])
     keep = pa.array(~np.isin(gids, removed))
-    write_parquet(signature_path(index, batch, i),
-                  pa.table({"gid": pa.array(gids).filter(keep), **{c: docs.column(c).filter(keep) for c in payload}}))
+    write_parquet(
+        signature_path(index, batch, i),
+        pa.table({"gid": pa.array(gids).filter(keep), **{c: docs.column(c).filter(keep) for c in payload}}),
+    )
 
 
 def _counts(dumps: list[dict], n_in: int) -> list[StageCounts]:
@@ -298,5 +384,9 @@ def _sha(text: str) -> str:
 
 
 def _fingerprint(cfg: DedupConfig, files: list[str], partitions: int) -> str:
-    return _sha(json.dumps({"cfg": config_to_dict(cfg), "files": files, "partitions": partitions,
-                            "artifacts": ARTIFACTS}, sort_keys=True))
+    return _sha(
+        json.dumps(
+            {"cfg": config_to_dict(cfg), "files": files, "partitions": partitions, "artifacts": ARTIFACTS},
+            sort_keys=True,
+        )
+    )

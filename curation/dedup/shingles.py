@@ -23,27 +23,42 @@ shingle). `shingle_hash32(b" ".join(units))` is the same function in pure Python
 
 from __future__ import annotations
 
-import re
-import unicodedata
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 MASK64 = (1 << 64) - 1
-_P = 0x100000001B3 * 2 + 1                 # odd, so invertible mod 2^64
-_Q = pow(_P, -1, 1 << 64)                  # prefix sums use Q^j, substrings are rescaled by P^s
-_M = 0x9E3779B97F4A7C15                    # unit combiner (odd)
+_P = 0x100000001B3 * 2 + 1  # odd, so invertible mod 2^64
+_Q = pow(_P, -1, 1 << 64)  # prefix sums use Q^j, substrings are rescaled by P^s
+_M = 0x9E3779B97F4A7C15  # unit combiner (odd)
 SEP, WORD, CJK = 0, 1, 2
 
 # Code point ranges (inclusive) that are separators or CJK units; everything else non-ASCII is a
 # word character. Checked in this order: CJK first.
-_CJK_RANGES = [(0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF),
-               (0x31F0, 0x31FF), (0x20000, 0x3134F)]
-_SEP_RANGES = [(0x0080, 0x00BF), (0x00D7, 0x00D7), (0x00F7, 0x00F7), (0x2000, 0x2BFF),
-               (0x3000, 0x303F), (0xFE30, 0xFE4F), (0xFF00, 0xFF0F), (0xFF1A, 0xFF20),
-               (0xFF3B, 0xFF40), (0xFF5B, 0xFF65), (0xFFF0, 0xFFFF), (0x1F000, 0x1FAFF),
-               (0xE000, 0xF8FF), (0xFE00, 0xFE0F)]
+_CJK_RANGES = [
+    (0x3040, 0x30FF),
+    (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF),
+    (0xF900, 0xFAFF),
+    (0x31F0, 0x31FF),
+    (0x20000, 0x3134F),
+]
+_SEP_RANGES = [
+    (0x0080, 0x00BF),
+    (0x00D7, 0x00D7),
+    (0x00F7, 0x00F7),
+    (0x2000, 0x2BFF),
+    (0x3000, 0x303F),
+    (0xFE30, 0xFE4F),
+    (0xFF00, 0xFF0F),
+    (0xFF1A, 0xFF20),
+    (0xFF3B, 0xFF40),
+    (0xFF5B, 0xFF65),
+    (0xFFF0, 0xFFFF),
+    (0x1F000, 0x1FAFF),
+    (0xE000, 0xF8FF),
+    (0xFE00, 0xFE0F),
+]
 _ASCII_CLASS = np.array([WORD if chr(c).isalnum() else SEP for c in range(128)], dtype=np.uint8)
 
 
@@ -51,9 +66,9 @@ def _bmp_table() -> np.ndarray:
     table = np.full(0x10000, WORD, dtype=np.uint8)
     table[:128] = _ASCII_CLASS
     for lo, hi in _SEP_RANGES:
-        table[lo:min(hi, 0xFFFF) + 1] = SEP
+        table[lo : min(hi, 0xFFFF) + 1] = SEP
     for lo, hi in _CJK_RANGES:
-        table[lo:min(hi, 0xFFFF) + 1] = CJK
+        table[lo : min(hi, 0xFFFF) + 1] = CJK
     return table
 
 
@@ -140,7 +155,7 @@ def reference_shingles(text: str, n_words: int, n_chars: int) -> list[bytes]:
         if len(run) <= n:
             out.append(b" ".join(run))
         else:
-            out.extend(b" ".join(run[k:k + n]) for k in range(len(run) - n + 1))
+            out.extend(b" ".join(run[k : k + n]) for k in range(len(run) - n + 1))
         i = j
     return out
 
@@ -176,14 +191,14 @@ class ShingleHasher:
         arr = _as_large_string(texts)
         n_docs = len(arr)
         lower = pc.utf8_lower(arr)
-        offsets = np.frombuffer(lower.buffers()[1], dtype=np.int64)[lower.offset:lower.offset + n_docs + 1]
+        offsets = np.frombuffer(lower.buffers()[1], dtype=np.int64)[lower.offset : lower.offset + n_docs + 1]
         start0 = int(offsets[0])
-        data = np.frombuffer(lower.buffers()[2], dtype=np.uint8)[start0:int(offsets[-1])]
+        data = np.frombuffer(lower.buffers()[2], dtype=np.uint8)[start0 : int(offsets[-1])]
         offsets = offsets - start0
         cls = self._byte_classes(data)
         n = len(data)
         doc_start = np.zeros(n + 1, dtype=bool)
-        doc_start[offsets[:-1]] = True                     # first byte of every document
+        doc_start[offsets[:-1]] = True  # first byte of every document
         word = cls == WORD
         prev_word = np.concatenate(([False], word[:-1])) & ~doc_start[:n]
         next_word = np.concatenate((word[1:], [False])) & ~doc_start[1:]
@@ -233,13 +248,13 @@ class ShingleHasher:
         run_end = (run_starts + run_len)[run_id]
         n = np.where(kind == WORD, self.n_words, self.n_chars)
         idx = np.arange(k)
-        short = run_len[run_id] < n                         # the whole run is one shingle
+        short = run_len[run_id] < n  # the whole run is one shingle
         valid = np.where(short, brk, idx + n <= run_end)
         first = np.flatnonzero(valid)
         length = np.minimum(n[first], run_end[first] - first)
         acc = np.zeros(len(first), dtype=np.uint64)
         mpow = self._m.get(int(length.max()))
-        for j in range(int(length.max())):                 # at most max(n) passes
+        for j in range(int(length.max())):  # at most max(n) passes
             live = length > j
             pos = first[live] + j
             acc[live] += uhash[pos] * mpow[j]
@@ -253,17 +268,21 @@ class ShingleHasher:
         """SEP / WORD / CJK of every byte (continuation bytes get their character's class).
         ASCII bytes by a 256-entry table; only multi-byte characters are decoded."""
         cls = _BYTE_CLASS[data]
-        pos = np.flatnonzero(data >= 0xC0)                  # lead bytes of multi-byte characters
+        pos = np.flatnonzero(data >= 0xC0)  # lead bytes of multi-byte characters
         if len(pos) == 0:
             return cls
         padded = np.concatenate((data, np.zeros(4, np.uint8)))
         b0 = padded[pos].astype(np.int32)
         b1, b2, b3 = (padded[pos + k].astype(np.int32) & 0x3F for k in (1, 2, 3))
-        cp = np.where(b0 < 0xE0, ((b0 & 0x1F) << 6) | b1,
-             np.where(b0 < 0xF0, ((b0 & 0x0F) << 12) | (b1 << 6) | b2,
-                      ((b0 & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3))
+        cp = np.where(
+            b0 < 0xE0,
+            ((b0 & 0x1F) << 6) | b1,
+            np.where(
+                b0 < 0xF0, ((b0 & 0x0F) << 12) | (b1 << 6) | b2, ((b0 & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3
+            ),
+        )
         ccls = _BMP_CLASS[np.minimum(cp, 0xFFFF)]
-        astral = np.flatnonzero(cp > 0xFFFF)                # emoji, CJK extension B+
+        astral = np.flatnonzero(cp > 0xFFFF)  # emoji, CJK extension B+
         if len(astral):
             acp, acls = cp[astral], np.full(len(astral), WORD, dtype=np.uint8)
             for lo, hi in _SEP_RANGES:

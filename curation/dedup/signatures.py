@@ -16,14 +16,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dsllm import storage
 from dsllm.curation.dedup.components import gid
 from dsllm.curation.dedup.config import DedupConfig
 from dsllm.curation.dedup.minhash import MinhashSignature
-from dsllm import storage
 
 EXACT, BAND = 0, 1
-KEY_SCHEMA = pa.schema([("kind", pa.uint8()), ("key", pa.uint64()), ("gid", pa.uint64()),
-                        ("crawl_key", pa.uint64()), ("quality", pa.float32()), ("id", pa.string())])
+KEY_SCHEMA = pa.schema(
+    [
+        ("kind", pa.uint8()),
+        ("key", pa.uint64()),
+        ("gid", pa.uint64()),
+        ("crawl_key", pa.uint64()),
+        ("quality", pa.float32()),
+        ("id", pa.string()),
+    ]
+)
 
 
 def crawl_key(crawl: str) -> int:
@@ -74,7 +82,7 @@ def signature_task(task: FileTask) -> dict:
     mh = MinhashSignature(cfg)
     docs, keys, crawls, row0 = [], [], {}, 0
     opener = storage.open_random if storage.is_remote(task.uri) else storage.open_read
-    with opener(task.uri) as f:       # seekable: only the columns dedup needs are fetched
+    with opener(task.uri) as f:  # seekable: only the columns dedup needs are fetched
         pf = pq.ParquetFile(f)
         for batch in pf.iter_batches(batch_size=cfg.batch_docs, columns=["id", "text", "quality_score", "crawl"]):
             d, k = _batch(mh, cfg, task.index, row0, batch, crawls)
@@ -93,14 +101,15 @@ def signature_task(task: FileTask) -> dict:
     return summary
 
 
-def _batch(mh: MinhashSignature, cfg: DedupConfig, index: int, row0: int, batch: pa.RecordBatch,
-           crawls: dict) -> tuple[pa.Table, pa.Table]:
+def _batch(
+    mh: MinhashSignature, cfg: DedupConfig, index: int, row0: int, batch: pa.RecordBatch, crawls: dict
+) -> tuple[pa.Table, pa.Table]:
     n = batch.num_rows
     rows = np.arange(row0, row0 + n, dtype=np.int64)
     gids = gid(index, rows)
     crawl_names = batch.column("crawl").to_pylist()
     ckeys = np.empty(n, dtype=np.uint64)
-    for name in set(crawl_names):           # a handful of distinct crawls per batch
+    for name in set(crawl_names):  # a handful of distinct crawls per batch
         c = name or ""
         ckeys[[i for i, x in enumerate(crawl_names) if x == name]] = crawl_key(c)
         crawls[c] = crawls.get(c, 0) + crawl_names.count(name)
@@ -110,8 +119,13 @@ def _batch(mh: MinhashSignature, cfg: DedupConfig, index: int, row0: int, batch:
     exact = mh.hasher.exact_keys(uhash, doc_units)
     hashes, offsets = mh.hasher.hash_units(uhash, kind, doc, n)
     n_sh = np.diff(offsets)
-    cols = {"row": pa.array(rows.astype(np.int32)), "id": ids, "quality": pa.array(quality),
-            "crawl_key": pa.array(ckeys), "n_shingles": pa.array(n_sh.astype(np.int32))}
+    cols = {
+        "row": pa.array(rows.astype(np.int32)),
+        "id": ids,
+        "quality": pa.array(quality),
+        "crawl_key": pa.array(ckeys),
+        "n_shingles": pa.array(n_sh.astype(np.int32)),
+    }
     key_parts = []
     if cfg.exact:
         key_parts.append(_keys(EXACT, exact, gids, ckeys, quality, ids))
@@ -121,7 +135,7 @@ def _batch(mh: MinhashSignature, cfg: DedupConfig, index: int, row0: int, batch:
         cols["signature"] = pa.FixedSizeListArray.from_arrays(pa.array(sig.ravel()), cfg.num_perm)
         if cfg.verify == "jaccard":
             cols["shingles"] = _unique_lists(hashes, offsets)
-        has = np.flatnonzero(n_sh > 0)           # documents without shingles take no part in LSH
+        has = np.flatnonzero(n_sh > 0)  # documents without shingles take no part in LSH
         bands = mh.band_keys(sig[has])
         nb = bands.shape[1]
         key_parts.append(_keys(BAND, bands.ravel(), np.repeat(gids[has], nb), np.repeat(ckeys[has], nb)))
@@ -130,12 +144,17 @@ def _batch(mh: MinhashSignature, cfg: DedupConfig, index: int, row0: int, batch:
 
 def _keys(kind, keys, gids, ckeys, quality=None, ids=None) -> pa.Table:
     n = len(keys)
-    return pa.table({
-        "kind": pa.array(np.full(n, kind, np.uint8)), "key": pa.array(keys), "gid": pa.array(gids),
-        "crawl_key": pa.array(ckeys),
-        "quality": pa.array(quality) if quality is not None else pa.nulls(n, pa.float32()),
-        "id": ids.cast(pa.string()) if ids is not None else pa.nulls(n, pa.string()),
-    }, schema=KEY_SCHEMA)
+    return pa.table(
+        {
+            "kind": pa.array(np.full(n, kind, np.uint8)),
+            "key": pa.array(keys),
+            "gid": pa.array(gids),
+            "crawl_key": pa.array(ckeys),
+            "quality": pa.array(quality) if quality is not None else pa.nulls(n, pa.float32()),
+            "id": ids.cast(pa.string()) if ids is not None else pa.nulls(n, pa.string()),
+        },
+        schema=KEY_SCHEMA,
+    )
 
 
 def _unique_lists(hashes: np.ndarray, offsets: np.ndarray) -> pa.Array:

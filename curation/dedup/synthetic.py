@@ -9,8 +9,6 @@ level, measured with the same shingling as the dedup itself.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 
 import numpy as np
@@ -41,7 +39,7 @@ def chinese_pieces(chars: int = 700) -> list[str]:
     pieces = []
     for ch in chapters:
         text = "".join(ch.split())
-        pieces.extend(text[i:i + chars] for i in range(0, len(text) - chars + 1, chars))
+        pieces.extend(text[i : i + chars] for i in range(0, len(text) - chars + 1, chars))
     return pieces
 
 
@@ -61,18 +59,19 @@ def edit(text: str, rate: float, rng: random.Random, chinese: bool) -> str:
     for u in units:
         r = rng.random()
         if r < rate / 3:
-            out.append(rng.choice(pool))          # substitute
+            out.append(rng.choice(pool))  # substitute
         elif r < 2 * rate / 3:
-            continue                             # delete
+            continue  # delete
         elif r < rate:
-            out.extend([u, rng.choice(pool)])    # insert
+            out.extend([u, rng.choice(pool)])  # insert
         else:
             out.append(u)
     return ("" if chinese else " ").join(out)
 
 
-def near_duplicate(text: str, min_jaccard: float, rng: random.Random, chinese: bool,
-                   max_jaccard: float = 0.999) -> tuple[str, float]:
+def near_duplicate(
+    text: str, min_jaccard: float, rng: random.Random, chinese: bool, max_jaccard: float = 0.999
+) -> tuple[str, float]:
     """An edited copy whose true Jaccard to `text` lies in [min_jaccard, max_jaccard]."""
     base = shingle_set(text)
     rate = 0.08
@@ -127,10 +126,21 @@ def write_documents(path: str, ids, texts, crawl: str = "CC-MAIN-TEST", quality=
 
     n = len(ids)
     quality = [0.5] * n if quality is None else list(quality)
-    table = pa.table({
-        "id": list(ids), "text": list(texts), "url": [""] * n, "crawl": [crawl] * n, "lang": [""] * n,
-        "lang_score": pa.array([1.0] * n, pa.float32()), "quality_score": pa.array(quality, pa.float32()),
-        "domain": [""] * n, "n_chars": pa.array([len(t) for t in texts], pa.int32()), "warc_file": [""] * n,
-        "signals": ["{}"] * n}, schema=SCHEMA)
+    table = pa.table(
+        {
+            "id": list(ids),
+            "text": list(texts),
+            "url": [""] * n,
+            "crawl": [crawl] * n,
+            "lang": [""] * n,
+            "lang_score": pa.array([1.0] * n, pa.float32()),
+            "quality_score": pa.array(quality, pa.float32()),
+            "domain": [""] * n,
+            "n_chars": pa.array([len(t) for t in texts], pa.int32()),
+            "warc_file": [""] * n,
+            "signals": ["{}"] * n,
+        },
+        schema=SCHEMA,
+    )
     pq.write_table(table, path, compression="zstd")
     return path

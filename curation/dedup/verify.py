@@ -20,17 +20,17 @@ import dataclasses
 import numpy as np
 import pyarrow as pa
 
+from dsllm import storage
 from dsllm.curation.dedup.components import INDEX_NODE, gid_file, gid_row, spanning_forest
 from dsllm.curation.dedup.config import DedupConfig
 from dsllm.curation.dedup.index import signature_path
 from dsllm.curation.dedup.signatures import docs_path, read_parquet, write_parquet
-from dsllm import storage
 
 
 @dataclasses.dataclass(frozen=True)
 class JoinTask:
     file: int
-    inputs: tuple                # edge tables whose b lies in `file` (join) or a lies in it (verify)
+    inputs: tuple  # edge tables whose b lies in `file` (join) or a lies in it (verify)
     workdir: str
     rundir: str
     cfg: DedupConfig
@@ -38,13 +38,13 @@ class JoinTask:
 
 @dataclasses.dataclass(frozen=True)
 class IndexJoinTask:
-    ordinal: int                 # position of the batch in the run's verifiable index batches
+    ordinal: int  # position of the batch in the run's verifiable index batches
     batch: str
-    file: int                    # file of the batch's run holding b
-    inputs: tuple                # edge tables (a, b) with b in that signature file
+    file: int  # file of the batch's run holding b
+    inputs: tuple  # edge tables (a, b) with b in that signature file
     index: str
     rundir: str
-    payload: str                 # "signature" or "shingles"
+    payload: str  # "signature" or "shingles"
 
 
 def payload_column(cfg: DedupConfig) -> str:
@@ -55,13 +55,19 @@ def join_task(task: JoinTask) -> dict:
     """Attach b's payload to every edge whose b is in this run file; regroup by the file of a.
     Returns {file of a: uri}."""
     t = pa.concat_tables([read_parquet(u) for u in task.inputs])
-    abx = np.stack([t.column("a").to_numpy(), t.column("b").to_numpy(),
-                    t.column("ext").to_numpy(zero_copy_only=False).astype(np.uint64)], axis=1)
+    abx = np.stack(
+        [
+            t.column("a").to_numpy(),
+            t.column("b").to_numpy(),
+            t.column("ext").to_numpy(zero_copy_only=False).astype(np.uint64),
+        ],
+        axis=1,
+    )
     abx = np.unique(abx, axis=0)
     col = payload_column(task.cfg)
     payload = read_parquet(docs_path(task.workdir, task.file), columns=[col]).column(col)
     pb = payload.take(pa.array(gid_row(abx[:, 1])))
-    b = np.where(abx[:, 2] == 1, INDEX_NODE, abx[:, 1])     # earlier dumps' kept documents
+    b = np.where(abx[:, 2] == 1, INDEX_NODE, abx[:, 1])  # earlier dumps' kept documents
     return _regroup(task.rundir, f"g{task.file:05d}", abx[:, 0], b, col, pb)
 
 
@@ -73,11 +79,14 @@ def index_join_task(task: IndexJoinTask) -> dict:
     sg = sigs.column("gid").to_numpy()
     pos = np.searchsorted(sg, ab[:, 1])
     if len(ab) and (pos.max() >= len(sg) or np.any(sg[pos] != ab[:, 1])):
-        raise RuntimeError(f"dedup index {task.index}: batch {task.batch} file {task.file} lacks signatures "
-                           "of indexed band keys (a damaged index)")
+        raise RuntimeError(
+            f"dedup index {task.index}: batch {task.batch} file {task.file} lacks signatures "
+            "of indexed band keys (a damaged index)"
+        )
     pb = sigs.column(task.payload).take(pa.array(pos))
-    return _regroup(task.rundir, f"i{task.ordinal:04d}-g{task.file:05d}", ab[:, 0],
-                    np.full(len(ab), INDEX_NODE), task.payload, pb)
+    return _regroup(
+        task.rundir, f"i{task.ordinal:04d}-g{task.file:05d}", ab[:, 0], np.full(len(ab), INDEX_NODE), task.payload, pb
+    )
 
 
 def _regroup(rundir: str, name: str, a: np.ndarray, b: np.ndarray, col: str, pb) -> dict:
@@ -123,7 +132,7 @@ def _true_jaccard(xs: pa.ListArray, ys: pa.ListArray) -> np.ndarray:
     xv, yv = xs.values.to_numpy(), ys.values.to_numpy()
     out = np.zeros(len(xs))
     for i in range(len(xs)):
-        x, y = xv[xo[i]:xo[i + 1]], yv[yo[i]:yo[i + 1]]
+        x, y = xv[xo[i] : xo[i + 1]], yv[yo[i] : yo[i + 1]]
         inter = len(np.intersect1d(x, y, assume_unique=True))
         union = len(x) + len(y) - inter
         out[i] = inter / union if union else 1.0

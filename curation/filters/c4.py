@@ -59,8 +59,13 @@ class C4Filter(Stage):
             return "curly_bracket"
         cjk = doc.signals.get("cjk", T.is_cjk_doc(doc.text, doc.lang))
         # whole-text checks first: most documents contain none of the phrases, so no line needs them
-        phrases = tuple(p for p in ((("javascript",) if cfg.filter_javascript else ())
-                                    + (POLICY_PHRASES if cfg.filter_policy else ())) if p in lower)
+        phrases = tuple(
+            p
+            for p in (
+                (("javascript",) if cfg.filter_javascript else ()) + (POLICY_PHRASES if cfg.filter_policy else ())
+            )
+            if p in lower
+        )
         cite = cfg.remove_citations and "[" in doc.text
         kept, removed = [], 0
         for line in doc.text.split("\n"):  # a loop over lines, each judged by C-level string ops

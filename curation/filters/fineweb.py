@@ -23,7 +23,7 @@ class FineWebConfig:
     max_short_line_ratio: float = 0.67
     max_char_dup_ratio: float = 0.01
     max_newline_per_word: float = 0.3
-    cjk_short_line_length: int = 10          # characters; CJK carries ~2-3× more per character
+    cjk_short_line_length: int = 10  # characters; CJK carries ~2-3× more per character
     cjk_max_newline_per_char: float = 0.15
 
     def __post_init__(self):
@@ -52,8 +52,12 @@ class FineWebFilter(Stage):
         _, dup_chars = T.duplicate_fractions(lines)
         n_units = T.cjk_count(text) if cjk else len(text.split())  # after C4 removed lines
         newline = text.count("\n") / max(1, n_units)
-        s.update(line_punct_ratio=round(punct, 4), short_line_ratio=round(short, 4),
-                 char_dup_ratio=round(dup_chars, 4), newline_ratio=round(newline, 4))
+        s.update(
+            line_punct_ratio=round(punct, 4),
+            short_line_ratio=round(short, 4),
+            char_dup_ratio=round(dup_chars, 4),
+            newline_ratio=round(newline, 4),
+        )
         if punct < cfg.min_line_punct_ratio:
             return "line_punct_ratio"
         if short > cfg.max_short_line_ratio:

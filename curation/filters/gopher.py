@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from dsllm.curation.document import Document
 from dsllm.curation.filters import text as T
@@ -46,8 +46,24 @@ class GopherQualityConfig:
     cjk_min_chars: int = 100
     cjk_max_chars: int = 200_000
     cjk_min_stop_chars: int = 2
-    cjk_stop_chars: tuple[str, ...] = ("的", "了", "是", "在", "和", "有", "不", "这", "也", "就",
-                                       "の", "に", "は", "を", "た", "が")
+    cjk_stop_chars: tuple[str, ...] = (
+        "的",
+        "了",
+        "是",
+        "在",
+        "和",
+        "有",
+        "不",
+        "这",
+        "也",
+        "就",
+        "の",
+        "に",
+        "は",
+        "を",
+        "た",
+        "が",
+    )
 
     def __post_init__(self):
         if self.min_words > self.max_words or self.cjk_min_chars > self.cjk_max_chars:
@@ -95,8 +111,13 @@ class GopherQualityFilter(Stage):
             toks = T.words(text)
             n = len(toks)
             mean_len = sum(map(len, toks)) / n if n else 0.0
-        s.update(cjk=cjk, n_words=n, symbol_ratio=round(n_symbols / max(1, n), 4),
-                 bullet_lines=round(bullet, 4), ellipsis_lines=round(ellipsis, 4))
+        s.update(
+            cjk=cjk,
+            n_words=n,
+            symbol_ratio=round(n_symbols / max(1, n), 4),
+            bullet_lines=round(bullet, 4),
+            ellipsis_lines=round(ellipsis, 4),
+        )
         if cjk:
             n_stop = sum(text.count(c) for c in self.cjk_stop)
             s.update(stop_words=n_stop)
@@ -151,7 +172,7 @@ class GopherRepetitionConfig:
     max_dup_paragraphs: float = 0.30
     max_dup_line_chars: float = 0.20
     max_dup_paragraph_chars: float = 0.20
-    top_ngrams: dict[str, float] = dataclasses.field(default_factory=_default_top)    # n → max fraction
+    top_ngrams: dict[str, float] = dataclasses.field(default_factory=_default_top)  # n → max fraction
     dup_ngrams: dict[str, float] = dataclasses.field(default_factory=_default_dup)
     cjk_top_ngrams: dict[str, float] = dataclasses.field(default_factory=_default_cjk_top)  # character n-grams
     cjk_dup_ngrams: dict[str, float] = dataclasses.field(default_factory=_default_cjk_dup)
@@ -168,8 +189,12 @@ class GopherRepetitionFilter(Stage):
 
     name = "gopher_repetition"
 
-    def __init__(self, cfg: GopherRepetitionConfig = GopherRepetitionConfig(), batch_docs: int = 256,
-                 batch_chars: int = 4_000_000):
+    def __init__(
+        self,
+        cfg: GopherRepetitionConfig = GopherRepetitionConfig(),
+        batch_docs: int = 256,
+        batch_chars: int = 4_000_000,
+    ):
         self.cfg = cfg
         self.batch_docs, self.batch_chars = batch_docs, batch_chars
 
@@ -214,15 +239,21 @@ class GopherRepetitionFilter(Stage):
         cfg, text, s = self.cfg, doc.text, doc.signals
         dup_lines, dup_line_chars = T.duplicate_fractions(T.lines_of(text))
         dup_paras, dup_para_chars = T.duplicate_fractions(T.paragraphs_of(text))
-        s.update(dup_lines=round(dup_lines, 4), dup_line_chars=round(dup_line_chars, 4),
-                 dup_paragraphs=round(dup_paras, 4), dup_paragraph_chars=round(dup_para_chars, 4))
+        s.update(
+            dup_lines=round(dup_lines, 4),
+            dup_line_chars=round(dup_line_chars, 4),
+            dup_paragraphs=round(dup_paras, 4),
+            dup_paragraph_chars=round(dup_para_chars, 4),
+        )
         for key, value, _ in measured:
             s[key] = round(value, 4)
         # Gopher's line/paragraph rules (the same for every language)
-        for key, value, limit in (("dup_lines", dup_lines, cfg.max_dup_lines),
-                                  ("dup_paragraphs", dup_paras, cfg.max_dup_paragraphs),
-                                  ("dup_line_chars", dup_line_chars, cfg.max_dup_line_chars),
-                                  ("dup_paragraph_chars", dup_para_chars, cfg.max_dup_paragraph_chars)):
+        for key, value, limit in (
+            ("dup_lines", dup_lines, cfg.max_dup_lines),
+            ("dup_paragraphs", dup_paras, cfg.max_dup_paragraphs),
+            ("dup_line_chars", dup_line_chars, cfg.max_dup_line_chars),
+            ("dup_paragraph_chars", dup_para_chars, cfg.max_dup_paragraph_chars),
+        ):
             if value > limit:
                 return key
         for key, value, limit in measured:

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import numpy as np
 
-_MULT = np.uint64(1099511628211)        # FNV prime: the rolling hash's multiplier
+_MULT = np.uint64(1099511628211)  # FNV prime: the rolling hash's multiplier
 _DOC_MIX = np.uint64(0x9E3779B97F4A7C15)  # golden-ratio constant: spreads document indices
 
 
-def repetition_fractions(hashes: list[np.ndarray], lens: list[np.ndarray], top_ns, dup_ns
-                         ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+def repetition_fractions(
+    hashes: list[np.ndarray], lens: list[np.ndarray], top_ns, dup_ns
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
     """({n: top fraction per document}, {n: dup fraction per document}) for a batch of documents."""
     top_ns, dup_ns = sorted(set(map(int, top_ns))), sorted(set(map(int, dup_ns)))
     n_docs = len(hashes)
@@ -43,12 +44,12 @@ def repetition_fractions(hashes: list[np.ndarray], lens: list[np.ndarray], top_n
     length = np.concatenate(lens).astype(np.int64, copy=False)
     offsets = np.concatenate(([0], np.cumsum(sizes)))
     doc = np.repeat(np.arange(n_docs, dtype=np.int64), sizes)
-    room = offsets[1:][doc] - np.arange(n_tok)          # tokens from each position to its document's end
+    room = offsets[1:][doc] - np.arange(n_tok)  # tokens from each position to its document's end
     cum = np.concatenate(([0], np.cumsum(length)))
-    total = cum[offsets[1:]] - cum[offsets[:-1]]       # characters per document
+    total = cum[offsets[1:]] - cum[offsets[:-1]]  # characters per document
     n_min, n_max = min(wanted), max(wanted)
     with np.errstate(over="ignore"):
-        gram = h.copy()                               # the n-gram hash at each candidate position
+        gram = h.copy()  # the n-gram hash at each candidate position
         for k in range(1, min(n_min, n_tok)):
             gram[: n_tok - k] = gram[: n_tok - k] * _MULT + h[k:]
         cand = np.flatnonzero(room >= n_min)

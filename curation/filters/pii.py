@@ -13,7 +13,9 @@ from dsllm.curation.document import Document
 from dsllm.curation.stage import Stage
 
 EMAIL_RE = re.compile(r"\b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b")
-IPV4_RE = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\d.])")
+IPV4_RE = re.compile(
+    r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\d.])"
+)
 IPV6_RE = re.compile(r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?![0-9A-Fa-f:])")
 # cheap necessary conditions: every IPv4 match contains digit.digit, every IPv6 match hex:hex
 # (the full patterns' leading look-behinds make them several times slower to scan a text with)
@@ -43,6 +45,7 @@ class PiiMasker(Stage):
         if self.cfg.emails and "@" in text:
             text, n_email = EMAIL_RE.subn(self.cfg.email_replacement, text)
         if self.cfg.ips:
+
             def _ip(m: re.Match) -> str:
                 nonlocal n_ip
                 try:
@@ -53,6 +56,7 @@ class PiiMasker(Stage):
                     n_ip += 1
                     return self.cfg.ip_replacement
                 return m.group(0)
+
             if _IPV4_HINT.search(text):
                 text = IPV4_RE.sub(_ip, text)
             if ":" in text and _IPV6_HINT.search(text):

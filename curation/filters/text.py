@@ -55,8 +55,10 @@ def _noncontent() -> tuple[np.ndarray, re.Pattern]:
     idx = np.flatnonzero(table)
     cut = np.flatnonzero(np.diff(idx) != 1)
     lo, hi = np.concatenate(([idx[0]], idx[cut + 1])), np.concatenate((idx[cut], [idx[-1]]))
-    ranges = "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
-                     for a, b in zip(lo.tolist(), hi.tolist()))
+    ranges = "".join(
+        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+        for a, b in zip(lo.tolist(), hi.tolist())
+    )
     return table, re.compile(f"[{ranges}]+")
 
 

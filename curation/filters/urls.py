@@ -17,9 +17,9 @@ from dsllm.curation.stage import Stage
 
 @dataclasses.dataclass(frozen=True)
 class UrlFilterConfig:
-    domain_lists: tuple[str, ...] = ("blocklist-domains.txt",)   # names under configs/ or paths/URIs
+    domain_lists: tuple[str, ...] = ("blocklist-domains.txt",)  # names under configs/ or paths/URIs
     word_lists: tuple[str, ...] = ("blocklist-words.txt",)
-    domains: tuple[str, ...] = ()    # extra entries inline
+    domains: tuple[str, ...] = ()  # extra entries inline
     words: tuple[str, ...] = ()
     drop_unparseable: bool = True
 

@@ -49,10 +49,15 @@ def sections(manifest: dict, stats: dict | None, rows: list[dict], quality, leng
     documents = sum(r["rows"] or 0 for r in rows if "unlisted" not in r["flags"])
     totals = stats.get("totals") or {}
     out = {
-        "totals": {"documents": documents, "chars": int(_total_chars(length, totals)),
-                   "text_bytes": totals.get("bytes"), "shard_bytes": sum(r["bytes"] or 0 for r in rows),
-                   "tokens": totals.get("tokens"), "shards": len(rows),
-                   "row_groups": sum(r["row_groups"] for r in rows)},
+        "totals": {
+            "documents": documents,
+            "chars": int(_total_chars(length, totals)),
+            "text_bytes": totals.get("bytes"),
+            "shard_bytes": sum(r["bytes"] or 0 for r in rows),
+            "tokens": totals.get("tokens"),
+            "shards": len(rows),
+            "row_groups": sum(r["row_groups"] for r in rows),
+        },
         "inputs": _inputs(manifest.get("inputs") or []),
         "funnel": _funnel(stats.get("stages") or [], documents, problems),
         "skipped_stages": list(stats.get("skipped") or []),
@@ -66,11 +71,19 @@ def sections(manifest: dict, stats: dict | None, rows: list[dict], quality, leng
     if m_rows != documents and not any(r["error"] for r in rows):
         problems.append({"level": "error", "message": f"shards hold {documents} rows, the manifest says {m_rows}"})
     if totals.get("documents") is not None and totals["documents"] != documents:
-        problems.append({"level": "error",
-                         "message": f"stats.json totals.documents = {totals['documents']} but the shards hold {documents}"})
+        problems.append(
+            {
+                "level": "error",
+                "message": f"stats.json totals.documents = {totals['documents']} but the shards hold {documents}",
+            }
+        )
     if totals.get("chars") is not None and length.n == documents and int(length.total) != totals["chars"]:
-        problems.append({"level": "error",
-                         "message": f"stats.json totals.chars = {totals['chars']} but n_chars sums to {int(length.total)}"})
+        problems.append(
+            {
+                "level": "error",
+                "message": f"stats.json totals.chars = {totals['chars']} but n_chars sums to {int(length.total)}",
+            }
+        )
     return out
 
 
@@ -81,9 +94,13 @@ def _total_chars(length, totals: dict) -> float:
 
 def _inputs(inputs: list[dict]) -> dict:
     failed = [i for i in inputs if i.get("status") != "done"]
-    return {"total": len(inputs), "done": len(inputs) - len(failed), "failed": len(failed),
-            "records": sum(int(i.get("records") or 0) for i in inputs),
-            "failed_list": [{"uri": i.get("uri"), "error": i.get("error")} for i in failed[:50]]}
+    return {
+        "total": len(inputs),
+        "done": len(inputs) - len(failed),
+        "failed": len(failed),
+        "records": sum(int(i.get("records") or 0) for i in inputs),
+        "failed_list": [{"uri": i.get("uri"), "error": i.get("error")} for i in failed[:50]],
+    }
 
 
 def _funnel(stages: list[dict], documents: int, problems: list) -> list[dict]:
@@ -93,27 +110,54 @@ def _funnel(stages: list[dict], documents: int, problems: list) -> list[dict]:
     for s in stages:
         dropped = {k: int(v) for k, v in sorted((s.get("dropped") or {}).items(), key=lambda kv: -kv[1])}
         n_in, n_out, added = int(s["in"]), int(s["out"]), int(s.get("added") or 0)
-        out.append({"name": s["name"], "in": n_in, "out": n_out, "added": added, "dropped": dropped,
-                    "dropped_total": sum(dropped.values()),
-                    "share_of_in": {k: round(v / n_in, 6) if n_in else 0.0 for k, v in dropped.items()},
-                    "kept_of_read": round(n_out / read, 6) if read else None})
+        out.append(
+            {
+                "name": s["name"],
+                "in": n_in,
+                "out": n_out,
+                "added": added,
+                "dropped": dropped,
+                "dropped_total": sum(dropped.values()),
+                "share_of_in": {k: round(v / n_in, 6) if n_in else 0.0 for k, v in dropped.items()},
+                "kept_of_read": round(n_out / read, 6) if read else None,
+            }
+        )
         if n_in + added != n_out + sum(dropped.values()):
-            problems.append({"level": "error", "message": f"stage {s['name']}: in + added != out + dropped "
-                             f"({n_in} + {added} != {n_out} + {sum(dropped.values())})"})
+            problems.append(
+                {
+                    "level": "error",
+                    "message": f"stage {s['name']}: in + added != out + dropped "
+                    f"({n_in} + {added} != {n_out} + {sum(dropped.values())})",
+                }
+            )
         if prev_out is not None and prev_out != n_in:
-            problems.append({"level": "error", "message": f"stage {s['name']}: in = {n_in} but the previous stage's out = {prev_out}"})
+            problems.append(
+                {
+                    "level": "error",
+                    "message": f"stage {s['name']}: in = {n_in} but the previous stage's out = {prev_out}",
+                }
+            )
         prev_out = n_out
     if stages and prev_out != documents:
-        problems.append({"level": "error", "message": f"last stage out = {prev_out} but the shards hold {documents} rows"})
+        problems.append(
+            {"level": "error", "message": f"last stage out = {prev_out} but the shards hold {documents} rows"}
+        )
     return out
 
 
 def _languages(langs: dict) -> list[dict]:
     docs = sum(v.get("documents", 0) for v in langs.values()) or 1
     chars = sum(v.get("chars", 0) for v in langs.values()) or 1
-    rows = [{"lang": k, "documents": v.get("documents", 0), "chars": v.get("chars", 0),
-             "share_documents": round(v.get("documents", 0) / docs, 6),
-             "share_chars": round(v.get("chars", 0) / chars, 6)} for k, v in langs.items()]
+    rows = [
+        {
+            "lang": k,
+            "documents": v.get("documents", 0),
+            "chars": v.get("chars", 0),
+            "share_documents": round(v.get("documents", 0) / docs, 6),
+            "share_chars": round(v.get("chars", 0) / chars, 6),
+        }
+        for k, v in langs.items()
+    ]
     return sorted(rows, key=lambda r: (-r["documents"], r["lang"]))
 
 
@@ -123,9 +167,16 @@ def _domains(domains: dict) -> list[dict]:
     nat = domains.get("natural") or {}
     docs = sum(v.get("documents", 0) for v in nat.values()) or 1
     chars = sum(v.get("chars", 0) for v in nat.values()) or 1
-    rows = [{"domain": d, "documents": v.get("documents", 0), "chars": v.get("chars", 0),
-             "share_documents": round(v.get("documents", 0) / docs, 6),
-             "share_chars": round(v.get("chars", 0) / chars, 6)} for d, v in nat.items()]
+    rows = [
+        {
+            "domain": d,
+            "documents": v.get("documents", 0),
+            "chars": v.get("chars", 0),
+            "share_documents": round(v.get("documents", 0) / docs, 6),
+            "share_chars": round(v.get("chars", 0) / chars, 6),
+        }
+        for d, v in nat.items()
+    ]
     return sorted(rows, key=lambda r: (-r["documents"], r["domain"]))
 
 
@@ -134,8 +185,14 @@ def _dedup(dumps: list[dict]) -> dict:
     for d in dumps:
         cum_in += int(d.get("documents_in") or 0)
         cum_removed += int(d.get("removed_within_dump") or 0) + int(d.get("removed_against_index") or 0)
-        out.append(dict(d, cumulative_documents_in=cum_in, cumulative_removed=cum_removed,
-                        cumulative_rate=round(cum_removed / cum_in, 6) if cum_in else None))
+        out.append(
+            dict(
+                d,
+                cumulative_documents_in=cum_in,
+                cumulative_removed=cum_removed,
+                cumulative_rate=round(cum_removed / cum_in, 6) if cum_in else None,
+            )
+        )
     return {"dumps": out, "total_rate": round(cum_removed / cum_in, 6) if cum_in else None}
 
 
@@ -150,8 +207,10 @@ def sample_documents(root: str, footers: list[scan.ShardFooter], n: int, seed: i
     for s, rows in scan.pick_rows(footers, n, seed):
         ft = footers[s]
         cols = [c for c in SAMPLE_COLUMNS if c in ft.columns]
-        out.extend({"shard": ft.uri[len(prefix):], "row": row, **_round_floats(rec)}
-                   for row, rec in scan.take_rows(ft, rows, cols))
+        out.extend(
+            {"shard": ft.uri[len(prefix) :], "row": row, **_round_floats(rec)}
+            for row, rec in scan.take_rows(ft, rows, cols)
+        )
     return [out[i] for i in np.random.default_rng(seed + 1).permutation(len(out))]
 
 

@@ -24,8 +24,10 @@ def _sha256_source(code: str) -> str:
 
 def content_security_policy() -> str:
     """Nothing loads from anywhere; only this page's own script and style element run (by hash)."""
-    return (f"default-src 'none'; script-src {_sha256_source(SCRIPT)}; style-src {_sha256_source(CSS)}; "
-            "img-src data:; base-uri 'none'; form-action 'none'")
+    return (
+        f"default-src 'none'; script-src {_sha256_source(SCRIPT)}; style-src {_sha256_source(CSS)}; "
+        "img-src data:; base-uri 'none'; form-action 'none'"
+    )
 
 
 def embedded_json(report: dict) -> str:
@@ -51,10 +53,10 @@ def render_html(report: dict) -> str:
 </head>
 <body>
 <header>
-  <h1>dsllm stats <span class="kind">{html.escape(report['kind'])}</span></h1>
-  <div class="path">{html.escape(str(report['path']))}</div>
-  <div class="created">manifest created {html.escape(str(report.get('manifest_created') or '—'))}
-    · report schema {html.escape(report['schema'])}</div>
+  <h1>dsllm stats <span class="kind">{html.escape(report["kind"])}</span></h1>
+  <div class="path">{html.escape(str(report["path"]))}</div>
+  <div class="created">manifest created {html.escape(str(report.get("manifest_created") or "—"))}
+    · report schema {html.escape(report["schema"])}</div>
 </header>
 <main id="report">
   <noscript><p class="warn">The charts are drawn by JavaScript embedded in this page; enable it to see them.

@@ -11,8 +11,8 @@ import hashlib
 
 import numpy as np
 
-from dsllm.curation.report import scan
 from dsllm import storage
+from dsllm.curation.report import scan
 from dsllm.errors import UserError
 
 PACKED_COLUMNS = ("input_ids", "doc_offsets", "n_tokens")
@@ -43,20 +43,36 @@ def summarize(root, manifest, sample, verify, seed, threads, tick, scan_shards, 
     _check_totals(manifest, sequences, tokens, seq_len, rows, problems)
     tok = manifest.get("tokenizer") or {}
     report = {
-        "schema": "dsllm.stats/1", "kind": "packed", "path": root,
-        "manifest_created": manifest.get("created"), "versions": manifest.get("versions") or {},
-        "totals": {"sequences": sequences, "tokens": tokens, "pad_tokens": sequences * seq_len - tokens,
-                   "documents": manifest.get("documents"), "shard_bytes": sum(r["bytes"] or 0 for r in rows),
-                   "shards": len(rows), "row_groups": sum(r["row_groups"] for r in rows)},
-        "packed": {"seq_len": seq_len, "sequences": manifest.get("rows"), "tokens": m_tokens, "pad_tokens": pad,
-                   "fill": round(m_tokens / (m_tokens + pad), 6) if m_tokens is not None and pad is not None
-                   and m_tokens + pad else None,
-                   "documents": manifest.get("documents"),
-                   "documents_per_sequence": round(manifest["documents"] / manifest["rows"], 4)
-                   if manifest.get("documents") is not None and manifest.get("rows") else None,
-                   "bos_policy": manifest.get("bos_policy"),
-                   "source_shards": len(manifest.get("source_shards") or []),
-                   "tokenizer": {k: tok.get(k) for k in ("sha256", "vocab_size", "eos_id", "bos_id", "path")}},
+        "schema": "dsllm.stats/1",
+        "kind": "packed",
+        "path": root,
+        "manifest_created": manifest.get("created"),
+        "versions": manifest.get("versions") or {},
+        "totals": {
+            "sequences": sequences,
+            "tokens": tokens,
+            "pad_tokens": sequences * seq_len - tokens,
+            "documents": manifest.get("documents"),
+            "shard_bytes": sum(r["bytes"] or 0 for r in rows),
+            "shards": len(rows),
+            "row_groups": sum(r["row_groups"] for r in rows),
+        },
+        "packed": {
+            "seq_len": seq_len,
+            "sequences": manifest.get("rows"),
+            "tokens": m_tokens,
+            "pad_tokens": pad,
+            "fill": round(m_tokens / (m_tokens + pad), 6)
+            if m_tokens is not None and pad is not None and m_tokens + pad
+            else None,
+            "documents": manifest.get("documents"),
+            "documents_per_sequence": round(manifest["documents"] / manifest["rows"], 4)
+            if manifest.get("documents") is not None and manifest.get("rows")
+            else None,
+            "bos_policy": manifest.get("bos_policy"),
+            "source_shards": len(manifest.get("source_shards") or []),
+            "tokenizer": {k: tok.get(k) for k in ("sha256", "vocab_size", "eos_id", "bos_id", "path")},
+        },
         "domains": _domains(by_domain, manifest, problems) if good else [],
         "tokens_per_sequence": per_seq.to_json(),
         "segments_per_sequence": segs.to_json(),
@@ -69,12 +85,16 @@ def summarize(root, manifest, sample, verify, seed, threads, tick, scan_shards, 
 
 def _distributions(good, seq_len: int, threads: int, tick):
     """Per-shard: tokens per row, segments per row, and segment lengths (from doc_offsets)."""
+
     def reduce(item):
         r, ft = item
         t = scan.read_columns(ft, ["n_tokens", "doc_offsets"] + (["domain"] if "domain" in ft.columns else []))
         n_tok = np.nan_to_num(scan.numeric(t.column("n_tokens"))).astype(np.int64)
-        dom = (np.array(t.column("domain").to_pylist(), dtype=object) if "domain" in t.column_names
-               else np.full(len(n_tok), "unlabelled", dtype=object))
+        dom = (
+            np.array(t.column("domain").to_pylist(), dtype=object)
+            if "domain" in t.column_names
+            else np.full(len(n_tok), "unlabelled", dtype=object)
+        )
         names, inv = np.unique(dom.astype(str), return_inverse=True)
         by_domain = {str(d): (int((inv == i).sum()), int(n_tok[inv == i].sum())) for i, d in enumerate(names)}
         offs = t.column("doc_offsets").combine_chunks()
@@ -115,11 +135,24 @@ def _domains(by_domain: dict, manifest: dict, problems: list) -> list[dict]:
     for d in sorted(set(listed) | set(by_domain)):
         want = listed.get(d)
         if want is not None and (want.get("rows"), want.get("tokens")) != tuple(by_domain.get(d, (0, 0))):
-            problems.append({"level": "error", "message": f"domain {d}: manifest says {want.get('rows')} rows / "
-                             f"{want.get('tokens')} tokens, the shards hold {by_domain.get(d, (0, 0))[0]} / "
-                             f"{by_domain.get(d, (0, 0))[1]}"})
-    rows = [{"domain": d, "rows": r, "tokens": t, "documents": (listed.get(d) or {}).get("documents"),
-             "share_tokens": round(t / total, 6)} for d, (r, t) in by_domain.items()]
+            problems.append(
+                {
+                    "level": "error",
+                    "message": f"domain {d}: manifest says {want.get('rows')} rows / "
+                    f"{want.get('tokens')} tokens, the shards hold {by_domain.get(d, (0, 0))[0]} / "
+                    f"{by_domain.get(d, (0, 0))[1]}",
+                }
+            )
+    rows = [
+        {
+            "domain": d,
+            "rows": r,
+            "tokens": t,
+            "documents": (listed.get(d) or {}).get("documents"),
+            "share_tokens": round(t / total, 6),
+        }
+        for d, (r, t) in by_domain.items()
+    ]
     return sorted(rows, key=lambda r: (-r["tokens"], r["domain"]))
 
 
@@ -128,12 +161,23 @@ def _check_totals(manifest, sequences, tokens, seq_len, rows, problems) -> None:
         return  # the shard flags already say what is wrong
     for key, actual in (("rows", sequences), ("tokens", tokens)):
         if manifest.get(key) is not None and manifest[key] != actual:
-            problems.append({"level": "error", "message": f"manifest {key} = {manifest[key]} but the shards hold {actual}"})
+            problems.append(
+                {"level": "error", "message": f"manifest {key} = {manifest[key]} but the shards hold {actual}"}
+            )
     pad = manifest.get("pad_tokens")
-    if pad is not None and manifest.get("tokens") is not None and manifest.get("rows") is not None \
-            and manifest["tokens"] + pad != manifest["rows"] * seq_len:
-        problems.append({"level": "error", "message": f"manifest tokens + pad_tokens != rows x seq_len "
-                         f"({manifest['tokens']} + {pad} != {manifest['rows']} x {seq_len})"})
+    if (
+        pad is not None
+        and manifest.get("tokens") is not None
+        and manifest.get("rows") is not None
+        and manifest["tokens"] + pad != manifest["rows"] * seq_len
+    ):
+        problems.append(
+            {
+                "level": "error",
+                "message": f"manifest tokens + pad_tokens != rows x seq_len "
+                f"({manifest['tokens']} + {pad} != {manifest['rows']} x {seq_len})",
+            }
+        )
 
 
 def _load_tokenizer(tok: dict, problems: list):
@@ -163,8 +207,15 @@ def _sample(root, footers, n, seed, tok, problems) -> list[dict]:
         ft = footers[s]
         for row, rec in scan.take_rows(ft, rows, list(PACKED_COLUMNS)):
             ids = rec["input_ids"][: rec["n_tokens"]]
-            out.append({"shard": ft.uri[len(prefix):], "row": row, "n_tokens": rec["n_tokens"],
-                        "documents": len(rec["doc_offsets"]), "doc_offsets": rec["doc_offsets"],
-                        "input_ids_head": ids[:32],
-                        "text": tokenizer.decode(ids, skip_special_tokens=False) if tokenizer else None})
+            out.append(
+                {
+                    "shard": ft.uri[len(prefix) :],
+                    "row": row,
+                    "n_tokens": rec["n_tokens"],
+                    "documents": len(rec["doc_offsets"]),
+                    "doc_offsets": rec["doc_offsets"],
+                    "input_ids_head": ids[:32],
+                    "text": tokenizer.decode(ids, skip_special_tokens=False) if tokenizer else None,
+                }
+            )
     return [out[i] for i in np.random.default_rng(seed + 1).permutation(len(out))]

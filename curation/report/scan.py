@@ -11,8 +11,9 @@ import dataclasses
 import hashlib
 import os
 import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
@@ -40,8 +41,9 @@ def _pool(threads: int) -> ThreadPoolExecutor:
         return _POOLS[threads]
 
 
-def parallel_map(fn: Callable[[T], R], items: Iterable[T], threads: int,
-                 progress: Callable[[], None] | None = None) -> list[R]:
+def parallel_map(
+    fn: Callable[[T], R], items: Iterable[T], threads: int, progress: Callable[[], None] | None = None
+) -> list[R]:
     """`[fn(x) for x in items]` on a thread pool, in order; `progress()` after each item."""
     items = list(items)
     if threads <= 1 or len(items) <= 1:
@@ -76,7 +78,7 @@ class ShardFooter:
     columns: list[str] = dataclasses.field(default_factory=list)
     stats: dict = dataclasses.field(default_factory=dict)  # column -> (min, max) over row groups
     metadata: object = None  # pyarrow.parquet.FileMetaData
-    schema: object = None    # pyarrow.Schema
+    schema: object = None  # pyarrow.Schema
     error: str | None = None
 
 
@@ -147,8 +149,16 @@ def sha256_of(uri: str, size: int | None = None) -> str:
 
 # --- columns to numpy ---------------------------------------------------------------------------
 
-_NUMPY = {"float": np.float32, "double": np.float64, "int32": np.int32, "int64": np.int64,
-          "int16": np.int16, "int8": np.int8, "uint32": np.uint32, "uint64": np.uint64}
+_NUMPY = {
+    "float": np.float32,
+    "double": np.float64,
+    "int32": np.int32,
+    "int64": np.int64,
+    "int16": np.int16,
+    "int8": np.int8,
+    "uint32": np.uint32,
+    "uint64": np.uint64,
+}
 
 
 def numeric(column) -> np.ndarray:
@@ -167,13 +177,14 @@ def numeric(column) -> np.ndarray:
             continue
         v = np.frombuffer(data, dtype=dtype, count=n, offset=off * np.dtype(dtype).itemsize).astype(np.float64)
         if c.null_count:
-            bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")[off:off + n]
+            bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")[off : off + n]
             v[bits == 0] = np.nan
         parts.append(v)
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
 # --- mergeable histograms --------------------------------------------------------------------
+
 
 class LinearHistogram:
     """Counts on `fine` equal bins over [lo, hi]; exact count/sum/min/max; merges with `+=`.
@@ -203,7 +214,7 @@ class LinearHistogram:
         self.total += float(v.sum())
         self.min, self.max = min(self.min, float(v.min())), max(self.max, float(v.max()))
 
-    def merge(self, other: "LinearHistogram") -> None:
+    def merge(self, other: LinearHistogram) -> None:
         self.counts += other.counts
         self.n += other.n
         self.missing += other.missing
@@ -264,10 +275,10 @@ class Log2Histogram:
 
     def to_json(self) -> dict:
         octave = np.concatenate([[self.counts[0]], self.counts[1:].reshape(self.OCTAVES, self.per_octave).sum(axis=1)])
-        edges = [0.0] + [float(2 ** k) for k in range(self.OCTAVES + 1)]
+        edges = [0.0] + [float(2**k) for k in range(self.OCTAVES + 1)]
         nz = np.nonzero(octave)[0]
         lo, hi = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 1)
-        return _summary(self, edges[lo:hi + 1], octave[lo:hi].tolist())
+        return _summary(self, edges[lo : hi + 1], octave[lo:hi].tolist())
 
 
 class IntHistogram:
@@ -291,12 +302,12 @@ class IntHistogram:
     def _grow(self, counts) -> None:
         if counts.size > self.counts.size:
             counts, self.counts = counts.copy(), self.counts
-            counts[:self.counts.size] += self.counts
+            counts[: self.counts.size] += self.counts
             self.counts = counts
         else:
-            self.counts[:counts.size] += counts
+            self.counts[: counts.size] += counts
 
-    def merge(self, other: "IntHistogram") -> None:
+    def merge(self, other: IntHistogram) -> None:
         self._grow(other.counts)
         self.n += other.n
         self.total += other.total
@@ -315,18 +326,26 @@ class IntHistogram:
 
 def _summary(h, edges: list[float], counts: list[int]) -> dict:
     """The stable JSON shape of every distribution in the report."""
+
     def r(x):
         return None if x is None else float(f"{float(x):.7g}")  # 7 significant digits
 
     n = h.n
-    return {"count": n, "missing": h.missing,
-            "min": r(h.min) if n else None, "max": r(h.max) if n else None,
-            "mean": r(h.total / n) if n else None,
-            "p10": r(h.quantile(0.1)), "p50": r(h.quantile(0.5)), "p90": r(h.quantile(0.9)),
-            "histogram": {"edges": [r(e) for e in edges], "counts": [int(c) for c in counts]}}
+    return {
+        "count": n,
+        "missing": h.missing,
+        "min": r(h.min) if n else None,
+        "max": r(h.max) if n else None,
+        "mean": r(h.total / n) if n else None,
+        "p10": r(h.quantile(0.1)),
+        "p50": r(h.quantile(0.5)),
+        "p90": r(h.quantile(0.9)),
+        "histogram": {"edges": [r(e) for e in edges], "counts": [int(c) for c in counts]},
+    }
 
 
 # --- sampling --------------------------------------------------------------------------------
+
 
 def pick_rows(footers: list[ShardFooter], n: int, seed: int) -> list[tuple[int, np.ndarray]]:
     """`n` rows drawn uniformly without replacement over all shards: [(shard index, local rows)]."""

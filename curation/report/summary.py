@@ -59,19 +59,27 @@ last shard), huge (> 4x the median rows or bytes).
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
+from dsllm import storage
 from dsllm.curation.report import packed as _packed
 from dsllm.curation.report import scan
-from dsllm import storage
 from dsllm.errors import UserError
 
 SCHEMA_ID = "dsllm.stats/1"
 CURATED_COLUMNS = ("id", "text", "url", "crawl", "lang", "lang_score", "quality_score", "domain", "n_chars")
-ERROR_FLAGS = ("missing", "unreadable", "rows_mismatch", "bytes_mismatch", "sha256_mismatch", "schema",
-               "tokens_mismatch", "unlisted")
+ERROR_FLAGS = (
+    "missing",
+    "unreadable",
+    "rows_mismatch",
+    "bytes_mismatch",
+    "sha256_mismatch",
+    "schema",
+    "tokens_mismatch",
+    "unlisted",
+)
 
 
 def locate(path: str) -> tuple[str, dict]:
@@ -102,8 +110,14 @@ def locate(path: str) -> tuple[str, dict]:
     raise UserError(f"{path}: neither curated nor packed output nor a mixture (no manifest.json / mixture.json)")
 
 
-def summarize(path: str, sample: int = 0, verify: bool = False, seed: int = 0, threads: int | None = None,
-              progress: Callable[[str, int], Callable[[], None]] | None = None) -> dict:
+def summarize(
+    path: str,
+    sample: int = 0,
+    verify: bool = False,
+    seed: int = 0,
+    threads: int | None = None,
+    progress: Callable[[str, int], Callable[[], None]] | None = None,
+) -> dict:
     """The full report for PATH. `progress(label, total)` returns a per-item tick callback."""
     root, manifest = locate(path)
     threads = threads or scan.default_threads(storage.is_remote(root))
@@ -114,38 +128,52 @@ def summarize(path: str, sample: int = 0, verify: bool = False, seed: int = 0, t
         return _mixture.summarize(root, manifest, verify, finish)
     if manifest["kind"] == "curated":
         return _curated(root, manifest, sample, verify, seed, threads, tick)
-    return _packed.summarize(root, manifest, sample, verify, seed, threads, tick,
-                             scan_shards=scan_shards, finish=finish)
+    return _packed.summarize(
+        root, manifest, sample, verify, seed, threads, tick, scan_shards=scan_shards, finish=finish
+    )
 
 
 def _base(root: str, manifest: dict) -> dict:
-    return {"schema": SCHEMA_ID, "kind": manifest["kind"], "path": root,
-            "manifest_created": manifest.get("created"), "versions": manifest.get("versions") or {}}
+    return {
+        "schema": SCHEMA_ID,
+        "kind": manifest["kind"],
+        "path": root,
+        "manifest_created": manifest.get("created"),
+        "versions": manifest.get("versions") or {},
+    }
 
 
 # --- shards (both kinds) ---------------------------------------------------------------------
 
-def scan_shards(root: str, manifest: dict, pattern_dir: str, stat_columns, required, threads, tick,
-                verify: bool) -> tuple[list[dict], list[scan.ShardFooter]]:
+
+def scan_shards(
+    root: str, manifest: dict, pattern_dir: str, stat_columns, required, threads, tick, verify: bool
+) -> tuple[list[dict], list[scan.ShardFooter]]:
     """Read every manifest shard's footer (and bytes with verify); flag problems per shard."""
     entries = list(manifest["shards"])
     listed = {e["path"] for e in entries}
-    on_storage = [f for f in storage.list_files(storage.join(root, pattern_dir) if pattern_dir else root)
-                  if f.uri.endswith(".parquet")]
+    on_storage = [
+        f
+        for f in storage.list_files(storage.join(root, pattern_dir) if pattern_dir else root)
+        if f.uri.endswith(".parquet")
+    ]
     prefix = root.rstrip("/") + "/"
     shard_prefix = pattern_dir.strip("/") + "/" if pattern_dir else ""
-    unlisted = [f for f in on_storage if f.uri[len(prefix):] not in listed
-                and "/" not in f.uri[len(prefix) + len(shard_prefix):]]
+    unlisted = [
+        f
+        for f in on_storage
+        if f.uri[len(prefix) :] not in listed and "/" not in f.uri[len(prefix) + len(shard_prefix) :]
+    ]
     uris = [storage.join(root, e["path"]) for e in entries] + [f.uri for f in unlisted]
-    footers = scan.parallel_map(lambda u: scan.read_footer(u, stat_columns), uris, threads,
-                                tick("footers", len(uris)))
+    footers = scan.parallel_map(lambda u: scan.read_footer(u, stat_columns), uris, threads, tick("footers", len(uris)))
     hashes = [None] * len(uris)
     if verify:
-        hashes = scan.parallel_map(lambda ft: None if ft.error else scan.sha256_of(ft.uri), footers,
-                                   threads, tick("sha256", len(uris)))
+        hashes = scan.parallel_map(
+            lambda ft: None if ft.error else scan.sha256_of(ft.uri), footers, threads, tick("sha256", len(uris))
+        )
     rows = []
     for i, ft in enumerate(footers):
-        e = entries[i] if i < len(entries) else {"path": ft.uri[len(prefix):]}
+        e = entries[i] if i < len(entries) else {"path": ft.uri[len(prefix) :]}
         rows.append(_shard_row(e, ft, hashes[i], required, i >= len(entries)))
     _flag_sizes(rows, n_listed=len(entries))
     return rows, footers
@@ -167,9 +195,17 @@ def _shard_row(e: dict, ft: scan.ShardFooter, digest: str | None, required, unli
         if any(c not in ft.columns for c in required):
             flags.append("schema")
     sha = None if digest is None or not e.get("sha256") else ("ok" if digest == e["sha256"] else "mismatch")
-    return {"path": e["path"], "rows": ft.rows, "manifest_rows": e.get("rows"), "bytes": ft.size,
-            "manifest_bytes": e.get("bytes"), "row_groups": ft.row_groups, "sha256": sha, "flags": flags,
-            "error": ft.error}
+    return {
+        "path": e["path"],
+        "rows": ft.rows,
+        "manifest_rows": e.get("rows"),
+        "bytes": ft.size,
+        "manifest_bytes": e.get("bytes"),
+        "row_groups": ft.row_groups,
+        "sha256": sha,
+        "flags": flags,
+        "error": ft.error,
+    }
 
 
 def _flag_sizes(rows: list[dict], n_listed: int) -> None:
@@ -201,9 +237,17 @@ def shard_summary(rows: list[dict]) -> dict:
         return (min(v), int(np.median(v)), max(v)) if v else (None, None, None)
 
     (rmin, rmed, rmax), (bmin, bmed, bmax) = stats3("rows"), stats3("bytes")
-    return {"count": len(rows), "rows_min": rmin, "rows_median": rmed, "rows_max": rmax,
-            "bytes_min": bmin, "bytes_median": bmed, "bytes_max": bmax,
-            "flagged": sum(1 for r in rows if r["flags"]), "flags": dict(sorted(flags.items()))}
+    return {
+        "count": len(rows),
+        "rows_min": rmin,
+        "rows_median": rmed,
+        "rows_max": rmax,
+        "bytes_min": bmin,
+        "bytes_median": bmed,
+        "bytes_max": bmax,
+        "flagged": sum(1 for r in rows if r["flags"]),
+        "flags": dict(sorted(flags.items())),
+    }
 
 
 def finish(report: dict, rows: list[dict], problems: list[dict], verified: bool) -> dict:
@@ -215,13 +259,17 @@ def finish(report: dict, rows: list[dict], problems: list[dict], verified: bool)
                 problems.append({"level": "error", "message": f"{r['path']}: {f.replace('_', ' ')}{detail}"})
     report["shards"] = rows
     report["shard_summary"] = shard_summary(rows)
-    report["checks"] = {"verified": verified, "ok": not any(p["level"] == "error" for p in problems),
-                        "problems": problems}
+    report["checks"] = {
+        "verified": verified,
+        "ok": not any(p["level"] == "error" for p in problems),
+        "problems": problems,
+    }
     report.setdefault("sample", [])
     return report
 
 
 # --- curated ---------------------------------------------------------------------------------
+
 
 def _curated(root, manifest, sample, verify, seed, threads, tick) -> dict:
     from dsllm.curation.report import curated as cur
@@ -230,15 +278,21 @@ def _curated(root, manifest, sample, verify, seed, threads, tick) -> dict:
     stats = storage.read_json(stats_uri) if storage.exists(stats_uri) else None
     problems: list[dict] = []
     if stats is None:
-        problems.append({"level": "warning", "message": f"{stats_uri}: absent; funnel, languages, domains and dedup unknown"})
+        problems.append(
+            {"level": "warning", "message": f"{stats_uri}: absent; funnel, languages, domains and dedup unknown"}
+        )
     shard_dir = os.path.dirname(manifest["shards"][0]["path"]) if manifest["shards"] else "shards"
-    rows, footers = scan_shards(root, manifest, shard_dir, ("quality_score", "n_chars"), CURATED_COLUMNS,
-                                threads, tick, verify)
+    rows, footers = scan_shards(
+        root, manifest, shard_dir, ("quality_score", "n_chars"), CURATED_COLUMNS, threads, tick, verify
+    )
     for r, ft in zip(rows, footers):
         q, n = ft.stats.get("quality_score", (None, None)), ft.stats.get("n_chars", (None, None))
         r.update(quality_min=_num(q[0]), quality_max=_num(q[1]), n_chars_min=_num(n[0]), n_chars_max=_num(n[1]))
-    good = [ft for r, ft in zip(rows, footers) if not ft.error and "schema" not in r["flags"]
-            and "unlisted" not in r["flags"]]
+    good = [
+        ft
+        for r, ft in zip(rows, footers)
+        if not ft.error and "schema" not in r["flags"] and "unlisted" not in r["flags"]
+    ]
     quality, length = cur.distributions(good, threads, tick)
     report = _base(root, manifest)
     report.update(cur.sections(manifest, stats, rows, quality, length, problems))

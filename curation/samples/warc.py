@@ -86,7 +86,7 @@ class CCWarcWriter:
         from fastwarc.warc import WarcRecord, WarcRecordType
 
         rec = WarcRecord()
-        rec.init_headers(getattr(WarcRecordType, rtype), urn[len("<urn:"):-1].encode())
+        rec.init_headers(getattr(WarcRecordType, rtype), urn[len("<urn:") : -1].encode())
         rec.headers.status_line = "WARC/1.0"
         rec.headers.set("WARC-Date", warc_date(when))
         rec.set_bytes_content(block)  # sets Content-Length
@@ -99,50 +99,99 @@ class CCWarcWriter:
 
     def warcinfo(self, when: dt.datetime) -> None:
         month = crawl_start(self.crawl).strftime("%B %Y")
-        fields = (f"isPartOf: {self.crawl}\r\npublisher: Common Crawl\r\n"
-                  f"description: Wide crawl of the web for {month}\r\n"
-                  "operator: Common Crawl Admin (info@commoncrawl.org)\r\n"
-                  f"hostname: ip-10-67-{self.rng.randrange(256)}-{self.rng.randrange(256)}\r\n"
-                  "software: Apache Nutch 1.19 (modified, https://github.com/commoncrawl/nutch/)\r\n"
-                  "robots: checked via crawler-commons 1.5-SNAPSHOT (https://github.com/crawler-commons/crawler-commons)\r\n"
-                  "format: WARC File Format 1.1\r\n"
-                  "conformsTo: https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/\r\n"
-                  ).encode()
-        self._write("warcinfo", when, self.warcinfo_id,
-                    [("Content-Type", "application/warc-fields"), ("WARC-Filename", self.filename.rsplit("/", 1)[-1]),
-                     ("WARC-Block-Digest", sha1_b32(fields))], fields)
+        fields = (
+            f"isPartOf: {self.crawl}\r\npublisher: Common Crawl\r\n"
+            f"description: Wide crawl of the web for {month}\r\n"
+            "operator: Common Crawl Admin (info@commoncrawl.org)\r\n"
+            f"hostname: ip-10-67-{self.rng.randrange(256)}-{self.rng.randrange(256)}\r\n"
+            "software: Apache Nutch 1.19 (modified, https://github.com/commoncrawl/nutch/)\r\n"
+            "robots: checked via crawler-commons 1.5-SNAPSHOT (https://github.com/crawler-commons/crawler-commons)\r\n"
+            "format: WARC File Format 1.1\r\n"
+            "conformsTo: https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/\r\n"
+        ).encode()
+        self._write(
+            "warcinfo",
+            when,
+            self.warcinfo_id,
+            [
+                ("Content-Type", "application/warc-fields"),
+                ("WARC-Filename", self.filename.rsplit("/", 1)[-1]),
+                ("WARC-Block-Digest", sha1_b32(fields)),
+            ],
+            fields,
+        )
 
-    def capture(self, url: str, when: dt.datetime, response: bytes, payload_type: str | None,
-                lang_hint: str, metadata: dict[str, str]) -> str:
+    def capture(
+        self,
+        url: str,
+        when: dt.datetime,
+        response: bytes,
+        payload_type: str | None,
+        lang_hint: str,
+        metadata: dict[str, str],
+    ) -> str:
         """request + response + metadata records of one fetch; returns the response's WARC-Record-ID."""
         parts = urllib.parse.urlsplit(url)
         path = parts.path + ("?" + parts.query if parts.query else "")
         accept_lang = "en-US,en;q=0.5" if lang_hint == "en" else "zh-CN,zh;q=0.9,en;q=0.5"
-        request = http_message(f"GET {path or '/'} HTTP/1.1", [
-            ("User-Agent", USER_AGENT),
-            ("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
-            ("Accept-Language", accept_lang), ("Accept-Encoding", "br,gzip"),
-            ("Host", parts.netloc), ("Connection", "Keep-Alive")], b"")
+        request = http_message(
+            f"GET {path or '/'} HTTP/1.1",
+            [
+                ("User-Agent", USER_AGENT),
+                ("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+                ("Accept-Language", accept_lang),
+                ("Accept-Encoding", "br,gzip"),
+                ("Host", parts.netloc),
+                ("Connection", "Keep-Alive"),
+            ],
+            b"",
+        )
         ip = f"{self.rng.randrange(1, 224)}.{self.rng.randrange(256)}.{self.rng.randrange(256)}.{self.rng.randrange(1, 255)}"
         req_id, resp_id, meta_id = self._urn(), self._urn(), self._urn()
         common = [("WARC-Warcinfo-ID", self.warcinfo_id)]
-        self._write("request", when, req_id, [
-            ("Content-Type", "application/http; msgtype=request"), *common, ("WARC-IP-Address", ip),
-            ("WARC-Target-URI", url), ("WARC-Payload-Digest", sha1_b32(b"")),
-            ("WARC-Block-Digest", sha1_b32(request))], request)
+        self._write(
+            "request",
+            when,
+            req_id,
+            [
+                ("Content-Type", "application/http; msgtype=request"),
+                *common,
+                ("WARC-IP-Address", ip),
+                ("WARC-Target-URI", url),
+                ("WARC-Payload-Digest", sha1_b32(b"")),
+                ("WARC-Block-Digest", sha1_b32(request)),
+            ],
+            request,
+        )
         head_end = response.find(b"\r\n\r\n")
-        payload = response[head_end + 4:] if head_end >= 0 else b""
-        headers = [("Content-Type", "application/http; msgtype=response"), *common,
-                   ("WARC-Concurrent-To", req_id), ("WARC-IP-Address", ip), ("WARC-Target-URI", url),
-                   ("WARC-Payload-Digest", sha1_b32(payload)), ("WARC-Block-Digest", sha1_b32(response))]
+        payload = response[head_end + 4 :] if head_end >= 0 else b""
+        headers = [
+            ("Content-Type", "application/http; msgtype=response"),
+            *common,
+            ("WARC-Concurrent-To", req_id),
+            ("WARC-IP-Address", ip),
+            ("WARC-Target-URI", url),
+            ("WARC-Payload-Digest", sha1_b32(payload)),
+            ("WARC-Block-Digest", sha1_b32(response)),
+        ]
         if payload_type:
             headers.append(("WARC-Identified-Payload-Type", payload_type))
         self._write("response", when, resp_id, headers, response)
         meta = "".join(f"{k}: {v}\r\n" for k, v in metadata.items()).encode()
-        self._write("metadata", when, meta_id, [
-            ("Content-Type", "application/warc-fields"), *common, ("WARC-Concurrent-To", resp_id),
-            ("WARC-Target-URI", url), ("WARC-Payload-Digest", sha1_b32(meta)),
-            ("WARC-Block-Digest", sha1_b32(meta))], meta)
+        self._write(
+            "metadata",
+            when,
+            meta_id,
+            [
+                ("Content-Type", "application/warc-fields"),
+                *common,
+                ("WARC-Concurrent-To", resp_id),
+                ("WARC-Target-URI", url),
+                ("WARC-Payload-Digest", sha1_b32(meta)),
+                ("WARC-Block-Digest", sha1_b32(meta)),
+            ],
+            meta,
+        )
         return resp_id
 
     def getvalue(self) -> bytes:
@@ -152,8 +201,11 @@ class CCWarcWriter:
 def cld2_metadata(lang: str, n_bytes: int, charset: str, fetch_ms: int) -> dict[str, str]:
     """The metadata record fields Common Crawl writes (fetch time, detected charset, CLD2 languages)."""
     name, code3 = {"en": ("ENGLISH", "eng"), "zh": ("Chinese", "zho")}.get(lang, ("Unknown", "und"))
-    langs = {"reliable": True, "text-bytes": n_bytes,
-             "languages": [{"code": lang, "code-iso-639-3": code3, "text-covered": 0.97, "score": 980.0, "name": name}]}
+    langs = {
+        "reliable": True,
+        "text-bytes": n_bytes,
+        "languages": [{"code": lang, "code-iso-639-3": code3, "text-covered": 0.97, "score": 980.0, "name": name}],
+    }
     out = {"fetchTimeMs": str(fetch_ms), "charset-detected": charset.upper()}
     if lang in ("en", "zh"):
         out["languages-cld2"] = json.dumps(langs, separators=(",", ":"))

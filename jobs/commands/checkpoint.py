@@ -32,14 +32,27 @@ def add_arguments(p) -> None:
     ex = sub.add_parser("export", help="write a checkpoint as a Hugging Face model folder")
     ex.add_argument("ckpt", metavar="CKPT", help="run dir, step dir, HF folder or s3:// prefix")
     ex.add_argument("--output", required=True, metavar="DIR", help="output folder (local or s3://)")
-    ex.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
-                    help="convert weights (default: keep the stored dtype, byte for byte)")
-    ex.add_argument("--max-shard-size", type=float, default=5.0, metavar="GB",
-                    help="split into shards of at most this many GB (default 5)")
+    ex.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default=None,
+        help="convert weights (default: keep the stored dtype, byte for byte)",
+    )
+    ex.add_argument(
+        "--max-shard-size",
+        type=float,
+        default=5.0,
+        metavar="GB",
+        help="split into shards of at most this many GB (default 5)",
+    )
     ex.add_argument("--overwrite", action="store_true", help="replace a previous export in DIR")
-    ex.add_argument("--tokenizer", metavar="TOK", default=None,
-                    help="tokenizer folder or tokenizer.json to ship with the model (default: the one "
-                         "the run trained with, found through its data's manifest)")
+    ex.add_argument(
+        "--tokenizer",
+        metavar="TOK",
+        default=None,
+        help="tokenizer folder or tokenizer.json to ship with the model (default: the one "
+        "the run trained with, found through its data's manifest)",
+    )
     _common(ex)
 
 
@@ -66,9 +79,18 @@ def _list(args) -> int:
 
     infos = list_checkpoints(args.src, requester_pays=args.requester_pays)
     if args.json:
-        out = [{"name": i.name, "uri": i.uri, "step": i.step, "tokens": i.tokens, "format": i.format,
-                "bytes": i.size, "files": [{"name": n, "bytes": f.size, "etag": f.etag}
-                                           for n, f in zip(i.names(), i.files)]} for i in infos]
+        out = [
+            {
+                "name": i.name,
+                "uri": i.uri,
+                "step": i.step,
+                "tokens": i.tokens,
+                "format": i.format,
+                "bytes": i.size,
+                "files": [{"name": n, "bytes": f.size, "etag": f.etag} for n, f in zip(i.names(), i.files)],
+            }
+            for i in infos
+        ]
         console.out(json.dumps(out, indent=2))
         return 0
     console.out(f"{len(infos)} checkpoint(s) under {args.src}")
@@ -107,10 +129,15 @@ def _resolve(args, with_optimizer: bool = True):
 
     from dsllm.trainer.checkpoints.hf import resolve_checkpoint
 
-    return resolve_checkpoint(args.ckpt if hasattr(args, "ckpt") else args.src, step=args.step,
-                              requester_pays=args.requester_pays, with_optimizer=with_optimizer,
-                              cache=Path(args.cache) if args.cache else None, progress=_Progress(),
-                              stream=False)  # export copies tensors from local files
+    return resolve_checkpoint(
+        args.ckpt if hasattr(args, "ckpt") else args.src,
+        step=args.step,
+        requester_pays=args.requester_pays,
+        with_optimizer=with_optimizer,
+        cache=Path(args.cache) if args.cache else None,
+        progress=_Progress(),
+        stream=False,
+    )  # export copies tensors from local files
 
 
 def _fetch(args) -> int:
@@ -119,10 +146,14 @@ def _fetch(args) -> int:
     from dsllm.trainer.checkpoints import remote
     from dsllm.trainer.checkpoints.hf import pick_checkpoint
 
-    info = pick_checkpoint(remote.list_checkpoints(args.src, requester_pays=args.requester_pays),
-                           args.src, args.step)
-    folder = remote.fetch_checkpoint(info, requester_pays=args.requester_pays, workers=args.workers,
-                                     cache=Path(args.cache) if args.cache else None, progress=_Progress())
+    info = pick_checkpoint(remote.list_checkpoints(args.src, requester_pays=args.requester_pays), args.src, args.step)
+    folder = remote.fetch_checkpoint(
+        info,
+        requester_pays=args.requester_pays,
+        workers=args.workers,
+        cache=Path(args.cache) if args.cache else None,
+        progress=_Progress(),
+    )
     console.out(folder)
     return 0
 
@@ -133,12 +164,19 @@ def _export(args) -> int:
     ckpt = _resolve(args, with_optimizer=False)
     for note in ckpt.notes:
         console.note(f"note: {note}")
-    written = export_hf(ckpt, args.output, dtype=args.dtype,
-                        max_shard_bytes=int(args.max_shard_size * (1 << 30)), overwrite=args.overwrite,
-                        tokenizer=args.tokenizer)
+    written = export_hf(
+        ckpt,
+        args.output,
+        dtype=args.dtype,
+        max_shard_bytes=int(args.max_shard_size * (1 << 30)),
+        overwrite=args.overwrite,
+        tokenizer=args.tokenizer,
+    )
     step = f" (step {ckpt.step})" if ckpt.step is not None else ""
     console.out(f"exported {ckpt.source}{step} to {args.output}: {', '.join(written)}")
     if "tokenizer.json" not in written:
-        console.warn("no tokenizer exported (none in the checkpoint, and its run's data names none that "
-                     "still exists unchanged); pass --tokenizer TOK so AutoTokenizer can load the folder")
+        console.warn(
+            "no tokenizer exported (none in the checkpoint, and its run's data names none that "
+            "still exists unchanged); pass --tokenizer TOK so AutoTokenizer can load the folder"
+        )
     return 0

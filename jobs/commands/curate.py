@@ -15,31 +15,48 @@ from dsllm.jobs.commands.common import add_config_flags, add_ray_flags, add_requ
 
 
 def add_arguments(p) -> None:
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="WARC/WET files, directories, globs, s3://, https://, cc:CRAWL")
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="WARC/WET files, directories, globs, s3://, https://, cc:CRAWL"
+    )
     p.add_argument("--output", "-o", required=True, metavar="OUT", help="output directory (local or s3://)")
     add_config_flags(p)
-    p.add_argument("--dedup-index", metavar="IDX", default=None,
-                   help="cross-dump dedup index (local or s3://): dedup against earlier dumps and add this one")
-    p.add_argument("--skip", metavar="STAGE[,STAGE]", default="",
-                   help="stages not to run, named as in stats.json (e.g. minhash_dedup,pii)")
-    p.add_argument("--accept-partial", action="store_true",
-                   help="keep the readable records of an input that ends inside a gzip member (status "
-                        "`truncated` in manifest.json) instead of failing the run")
+    p.add_argument(
+        "--dedup-index",
+        metavar="IDX",
+        default=None,
+        help="cross-dump dedup index (local or s3://): dedup against earlier dumps and add this one",
+    )
+    p.add_argument(
+        "--skip",
+        metavar="STAGE[,STAGE]",
+        default="",
+        help="stages not to run, named as in stats.json (e.g. minhash_dedup,pii)",
+    )
+    p.add_argument(
+        "--accept-partial",
+        action="store_true",
+        help="keep the readable records of an input that ends inside a gzip member (status "
+        "`truncated` in manifest.json) instead of failing the run",
+    )
     p.add_argument("--limit", type=int, default=None, metavar="N", help="take only the first N WARCs")
-    p.add_argument("--cc-base", default=None, metavar="URL",
-                   help="where cc:CRAWL is read from (default $DSLLM_CC_BASE or https://data.commoncrawl.org/)")
+    p.add_argument(
+        "--cc-base",
+        default=None,
+        metavar="URL",
+        help="where cc:CRAWL is read from (default $DSLLM_CC_BASE or https://data.commoncrawl.org/)",
+    )
     add_ray_flags(p)
     add_requester_pays(p)
 
 
 def run(args) -> int:
 
+    from dsllm import storage
     from dsllm.curation.config import load_curate_config
     from dsllm.curation.pipeline import replace_skip
-    from dsllm.curation.sources import resolve_inputs
-    from dsllm import storage
-    from dsllm.errors import UserError
     from dsllm.curation.run import run_curate
+    from dsllm.curation.sources import resolve_inputs
+    from dsllm.errors import UserError
     from dsllm.jobs.runner import RayExecutor, require_shared_path
 
     storage.set_requester_pays(args.requester_pays)
@@ -55,18 +72,25 @@ def run(args) -> int:
     executor = RayExecutor.start(args.ray_address)
     for uri in [args.output] + ([args.dedup_index] if args.dedup_index else []) + [spec.uri for spec in specs]:
         require_shared_path(uri, "--output" if uri == args.output else "input")
-    result = run_curate(specs, args.output, cfg, executor, args.dedup_index,
-                        log=console.note)
+    result = run_curate(specs, args.output, cfg, executor, args.dedup_index, log=console.note)
     totals = result.stats["totals"]
-    console.out(f"curate: {totals['documents']} documents, {totals['chars']} characters in "
-          f"{len(result.shards)} shard(s) at {args.output}")
+    console.out(
+        f"curate: {totals['documents']} documents, {totals['chars']} characters in "
+        f"{len(result.shards)} shard(s) at {args.output}"
+    )
     if result.failed:
         for f in result.failed:
             console.note(f"curate: input {f['status']}: {f['uri']}: {f['error']}")
         names = ", ".join(f"{f['uri']} ({f['status']})" for f in result.failed)
-        hint = "; --accept-partial keeps a truncated input's readable records" if any(
-            f["status"] == "truncated" for f in result.failed) else ""
-        console.error("curate", f"{len(result.failed)} input(s) not usable: {names}; the others are kept; "
-                      f"rerun the same command to retry only those{hint}")
+        hint = (
+            "; --accept-partial keeps a truncated input's readable records"
+            if any(f["status"] == "truncated" for f in result.failed)
+            else ""
+        )
+        console.error(
+            "curate",
+            f"{len(result.failed)} input(s) not usable: {names}; the others are kept; "
+            f"rerun the same command to retry only those{hint}",
+        )
         return 1
     return 0

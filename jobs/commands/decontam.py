@@ -29,9 +29,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from dsllm.curation.decontam.sources import default_tasks
     from dsllm.curation.decontam.stage import build_index
-    from dsllm.trainer.benchmarks.tasks import expand, spec_of
-
     from dsllm.errors import UserError
+    from dsllm.trainer.benchmarks.tasks import expand, spec_of
 
     if args.action != "index":
         raise UserError("usage: dsllm decontam index --tasks LIST [--local FILE] --output IDX")
@@ -43,6 +42,14 @@ def run(args) -> int:
         spec_of(it)  # unknown names fail before any work
     index = build_index(items + list(args.local), n=args.n)
     index.save(args.output)
-    print(json.dumps({"index": args.output, "n": args.n, "test_strings": index.counts,
-                      "hashes": {str(k): len(v[0]) for k, v in sorted(index.tables.items())}}))
+    print(
+        json.dumps(
+            {
+                "index": args.output,
+                "n": args.n,
+                "test_strings": index.counts,
+                "hashes": {str(k): len(v[0]) for k, v in sorted(index.tables.items())},
+            }
+        )
+    )
     return 0

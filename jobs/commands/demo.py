@@ -12,9 +12,13 @@ from dsllm.jobs.commands.common import add_config_flags
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--workdir", default="dsllm-demo", metavar="DIR",
-                   help="where the crawl, curated shards, tokenizer, packed data and run go "
-                        "(local or s3://; default ./dsllm-demo)")
+    p.add_argument(
+        "--workdir",
+        default="dsllm-demo",
+        metavar="DIR",
+        help="where the crawl, curated shards, tokenizer, packed data and run go "
+        "(local or s3://; default ./dsllm-demo)",
+    )
     add_config_flags(p)
 
 

@@ -23,27 +23,48 @@ def add_arguments(p) -> None:
     import argparse
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' lines
-    p.add_argument("--model", nargs="+", required=True, metavar="SRC",
-                   help="checkpoint(s): run dir, step dir, HF folder or s3:// prefix")
+    p.add_argument(
+        "--model",
+        nargs="+",
+        required=True,
+        metavar="SRC",
+        help="checkpoint(s): run dir, step dir, HF folder or s3:// prefix",
+    )
     p.add_argument("--data", default=None, metavar="PACKED", help="packed data folder (local or s3://)")
-    p.add_argument("--tasks", default=None, metavar="LIST",
-                   help="comma-separated benchmarks (arc_easy, hellaswag, gsm8k, ...; groups mc, bpb, math; "
-                        "or a local requests .jsonl[.gz])")
+    p.add_argument(
+        "--tasks",
+        default=None,
+        metavar="LIST",
+        help="comma-separated benchmarks (arc_easy, hellaswag, gsm8k, ...; groups mc, bpb, math; "
+        "or a local requests .jsonl[.gz])",
+    )
     p.add_argument("--limit", type=int, default=None, metavar="N", help="first N documents of each task")
     p.add_argument("--shots", type=int, default=None, metavar="K", help="few-shot variant (default: most shots)")
-    p.add_argument("--tokenizer", default=None, metavar="TOK",
-                   help="tokenizer.json or its folder (default: the model folder's tokenizer.json)")
+    p.add_argument(
+        "--tokenizer",
+        default=None,
+        metavar="TOK",
+        help="tokenizer.json or its folder (default: the model folder's tokenizer.json)",
+    )
     p.add_argument("--log-samples", default=None, metavar="FILE", help="write one JSON line per scored request")
     p.add_argument("--html", default=None, metavar="FILE", help="write an HTML chart of each task against tokens")
     p.add_argument("--max-rows", type=int, default=None, metavar="N", help="evaluate the first N rows only")
     p.add_argument("--batch-size", type=int, default=4, metavar="SEQS", help="sequences per forward pass")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
-                   help="compute dtype (bfloat16 halves memory for 7B-size checkpoints)")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="compute dtype (bfloat16 halves memory for 7B-size checkpoints)",
+    )
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.add_argument("--cache", metavar="DIR", default=None, help="cache folder for s3:// checkpoints")
-    p.add_argument("--no-stream", dest="stream", action="store_false",
-                   help="fetch s3:// safetensors into the cache before loading instead of streaming them "
-                        "into the model (same as DSLLM_CHECKPOINT_CACHE=1; .bin is always cached)")
+    p.add_argument(
+        "--no-stream",
+        dest="stream",
+        action="store_false",
+        help="fetch s3:// safetensors into the cache before loading instead of streaming them "
+        "into the model (same as DSLLM_CHECKPOINT_CACHE=1; .bin is always cached)",
+    )
     add_requester_pays(p, default=True)
 
 
@@ -63,8 +84,12 @@ def _checkpoints(src: str, args):
     from dsllm.jobs.commands.checkpoint import _Progress
 
     stream = None if args.stream else False
-    return [lambda i=i: hf.open_checkpoint(i, src, args.requester_pays, cache, with_optimizer=False,
-                                           progress=_Progress(), stream=stream) for i in chosen]
+    return [
+        lambda i=i: hf.open_checkpoint(
+            i, src, args.requester_pays, cache, with_optimizer=False, progress=_Progress(), stream=stream
+        )
+        for i in chosen
+    ]
 
 
 def run(args) -> int:
@@ -93,10 +118,15 @@ def run(args) -> int:
             console.note(f"note: {note}")
         if ckpt.streamed:
             size = sum(s.remote.size for s in ckpt.remote_shards.values())
-            console.note(f"streaming {size / 1e9:.2f} GB of safetensors from S3 straight into the model "
-                  "(no cached copy; --no-stream to fetch into the cache first)")
-        results.append(evaluate_checkpoint(ckpt, args.data, args.max_rows, args.batch_size,
-                                           dtype=getattr(torch, args.dtype), name=label))
+            console.note(
+                f"streaming {size / 1e9:.2f} GB of safetensors from S3 straight into the model "
+                "(no cached copy; --no-stream to fetch into the cache first)"
+            )
+        results.append(
+            evaluate_checkpoint(
+                ckpt, args.data, args.max_rows, args.batch_size, dtype=getattr(torch, args.dtype), name=label
+            )
+        )
     if args.json:
         console.out(json.dumps([r.to_dict() for r in results], indent=2))
     else:

@@ -26,10 +26,11 @@ def load_tokenizer(tok: str | None, ckpt):
 
 def run_tasks(args, checkpoints) -> int:
     import torch
+
     from dsllm.trainer.benchmarks import report
     from dsllm.trainer.benchmarks import tasks as T
-    from dsllm.trainer.evaluate import evaluate_checkpoint
     from dsllm.trainer.checkpoints.hf import build_model
+    from dsllm.trainer.evaluate import evaluate_checkpoint
 
     if args.limit is not None and args.limit <= 0:
         raise UserError("--limit must be positive")
@@ -50,12 +51,14 @@ def run_tasks(args, checkpoints) -> int:
             log = None
             if log_file is not None:
                 log = lambda rec, label=label: log_file.write(json.dumps({"checkpoint": label, **rec}) + "\n")
-            scores = report.evaluate_tasks(model, tokenizer, loaded, ckpt.config.max_position_embeddings,
-                                           bos_id=ckpt.config.bos_token_id, log=log)
+            scores = report.evaluate_tasks(
+                model, tokenizer, loaded, ckpt.config.max_position_embeddings, bos_id=ckpt.config.bos_token_id, log=log
+            )
             row = {"checkpoint": label, "step": ckpt.step, "trained_tokens": ckpt.tokens, "tasks": scores}
             if args.data is not None:
-                row["loss"] = evaluate_checkpoint(ckpt, args.data, args.max_rows, args.batch_size,
-                                                  dtype=getattr(torch, args.dtype), name=label).to_dict()
+                row["loss"] = evaluate_checkpoint(
+                    ckpt, args.data, args.max_rows, args.batch_size, dtype=getattr(torch, args.dtype), name=label
+                ).to_dict()
             rows.append(row)
     finally:
         if log_file is not None:

@@ -34,8 +34,11 @@ def run(args) -> int:
             console.stdout.print(table)
     elif args.action == "status":
         info = submit.status(args.address, args.job_id)
-        console.out(json.dumps(info, indent=2) if args.json else f"{info['submission_id']}: {info['status']}"
-              + (f" ({info['message']})" if info.get("message") else ""))
+        console.out(
+            json.dumps(info, indent=2)
+            if args.json
+            else f"{info['submission_id']}: {info['status']}" + (f" ({info['message']})" if info.get("message") else "")
+        )
     elif args.action == "logs":
         if args.follow:
             submit.wait(args.address, args.job_id, follow=True)

@@ -19,10 +19,21 @@ def add_arguments(p) -> None:
     p.add_argument("packed", nargs="+", metavar="PACKED", help="packed datasets (dsllm pack outputs, local or s3://)")
     p.add_argument("--output", required=True, metavar="MIX", help="output directory (local or s3://)")
     p.add_argument("--mixture", metavar="FILE", default=None, help="mixture TOML (default: configs/mixture.toml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override the mixture, e.g. --set mixture.target.news=0.2 --set mixture.max_repeat=2")
-    p.add_argument("--tokens", type=int, default=None, metavar="N",
-                   help="planned total tokens (default: the natural total of the inputs)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the mixture, e.g. --set mixture.target.news=0.2 --set mixture.max_repeat=2",
+    )
+    p.add_argument(
+        "--tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="planned total tokens (default: the natural total of the inputs)",
+    )
     p.add_argument("--json", action="store_true", help="print mixture.json instead of the table")
 
 
@@ -52,9 +63,11 @@ def format_table(mixture: dict) -> str:
     head = f"{'domain':<16} {'natural':>12} {'nat %':>6} {'target %':>8} {'planned':>12} {'mix %':>6} {'repeat':>6} {'shortfall':>10}"
     lines = [head, "-" * len(head)]
     for d, m in mixture["domains"].items():
-        lines.append(f"{d[:16]:<16} {m['natural_tokens']:>12,} {100 * m['natural_share']:>6.1f} "
-                     f"{100 * m['target_share']:>8.1f} {m['planned_tokens']:>12,} {100 * m['planned_share']:>6.1f} "
-                     f"{m['repeat']:>6.2f} {m['shortfall_tokens']:>10,}")
+        lines.append(
+            f"{d[:16]:<16} {m['natural_tokens']:>12,} {100 * m['natural_share']:>6.1f} "
+            f"{100 * m['target_share']:>8.1f} {m['planned_tokens']:>12,} {100 * m['planned_share']:>6.1f} "
+            f"{m['repeat']:>6.2f} {m['shortfall_tokens']:>10,}"
+        )
     if mixture.get("absent_targets"):
         lines.append(f"targets for domains not in the data (ignored): {', '.join(mixture['absent_targets'])}")
     return "\n".join(lines)

@@ -20,10 +20,13 @@ def add_arguments(p) -> None:
     p.add_argument("--tokenizer", required=True, metavar="DIR", help="directory with tokenizer.json (local or s3://)")
     p.add_argument("--output", required=True, metavar="PACKED", help="output directory (local or s3://)")
     p.add_argument("--seq-len", type=int, default=None, metavar="N", help="tokens per row (default 4096)")
-    p.add_argument("--bos", choices=["eos", "document"], default=None,
-                   help="eos: documents joined by EOS only, as DeepSeek (default); document: also BOS before each")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="in-process Ray CPUs (default: all cores)")
+    p.add_argument(
+        "--bos",
+        choices=["eos", "document"],
+        default=None,
+        help="eos: documents joined by EOS only, as DeepSeek (default); document: also BOS before each",
+    )
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="in-process Ray CPUs (default: all cores)")
     add_config_flags(p)
     add_ray_flags(p)
 

@@ -17,7 +17,9 @@ def add_arguments(p) -> None:
     t = sub.add_parser("train", help="train a fastText classifier from positive and negative text")
     t.add_argument("--positive", required=True, action="append", metavar="P", help="high-quality text (repeatable)")
     t.add_argument("--negative", required=True, action="append", metavar="N", help="low-quality text (repeatable)")
-    t.add_argument("--output", "-o", required=True, metavar="MODEL", help="where to write the model (.bin; local or s3://)")
+    t.add_argument(
+        "--output", "-o", required=True, metavar="MODEL", help="where to write the model (.bin; local or s3://)"
+    )
     add_config_flags(t)
 
 

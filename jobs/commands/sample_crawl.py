@@ -19,12 +19,23 @@ DEFAULT_CRAWL = "CC-MAIN-2024-10"
 def add_arguments(p) -> None:
     p.add_argument("out", metavar="OUT", help="output directory (local path or s3://bucket/prefix)")
     p.add_argument("--warcs", type=int, default=2, metavar="N", help="WARC files per crawl (default 2)")
-    p.add_argument("--records", type=int, default=150, metavar="N",
-                   help="captures (request+response+metadata) per WARC file (default 150)")
+    p.add_argument(
+        "--records",
+        type=int,
+        default=150,
+        metavar="N",
+        help="captures (request+response+metadata) per WARC file (default 150)",
+    )
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
-    p.add_argument("--crawl", dest="crawls", action="extend", nargs="+", metavar="NAME",
-                   help=f"crawl name(s) CC-MAIN-YYYY-WW, oldest first (default {DEFAULT_CRAWL}); "
-                        "later dumps recrawl part of the earlier ones")
+    p.add_argument(
+        "--crawl",
+        dest="crawls",
+        action="extend",
+        nargs="+",
+        metavar="NAME",
+        help=f"crawl name(s) CC-MAIN-YYYY-WW, oldest first (default {DEFAULT_CRAWL}); "
+        "later dumps recrawl part of the earlier ones",
+    )
 
 
 def run(args) -> int:
@@ -46,8 +57,10 @@ def run(args) -> int:
 
     summary = write_sample_crawl(args.out, cfg, progress=progress)
     for crawl, info in summary["crawls"].items():
-        console.out(f"{crawl}: {info['captures']} captures in {len(info['warcs'])} WARC files "
-              f"({storage.join(args.out, f'crawl-data/{crawl}/warc.paths.gz')})")
+        console.out(
+            f"{crawl}: {info['captures']} captures in {len(info['warcs'])} WARC files "
+            f"({storage.join(args.out, f'crawl-data/{crawl}/warc.paths.gz')})"
+        )
         for key, n in info["counts"].items():
             console.out(f"  {key:<32} {n:>6}")
     recs = summary["warc_records"]

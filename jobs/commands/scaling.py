@@ -22,32 +22,50 @@ from dsllm.jobs.commands.common import add_config_flags, add_ray_flags
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     sub = p.add_subparsers(dest="scaling_command", metavar="SUBCOMMAND")
-    s = sub.add_parser("sweep", help="train a sweep of runs at several compute budgets (Ray tasks)",
-                       description="Plan and run an IsoFLOP (or η × B) sweep; rerun to resume.")
+    s = sub.add_parser(
+        "sweep",
+        help="train a sweep of runs at several compute budgets (Ray tasks)",
+        description="Plan and run an IsoFLOP (or η × B) sweep; rerun to resume.",
+    )
     s.add_argument("--data", required=True, metavar="PACKED", help="packed data (local or a shared filesystem)")
     s.add_argument("--output", required=True, metavar="SWEEP", help="sweep directory")
     s.add_argument("--budgets", default="", metavar="C,C,...", help="compute budgets in FLOPs, e.g. 1e13,3e13,1e14")
     s.add_argument("--points", type=int, default=6, help="shapes per budget (isoflop) or values per axis (hparams)")
     s.add_argument("--mode", choices=["isoflop", "hparams"], default="isoflop")
-    s.add_argument("--validate", default="", metavar="C,...",
-                   help="also one run at the laws' optimum for each C (reported beside fit --predict C)")
-    s.add_argument("--laws", default=None, metavar="FIT.json",
-                   help="plan with the laws of `dsllm scaling fit --json` (default: the paper's)")
+    s.add_argument(
+        "--validate",
+        default="",
+        metavar="C,...",
+        help="also one run at the laws' optimum for each C (reported beside fit --predict C)",
+    )
+    s.add_argument(
+        "--laws",
+        default=None,
+        metavar="FIT.json",
+        help="plan with the laws of `dsllm scaling fit --json` (default: the paper's)",
+    )
     s.add_argument("--tokenizer", default=None, metavar="DIR", help="the data's tokenizer (default: PACKED's manifest)")
     s.add_argument("--workers", type=int, default=1, help="runs at once on the in-process Ray")
     s.add_argument("--dry-run", action="store_true", help="print the plan, train nothing")
     add_ray_flags(s)
     add_config_flags(s)
 
-    f = sub.add_parser("fit", help="fit the scaling laws of a sweep; predict a larger budget",
-                       description="IsoFLOP fits, power laws with bootstrap intervals, a prediction.")
+    f = sub.add_parser(
+        "fit",
+        help="fit the scaling laws of a sweep; predict a larger budget",
+        description="IsoFLOP fits, power laws with bootstrap intervals, a prediction.",
+    )
     f.add_argument("sweep", metavar="SWEEP")
     f.add_argument("--predict", default=None, metavar="C", help="compute budget to predict (FLOPs)")
     f.add_argument("--json", action="store_true", help="print JSON instead of tables")
     f.add_argument("--html", default=None, metavar="FILE", help="also write a self-contained HTML page")
     f.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples (default 1000)")
-    f.add_argument("--band", type=float, default=0.0025,
-                   help="near-optimal band for η and B: within this fraction of the minimum (default 0.0025)")
+    f.add_argument(
+        "--band",
+        type=float,
+        default=0.0025,
+        help="near-optimal band for η and B: within this fraction of the minimum (default 0.0025)",
+    )
 
 
 def budgets(text: str, flag: str) -> list[float]:
@@ -79,12 +97,11 @@ def _config(args):
 def run_sweep_command(args) -> int:
     import sys
 
+    from dsllm import storage
     from dsllm.errors import UserError
     from dsllm.trainer.scaling.data import split_packed
     from dsllm.trainer.scaling.laws import load_laws
     from dsllm.trainer.scaling.plan import Planner
-
-    from dsllm import storage
 
     if args.points < 1 or args.workers < 1:
         raise UserError("--points and --workers must be >= 1")
@@ -108,8 +125,11 @@ def run_sweep_command(args) -> int:
         for c in cs:
             n = sum(r.role == "isoflop" and r.budget == c for r in runs)
             if n < 3:
-                print(f"warning: budget {c:.3g} has {n} distinct shape(s); an IsoFLOP parabola needs 3 "
-                      "(raise the budget, or lower shape.head_dim / shape.aspect)", file=sys.stderr)
+                print(
+                    f"warning: budget {c:.3g} has {n} distinct shape(s); an IsoFLOP parabola needs 3 "
+                    "(raise the budget, or lower shape.head_dim / shape.aspect)",
+                    file=sys.stderr,
+                )
     if not runs:
         raise UserError("every planned run was left out (raise the budgets or lower min_steps)")
     if args.dry_run:
@@ -119,8 +139,10 @@ def run_sweep_command(args) -> int:
 
     record_plan(Path(args.output), runs, cfg, args.data)
     summary = run_sweep(runs, args.output, info, cfg, args.ray_address, args.workers)
-    print(f"{args.output}: {summary['planned']} runs, {summary['skipped']} already finished, "
-          f"{summary['finished']} finished now, {len(summary['failed'])} failed")
+    print(
+        f"{args.output}: {summary['planned']} runs, {summary['skipped']} already finished, "
+        f"{summary['finished']} finished now, {len(summary['failed'])} failed"
+    )
     if summary["failed"]:
         print(f"failed (rerun the same command to retry them): {', '.join(summary['failed'])}", file=sys.stderr)
         return 1
@@ -135,8 +157,10 @@ def _print_plan(runs, cfg) -> None:
     for g in groups:
         for r in g.runs:
             shared = f"  first {r.branch_step()} steps shared ({g.key[:8]})" if g.shared else ""
-            print(f"{r.run_id}  M={r.flops_per_token:.3e}  D={r.tokens:.3e}  lr={r.lr:.3g}  "
-                  f"batch={r.batch_seqs}  steps={r.steps}  warmup={r.warmup_steps}{shared}")
+            print(
+                f"{r.run_id}  M={r.flops_per_token:.3e}  D={r.tokens:.3e}  lr={r.lr:.3g}  "
+                f"batch={r.batch_seqs}  steps={r.steps}  warmup={r.warmup_steps}{shared}"
+            )
     alone = sum(r.tokens for r in runs)
     shared = sum(_group_tokens(g) for g in groups)
     print(f"# {len(runs)} runs, {shared:.3e} tokens to train ({alone:.3e} without shared first stages)")

@@ -18,14 +18,21 @@ from dsllm.jobs.commands.common import add_requester_pays
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", metavar="PATH", help="curated OUT, PACKED or MIX directory (local or s3://), or its manifest.json")
+    p.add_argument(
+        "path", metavar="PATH", help="curated OUT, PACKED or MIX directory (local or s3://), or its manifest.json"
+    )
     p.add_argument("--json", action="store_true", help="print the numbers as JSON (stable keys) instead of tables")
-    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with charts (local or s3://)")
-    p.add_argument("--sample", metavar="N", type=int, default=0, help="show N random documents (or sequences) with metadata")
+    p.add_argument(
+        "--html", metavar="FILE", help="also write a self-contained HTML report with charts (local or s3://)"
+    )
+    p.add_argument(
+        "--sample", metavar="N", type=int, default=0, help="show N random documents (or sequences) with metadata"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed of --sample (default 0)")
     p.add_argument("--verify", action="store_true", help="re-read every shard and check sha256 against the manifest")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="parallel shard reads (default: 8 local, 32 remote)")
+    p.add_argument(
+        "--threads", type=int, default=None, metavar="N", help="parallel shard reads (default: 8 local, 32 remote)"
+    )
     add_requester_pays(p)
 
 
@@ -42,8 +49,9 @@ def run(args) -> int:
         raise UserError(f"--threads {args.threads}: must be >= 1")
     storage.set_requester_pays(args.requester_pays)
     with _progress() as progress:
-        report = summarize(args.path, sample=args.sample, verify=args.verify, seed=args.seed,
-                           threads=args.threads, progress=progress)
+        report = summarize(
+            args.path, sample=args.sample, verify=args.verify, seed=args.seed, threads=args.threads, progress=progress
+        )
     if args.html:
         from dsllm.curation.report.html import render_html
 
@@ -68,8 +76,14 @@ class _progress:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-            self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                                TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self.bar = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
             self.bar.start()
         return self
 

@@ -23,18 +23,28 @@ from dsllm.jobs.commands.common import add_config_flags, add_ray_flags
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--model", default=None, metavar="{tiny,7b,67b,FILE}",
-                   help="model flavor or a JSON file of LlamaConfig fields")
+    p.add_argument(
+        "--model", default=None, metavar="{tiny,7b,67b,FILE}", help="model flavor or a JSON file of LlamaConfig fields"
+    )
     p.add_argument("--data", required=True, metavar="PACKED", help="packed data (local or s3://)")
-    p.add_argument("--output", required=True, metavar="RUN", help="run directory (metrics, checkpoints): local or s3://")
-    p.add_argument("--resume-from", default=None, metavar="SRC",
-                   help="run dir, checkpoint dir, or Hugging Face model dir / S3 prefix")
+    p.add_argument(
+        "--output", required=True, metavar="RUN", help="run directory (metrics, checkpoints): local or s3://"
+    )
+    p.add_argument(
+        "--resume-from",
+        default=None,
+        metavar="SRC",
+        help="run dir, checkpoint dir, or Hugging Face model dir / S3 prefix",
+    )
     p.add_argument("--max-steps", type=int, default=None, help="optimizer steps to train to")
-    p.add_argument("--batch-size", type=int, default=None, metavar="SEQS",
-                   help="global batch in sequences")
+    p.add_argument("--batch-size", type=int, default=None, metavar="SEQS", help="global batch in sequences")
     p.add_argument("--workers", type=int, default=1, help="data-parallel workers (Ray Train)")
-    p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"),
-                   help="where to train: auto (CUDA when present, the default), cpu or cuda")
+    p.add_argument(
+        "--device",
+        default=None,
+        choices=("auto", "cpu", "cuda"),
+        help="where to train: auto (CUDA when present, the default), cpu or cuda",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     add_ray_flags(p)
     add_config_flags(p)
@@ -88,8 +98,11 @@ def _train_config(args):
     if run is not None:
         data = run[1]
     if args.config:
-        data = {**data, **load_toml(args.config)} if run is None else apply_overrides(
-            data, [f"{k}={_literal(v)}" for k, v in _flatten(load_toml(args.config)).items()])
+        data = (
+            {**data, **load_toml(args.config)}
+            if run is None
+            else apply_overrides(data, [f"{k}={_literal(v)}" for k, v in _flatten(load_toml(args.config)).items()])
+        )
     elif run is None and args.model in ("tiny", "7b", "67b") and (CONFIG_DIR / f"train-{args.model}.toml").exists():
         data = load_toml(CONFIG_DIR / f"train-{args.model}.toml")
     flags = [f"max_steps={args.max_steps}"] if args.max_steps is not None else []
@@ -99,8 +112,10 @@ def _train_config(args):
     if run is not None and not getattr(args, "quiet", False):
         before, after = _flatten(run[1]), _flatten(config_to_dict(cfg))
         changed = [f"{k} {before.get(k)!r} -> {after[k]!r}" for k in sorted(after) if before.get(k) != after[k]]
-        console.out(f"resuming with the train config of {run[0]}; "
-              + (f"changed: {', '.join(changed)}" if changed else "nothing changed"))
+        console.out(
+            f"resuming with the train config of {run[0]}; "
+            + (f"changed: {', '.join(changed)}" if changed else "nothing changed")
+        )
     return cfg
 
 
@@ -163,12 +178,24 @@ def run(args) -> int:
 
     if not storage.is_s3(args.output):
         Path(args.output).mkdir(parents=True, exist_ok=True)
-    storage.write_text(storage.join(args.output, "train_config.json"), json.dumps(
-        {"model": model_cfg.to_hf_dict(), "train": config_to_dict(cfg), "data": args.data,
-         "resume_from": args.resume_from}, indent=2) + "\n")
+    storage.write_text(
+        storage.join(args.output, "train_config.json"),
+        json.dumps(
+            {
+                "model": model_cfg.to_hf_dict(),
+                "train": config_to_dict(cfg),
+                "data": args.data,
+                "resume_from": args.resume_from,
+            },
+            indent=2,
+        )
+        + "\n",
+    )
     summary = train(model_cfg, cfg, args.data, args.output, args.resume_from, quiet=args.quiet)
-    console.out(f"trained to step {summary['step']} ({summary['tokens']:,} tokens), loss {summary['loss']:.4f}; "
-          f"checkpoint {summary['checkpoint']}")
+    console.out(
+        f"trained to step {summary['step']} ({summary['tokens']:,} tokens), loss {summary['loss']:.4f}; "
+        f"checkpoint {summary['checkpoint']}"
+    )
     return 0
 
 

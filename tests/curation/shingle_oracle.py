@@ -31,5 +31,5 @@ def oracle_shingles(text: str, n_words: int = 3, n_chars: int = 5) -> list[bytes
     for kind, run in itertools.groupby(units, key=lambda u: u[0]):
         toks = [u.encode("utf-8") for _, u in run]
         n = n_words if kind == WORD else n_chars
-        out += [b" ".join(toks[i:i + n]) for i in range(max(1, len(toks) - n + 1))]
+        out += [b" ".join(toks[i : i + n]) for i in range(max(1, len(toks) - n + 1))]
     return out

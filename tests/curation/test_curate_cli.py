@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
+from dsllm import storage
+from dsllm.config import load_config
 from dsllm.curation.config import CurateConfig
 from dsllm.curation.executor import LocalExecutor
 from dsllm.curation.pipeline import replace_skip
+from dsllm.curation.run import run_curate
 from dsllm.curation.samples import SampleCrawlConfig, write_sample_crawl
 from dsllm.curation.sources import resolve_inputs
-from dsllm import storage
-from dsllm.config import load_config
-from dsllm.curation.run import run_curate
 from tests.conftest import run_cli
 
 
@@ -22,8 +21,21 @@ def test_cc_crawl_over_http_to_s3_with_a_failing_input_then_resume(tmp_path, htt
     base = http_server(root)
     late = "crawl-data/late/CC-MAIN-2024-10-late.warc.gz"
     out = f"s3://{s3_bucket}/run1"
-    args = ["curate", "cc:CC-MAIN-2024-10", base + late, "--cc-base", base, "--limit", "2", "--output", out,
-            "--set", "run.retries=0", "--skip", "minhash_dedup"]
+    args = [
+        "curate",
+        "cc:CC-MAIN-2024-10",
+        base + late,
+        "--cc-base",
+        base,
+        "--limit",
+        "2",
+        "--output",
+        out,
+        "--set",
+        "run.retries=0",
+        "--skip",
+        "minhash_dedup",
+    ]
     proc = run_cli(*args)
     assert proc.returncode == 1, proc.stderr
     assert "1 input(s) failed" in proc.stderr and late in proc.stderr.splitlines()[-1]
@@ -55,10 +67,12 @@ def test_cc_crawl_over_http_to_s3_with_a_failing_input_then_resume(tmp_path, htt
 
 
 def test_user_errors_are_one_line(tmp_path):
-    for args, needle in ((["curate", str(tmp_path / "none.warc.gz"), "--output", str(tmp_path / "o")], "no such file"),
-                         (["curate", str(tmp_path), "--output", str(tmp_path / "o"), "--skip", "dedupe"], "unknown stage"),
-                         (["curate", "cc:CC-MAIN-99", "--output", str(tmp_path / "o")], "crawl name"),
-                         (["curate", str(tmp_path), "--output", str(tmp_path / "o"), "--set", "langid.threshold=2"], "threshold")):
+    for args, needle in (
+        (["curate", str(tmp_path / "none.warc.gz"), "--output", str(tmp_path / "o")], "no such file"),
+        (["curate", str(tmp_path), "--output", str(tmp_path / "o"), "--skip", "dedupe"], "unknown stage"),
+        (["curate", "cc:CC-MAIN-99", "--output", str(tmp_path / "o")], "crawl name"),
+        (["curate", str(tmp_path), "--output", str(tmp_path / "o"), "--set", "langid.threshold=2"], "threshold"),
+    ):
         proc = run_cli(*args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert proc.stderr.count("\n") == 1 and needle in proc.stderr and "Traceback" not in proc.stderr

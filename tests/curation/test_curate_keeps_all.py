@@ -20,20 +20,23 @@ from tests.conftest import run_cli, shared_path
 
 def shard_rows(out: Path) -> list[dict]:
     m = json.loads((out / "manifest.json").read_text())
-    return pa.concat_tables([pq.read_table(out / s["path"], columns=["id", "url", "domain"])
-                             for s in m["shards"]]).to_pylist()
+    return pa.concat_tables(
+        [pq.read_table(out / s["path"], columns=["id", "url", "domain"]) for s in m["shards"]]
+    ).to_pylist()
 
 
 def filtered(out: Path) -> list[dict]:
     """The documents the per-input filter stages kept (before dedup)."""
-    return pa.concat_tables([pq.read_table(p, columns=["id", "url"])
-                             for p in sorted((out / "_work" / "inputs").glob("*/docs.parquet"))]).to_pylist()
+    return pa.concat_tables(
+        [pq.read_table(p, columns=["id", "url"]) for p in sorted((out / "_work" / "inputs").glob("*/docs.parquet"))]
+    ).to_pylist()
 
 
 def check_natural_domains(out: Path, rows: list[dict]) -> None:
     stats = json.loads((out / "stats.json").read_text())
-    assert {d: v["documents"] for d, v in stats["domains"]["natural"].items()} == \
-        collections.Counter(r["domain"] for r in rows)
+    assert {d: v["documents"] for d, v in stats["domains"]["natural"].items()} == collections.Counter(
+        r["domain"] for r in rows
+    )
     assert [s["name"] for s in stats["stages"]][-1] == "minhash_dedup"
     assert stats["stages"][-1]["out"] == len(rows)
 
@@ -47,8 +50,8 @@ def test_every_good_unique_page_of_the_sample_crawl_is_kept_once(tmp_path):
     rows = shard_rows(out)
     urls = collections.Counter(r["url"] for r in rows)
     truth = json.loads((crawl / "sample-crawl.json").read_text())["captures"]
-    passed = {r["url"] for r in filtered(out)}                          # what the filter stages kept
-    copies = collections.defaultdict(set)                                # page → its planted duplicates
+    passed = {r["url"] for r in filtered(out)}  # what the filter stages kept
+    copies = collections.defaultdict(set)  # page → its planted duplicates
     for c in truth:
         if c["dup_of"]:
             copies[c["dup_of"]].add(c["url"])
@@ -69,8 +72,16 @@ def test_real_common_crawl_pages_that_pass_the_filters_are_all_kept(tmp_path):
     out = tmp_path / "out"
     # the real pages are few and varied: the heuristic thresholds of a tiny excerpt are relaxed so
     # that some pass; what matters here is that nothing after the filters removes or repeats one
-    proc = run_cli("curate", str(warc), "--output", str(out), "--skip", "gopher_quality,gopher_repetition,c4,fineweb",
-                   "--set", "langid.languages=[\"en\", \"zh\", \"de\", \"nl\", \"ru\"]")
+    proc = run_cli(
+        "curate",
+        str(warc),
+        "--output",
+        str(out),
+        "--skip",
+        "gopher_quality,gopher_repetition,c4,fineweb",
+        "--set",
+        'langid.languages=["en", "zh", "de", "nl", "ru"]',
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     kept = filtered(out)
     stats = json.loads((out / "stats.json").read_text())

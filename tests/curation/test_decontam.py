@@ -8,14 +8,15 @@ import json
 import re
 
 import pyarrow.parquet as pq
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from dsllm.curation.decontam.index import DecontamIndex
 from dsllm.curation.decontam.ngrams import tokens
 from dsllm.curation.decontam.stage import Decontaminator
 from dsllm.curation.document import Document
 from dsllm.curation.stage import StageCounts
 from dsllm.trainer.benchmarks.tasks import data_root
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
@@ -51,14 +52,16 @@ def test_gsm8k_quote_dropped_eight_words_kept(tmp_path, cli):
 
 
 def test_chinese_character_ngrams_and_short_strings(tmp_path):
-    long_item = "在一个平面直角坐标系中求两点之间的距离"     # 19 characters: 10-grams
-    short_item = "量子纠缠态"                             # 5 characters: matched whole
+    long_item = "在一个平面直角坐标系中求两点之间的距离"  # 19 characters: 10-grams
+    short_item = "量子纠缠态"  # 5 characters: matched whole
     index = DecontamIndex.build({"cmmlu": [long_item, short_item, "太短"]})
-    texts = ["今天的作业：" + long_item[3:13] + "，我不会做。",   # 10 consecutive characters: dropped
-             "今天的作业：" + long_item[3:12] + "，我不会做。",   # only 9: kept
-             "物理课讲了量子纠缠态的实验",                        # whole short item: dropped
-             "物理课讲了量子纠缠的实验",                          # 4 of its 5 characters: kept
-             "他说太短了"]                                       # 2-token items are never indexed
+    texts = [
+        "今天的作业：" + long_item[3:13] + "，我不会做。",  # 10 consecutive characters: dropped
+        "今天的作业：" + long_item[3:12] + "，我不会做。",  # only 9: kept
+        "物理课讲了量子纠缠态的实验",  # whole short item: dropped
+        "物理课讲了量子纠缠的实验",  # 4 of its 5 characters: kept
+        "他说太短了",
+    ]  # 2-token items are never indexed
     kept, counts = _run(index, texts)
     assert kept == [texts[1], texts[3], texts[4]]
     assert dict(counts.dropped) == {"benchmark:cmmlu": 2}
@@ -70,16 +73,18 @@ def _oracle(test_strings, text, n):
     for s in test_strings:
         t = tokens(s)
         if len(t) >= n:
-            grams |= {tuple(t[i:i + n]) for i in range(len(t) - n + 1)}
+            grams |= {tuple(t[i : i + n]) for i in range(len(t) - n + 1)}
         elif len(t) >= 3:
             grams.add(tuple(t))
     d = tokens(text)
-    return any(tuple(d[i:i + len(g)]) == g for g in grams for i in range(len(d) - len(g) + 1))
+    return any(tuple(d[i : i + len(g)]) == g for g in grams for i in range(len(d) - len(g) + 1))
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.lists(st.sampled_from("a b c 天 d"), min_size=1, max_size=14), min_size=1, max_size=4),
-       st.lists(st.lists(st.sampled_from("a b c 天 d e"), min_size=0, max_size=30), min_size=1, max_size=6))
+@given(
+    st.lists(st.lists(st.sampled_from("a b c 天 d"), min_size=1, max_size=14), min_size=1, max_size=4),
+    st.lists(st.lists(st.sampled_from("a b c 天 d e"), min_size=0, max_size=30), min_size=1, max_size=6),
+)
 def test_matches_set_oracle(tests_tokens, docs_tokens):
     strings = [" ".join(t) for t in tests_tokens]
     docs = [" ".join(t) for t in docs_tokens]
@@ -93,21 +98,42 @@ def test_curate_drops_pages_quoting_a_local_test_set(tmp_path, cli):
 
     write_sample_crawl(str(tmp_path / "crawl"), SampleCrawlConfig(warcs=1, records=40, seed=3))
     raw = b"".join(gzip.open(p).read() for p in (tmp_path / "crawl").rglob("*.warc.gz")).decode("utf-8", "replace")
-    paragraph = re.search(r"<p>([A-Za-z][^<&]{150,})</p>", raw).group(1)   # a paragraph some page holds
-    sentence = " ".join(paragraph.split()[2:16])                            # 14 words from inside it
+    paragraph = re.search(r"<p>([A-Za-z][^<&]{150,})</p>", raw).group(1)  # a paragraph some page holds
+    sentence = " ".join(paragraph.split()[2:16])  # 14 words from inside it
     (tmp_path / "mytest.txt").write_text(sentence + "\n", encoding="utf-8")
-    res = cli("decontam", "index", "--tasks", "gsm8k", "--local", str(tmp_path / "mytest.txt"),
-              "--output", str(tmp_path / "idx.npz"), env=OFFLINE)
+    res = cli(
+        "decontam",
+        "index",
+        "--tasks",
+        "gsm8k",
+        "--local",
+        str(tmp_path / "mytest.txt"),
+        "--output",
+        str(tmp_path / "idx.npz"),
+        env=OFFLINE,
+    )
     assert res.returncode == 0, res.stderr
-    res = cli("curate", str(tmp_path / "crawl"), "--output", str(tmp_path / "out"), "--skip", "minhash_dedup",
-              "--set", f"decontaminate.index={tmp_path / 'idx.npz'}", env=OFFLINE)
+    res = cli(
+        "curate",
+        str(tmp_path / "crawl"),
+        "--output",
+        str(tmp_path / "out"),
+        "--skip",
+        "minhash_dedup",
+        "--set",
+        f"decontaminate.index={tmp_path / 'idx.npz'}",
+        env=OFFLINE,
+    )
     assert res.returncode == 0, res.stderr
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     stage = next(s for s in stats["stages"] if s["name"] == "decontaminate")
     names = [s["name"] for s in stats["stages"]]
     assert names.index("decontaminate") == names.index("extract") + 1
     norm = lambda t: " ".join(re.findall(r"\w+", t.lower()))
-    texts = [t for p in (tmp_path / "out" / "shards").glob("*.parquet")
-             for t in pq.read_table(p, columns=["text"]).column("text").to_pylist()]
+    texts = [
+        t
+        for p in (tmp_path / "out" / "shards").glob("*.parquet")
+        for t in pq.read_table(p, columns=["text"]).column("text").to_pylist()
+    ]
     assert texts and not any(norm(sentence) in norm(t) for t in texts)
     assert stage["dropped"].get("benchmark:mytest", 0) >= 1

@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 
 from dsllm.curation.dedup import DedupConfig, run_dedup
-from dsllm.curation.dedup.synthetic import (chinese_pieces, english_pieces, near_duplicate, pairwise_max_jaccard,
-                                      write_documents)
+from dsllm.curation.dedup.synthetic import (
+    chinese_pieces,
+    english_pieces,
+    near_duplicate,
+    pairwise_max_jaccard,
+    write_documents,
+)
 from dsllm.curation.executor import LocalExecutor
 from dsllm.jobs.runner import RayExecutor
 from tests.curation.shingle_oracle import oracle_shingles
@@ -50,8 +55,15 @@ def _write(tmp_path, ids, texts, quality, n_files=3, crawl="CC-MAIN-2024-10"):
     files = []
     for k in range(n_files):
         sel = order[k::n_files]
-        files.append(write_documents(str(tmp_path / f"in-{crawl}-{k}.parquet"), [ids[i] for i in sel],
-                                     [texts[i] for i in sel], crawl, [quality[i] for i in sel]))
+        files.append(
+            write_documents(
+                str(tmp_path / f"in-{crawl}-{k}.parquet"),
+                [ids[i] for i in sel],
+                [texts[i] for i in sel],
+                crawl,
+                [quality[i] for i in sel],
+            )
+        )
     return files
 
 
@@ -92,7 +104,7 @@ def test_exact_duplicates_keep_best_quality_then_smallest_id(tmp_path):
     quality = [0.2, 0.9, 0.9, 0.5, 0.5, 0.1]
     files = _write(tmp_path, ids, variants, quality, n_files=2)
     out = run_dedup(files, str(tmp_path / "w"), DedupConfig(minhash=False, partitions=3), None, LocalExecutor())
-    assert _removed(out, files) == {"z", "y", "b"}     # x beats y (same quality, smaller id); a beats b
+    assert _removed(out, files) == {"z", "y", "b"}  # x beats y (same quality, smaller id); a beats b
     assert out.counts[0].dropped == {"exact_duplicate": 3}
     assert out.counts[1].n_in == 3 and out.counts[1].n_out == 3
 
@@ -134,5 +146,5 @@ def test_rerun_resumes_from_artifacts(tmp_path):
 
     again = run_dedup(files, str(tmp_path / "w"), DedupConfig(partitions=2), None, Counting())
     assert [sorted(again.removed(f)) for f in files] == [sorted(first.removed(f)) for f in files]
-    assert not any(name.endswith("partition_task") for name, _ in calls)   # dump results reused
+    assert not any(name.endswith("partition_task") for name, _ in calls)  # dump results reused
     assert np.all([c.balanced() for c in again.counts])

@@ -19,15 +19,18 @@ def page(body: str, encoding: str, meta: str | None = None) -> bytes:
     return html.encode(encoding)
 
 
-@pytest.mark.parametrize("text,encoding,http,meta,source", [
-    (ZH, "gbk", "GBK", None, "http"),
-    (ZH, "gb18030", "gb2312", None, "http"),          # GB2312 label widened to GB18030
-    (ZH_TW, "big5", None, "big5", "meta"),
-    (JA, "shift_jis", None, "Shift_JIS", "meta"),
-    (ZH, "gb18030", "utf-8", "gbk", "meta"),           # wrong header charset: the meta tag wins
-    (ZH * 3, "gb18030", None, None, "detected"),       # no charset anywhere: detection
-    (JA * 3, "shift_jis", "bogus-charset", None, "detected"),
-])
+@pytest.mark.parametrize(
+    "text,encoding,http,meta,source",
+    [
+        (ZH, "gbk", "GBK", None, "http"),
+        (ZH, "gb18030", "gb2312", None, "http"),  # GB2312 label widened to GB18030
+        (ZH_TW, "big5", None, "big5", "meta"),
+        (JA, "shift_jis", None, "Shift_JIS", "meta"),
+        (ZH, "gb18030", "utf-8", "gbk", "meta"),  # wrong header charset: the meta tag wins
+        (ZH * 3, "gb18030", None, None, "detected"),  # no charset anywhere: detection
+        (JA * 3, "shift_jis", "bogus-charset", None, "detected"),
+    ],
+)
 def test_charset_order_decodes_cjk_pages(text, encoding, http, meta, source):
     decoded, codec, got_source, bad = decode_html(page(text, encoding, meta), http)
     assert text in decoded
@@ -45,18 +48,23 @@ def test_codec_labels():
 def extract(payload: bytes, cfg: ExtractConfig | None = None, charset: str | None = "utf-8"):
     cfg = cfg or ExtractConfig()
     counts = StageCounts("extract")
-    docs = list(HtmlExtractor(cfg, crawl="CC-MAIN-2024-10", warc_file="f.warc.gz")(
-        [RawPage("<urn:uuid:1>", "https://example.com/a", payload, charset)], counts))
+    docs = list(
+        HtmlExtractor(cfg, crawl="CC-MAIN-2024-10", warc_file="f.warc.gz")(
+            [RawPage("<urn:uuid:1>", "https://example.com/a", payload, charset)], counts
+        )
+    )
     assert counts.balanced()
     return docs, counts
 
 
-ARTICLE = ("<html><body><nav><ul><li><a href='/'>Home</a></li><li><a href='/about'>About us</a></li></ul></nav>"
-           "<main><article><h1>On rivers</h1>"
-           "<p>The river runs through the valley and feeds the fields of the farmers who live along its banks.</p>"
-           "<p>In spring the water rises, and the whole village gathers to watch the ice break on the river.</p>"
-           "</article></main><footer>Copyright 2024 Example Corp. All rights reserved.</footer>"
-           "<script>var tracking = 1;</script></body></html>")
+ARTICLE = (
+    "<html><body><nav><ul><li><a href='/'>Home</a></li><li><a href='/about'>About us</a></li></ul></nav>"
+    "<main><article><h1>On rivers</h1>"
+    "<p>The river runs through the valley and feeds the fields of the farmers who live along its banks.</p>"
+    "<p>In spring the water rises, and the whole village gathers to watch the ice break on the river.</p>"
+    "</article></main><footer>Copyright 2024 Example Corp. All rights reserved.</footer>"
+    "<script>var tracking = 1;</script></body></html>"
+)
 
 
 @pytest.mark.parametrize("extractor", ["resiliparse", "trafilatura"])
@@ -70,15 +78,18 @@ def test_main_content_extraction(extractor):
 
 
 def test_invalid_utf8_and_empty_pages_are_counted():
-    mostly_binary = bytes(range(128, 256)) * 40   # declared utf-8, not decodable as anything sensible
-    docs, counts = extract(b"<html><body><p>" + mostly_binary + b"</p></body></html>",
-                           ExtractConfig(max_replacement_ratio=0.0))
+    mostly_binary = bytes(range(128, 256)) * 40  # declared utf-8, not decodable as anything sensible
+    docs, counts = extract(
+        b"<html><body><p>" + mostly_binary + b"</p></body></html>", ExtractConfig(max_replacement_ratio=0.0)
+    )
     assert docs == [] and counts.dropped in ({"undecodable": 1}, {"empty_text": 1})
     docs, counts = extract(b"<html><head><title>x</title></head><body><script>1</script></body></html>")
     assert docs == [] and counts.dropped == {"empty_text": 1}
     # a few invalid bytes in otherwise UTF-8 text: detection decodes it, the text survives
-    docs, _ = extract(page("A perfectly normal sentence about rivers and valleys." * 5, "utf-8").replace(b"rivers", b"riv\xffers", 1),
-                      charset="utf-8")
+    docs, _ = extract(
+        page("A perfectly normal sentence about rivers and valleys." * 5, "utf-8").replace(b"rivers", b"riv\xffers", 1),
+        charset="utf-8",
+    )
     assert len(docs) == 1 and "valleys" in docs[0].text
 
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import gzip
-import json
 import random
 import time
 
-import pytest
-
 from dsllm.curation.config import CurateConfig
-from dsllm.curation.extract import ExtractConfig, nesting_cost, needs_plain_mode
+from dsllm.curation.extract import ExtractConfig, needs_plain_mode, nesting_cost
 from dsllm.curation.pipeline import process_input
 from dsllm.curation.sources import InputSpec
 from tests.curation.test_extract import ARTICLE, extract
@@ -36,21 +33,39 @@ def reference_cost(html: bytes) -> tuple[int, int]:
 
 def test_nesting_cost_matches_its_definition():
     rng = random.Random(3)
-    pieces = ["<div>", "</div>", "<span class=x>", "</SPAN>", "<p>", "</p>", "<br>", "<img src=a>", "<DIV>",
-              "text", "<!-- c -->", "< 3", "<custom-el>", "</custom-el>", "</b>", "<b>", "<li>", "<ul>", "</ul>"]
+    pieces = [
+        "<div>",
+        "</div>",
+        "<span class=x>",
+        "</SPAN>",
+        "<p>",
+        "</p>",
+        "<br>",
+        "<img src=a>",
+        "<DIV>",
+        "text",
+        "<!-- c -->",
+        "< 3",
+        "<custom-el>",
+        "</custom-el>",
+        "</b>",
+        "<b>",
+        "<li>",
+        "<ul>",
+        "</ul>",
+    ]
     for _ in range(200):
         html = "".join(rng.choice(pieces) for _ in range(rng.randrange(1, 300))).encode()
         assert nesting_cost(html) == reference_cost(html), html
     assert nesting_cost(b"<div>" * 3 + b"</div>" * 3) == (3, 1 + 2 + 3 + 2 + 1 + 0)
     assert nesting_cost(b"</div>" * 5 + b"<div>" * 5)[0] == 5  # stray end tags do not hide nesting
-    assert nesting_cost(b"<div></span>" * 50)[0] == 50           # nor do end tags of other elements
-    assert nesting_cost(b"<p>a<p>b<br><img>" * 100)[0] == 0    # implied ends and void elements
+    assert nesting_cost(b"<div></span>" * 50)[0] == 50  # nor do end tags of other elements
+    assert nesting_cost(b"<p>a<p>b<br><img>" * 100)[0] == 0  # implied ends and void elements
     assert nesting_cost(b"no tags at all") == (0, 0)
 
 
 def nested(depth: int) -> bytes:
-    return (b"<html><body>" + b"<div>" * depth + b"<p>deep text here</p>" + b"</div>" * depth
-            + b"</body></html>")
+    return b"<html><body>" + b"<div>" * depth + b"<p>deep text here</p>" + b"</div>" * depth + b"</body></html>"
 
 
 def test_deep_nesting_falls_back_to_plain_extraction_and_normal_pages_do_not():
@@ -66,9 +81,11 @@ def test_deep_nesting_falls_back_to_plain_extraction_and_normal_pages_do_not():
 def test_two_megabyte_nested_page_goes_through_the_pipeline(tmp_path):
     body = nested(190_000)  # cut at max_html_bytes (2 MB) before extraction
     assert len(body) > 2_000_000
-    records = [warc_record(http_response(body), url="https://deep.example.com/", n=1),
-               warc_record(http_response(ARTICLE.encode()), url="https://fine.example.com/", n=2),
-               warc_record(http_response(b"<html><body>" + b"<div>" * 4_000_000), url="https://x.example.com/", n=3)]
+    records = [
+        warc_record(http_response(body), url="https://deep.example.com/", n=1),
+        warc_record(http_response(ARTICLE.encode()), url="https://fine.example.com/", n=2),
+        warc_record(http_response(b"<html><body>" + b"<div>" * 4_000_000), url="https://x.example.com/", n=3),
+    ]
     warc = tmp_path / "deep.warc.gz"
     warc.write_bytes(b"".join(gzip.compress(r, 1) for r in records))
     start = time.perf_counter()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 import numpy as np
@@ -48,22 +47,33 @@ def test_real_prose_passes_every_rule_and_keeps_its_signals(lang, make):
         assert kept == [doc], (stage.name, counts.dropped, doc.signals)
     s = doc.signals
     assert s["cjk"] is (lang == "zh")
-    for key in ("n_words", "symbol_ratio", "stop_words", "dup_lines", "line_punct_ratio", "short_line_ratio",
-                "char_dup_ratio", "sentences"):
+    for key in (
+        "n_words",
+        "symbol_ratio",
+        "stop_words",
+        "dup_lines",
+        "line_punct_ratio",
+        "short_line_ratio",
+        "char_dup_ratio",
+        "sentences",
+    ):
         assert key in s
     assert ("top_2gram" in s) == (lang == "en") and ("dup_10char" in s) == (lang == "zh")
 
 
-@pytest.mark.parametrize("text,lang,reason", [
-    ("just a few words here", "en", "too_few_words"),
-    ("短短一句话。", "zh", "too_few_chars"),
-    (" ".join(["#tag"] * 30 + ["the", "and", "of", "word"] * 20), "en", "symbol_ratio"),
-    ("\n".join([f"• item number {i} of the list with the words" for i in range(60)]), "en", "bullet_lines"),
-    (" ".join(["x1"] * 80 + ["the", "and"]), "en", "mean_word_length"),
-    (" ".join(["123", "4567", "8910"] * 30 + ["the", "and"]), "en", "alpha_words"),
-    (" ".join(["lorem", "ipsums", "dolors", "sitter"] * 20), "en", "stop_words"),
-    ("买卖商品价格优惠促销热线电话联系方式公司地址" * 10, "zh", "stop_chars"),
-])
+@pytest.mark.parametrize(
+    "text,lang,reason",
+    [
+        ("just a few words here", "en", "too_few_words"),
+        ("短短一句话。", "zh", "too_few_chars"),
+        (" ".join(["#tag"] * 30 + ["the", "and", "of", "word"] * 20), "en", "symbol_ratio"),
+        ("\n".join([f"• item number {i} of the list with the words" for i in range(60)]), "en", "bullet_lines"),
+        (" ".join(["x1"] * 80 + ["the", "and"]), "en", "mean_word_length"),
+        (" ".join(["123", "4567", "8910"] * 30 + ["the", "and"]), "en", "alpha_words"),
+        (" ".join(["lorem", "ipsums", "dolors", "sitter"] * 20), "en", "stop_words"),
+        ("买卖商品价格优惠促销热线电话联系方式公司地址" * 10, "zh", "stop_chars"),
+    ],
+)
 def test_gopher_quality_reasons(text, lang, reason):
     _, counts = run(GopherQualityFilter(), Document("1", text, lang=lang))
     assert counts.dropped == {reason: 1}
@@ -73,7 +83,9 @@ def test_gopher_repetition_reasons():
     line = "Buy cheap watches online today with free shipping worldwide"
     _, counts = run(GopherRepetitionFilter(), Document("1", "\n".join([line] * 10 + [english()[:400]]), lang="en"))
     assert counts.dropped == {"dup_lines": 1}
-    spam = " ".join(["best price for the cheap watches", " ".join(english()[:300].split())] * 6)  # one line, repeated n-grams
+    spam = " ".join(
+        ["best price for the cheap watches", " ".join(english()[:300].split())] * 6
+    )  # one line, repeated n-grams
     _, counts = run(GopherRepetitionFilter(), Document("2", spam, lang="en"))
     assert list(counts.dropped) == ["dup_5gram"]
     cjk_spam = "。".join(["最新优惠活动火热进行中", "".join(chinese()[:80].split())] * 5)
@@ -83,7 +95,7 @@ def test_gopher_repetition_reasons():
 
 def _reference_dup_fraction(tokens: list[str], n: int) -> float:
     """Gopher's definition, written the slow and obvious way."""
-    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
     seen = {g: grams.count(g) for g in grams}
     covered = [False] * len(tokens)
     for i, g in enumerate(grams):
@@ -110,9 +122,11 @@ def test_c4_removes_lines_and_drops_documents():
     kept, counts = run(stage, doc)
     assert kept and "JavaScript" not in doc.text and "cookie policy" not in doc.text and "Home About" not in doc.text
     assert doc.signals["c4_lines_removed"] == 3 and stage.events["lines_removed"] == 3
-    for text, reason in (("Lorem ipsum dolor sit amet. " * 20, "lorem_ipsum"),
-                         ("function f() { return 1; } is code. " * 20, "curly_bracket"),
-                         ("One sentence only here. And two.", "too_few_sentences")):
+    for text, reason in (
+        ("Lorem ipsum dolor sit amet. " * 20, "lorem_ipsum"),
+        ("function f() { return 1; } is code. " * 20, "curly_bracket"),
+        ("One sentence only here. And two.", "too_few_sentences"),
+    ):
         _, counts = run(C4Filter(), Document("x", text, lang="en"))
         assert counts.dropped == {reason: 1}
 
@@ -124,7 +138,7 @@ def test_fineweb_reasons():
     no_punct = "\n".join("a long line of words without any final punctuation mark at all here" for _ in range(20))
     _, counts = run(FineWebFilter(), Document("2", no_punct, lang="en"))
     assert counts.dropped == {"line_punct_ratio": 1}
-    zh_list = "\n".join(chinese()[i:i + 30] + "。" for i in range(0, 900, 30))
+    zh_list = "\n".join(chinese()[i : i + 30] + "。" for i in range(0, 900, 30))
     zh_list = zh_list + "\n" + zh_list.split("\n")[0]
     _, counts = run(FineWebFilter(), Document("3", zh_list, lang="zh"))
     assert counts.dropped == {"char_dup_ratio": 1}
@@ -142,9 +156,20 @@ def test_url_blocklist(tmp_path):
     own = tmp_path / "mine.txt"
     own.write_text("# my list\nbad-site.org\n")
     stage = UrlFilter(UrlFilterConfig(domain_lists=("blocklist-domains.txt", str(own)), words=("casino",)))
-    docs = [Document(str(i), "t", url=u) for i, u in enumerate([
-        "https://www.pornhub.com/view", "https://sub.bad-site.org/a", "https://example.com/online-casino/1",
-        "https://essex.ac.uk/sexism-research", "https://example.com/porn/clip", "not a url", ""])]
+    docs = [
+        Document(str(i), "t", url=u)
+        for i, u in enumerate(
+            [
+                "https://www.pornhub.com/view",
+                "https://sub.bad-site.org/a",
+                "https://example.com/online-casino/1",
+                "https://essex.ac.uk/sexism-research",
+                "https://example.com/porn/clip",
+                "not a url",
+                "",
+            ]
+        )
+    ]
     counts = StageCounts("url_filter")
     kept = list(stage(iter(docs), counts))
     assert [d.url for d in kept] == ["https://essex.ac.uk/sexism-research", ""]

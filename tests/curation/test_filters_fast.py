@@ -26,7 +26,7 @@ from tests.curation.test_filters import _reference_dup_fraction, chinese, englis
 
 def _reference_top_fraction(tokens: list[str], n: int) -> float:
     """Gopher's top n-gram character fraction, the slow and obvious way (ties: the longest)."""
-    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
     total = sum(map(len, tokens))
     if not grams or not total:
         return 0.0
@@ -95,8 +95,10 @@ def test_linear_sentence_count_equals_the_original_pattern(text):
 
 
 @settings(max_examples=300)
-@given(st.text(alphabet=st.sampled_from(list("theTHE beoafndvwi.-_1") + ["İ", "ı", "ſ", "K", "ß", "Σ"]), max_size=40),
-       st.sampled_from([GopherQualityConfig().stop_words, ("is", "this"), ("straße",)]))
+@given(
+    st.text(alphabet=st.sampled_from(list("theTHE beoafndvwi.-_1") + ["İ", "ı", "ſ", "K", "ß", "Σ"]), max_size=40),
+    st.sampled_from([GopherQualityConfig().stop_words, ("is", "this"), ("straße",)]),
+)
 def test_lowercase_stop_word_count_equals_the_ignorecase_regex(text, words):
     stage = GopherQualityFilter(GopherQualityConfig(stop_words=words))
     assert stage.count_stop_words(text) == len(stage.stop_re.findall(text))
@@ -104,11 +106,13 @@ def test_lowercase_stop_word_count_equals_the_ignorecase_regex(text, words):
 
 def _reference_mask_ips(text: str) -> str:
     """IP masking without the pre-checks: both full patterns over the whole text."""
+
     def repl(m: re.Match) -> str:
         try:
             return "0.0.0.0" if ipaddress.ip_address(m.group(0)).is_global else m.group(0)
         except ValueError:
             return m.group(0)
+
     return IPV6_RE.sub(repl, IPV4_RE.sub(repl, text))
 
 
@@ -120,8 +124,14 @@ def test_pii_prechecks_never_skip_an_address(parts):
 
 
 def test_batched_stage_equals_one_document_at_a_time():
-    texts = [english(), chinese(), "\n".join(["Buy cheap watches online today with free shipping"] * 8),
-             " ".join(["best price for the cheap watches"] * 12 + [english()[:400]]), "短", ""]
+    texts = [
+        english(),
+        chinese(),
+        "\n".join(["Buy cheap watches online today with free shipping"] * 8),
+        " ".join(["best price for the cheap watches"] * 12 + [english()[:400]]),
+        "短",
+        "",
+    ]
     docs = [Document(str(i), t, lang="zh" if i in (1, 4) else "en") for i, t in enumerate(texts)]
     one_by_one, kept_single = [], []
     for d in copy.deepcopy(docs):

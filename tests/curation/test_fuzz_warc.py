@@ -20,7 +20,8 @@ import zlib
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dsllm.curation.config import PER_INPUT_STAGES, CurateConfig
 from dsllm.curation.pipeline import run_stages
@@ -31,9 +32,13 @@ EXAMPLES = int(os.environ.get("DSLLM_FUZZ_EXAMPLES", "25"))
 CORPUS = Path(__file__).parent / "fuzz"
 # the default run replays the same examples; DSLLM_FUZZ_EXAMPLES=N explores new ones, and with
 # DSLLM_FUZZ_SAVE=1 every failing input is written to the corpus
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                derandomize="DSLLM_FUZZ_EXAMPLES" not in os.environ,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize="DSLLM_FUZZ_EXAMPLES" not in os.environ,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def _members(data: bytes) -> list[bytes]:
@@ -47,8 +52,9 @@ def _members(data: bytes) -> list[bytes]:
 
 
 def _sample_records() -> list[bytes]:
-    from dsllm.curation.samples.crawl import SampleCrawlConfig, write_sample_crawl
     import tempfile
+
+    from dsllm.curation.samples.crawl import SampleCrawlConfig, write_sample_crawl
 
     with tempfile.TemporaryDirectory() as tmp:
         write_sample_crawl(tmp, SampleCrawlConfig(warcs=1, records=40, seed=3))
@@ -72,8 +78,9 @@ CFG = CurateConfig()
 def _curate(data: bytes) -> tuple[list[tuple], list[dict]]:
     """The per-input chain over `data`: (documents as tuples, stage counts as JSON)."""
     counts = {n: StageCounts(n) for n in CFG.stages if n in PER_INPUT_STAGES}
-    docs = [(d.id, d.url, d.text, d.lang) for d in run_stages(CFG, io.BytesIO(data), "fuzz.warc.gz",
-                                                                "fuzz", "", counts)]
+    docs = [
+        (d.id, d.url, d.text, d.lang) for d in run_stages(CFG, io.BytesIO(data), "fuzz.warc.gz", "fuzz", "", counts)
+    ]
     return docs, [c.to_json() for c in counts.values()]
 
 
@@ -128,19 +135,30 @@ def test_payload_mutations_count_every_record_once(picks, data):
             elif op == "insert":
                 body[pos:pos] = data.draw(st.binary(max_size=64))
             elif op == "delete":
-                del body[pos:pos + data.draw(st.integers(1, 200))]
+                del body[pos : pos + data.draw(st.integers(1, 200))]
             else:
-                body[pos:pos] = data.draw(st.sampled_from(
-                    [b"<meta charset=\"x-unknown\">", b"<meta charset=utf-16>", b"\xff\xfe\x00<",
-                     b"Content-Type: text/html; charset=gbk\r\n", b"\xe4\xb8", b"\x00" * 8]))
+                body[pos:pos] = data.draw(
+                    st.sampled_from(
+                        [
+                            b'<meta charset="x-unknown">',
+                            b"<meta charset=utf-16>",
+                            b"\xff\xfe\x00<",
+                            b"Content-Type: text/html; charset=gbk\r\n",
+                            b"\xe4\xb8",
+                            b"\x00" * 8,
+                        ]
+                    )
+                )
         head = _fix_length(head, len(body))
         out.append(head + bytes(body))
     _check(_gz(out), records=len(out))
 
 
 def _fix_length(head: bytes, n: int) -> bytes:
-    lines = [f"Content-Length: {n}".encode() if line.lower().startswith(b"content-length:") else line
-             for line in head.split(b"\r\n")]
+    lines = [
+        f"Content-Length: {n}".encode() if line.lower().startswith(b"content-length:") else line
+        for line in head.split(b"\r\n")
+    ]
     return b"\r\n".join(lines)
 
 
@@ -158,19 +176,29 @@ def test_header_and_stream_mutations_never_crash(picks, data):
         elif op == "header":
             lines = bytes(rec).split(b"\r\n")
             k = data.draw(st.integers(0, min(len(lines) - 1, 25)))
-            lines[k] = data.draw(st.sampled_from([b"", b"WARC/9.9", b"WARC-Type: response", b"HTTP/1.1 200",
-                                                  b"Content-Type: text/html; charset=\x00\xff",
-                                                  b"WARC-Target-URI: <script>", lines[k] * 3]))
+            lines[k] = data.draw(
+                st.sampled_from(
+                    [
+                        b"",
+                        b"WARC/9.9",
+                        b"WARC-Type: response",
+                        b"HTTP/1.1 200",
+                        b"Content-Type: text/html; charset=\x00\xff",
+                        b"WARC-Target-URI: <script>",
+                        lines[k] * 3,
+                    ]
+                )
+            )
             rec = bytearray(b"\r\n".join(lines))
         elif op == "cut":
-            rec = rec[:data.draw(st.integers(0, len(rec)))]
+            rec = rec[: data.draw(st.integers(0, len(rec)))]
         out.append(bytes(rec))
     stream = bytearray(_gz(out))
     for _ in range(data.draw(st.integers(0, 3))):
         pos = data.draw(st.integers(0, len(stream) - 1))
         stream[pos] ^= 1 << data.draw(st.integers(0, 7))
     if data.draw(st.booleans()):
-        stream = stream[:data.draw(st.integers(0, len(stream)))]
+        stream = stream[: data.draw(st.integers(0, len(stream)))]
     _check(bytes(stream))
 
 

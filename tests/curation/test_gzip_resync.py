@@ -9,8 +9,8 @@ import zlib
 
 import pytest
 
-from dsllm.curation.warc import GzipMembers, WarcReader
 from dsllm.curation.stage import StageCounts
+from dsllm.curation.warc import GzipMembers, WarcReader
 from tests.curation.test_reading import gz, http_response, read_all, warc_record
 
 
@@ -58,8 +58,19 @@ def test_bad_crc_garbage_between_members_and_several_bad_members():
     bad_crc = bytearray(ms[1])
     bad_crc[-8] ^= 0xFF  # CRC32 of the trailer: every byte inflates, the check fails
     junk = b"\x1f\x8b\x08 not really gzip \x00" * 50 + os.urandom(5000)
-    data = (ms[0] + bytes(bad_crc) + ms[2] + junk + ms[3] + flipped(ms[4]) + flipped(ms[5]) + ms[6]
-            + ms[7][:100] + ms[8] + ms[9][: len(ms[9]) // 2])
+    data = (
+        ms[0]
+        + bytes(bad_crc)
+        + ms[2]
+        + junk
+        + ms[3]
+        + flipped(ms[4])
+        + flipped(ms[5])
+        + ms[6]
+        + ms[7][:100]
+        + ms[8]
+        + ms[9][: len(ms[9]) // 2]
+    )
     pages, counts, reader = read_all(data)
     assert ids(pages) == [0, 2, 3, 6, 8]
     # bad CRC, the two flipped members, the cut member 7 (one each); member 9 ends the file cut short

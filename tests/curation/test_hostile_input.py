@@ -13,7 +13,7 @@ import textwrap
 
 from tests.conftest import ROOT
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import gzip, io, json, zlib
     from dsllm.curation.warc import ReadConfig, WarcReader
     from dsllm.curation.stage import StageCounts
@@ -46,19 +46,18 @@ SCRIPT = textwrap.dedent('''
     kept = sum(1 for _ in WarcReader(ReadConfig())(io.BytesIO(data), counts))
     print(json.dumps({"counts": counts.to_json(), "kept": kept, "compressed": len(data),
                       "peak_rss_mb": peak_rss_mb()}))
-''')
+""")
 
 
 def test_bomb_huge_payload_and_lying_length_are_counted_with_bounded_memory():
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, cwd=str(ROOT),
-                          timeout=600)
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, cwd=str(ROOT), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     counts = out["counts"]
-    assert counts["in"] == 7, out                              # each record counted once
+    assert counts["in"] == 7, out  # each record counted once
     assert counts["in"] == counts["out"] + sum(counts["dropped"].values())
     # the valid records before the liar survive; the one its 1 TB claim swallows is counted, not lost
     assert out["kept"] == 3 and counts["out"] == 3, out
     assert counts["dropped"] == {"payload_too_large": 3, "length_overrun": 1}, out
-    assert out["compressed"] < 8 << 20                         # the input really is small on disk...
-    assert out["peak_rss_mb"] < 190, out                       # ...and never held inflated (≥ 200 MB each)
+    assert out["compressed"] < 8 << 20  # the input really is small on disk...
+    assert out["peak_rss_mb"] < 190, out  # ...and never held inflated (≥ 200 MB each)

@@ -6,16 +6,25 @@ import random
 
 import pytest
 
+from dsllm import storage
 from dsllm.curation.dedup import DedupConfig, run_dedup
 from dsllm.curation.dedup.index import DedupIndex
 from dsllm.curation.dedup.synthetic import english_pieces, near_duplicate, write_documents
 from dsllm.curation.executor import LocalExecutor
-from dsllm import storage
 from dsllm.errors import UserError
 
-DUMP_KEYS = {"crawl", "documents_in", "removed_within_dump", "removed_against_index", "rate_within_dump",
-             "rate_against_index", "rate_total", "index_documents_before", "index_documents_after",
-             "dumps_in_index"}
+DUMP_KEYS = {
+    "crawl",
+    "documents_in",
+    "removed_within_dump",
+    "removed_against_index",
+    "rate_within_dump",
+    "rate_against_index",
+    "rate_total",
+    "index_documents_before",
+    "index_documents_after",
+    "dumps_in_index",
+}
 
 
 def _dumps(tmp_path):
@@ -25,10 +34,18 @@ def _dumps(tmp_path):
     p = english_pieces()
     d1_ids = [f"a{i}" for i in range(40)] + [f"a{i}x" for i in range(10)]
     d1 = p[:40] + [near_duplicate(p[i], 0.8, rng, False)[0] for i in range(10)]
-    d2_ids = ([f"n{i}" for i in range(20)] + [f"a{i}y" for i in range(20, 30)] + [f"a{i}e" for i in range(30, 35)]
-              + [f"n{i}x" for i in range(5)])
-    d2 = (p[100:120] + [near_duplicate(p[i], 0.8, rng, False)[0] for i in range(20, 30)] + p[30:35]
-          + [near_duplicate(p[100 + i], 0.8, rng, False)[0] for i in range(5)])
+    d2_ids = (
+        [f"n{i}" for i in range(20)]
+        + [f"a{i}y" for i in range(20, 30)]
+        + [f"a{i}e" for i in range(30, 35)]
+        + [f"n{i}x" for i in range(5)]
+    )
+    d2 = (
+        p[100:120]
+        + [near_duplicate(p[i], 0.8, rng, False)[0] for i in range(20, 30)]
+        + p[30:35]
+        + [near_duplicate(p[100 + i], 0.8, rng, False)[0] for i in range(5)]
+    )
     f1 = write_documents(str(tmp_path / "d1.parquet"), d1_ids, d1, "CC-MAIN-2023-50")
     f2 = write_documents(str(tmp_path / "d2.parquet"), d2_ids, d2, "CC-MAIN-2024-10")
     return f1, f2
@@ -64,7 +81,7 @@ def test_second_dump_deduplicated_against_index(tmp_path, where, request):
     assert out2.counts[0].dropped == {"exact_duplicate_indexed": 5}
     assert out2.counts[1].dropped == {"near_duplicate_indexed": 10, "near_duplicate": 5}
     out2.commit_index()
-    out2.commit_index()                              # idempotent
+    out2.commit_index()  # idempotent
     assert DedupIndex(index, cfg).documents == 60
     # a rerun after the commit does not deduplicate the dump against itself
     again = run_dedup([f2], str(tmp_path / "w2"), cfg, index, LocalExecutor())

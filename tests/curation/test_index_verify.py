@@ -14,13 +14,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from dsllm import storage
 from dsllm.curation.dedup import DedupConfig, run_dedup
 from dsllm.curation.dedup.index import DedupIndex
 from dsllm.curation.dedup.minhash import MinhashSignature
 from dsllm.curation.dedup.signatures import read_parquet, write_parquet
 from dsllm.curation.dedup.synthetic import english_pieces, near_duplicate, pairwise_max_jaccard, write_documents
 from dsllm.curation.executor import LocalExecutor
-from dsllm import storage
 from tests.curation.shingle_oracle import oracle_shingles
 
 CFG = DedupConfig(bands=64, rows=2, partitions=3)
@@ -60,13 +60,13 @@ def test_moderate_documents_share_band_keys_with_their_source(dumps):
     mh = MinhashSignature(CFG)
     src = mh.band_keys(mh.from_texts([d1[f"a{k[3:]}"] for k in moderate])[0])
     mod = mh.band_keys(mh.from_texts(list(moderate.values()))[0])
-    assert np.mean((src == mod).any(axis=1)) >= 0.95     # unverified, a shared key would remove them
+    assert np.mean((src == mod).any(axis=1)) >= 0.95  # unverified, a shared key would remove them
 
 
 @pytest.mark.parametrize("verify,where", [("signature", "local"), ("jaccard", "s3")])
 def test_dump2_against_index_is_verified(tmp_path, dumps, verify, where, request):
     d1, near, moderate, fresh = dumps
-    index = (f"s3://{request.getfixturevalue('s3_bucket')}/idx" if where == "s3" else str(tmp_path / "idx"))
+    index = f"s3://{request.getfixturevalue('s3_bucket')}/idx" if where == "s3" else str(tmp_path / "idx")
     cfg = DedupConfig(bands=64, rows=2, partitions=3, verify=verify)
     f1, f2 = _write(tmp_path, d1, {**near, **moderate, **fresh})
     out1 = run_dedup([f1], str(tmp_path / "w1"), cfg, index, LocalExecutor())
@@ -89,9 +89,14 @@ def test_two_dumps_in_one_run_are_verified_too(tmp_path, dumps):
     out = run_dedup([f1, f2], str(tmp_path / "w"), CFG, None, LocalExecutor())
     assert out.removed(f1) == set()
     _check(out.removed(f2), d1, near, moderate, fresh)
-    unverified = run_dedup([f1, f2], str(tmp_path / "wn"), DedupConfig(bands=64, rows=2, partitions=3,
-                                                                       verify="none"), None, LocalExecutor())
-    assert sum(k in unverified.removed(f2) for k in moderate) >= 0.8 * len(moderate)   # what verification saves
+    unverified = run_dedup(
+        [f1, f2],
+        str(tmp_path / "wn"),
+        DedupConfig(bands=64, rows=2, partitions=3, verify="none"),
+        None,
+        LocalExecutor(),
+    )
+    assert sum(k in unverified.removed(f2) for k in moderate) >= 0.8 * len(moderate)  # what verification saves
 
 
 def _downgrade_to_v1(index: str, cfg: DedupConfig) -> None:
@@ -103,9 +108,17 @@ def _downgrade_to_v1(index: str, cfg: DedupConfig) -> None:
         write_parquet(f.uri, pa.table({"key": pa.array(keys)}))
     storage.remove(storage.join(index, "sigs"))
     storage.remove(storage.join(index, "batches"))
-    storage.write_json(storage.join(index, "meta.json"), {
-        "version": 1, "config": idx.meta["config"], "partitions": idx.partitions, "documents": idx.documents,
-        "dumps": idx.dumps, "batches": idx.batches})
+    storage.write_json(
+        storage.join(index, "meta.json"),
+        {
+            "version": 1,
+            "config": idx.meta["config"],
+            "partitions": idx.partitions,
+            "documents": idx.documents,
+            "dumps": idx.dumps,
+            "batches": idx.batches,
+        },
+    )
 
 
 def test_index_without_signatures_falls_back_with_a_warning(tmp_path, dumps, caplog):
@@ -119,9 +132,9 @@ def test_index_without_signatures_falls_back_with_a_warning(tmp_path, dumps, cap
     assert "without signatures" in caplog.text and index in caplog.text
     removed = out2.removed(f2)
     assert sum(k in removed for k in near) >= 0.95 * len(near)
-    assert sum(k in removed for k in moderate) >= 0.8 * len(moderate)    # the old, unverified behaviour
+    assert sum(k in removed for k in moderate) >= 0.8 * len(moderate)  # the old, unverified behaviour
     assert out2.dumps[0]["index_documents_before"] == 120
-    out2.commit_index()                              # a version-2 batch joins the version-1 index
+    out2.commit_index()  # a version-2 batch joins the version-1 index
     idx = DedupIndex(index, CFG)
     assert idx.legacy_batches and len(idx.records) == 1 and idx.documents == 120 + 160 - len(removed)
 
@@ -131,7 +144,7 @@ def test_concurrent_commits_keep_both_batches(tmp_path, dumps):
     index = str(tmp_path / "idx")
     f1, f2 = _write(tmp_path, d1, {**moderate, **fresh})
     outs = [run_dedup([f], str(tmp_path / f"w{i}"), CFG, index, LocalExecutor()) for i, f in enumerate((f1, f2))]
-    with ThreadPoolExecutor(2) as pool:              # both create meta.json and publish at once
+    with ThreadPoolExecutor(2) as pool:  # both create meta.json and publish at once
         list(pool.map(lambda o: o.commit_index(), outs))
     idx = DedupIndex(index, CFG)
     assert sorted(d["crawl"] for d in idx.dumps) == ["CC-MAIN-2023-50", "CC-MAIN-2024-10"]

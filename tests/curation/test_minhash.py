@@ -26,6 +26,7 @@ from dsllm.curation.dedup.synthetic import chinese_pieces, english_pieces, near_
 from dsllm.errors import UserError
 from tests.curation.shingle_oracle import oracle_shingles
 
+
 def spaced(*shingles: str) -> list[bytes]:
     """Hand-written shingles: CJK shingles written without spaces get one between characters."""
     return [(s if s.isascii() or " " in s else " ".join(s)).encode("utf-8") for s in shingles]
@@ -33,7 +34,9 @@ def spaced(*shingles: str) -> list[bytes]:
 
 # worked by hand from the rule (word 3-grams, CJK character 5-grams, short runs whole)
 EXAMPLES = [
-    ("", []), ("   ", []), ("x", spaced("x")),
+    ("", []),
+    ("   ", []),
+    ("x", spaced("x")),
     ("Hello, World! It's 3 a.m.", spaced("hello world it", "world it s", "it s 3", "s 3 a", "3 a m")),
     ("混合 text 中文和English混在一起。", spaced("混合", "text", "中文和", "english", "混在一起")),
     ("Ünïcode café 😀 naïve", spaced("ünïcode café naïve")),
@@ -41,7 +44,10 @@ EXAMPLES = [
     ("a\u00a0b\tc\nd", spaced("a b c", "b c d")),
     ("𠀀𠀁𠀂 astral CJK", spaced("𠀀𠀁𠀂", "astral cjk")),
     ("カタカナとひらがな", spaced("カタカナと", "タカナとひ", "カナとひら", "ナとひらが", "とひらがな")),
-    ("青山依旧在，几度夕阳红。", spaced("青山依旧在", "山依旧在几", "依旧在几度", "旧在几度夕", "在几度夕阳", "几度夕阳红")),
+    (
+        "青山依旧在，几度夕阳红。",
+        spaced("青山依旧在", "山依旧在几", "依旧在几度", "旧在几度夕", "在几度夕阳", "几度夕阳红"),
+    ),
 ]
 
 
@@ -51,7 +57,7 @@ def texts():
 
 
 def per_doc(hashes: np.ndarray, offsets: np.ndarray) -> list[list[int]]:
-    return [hashes[offsets[i]:offsets[i + 1]].tolist() for i in range(len(offsets) - 1)]
+    return [hashes[offsets[i] : offsets[i + 1]].tolist() for i in range(len(offsets) - 1)]
 
 
 @pytest.mark.parametrize("text,expected", EXAMPLES, ids=[t[:12] or "empty" for t, _ in EXAMPLES])
@@ -90,8 +96,9 @@ def datasketch_minhash(shingles: list[bytes], cfg: DedupConfig, hashfunc=shingle
     return m
 
 
-@pytest.mark.parametrize("cfg", [DedupConfig(), DedupConfig(num_perm=64, seed=7, bands=8, rows=8)],
-                         ids=["default", "64-perm-seed-7"])
+@pytest.mark.parametrize(
+    "cfg", [DedupConfig(), DedupConfig(num_perm=64, seed=7, bands=8, rows=8)], ids=["default", "64-perm-seed-7"]
+)
 def test_signatures_are_datasketch_minhash_bit_for_bit(texts, cfg):
     sig, _ = MinhashSignature(cfg).from_texts(texts)
     for i, t in enumerate(texts):
@@ -138,16 +145,17 @@ def test_band_keys_equal_only_for_equal_bands():
     cfg = DedupConfig(bands=4, rows=2, num_perm=8)
     mh = MinhashSignature(cfg)
     sig = np.arange(24, dtype=np.uint32).reshape(3, 8)
-    sig[1, :2] = sig[0, :2]                   # band 0 equal between docs 0 and 1
+    sig[1, :2] = sig[0, :2]  # band 0 equal between docs 0 and 1
     keys = mh.band_keys(sig)
     assert keys[0, 0] == keys[1, 0]
     assert len(set(keys.ravel().tolist())) == 11
-    same_rows = np.zeros((1, 8), np.uint32)   # equal values in different bands: different keys
+    same_rows = np.zeros((1, 8), np.uint32)  # equal values in different bands: different keys
     assert len(set(mh.band_keys(same_rows)[0].tolist())) == 4
 
 
-@pytest.mark.parametrize("kw", [dict(bands=3), dict(threshold=1.5), dict(verify="maybe"),
-                                dict(bands=20, rows=10), dict(partitions=0)])
+@pytest.mark.parametrize(
+    "kw", [dict(bands=3), dict(threshold=1.5), dict(verify="maybe"), dict(bands=20, rows=10), dict(partitions=0)]
+)
 def test_config_validation(kw):
     from dsllm.config import from_dict
 

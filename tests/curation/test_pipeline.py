@@ -15,10 +15,10 @@ from dsllm.curation.config import CurateConfig
 from dsllm.curation.document import SCHEMA
 from dsllm.curation.executor import LocalExecutor
 from dsllm.curation.pipeline import process_input, replace_skip, work_dir
+from dsllm.curation.run import run_curate
 from dsllm.curation.samples import SampleCrawlConfig, write_sample_crawl
 from dsllm.curation.sources import InputSpec, resolve_inputs
 from dsllm.errors import UserError
-from dsllm.curation.run import run_curate
 from dsllm.jobs.runner import RayExecutor
 from tests.conftest import shared_path
 
@@ -41,8 +41,20 @@ def documents(out: Path) -> list[dict]:
     return rows
 
 
-STAGES = ["read", "extract", "decontaminate", "langid", "gopher_quality", "gopher_repetition", "c4", "fineweb", "url_filter",
-          "pii", "exact_dedup", "minhash_dedup"]
+STAGES = [
+    "read",
+    "extract",
+    "decontaminate",
+    "langid",
+    "gopher_quality",
+    "gopher_repetition",
+    "c4",
+    "fineweb",
+    "url_filter",
+    "pii",
+    "exact_dedup",
+    "minhash_dedup",
+]
 
 
 def run_and_check_funnel(specs, out: Path) -> tuple[dict, dict, list[dict]]:
@@ -61,7 +73,12 @@ def run_and_check_funnel(specs, out: Path) -> tuple[dict, dict, list[dict]]:
     manifest = json.loads((out / "manifest.json").read_text())
     assert stats["stages"][0]["in"] == sum(i["records"] for i in manifest["inputs"])
     rows = documents(out)
-    assert stats["stages"][-1]["out"] == len(rows) == stats["totals"]["documents"] == sum(s["rows"] for s in manifest["shards"])
+    assert (
+        stats["stages"][-1]["out"]
+        == len(rows)
+        == stats["totals"]["documents"]
+        == sum(s["rows"] for s in manifest["shards"])
+    )
     assert len(manifest["shards"]) > 1
     for shard in manifest["shards"]:
         data = (out / shard["path"]).read_bytes()
@@ -104,7 +121,8 @@ def test_funnel_on_a_generated_crawl_against_its_ground_truth(crawl, tmp_path):
     assert read["dropped"]["empty_payload"] == n_category("empty_payload")
     assert read["dropped"]["bad_http_header"] == n_category("malformed_http_header")
     assert read["out"] == len(captures) - not_ok - not_html - n_category("empty_payload") - n_category(
-        "malformed_http_header")
+        "malformed_http_header"
+    )
     # every kept row is one capture worth keeping, in its language and crawl; junk never survives
     by_page = {(c["warc"].rsplit("/", 1)[-1], c["url"]): i for i, c in enumerate(captures)}
     sources = {by_page[(r["warc_file"].rsplit("/", 1)[-1], r["url"])] for r in rows}
@@ -141,7 +159,10 @@ def test_killed_run_resumes_to_the_same_documents(crawl, tmp_path):
     assert process_input(specs[0], cfg, str(killed)).get("skipped")  # finished inputs are skipped
     run_curate(specs, str(killed), cfg, LocalExecutor(), log=quiet)
     assert documents(killed) == documents(whole)
-    assert json.loads((killed / "stats.json").read_text())["stages"] == json.loads((whole / "stats.json").read_text())["stages"]
+    assert (
+        json.loads((killed / "stats.json").read_text())["stages"]
+        == json.loads((whole / "stats.json").read_text())["stages"]
+    )
 
 
 def test_failed_input_is_recorded_and_retried_alone_on_rerun(crawl, tmp_path):
@@ -170,8 +191,17 @@ def test_skip_stages(crawl, tmp_path):
     cfg = replace_skip(CurateConfig(), ["minhash_dedup", "c4", "pii"])
     run_curate(specs, str(tmp_path), cfg, LocalExecutor(), log=quiet)
     stats = json.loads((tmp_path / "stats.json").read_text())
-    assert [s["name"] for s in stats["stages"]] == ["read", "extract", "decontaminate", "langid", "gopher_quality",
-                                                    "gopher_repetition", "fineweb", "url_filter", "exact_dedup"]
+    assert [s["name"] for s in stats["stages"]] == [
+        "read",
+        "extract",
+        "decontaminate",
+        "langid",
+        "gopher_quality",
+        "gopher_repetition",
+        "fineweb",
+        "url_filter",
+        "exact_dedup",
+    ]
     assert stats["skipped"] == ["minhash_dedup", "c4", "pii"]
     with pytest.raises(UserError, match="unknown stage"):
         replace_skip(CurateConfig(), ["dedupe"])

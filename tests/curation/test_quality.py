@@ -8,7 +8,15 @@ import random
 from pathlib import Path
 
 from dsllm.curation.document import Document
-from dsllm.curation.quality import QualityModelConfig, QualityScorer, QualityTrainConfig, heuristic_score, normalize, read_texts, train_quality_model
+from dsllm.curation.quality import (
+    QualityModelConfig,
+    QualityScorer,
+    QualityTrainConfig,
+    heuristic_score,
+    normalize,
+    read_texts,
+    train_quality_model,
+)
 from dsllm.curation.stage import StageCounts
 from tests.conftest import run_cli
 
@@ -40,7 +48,9 @@ def test_train_and_score(tmp_path):
     pos, neg, held_out = seed_sets(tmp_path)
     positive, negative = read_texts(str(pos)), read_texts(str(neg))
     assert len(positive) == len(negative) == 60
-    metrics = train_quality_model(positive, negative, str(tmp_path / "q.bin"), QualityTrainConfig(bucket=20_000, dim=32))
+    metrics = train_quality_model(
+        positive, negative, str(tmp_path / "q.bin"), QualityTrainConfig(bucket=20_000, dim=32)
+    )
     assert metrics["holdout_docs"] == 12 and metrics["holdout_accuracy"] >= 0.8
     scorer = QualityScorer(QualityModelConfig(model=str(tmp_path / "q.bin"), threshold=0.5))
     rng = random.Random(1)
@@ -59,7 +69,13 @@ def test_cjk_is_split_into_characters_for_fasttext():
 
 
 def test_heuristic_score_orders_prose_above_lists():
-    prose = {"line_punct_ratio": 0.9, "short_line_ratio": 0.05, "dup_line_chars": 0.0, "n_words": 800, "stop_words": 150}
+    prose = {
+        "line_punct_ratio": 0.9,
+        "short_line_ratio": 0.05,
+        "dup_line_chars": 0.0,
+        "n_words": 800,
+        "stop_words": 150,
+    }
     menu = {"line_punct_ratio": 0.1, "short_line_ratio": 0.8, "dup_line_chars": 0.15, "n_words": 60, "stop_words": 1}
     assert 0 <= heuristic_score(menu) < heuristic_score(prose) <= 1
 
@@ -67,9 +83,23 @@ def test_heuristic_score_orders_prose_above_lists():
 def test_quality_train_cli(tmp_path):
     pos, neg, _ = seed_sets(tmp_path, n=30)
     out = tmp_path / "models" / "q.bin"
-    proc = run_cli("quality", "train", "--positive", str(pos), "--negative", str(neg), "--output", str(out),
-                   "--set", "bucket=10000", "--set", "dim=16")
+    proc = run_cli(
+        "quality",
+        "train",
+        "--positive",
+        str(pos),
+        "--negative",
+        str(neg),
+        "--output",
+        str(out),
+        "--set",
+        "bucket=10000",
+        "--set",
+        "dim=16",
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["positive"] == 30 and out.stat().st_size > 0
-    proc = run_cli("quality", "train", "--positive", str(tmp_path / "nope"), "--negative", str(neg), "--output", str(out))
+    proc = run_cli(
+        "quality", "train", "--positive", str(tmp_path / "nope"), "--negative", str(neg), "--output", str(out)
+    )
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "nope" in proc.stderr

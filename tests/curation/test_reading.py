@@ -19,11 +19,14 @@ def http_response(body: bytes, content_type: str = "text/html; charset=utf-8", s
     return f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n\r\n".encode() + body
 
 
-def warc_record(block: bytes, rtype: str = "response", url: str = "https://example.com/", n: int = 0,
-                http: bool = True) -> bytes:
+def warc_record(
+    block: bytes, rtype: str = "response", url: str = "https://example.com/", n: int = 0, http: bool = True
+) -> bytes:
     """One uncompressed WARC record."""
-    head = (f"WARC/1.0\r\nWARC-Type: {rtype}\r\nWARC-Target-URI: {url}\r\n"
-            f"WARC-Record-ID: <urn:uuid:00000000-0000-0000-0000-{n:012d}>\r\nWARC-Date: 2024-03-01T00:00:00Z\r\n")
+    head = (
+        f"WARC/1.0\r\nWARC-Type: {rtype}\r\nWARC-Target-URI: {url}\r\n"
+        f"WARC-Record-ID: <urn:uuid:00000000-0000-0000-0000-{n:012d}>\r\nWARC-Date: 2024-03-01T00:00:00Z\r\n"
+    )
     if http:
         head += "Content-Type: application/http; msgtype=response\r\n"
     return (head + f"Content-Length: {len(block)}\r\n\r\n").encode() + block + b"\r\n\r\n"
@@ -76,9 +79,18 @@ def test_every_bad_record_is_counted_with_its_reason():
     pages, counts, reader = read_all(data + last[: len(last) // 2])  # a truncated gzip member at the end
     assert [p.record_id[-3:-1] for p in pages] == ["01", "10"]
     assert reader.crawl == "CC-MAIN-2024-10"
-    assert counts.dropped == {"record_warcinfo": 1, "http_not_200": 1, "not_html": 1, "empty_payload": 1,
-                              "binary_payload": 1, "bad_http_header": 1, "payload_too_large": 1,
-                              "record_request": 1, "record_metadata": 1, "truncated_gzip": 1}
+    assert counts.dropped == {
+        "record_warcinfo": 1,
+        "http_not_200": 1,
+        "not_html": 1,
+        "empty_payload": 1,
+        "binary_payload": 1,
+        "bad_http_header": 1,
+        "payload_too_large": 1,
+        "record_request": 1,
+        "record_metadata": 1,
+        "truncated_gzip": 1,
+    }
 
 
 def test_broken_streams_are_counted():
@@ -86,7 +98,9 @@ def test_broken_streams_are_counted():
     assert pages == [] and counts.dropped == {"invalid_warc": 1}
     # a broken WARC header line inside a record: the record is unknown, the stream goes on
     bad = b"WARC/1.0\r\nthis header has no colon\r\nContent-Length: 5\r\n\r\nabcde\r\n\r\n"
-    pages, counts, _ = read_all(warc_record(http_response(b"<p>a</p>"), n=1) + bad + warc_record(http_response(b"<p>b</p>"), n=3))
+    pages, counts, _ = read_all(
+        warc_record(http_response(b"<p>a</p>"), n=1) + bad + warc_record(http_response(b"<p>b</p>"), n=3)
+    )
     assert len(pages) == 2 and counts.dropped == {"record_other": 1}
 
 

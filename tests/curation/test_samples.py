@@ -20,8 +20,10 @@ from tests.conftest import run_cli
 
 CRAWLS = ("CC-MAIN-2024-10", "CC-MAIN-2024-18")
 CFG = SampleCrawlConfig(warcs=2, records=40, seed=3, crawls=CRAWLS)
-PATH_RE = re.compile(r"^crawl-data/(CC-MAIN-\d{4}-\d{2})/segments/\d{13}\.\d+/warc/"
-                     r"CC-MAIN-\d{14}-\d{14}-\d{5}\.warc\.gz$")
+PATH_RE = re.compile(
+    r"^crawl-data/(CC-MAIN-\d{4}-\d{2})/segments/\d{13}\.\d+/warc/"
+    r"CC-MAIN-\d{14}-\d{14}-\d{5}\.warc\.gz$"
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +42,16 @@ def records(crawl):
     for path in sorted({c["warc"] for c in truth["captures"]}):
         for rec in ArchiveIterator(open(out / path, "rb"), parse_http=True):
             http = rec.http_headers if rec.is_http else None
-            rows.append(dict(warc=path, type=rec.record_type, headers=rec.headers.asdict(),
-                             status=http.status_code if http is not None else None,
-                             http=http.asdict() if http is not None else {}, payload=rec.reader.read()))
+            rows.append(
+                dict(
+                    warc=path,
+                    type=rec.record_type,
+                    headers=rec.headers.asdict(),
+                    status=http.status_code if http is not None else None,
+                    http=http.asdict() if http is not None else {},
+                    payload=rec.reader.read(),
+                )
+            )
     return rows
 
 
@@ -94,7 +103,10 @@ def test_records_are_real_common_crawl_shape_and_digests_verify(crawl, records):
         assert len(body) == 3 * CFG.records
         for req, resp, meta in zip(body[0::3], body[1::3], body[2::3]):
             assert (req["type"], resp["type"], meta["type"]) == (
-                WarcRecordType.request, WarcRecordType.response, WarcRecordType.metadata)
+                WarcRecordType.request,
+                WarcRecordType.response,
+                WarcRecordType.metadata,
+            )
             assert resp["headers"]["WARC-Concurrent-To"] == req["headers"]["WARC-Record-ID"]
             assert meta["headers"]["WARC-Concurrent-To"] == resp["headers"]["WARC-Record-ID"]
             uri = req["headers"]["WARC-Target-URI"]
@@ -148,8 +160,18 @@ def test_good_pages_carry_real_prose_inside_boilerplate(crawl, records):
             assert len(re.findall(r"[\u4e00-\u9fff]", main)) >= 150
         assert len(full) > len(main)  # boilerplate that main-content extraction removes
     urls = " ".join(c["url"] for c in truth["captures"])
-    for host in ("en.wikipedia.org/wiki/", "zh.wikipedia.org", "baike.baidu.com", "stackoverflow.com/questions",
-                 "zhihu.com/question", "docs.python.org", "arxiv.org/abs", ".gov", "gov.cn", ".edu"):
+    for host in (
+        "en.wikipedia.org/wiki/",
+        "zh.wikipedia.org",
+        "baike.baidu.com",
+        "stackoverflow.com/questions",
+        "zhihu.com/question",
+        "docs.python.org",
+        "arxiv.org/abs",
+        ".gov",
+        "gov.cn",
+        ".edu",
+    ):
         assert host in urls, host
 
 
@@ -172,8 +194,11 @@ def test_exact_and_near_duplicates_within_and_across_dumps(crawl, records):
             assert (src["crawl"], c["crawl"]) == CRAWLS and src["url"] == c["url"]
         else:
             assert src["crawl"] == c["crawl"] and src["url"] != c["url"]
-    assert all(scopes[(cat, scope)] > 0 for cat in ("exact_duplicate", "near_duplicate")
-               for scope in ("within_dump", "across_dumps"))
+    assert all(
+        scopes[(cat, scope)] > 0
+        for cat in ("exact_duplicate", "near_duplicate")
+        for scope in ("within_dump", "across_dumps")
+    )
 
 
 @pytest.mark.parametrize("charset,codec", [("gbk", "gbk"), ("big5", "big5")])
@@ -236,8 +261,22 @@ def test_non_html_errors_redirects_and_malformed_records(crawl, records):
             else:
                 words = text.split()
                 assert len(words) < 2 or len(set(words)) < 0.3 * len(words) or c["lang"] == "zh"
-    assert all(seen[k] for k in ("image", "pdf", "http_404", "http_500", "redirect", "malformed_http_header",
-                                 "binary_as_html", "empty_payload", "spam_keywords", "link_farm", "lorem_ipsum"))
+    assert all(
+        seen[k]
+        for k in (
+            "image",
+            "pdf",
+            "http_404",
+            "http_500",
+            "redirect",
+            "malformed_http_header",
+            "binary_as_html",
+            "empty_payload",
+            "spam_keywords",
+            "link_farm",
+            "lorem_ipsum",
+        )
+    )
 
 
 def test_written_to_s3_and_read_back(s3_bucket):
@@ -255,16 +294,38 @@ def test_written_to_s3_and_read_back(s3_bucket):
 
 
 def test_cli_writes_summary_and_rejects_bad_input(tmp_path):
-    out = run_cli("sample-crawl", str(tmp_path / "c"), "--warcs", "1", "--records", "40", "--seed", "2",
-                  "--crawl", "CC-MAIN-2023-50", "cc:CC-MAIN-2024-10")
+    out = run_cli(
+        "sample-crawl",
+        str(tmp_path / "c"),
+        "--warcs",
+        "1",
+        "--records",
+        "40",
+        "--seed",
+        "2",
+        "--crawl",
+        "CC-MAIN-2023-50",
+        "cc:CC-MAIN-2024-10",
+    )
     assert out.returncode == 0, out.stderr
     assert "CC-MAIN-2023-50: 40 captures in 1 WARC files" in out.stdout
     assert re.search(r"near_duplicate/en\s+\d+", out.stdout)
     truth = json.loads((tmp_path / "c" / "sample-crawl.json").read_text())
     assert truth["crawls"] == ["CC-MAIN-2023-50", "CC-MAIN-2024-10"]
     digest = hashlib.sha256((tmp_path / "c" / "sample-crawl.json").read_bytes()).hexdigest()
-    again = run_cli("sample-crawl", str(tmp_path / "d"), "--warcs", "1", "--records", "40", "--seed", "2",
-                    "--crawl", "CC-MAIN-2023-50", "CC-MAIN-2024-10")
+    again = run_cli(
+        "sample-crawl",
+        str(tmp_path / "d"),
+        "--warcs",
+        "1",
+        "--records",
+        "40",
+        "--seed",
+        "2",
+        "--crawl",
+        "CC-MAIN-2023-50",
+        "CC-MAIN-2024-10",
+    )
     assert hashlib.sha256((tmp_path / "d" / "sample-crawl.json").read_bytes()).hexdigest() == digest
     for bad in (["--crawl", "CC-MAIN-2024-77"], ["--crawl", "2024-10"], ["--records", "3", "--warcs", "1"]):
         res = run_cli("sample-crawl", str(tmp_path / "e"), *bad)

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import run_cli
 from dsllm.curation.report import summarize
+from tests.conftest import run_cli
 from tests.curation.test_stats_builders import write_curated, write_packed
 
 
@@ -32,7 +32,9 @@ def test_curated_totals_and_distributions(curated):
     assert (rep["kind"], t["documents"], t["chars"], t["shards"]) == ("curated", len(docs), int(n.sum()), 4)
     assert t["text_bytes"] == sum(len(d["text"].encode()) for d in docs)
     assert t["shard_bytes"] == sum(os.path.getsize(os.path.join(out, e["path"])) for e in built["shards"])
-    assert t["row_groups"] == sum(pq.read_metadata(os.path.join(out, e["path"])).num_row_groups for e in built["shards"])
+    assert t["row_groups"] == sum(
+        pq.read_metadata(os.path.join(out, e["path"])).num_row_groups for e in built["shards"]
+    )
     assert t["tokens"] is None
     qd = rep["quality_score"]
     expected, _ = np.histogram(q, bins=np.linspace(q.min(), q.max(), 21))
@@ -66,7 +68,7 @@ def test_curated_funnel_languages_domains_dedup(curated):
     assert langs["zh"]["documents"] == sum(d["lang"] == "zh" for d in built["docs"])
     assert sum(r["share_documents"] for r in rep["languages"]) == pytest.approx(1.0, abs=1e-5)
     dom = {d["domain"]: d for d in rep["domains"]}
-    nat = built["stats"]["domains"]["natural"]   # an old run's "remixed" counts are not shown
+    nat = built["stats"]["domains"]["natural"]  # an old run's "remixed" counts are not shown
     assert {d: v["documents"] for d, v in dom.items()} == {d: v["documents"] for d, v in nat.items()}
     n_share = nat["books"]["chars"] / sum(v["chars"] for v in nat.values())
     assert dom["books"]["share_chars"] == pytest.approx(n_share, abs=1e-5)
@@ -97,7 +99,7 @@ def test_integrity_problems_and_verify(tmp_path):
     write_curated(str(tmp_path), shard_rows=(30, 30, 30, 30))
     mpath = tmp_path / "manifest.json"
     m = json.loads(mpath.read_text())
-    m["shards"][0]["sha256"] = "0" * 64             # bytes that differ from what was recorded
+    m["shards"][0]["sha256"] = "0" * 64  # bytes that differ from what was recorded
     mpath.write_text(json.dumps(m))
     rep = summarize(str(tmp_path))
     assert rep["checks"]["ok"] and all(r["sha256"] is None for r in rep["shards"])
@@ -172,13 +174,23 @@ def test_packed_sample_decodes_with_the_manifest_tokenizer(tmp_path):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(["the river carried old stories past the mill"] * 50,
-                            trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        ["the river carried old stories past the mill"] * 50,
+        trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+    )
     (tmp_path / "tok").mkdir()
     tok.save(str(tmp_path / "tok" / "tokenizer.json"))
     digest = hashlib.sha256((tmp_path / "tok" / "tokenizer.json").read_bytes()).hexdigest()
-    write_packed(str(tmp_path / "p"), tokenizer={"sha256": digest, "vocab_size": tok.get_vocab_size(),
-                                                 "eos_id": 2, "bos_id": None, "path": str(tmp_path / "tok")})
+    write_packed(
+        str(tmp_path / "p"),
+        tokenizer={
+            "sha256": digest,
+            "vocab_size": tok.get_vocab_size(),
+            "eos_id": 2,
+            "bos_id": None,
+            "path": str(tmp_path / "tok"),
+        },
+    )
     rep = summarize(str(tmp_path / "p"), sample=3)
     assert len(rep["sample"]) == 3 and rep["checks"]["problems"] == []
     for d in rep["sample"]:
@@ -191,9 +203,20 @@ def test_cli_terminal_and_json(curated):
     out, built = curated
     proc = run_cli("stats", out, "--sample", "2")
     assert proc.returncode == 0, proc.stderr
-    for text in ("Stage funnel", "minhash_dedup", "near_duplicate", "Languages", "Domains (natural",
-                 "Quality score", "Document length", "CC-MAIN-2023-23", "part-00003.parquet", "checks: ok",
-                 "Sample of 2", f"{len(built['docs'])} documents"):
+    for text in (
+        "Stage funnel",
+        "minhash_dedup",
+        "near_duplicate",
+        "Languages",
+        "Domains (natural",
+        "Quality score",
+        "Document length",
+        "CC-MAIN-2023-23",
+        "part-00003.parquet",
+        "checks: ok",
+        "Sample of 2",
+        f"{len(built['docs'])} documents",
+    ):
         assert text in proc.stdout, text
     proc = run_cli("stats", os.path.join(out, "manifest.json"), "--json")
     assert proc.returncode == 0, proc.stderr

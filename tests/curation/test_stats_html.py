@@ -27,9 +27,20 @@ def _chromium() -> str:
 
 def _browser(tmp_path, *args: str) -> subprocess.CompletedProcess:
     profile = tmp_path / "chromium-profile"
-    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-           f"--user-data-dir={profile}", "--hide-scrollbars", *args]
+    cmd = [
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-extensions",
+        f"--user-data-dir={profile}",
+        "--hide-scrollbars",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
@@ -102,8 +113,11 @@ def test_packed_page_and_hostile_text(tmp_path):
     page = tmp_path / "packed.html"
     page.write_text(render_html(rep))
     charts = _rendered(tmp_path, page)
-    for name, key in (("tokens_per_sequence", "tokens_per_sequence"), ("segments_per_sequence", "segments_per_sequence"),
-                      ("segment_tokens", "segment_tokens")):
+    for name, key in (
+        ("tokens_per_sequence", "tokens_per_sequence"),
+        ("segments_per_sequence", "segments_per_sequence"),
+        ("segment_tokens", "segment_tokens"),
+    ):
         assert len(charts.bars[name]) == len(rep[key]["histogram"]["counts"]) > 0
     assert len(charts.bars["fill"]) == 2 and len(charts.bars["shard_rows"]) == 3
     assert "&lt;/script&gt;&lt;script&gt;document.body" in charts.dom  # shown as text, never run

@@ -54,7 +54,9 @@ def _poison(out: str) -> None:
         pq.write_table(pq.read_table(path).from_pylist(rows, schema=pq.read_schema(path)), path)
     stats_path, manifest_path = os.path.join(out, "stats.json"), os.path.join(out, "manifest.json")
     stats = json.load(open(stats_path))
-    stats["stages"][1]["dropped"] = {PAYLOADS[1]: v for v in stats["stages"][1]["dropped"].values()} or {}
+    stats["stages"][1]["dropped"] = (
+        {PAYLOADS[1]: sum(stats["stages"][1]["dropped"].values())} if stats["stages"][1]["dropped"] else {}
+    )
     json.dump(stats, open(stats_path, "w"))
     manifest = json.load(open(manifest_path))
     manifest["inputs"][-1]["error"] = PAYLOADS[0]

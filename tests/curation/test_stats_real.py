@@ -19,9 +19,9 @@ from dsllm.curation.report.html import render_html
 def real(tmp_path_factory):
     from dsllm.curation.config import CurateConfig
     from dsllm.curation.executor import LocalExecutor
+    from dsllm.curation.run import run_curate
     from dsllm.curation.samples import SampleCrawlConfig, write_sample_crawl
     from dsllm.curation.sources import resolve_inputs
-    from dsllm.curation.run import run_curate
     from dsllm.tokenizer.pack import PackConfig, pack
     from dsllm.tokenizer.train import TokenizerTrainConfig, train_tokenizer
 
@@ -33,8 +33,14 @@ def real(tmp_path_factory):
     cfg = dataclasses.replace(cfg, output=dataclasses.replace(cfg.output, shard_rows=25))
     run_curate(specs, str(root / "cur"), cfg, LocalExecutor(), log=lambda *a: None)
     train_tokenizer([str(root / "cur")], str(root / "tok"), TokenizerTrainConfig(vocab_size=600), progress=False)
-    pack([str(root / "cur")], str(root / "tok"), str(root / "packed"), PackConfig(seq_len=128), LocalExecutor(),
-         log=lambda *a: None)
+    pack(
+        [str(root / "cur")],
+        str(root / "tok"),
+        str(root / "packed"),
+        PackConfig(seq_len=128),
+        LocalExecutor(),
+        log=lambda *a: None,
+    )
     return root
 
 
@@ -58,8 +64,10 @@ def test_real_curated_output(real):
     by_id = {d["id"]: d for d in docs}
     assert all(s["text"] == by_id[s["id"]]["text"] for s in rep["sample"])
     page = render_html(rep)  # the page embeds exactly the report (its script draws the charts from it)
-    start = page.index('<script type="application/json" id="report-data">') + len('<script type="application/json" id="report-data">')
-    assert json.loads(page[start:page.index("</script>", start)]) == rep
+    start = page.index('<script type="application/json" id="report-data">') + len(
+        '<script type="application/json" id="report-data">'
+    )
+    assert json.loads(page[start : page.index("</script>", start)]) == rep
 
 
 def test_real_packed_output(real):
@@ -72,7 +80,9 @@ def test_real_packed_output(real):
     assert rep["totals"]["tokens"] == manifest["tokens"]
     assert p["fill"] == pytest.approx(manifest["tokens"] / (manifest["rows"] * 128), abs=1e-6)
     assert p["tokenizer"]["sha256"] == manifest["tokenizer"]["sha256"]
-    assert rep["segment_tokens"]["count"] == pytest.approx(rep["segments_per_sequence"]["mean"] * rep["segments_per_sequence"]["count"])
+    assert rep["segment_tokens"]["count"] == pytest.approx(
+        rep["segments_per_sequence"]["mean"] * rep["segments_per_sequence"]["count"]
+    )
     assert rep["segment_tokens"]["mean"] * rep["segment_tokens"]["count"] == pytest.approx(manifest["tokens"])
     assert table.schema.field("input_ids").type.list_size == 128
     # the sample is decoded with the manifest's tokenizer (its sha256 matched: no warning)

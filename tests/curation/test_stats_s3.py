@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import os
 
-from dsllm.curation.report import summarize
 from dsllm import storage
+from dsllm.curation.report import summarize
 from tests.conftest import run_cli
 from tests.curation.test_stats_builders import write_curated, write_packed
 
@@ -28,6 +28,7 @@ def _record_gets(client, log: list) -> None:
         if request.method == "GET" and "list-type" not in request.url:
             rng = request.headers.get("Range")
             log.append(rng.decode() if isinstance(rng, bytes) else rng)
+
     client.meta.events.register("before-send.s3.GetObject", before_send)
 
 
@@ -64,4 +65,5 @@ def test_s3_packed_and_errors(tmp_path, s3_bucket):
     assert _without_paths(rep) == _without_paths(summarize(str(tmp_path / "p"), verify=True))
     proc = run_cli("stats", f"s3://{s3_bucket}/nothing-here")
     assert proc.returncode == 2 and proc.stderr.strip() == (
-        f"dsllm stats: error: s3://{s3_bucket}/nothing-here: neither curated nor packed output nor a mixture (no manifest.json / mixture.json)")
+        f"dsllm stats: error: s3://{s3_bucket}/nothing-here: neither curated nor packed output nor a mixture (no manifest.json / mixture.json)"
+    )

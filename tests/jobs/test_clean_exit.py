@@ -25,9 +25,14 @@ def crawl(tmp_path_factory):
 
 
 def _start_curate(crawl, out, log):
-    return subprocess.Popen([sys.executable, "-m", "dsllm.jobs.cli", "curate", str(crawl), "--output", str(out)],
-                            cwd=str(ROOT), env=dict(os.environ), stdout=subprocess.DEVNULL,
-                            stderr=log.open("w"), text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dsllm.jobs.cli", "curate", str(crawl), "--output", str(out)],
+        cwd=str(ROOT),
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+        text=True,
+    )
 
 
 def _wait_for_ray(proc, log, timeout=120) -> dict[int, float]:

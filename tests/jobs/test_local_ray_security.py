@@ -54,12 +54,20 @@ def test_curate_in_process_ray_listens_on_loopback_only_with_token_auth(tmp_path
     assert made.returncode == 0, made.stderr
     home = tmp_path / "home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RAY_AUTH_MODE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RAY_AUTH_MODE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")
+    }
     env["HOME"] = str(home)
-    proc = subprocess.Popen([sys.executable, "-m", "dsllm.jobs.cli", "curate", str(crawl),
-                             "--output", str(tmp_path / "out")], cwd=str(ROOT), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dsllm.jobs.cli", "curate", str(crawl), "--output", str(tmp_path / "out")],
+        cwd=str(ROOT),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         listening, auth = _watch_listeners(proc)
         out, err = proc.communicate(timeout=600)

@@ -16,8 +16,18 @@ import pytest
 
 from tests.conftest import ROOT, run_cli
 
-SETTINGS = ["--set", "precision=\"fp32\"", "--set", "shape.head_dim=8", "--set", "shape.aspect=16",
-            "--set", "min_steps=4", "--set", "checkpoint_every_minutes=0.02"]
+SETTINGS = [
+    "--set",
+    'precision="fp32"',
+    "--set",
+    "shape.head_dim=8",
+    "--set",
+    "shape.aspect=16",
+    "--set",
+    "min_steps=4",
+    "--set",
+    "checkpoint_every_minutes=0.02",
+]
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +67,28 @@ def _results(sweep: Path) -> dict[str, bytes]:
 
 def test_sweep_resumes_after_a_kill_then_fits_and_predicts(prose, tmp_path):
     sweep = tmp_path / "sweep"
-    args = ["scaling", "sweep", "--data", str(prose / "packed"), "--output", str(sweep), "--budgets", "3e9,1e10",
-            "--points", "4", "--validate", "3e10", "--workers", "2", *SETTINGS]
+    args = [
+        "scaling",
+        "sweep",
+        "--data",
+        str(prose / "packed"),
+        "--output",
+        str(sweep),
+        "--budgets",
+        "3e9,1e10",
+        "--points",
+        "4",
+        "--validate",
+        "3e10",
+        "--workers",
+        "2",
+        *SETTINGS,
+    ]
     planned = run_cli(*args, "--dry-run")
     assert planned.returncode == 0, planned.stderr
     lines = [line for line in planned.stdout.splitlines() if not line.startswith("#")]
     n_runs = len(lines)
-    validate, = [line.split()[0] for line in lines if line.startswith("validate-")]
+    (validate,) = [line.split()[0] for line in lines if line.startswith("validate-")]
     assert any("shared" in line for line in lines) and f"# {n_runs} runs" in planned.stdout
     assert n_runs >= 7
     # a run that cannot start: a file stands where its directory goes (a real failure, kept as it is)
@@ -72,9 +97,14 @@ def test_sweep_resumes_after_a_kill_then_fits_and_predicts(prose, tmp_path):
 
     # first attempt: killed (the whole process group, Ray's processes too) once some runs finished
     tag = f"sweep-{os.getpid()}-{time.time_ns()}"
-    proc = subprocess.Popen([sys.executable, "-m", "dsllm.jobs.cli", *args], cwd=str(ROOT), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=dict(os.environ, DSLLM_TEST_TAG=tag))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dsllm.jobs.cli", *args],
+        cwd=str(ROOT),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, DSLLM_TEST_TAG=tag),
+    )
     deadline = time.time() + 240
     while len(_results(sweep)) < 2 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
@@ -105,21 +135,40 @@ def test_sweep_resumes_after_a_kill_then_fits_and_predicts(prose, tmp_path):
     assert law["coefficient"] > 0 and len(law["ci"]) == 2
     assert all(b["M_opt"] for b in doc["isoflop"]), doc["isoflop"]
     pred = doc["prediction"]
-    measured, = pred["measured"]
+    (measured,) = pred["measured"]
     assert measured["role"] == "validate" and not pred["in_fit"]
     lo, hi = pred["loss"]["ci"]
-    print(f"\npredicted held-out loss at 3e10: {pred['loss']['value']:.4f} [{lo:.4f}, {hi:.4f}] bits/byte; "
-          f"measured {measured['heldout_bpb']:.4f}")
+    print(
+        f"\npredicted held-out loss at 3e10: {pred['loss']['value']:.4f} [{lo:.4f}, {hi:.4f}] bits/byte; "
+        f"measured {measured['heldout_bpb']:.4f}"
+    )
     assert 0 < lo <= pred["loss"]["value"] <= hi
     table = run_cli("scaling", "fit", str(sweep), "--predict", "3e10", "--bootstrap", "100")
     assert "measured:" in table.stdout and "M_opt" in table.stdout
     assert "<svg" in (tmp_path / "fit.html").read_text()
 
 
-@pytest.mark.parametrize("argv,flags", [
-    (["scaling", "sweep"], ["--data", "--output", "--budgets", "--points", "--mode", "--workers", "--ray-address",
-                            "--validate", "--laws", "--set"]),
-    (["scaling", "fit"], ["SWEEP", "--predict", "--json", "--html", "--bootstrap"])])
+@pytest.mark.parametrize(
+    "argv,flags",
+    [
+        (
+            ["scaling", "sweep"],
+            [
+                "--data",
+                "--output",
+                "--budgets",
+                "--points",
+                "--mode",
+                "--workers",
+                "--ray-address",
+                "--validate",
+                "--laws",
+                "--set",
+            ],
+        ),
+        (["scaling", "fit"], ["SWEEP", "--predict", "--json", "--html", "--bootstrap"]),
+    ],
+)
 def test_help_names_the_flags(argv, flags, capsys):
     from dsllm.jobs.cli import main
 
@@ -130,12 +179,18 @@ def test_help_names_the_flags(argv, flags, capsys):
 
 
 def test_user_errors_are_one_line(prose, tmp_path):
-    cases = [["--budgets", "1e9,abc"], ["--budgets", "-3"], ["--budgets", "1e9", "--points", "2"],
-             ["--budgets", "1e9", "--set", "span=0.5"]]
+    cases = [
+        ["--budgets", "1e9,abc"],
+        ["--budgets", "-3"],
+        ["--budgets", "1e9", "--points", "2"],
+        ["--budgets", "1e9", "--set", "span=0.5"],
+    ]
     for extra in cases:
         out = run_cli("scaling", "sweep", "--data", str(prose / "packed"), "--output", str(tmp_path / "s"), *extra)
         assert out.returncode == 2 and out.stderr.count("\n") == 1 and "error:" in out.stderr, (extra, out.stderr)
-    remote = run_cli("scaling", "sweep", "--data", str(prose / "packed"), "--output", "s3://bucket/sweep", "--budgets", "1e9")
+    remote = run_cli(
+        "scaling", "sweep", "--data", str(prose / "packed"), "--output", "s3://bucket/sweep", "--budgets", "1e9"
+    )
     assert remote.returncode == 2 and "--output s3://bucket/sweep" in remote.stderr
     missing = run_cli("scaling", "fit", str(tmp_path / "nothing"))
     assert missing.returncode == 2 and "not a sweep directory" in missing.stderr
@@ -160,8 +215,13 @@ print(json.dumps(run_sweep(runs, sweep, info, cfg, log=lambda m: None)))
 def test_a_cluster_with_gpus_gets_one_run_per_gpu(prose, tmp_path):
     """Ray schedules each run with num_gpus=1 when the cluster has GPUs (here one declared GPU on a
     CPU machine: runs take turns on it, and torch, finding no CUDA device, trains on the CPU)."""
-    out = subprocess.run([sys.executable, "-c", GPU_SWEEP, str(prose / "packed"), str(tmp_path / "s")],
-                         capture_output=True, text=True, cwd=str(ROOT), timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", GPU_SWEEP, str(prose / "packed"), str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        cwd=str(ROOT),
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["failed"] == [] and summary["finished"] == summary["planned"] >= 2

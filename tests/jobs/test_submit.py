@@ -16,8 +16,19 @@ def test_submit_ships_project_and_hides_secrets(ray_head):
     env = {"AWS_SECRET_ACCESS_KEY": secret, "AWS_ACCESS_KEY_ID": "AKIATESTING", "DSLLM_MARKER": "m1"}
     # `plan` is not a job; `train` with no arguments fails inside the job with a usage error:
     # the job must run our code from the shipped working dir and report FAILED.
-    res = run_cli("submit", "train", "--address", ray_head["dashboard"], "--wait", "--timeout", "240",
-                  "--", "--help", env=env, timeout=300)
+    res = run_cli(
+        "submit",
+        "train",
+        "--address",
+        ray_head["dashboard"],
+        "--wait",
+        "--timeout",
+        "240",
+        "--",
+        "--help",
+        env=env,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     job_id = res.stdout.strip().splitlines()[0]
     logs = run_cli("jobs", "logs", job_id, "--address", ray_head["dashboard"])
@@ -52,8 +63,22 @@ def test_submit_curate_from_http_crawl_to_s3_then_stop_a_running_job(ray_head, h
     assert res.returncode == 0, res.stderr
     base = http_server(crawl)
     out = f"s3://{s3_bucket}/runs/job1"
-    res = run_cli("submit", "curate", "--address", ray_head["dashboard"], "--wait", "--timeout", "600", "--",
-                  "cc:CC-MAIN-2024-10", "--cc-base", base, "--output", out, timeout=700)
+    res = run_cli(
+        "submit",
+        "curate",
+        "--address",
+        ray_head["dashboard"],
+        "--wait",
+        "--timeout",
+        "600",
+        "--",
+        "cc:CC-MAIN-2024-10",
+        "--cc-base",
+        base,
+        "--output",
+        out,
+        timeout=700,
+    )
     job_id = res.stdout.strip().splitlines()[0]
     logs = run_cli("jobs", "logs", job_id, "--address", ray_head["dashboard"]).stdout
     assert res.returncode == 0, logs[-3000:]
@@ -67,7 +92,6 @@ def test_submit_curate_from_http_crawl_to_s3_then_stop_a_running_job(ray_head, h
     assert "testing" not in json.dumps(run_cli("jobs", "list", "--address", ray_head["dashboard"], "--json").stdout)
 
 
-
 def test_stop_a_running_job(ray_head, tmp_path):
     import sys
     import time
@@ -77,14 +101,34 @@ def test_stop_a_running_job(ray_head, tmp_path):
     from test_train_loop import write_packed
 
     data = write_packed(tmp_path / "packed", rows=64, seq_len=32)
-    res = run_cli("submit", "train", "--address", ray_head["dashboard"], "--", "--model", "tiny", "--data", data,
-                  "--output", str(tmp_path / "run"), "--max-steps", "100000", "--batch-size", "8",
-                  "--set", "precision=fp32", "--set", "eval_every=0")
+    res = run_cli(
+        "submit",
+        "train",
+        "--address",
+        ray_head["dashboard"],
+        "--",
+        "--model",
+        "tiny",
+        "--data",
+        data,
+        "--output",
+        str(tmp_path / "run"),
+        "--max-steps",
+        "100000",
+        "--batch-size",
+        "8",
+        "--set",
+        "precision=fp32",
+        "--set",
+        "eval_every=0",
+    )
     assert res.returncode == 0, res.stderr
     job_id = res.stdout.strip()
 
     def status() -> str:
-        return json.loads(run_cli("jobs", "status", job_id, "--address", ray_head["dashboard"], "--json").stdout)["status"]
+        return json.loads(run_cli("jobs", "status", job_id, "--address", ray_head["dashboard"], "--json").stdout)[
+            "status"
+        ]
 
     deadline = time.time() + 300
     while time.time() < deadline and not (tmp_path / "run" / "metrics.jsonl").exists():

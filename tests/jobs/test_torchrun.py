@@ -17,10 +17,28 @@ import pytest
 
 from tests.trainer.test_train_loop import write_packed
 
-ARGS = ["train", "--model", "tiny", "--device", "cpu", "--batch-size", "8", "--quiet",
-        "--set", "precision=fp32", "--set", "micro_batch_size=2", "--set", "eval_every=0",
-        "--set", "model.num_hidden_layers=2", "--set", "checkpoint_every_steps=2",
-        "--set", "checkpoint_every_minutes=0"]
+ARGS = [
+    "train",
+    "--model",
+    "tiny",
+    "--device",
+    "cpu",
+    "--batch-size",
+    "8",
+    "--quiet",
+    "--set",
+    "precision=fp32",
+    "--set",
+    "micro_batch_size=2",
+    "--set",
+    "eval_every=0",
+    "--set",
+    "model.num_hidden_layers=2",
+    "--set",
+    "checkpoint_every_steps=2",
+    "--set",
+    "checkpoint_every_minutes=0",
+]
 
 
 def _losses(run: Path) -> list[float]:
@@ -35,22 +53,38 @@ def _run(tmp_path: Path, data: str, out: str, steps: int, ranks: int):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(ranks),
-               "--master-addr", "127.0.0.1", "--master-port", str(port), "-m", "dsllm.jobs.cli"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            str(ranks),
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            str(port),
+            "-m",
+            "dsllm.jobs.cli",
+        ]
         extra = ["--set", "strategy=fsdp"]
-    done = subprocess.run(cmd + ARGS + extra + ["--data", data, "--output", str(tmp_path / out),
-                          "--max-steps", str(steps)], capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(
+        cmd + ARGS + extra + ["--data", data, "--output", str(tmp_path / out), "--max-steps", str(steps)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.mark.slow
 def test_fsdp_under_torchrun_matches_one_process_and_resumes_at_another_count(tmp_path):
     data = write_packed(tmp_path / "packed", rows=64, seq_len=32)
-    _run(tmp_path, data, "one", 4, 1)                       # the uninterrupted reference
-    _run(tmp_path, data, "two", 2, 2)                       # FSDP2 on 2 ranks, checkpoint at step 2
+    _run(tmp_path, data, "one", 4, 1)  # the uninterrupted reference
+    _run(tmp_path, data, "two", 2, 2)  # FSDP2 on 2 ranks, checkpoint at step 2
     shutil.copytree(tmp_path / "two", tmp_path / "two-then-one")
-    _run(tmp_path, data, "two", 4, 2)                       # 2 → 2
-    _run(tmp_path, data, "two-then-one", 4, 1)              # 2 → 1
+    _run(tmp_path, data, "two", 4, 2)  # 2 → 2
+    _run(tmp_path, data, "two-then-one", 4, 1)  # 2 → 1
     want = _losses(tmp_path / "one")
     assert len(want) == 4
     for run in ("two", "two-then-one"):

@@ -13,9 +13,25 @@ from tests.conftest import run_cli
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "trainer"))
 from test_train_loop import write_packed  # noqa: E402  (the trainer tests' PACKED builder)
 
-COMMON = ["--model", "tiny", "--batch-size", "8", "--quiet", "--set", "precision=fp32", "--set", "micro_batch_size=2",
-          "--set", "eval_every=0", "--set", "checkpoint_every_minutes=0", "--set", "checkpoint_every_steps=2",
-          "--set", "model.num_hidden_layers=2"]
+COMMON = [
+    "--model",
+    "tiny",
+    "--batch-size",
+    "8",
+    "--quiet",
+    "--set",
+    "precision=fp32",
+    "--set",
+    "micro_batch_size=2",
+    "--set",
+    "eval_every=0",
+    "--set",
+    "checkpoint_every_minutes=0",
+    "--set",
+    "checkpoint_every_steps=2",
+    "--set",
+    "model.num_hidden_layers=2",
+]
 
 
 def _losses(run: Path) -> list[float]:
@@ -27,8 +43,9 @@ def test_two_workers_match_one_and_resume_with_another_count(tmp_path):
     data = write_packed(tmp_path / "packed", rows=64, seq_len=32)
     one = run_cli("train", *COMMON, "--data", data, "--output", str(tmp_path / "r1"), "--max-steps", "4")
     assert one.returncode == 0, one.stderr
-    two = run_cli("train", *COMMON, "--data", data, "--output", str(tmp_path / "r2"), "--max-steps", "2",
-                  "--workers", "2")
+    two = run_cli(
+        "train", *COMMON, "--data", data, "--output", str(tmp_path / "r2"), "--max-steps", "2", "--workers", "2"
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     assert "with 2 workers" in two.stdout and "reported to Ray Train" in two.stdout
     assert (tmp_path / "r2" / "checkpoints" / "step-00000002" / "model.safetensors").exists()

@@ -45,17 +45,27 @@ def write_shards(out: Path, docs: list[tuple[str, str]], n_shards: int = 2) -> P
         part = docs[k::n_shards]
         rows = {
             "id": [hashlib.sha1(f"{k}-{i}".encode()).hexdigest()[:24] for i in range(len(part))],
-            "text": [t for _, t in part], "url": [f"https://example.org/{k}/{i}" for i in range(len(part))],
-            "crawl": ["CC-MAIN-2024-10"] * len(part), "lang": [lang for lang, _ in part],
-            "lang_score": [0.99] * len(part), "quality_score": [0.5] * len(part),
-            "domain": ["prose"] * len(part), "n_chars": [len(t) for _, t in part],
-            "warc_file": ["sample.warc.gz"] * len(part), "signals": ["{}"] * len(part),
+            "text": [t for _, t in part],
+            "url": [f"https://example.org/{k}/{i}" for i in range(len(part))],
+            "crawl": ["CC-MAIN-2024-10"] * len(part),
+            "lang": [lang for lang, _ in part],
+            "lang_score": [0.99] * len(part),
+            "quality_score": [0.5] * len(part),
+            "domain": ["prose"] * len(part),
+            "n_chars": [len(t) for _, t in part],
+            "warc_file": ["sample.warc.gz"] * len(part),
+            "signals": ["{}"] * len(part),
         }
         path = out / "shards" / f"part-{k:05d}.parquet"
         pq.write_table(pa.Table.from_pydict(rows, schema=SCHEMA), path, compression="zstd")
-        shards.append({"path": f"shards/part-{k:05d}.parquet", "rows": len(part),
-                       "bytes": path.stat().st_size,
-                       "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+        shards.append(
+            {
+                "path": f"shards/part-{k:05d}.parquet",
+                "rows": len(part),
+                "bytes": path.stat().st_size,
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            }
+        )
     (out / "manifest.json").write_text(json.dumps({"kind": "curated", "shards": shards}))
     return out
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import shared_path
 from dsllm.tokenizer import deepseek
+from tests.conftest import shared_path
 
 
 def test_pre_tokenizer_serializes_exactly_as_deepseeks():
@@ -24,7 +24,7 @@ def test_pre_tokenization_rules():
     assert pieces("a\r\nb") == ["a", "č", "Ċ", "b"]
     assert pieces("Hello, world!") == ["Hello", ",", "Ġworld", "!"]
     table = dict(zip(range(256), deepseek.byte_alphabet()))
-    expect_zh = "".join(table[b] for b in "滚滚长江".encode("utf-8"))
+    expect_zh = "".join(table[b] for b in "滚滚长江".encode())
     assert pieces("滚滚长江abc") == [expect_zh, "abc"]  # a CJK run is one piece, apart from Latin letters
     assert pieces("x  \n") == ["x", "ĠĠ", "Ċ"]
 

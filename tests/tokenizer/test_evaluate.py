@@ -7,11 +7,11 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import run_cli
-from tests.tokenizer.conftest import english_speeches
 from dsllm.tokenizer.evaluate import EvalConfig, evaluate, format_table
 from dsllm.tokenizer.io import load_tokenizer
 from dsllm.tokenizer.train import TokenizerTrainConfig, train_tokenizer
+from tests.conftest import run_cli
+from tests.tokenizer.conftest import english_speeches
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +19,9 @@ def two_tokenizers(prose_shards, tmp_path_factory):
     root = tmp_path_factory.mktemp("ev")
     small, big = root / "small", root / "big"
     for out, vocab in ((small, 300), (big, 1500)):
-        train_tokenizer([str(prose_shards)], str(out), TokenizerTrainConfig(vocab_size=vocab, sample_bytes=300_000),
-                        progress=False)
+        train_tokenizer(
+            [str(prose_shards)], str(out), TokenizerTrainConfig(vocab_size=vocab, sample_bytes=300_000), progress=False
+        )
     return small, big
 
 
@@ -49,8 +50,21 @@ def test_cli_side_by_side_with_a_text_source(two_tokenizers, prose_shards, tmp_p
     small, big = two_tokenizers
     txt = tmp_path / "speeches.txt"
     txt.write_text("\n".join(english_speeches(3)), encoding="utf-8")
-    proc = run_cli("tokenizer", "eval", str(small), str(big), "--data", str(prose_shards), "--data", str(txt),
-                   "--text-lang", "en", "--max-bytes", "2e5", "--json")
+    proc = run_cli(
+        "tokenizer",
+        "eval",
+        str(small),
+        str(big),
+        "--data",
+        str(prose_shards),
+        "--data",
+        str(txt),
+        "--text-lang",
+        "en",
+        "--max-bytes",
+        "2e5",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     text_rows = [r for r in rows if r["source"] == str(txt)]

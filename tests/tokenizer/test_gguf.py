@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
 from dsllm.tokenizer import deepseek
 from dsllm.tokenizer.io import load_hf_tokenizer, load_tokenizer
+from tests.conftest import run_cli
 
 LLAMA_CPP_HASH = "049ecf7629871e3041641907f3de7c733e4dbfdc736f57d882ba0b0845599754"
 EXTRA_BYTES = "øöúÿõ÷ûýÀùÁþü"
@@ -23,7 +23,7 @@ def references(deepseek_gguf):
     texts = inp.split("\n__ggml_vocab_test__\n")
     assert texts[-1] == ""  # the file ends with a separator
     texts = texts[:-1]
-    ids = [[int(x) for x in line.split()] for line in out.split("\n")[:len(texts)]]
+    ids = [[int(x) for x in line.split()] for line in out.split("\n")[: len(texts)]]
     assert len(texts) == len(ids) == 46
     return list(zip(texts, ids))
 
@@ -57,15 +57,18 @@ def test_layout_and_config(deepseek_dir):
 def test_transformers_loads_it_with_bos_eos(deepseek_dir):
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    for hf in (PreTrainedTokenizerFast(tokenizer_file=str(deepseek_dir / "tokenizer.json"),
-                                       bos_token=deepseek.BOS, eos_token=deepseek.EOS),
-               AutoTokenizer.from_pretrained(str(deepseek_dir))):
+    for hf in (
+        PreTrainedTokenizerFast(
+            tokenizer_file=str(deepseek_dir / "tokenizer.json"), bos_token=deepseek.BOS, eos_token=deepseek.EOS
+        ),
+        AutoTokenizer.from_pretrained(str(deepseek_dir)),
+    ):
         assert (hf.bos_token_id, hf.eos_token_id) == (100000, 100001)
         assert hf.decode(hf.encode("Hello world"), skip_special_tokens=True) == "Hello world"
 
 
 def test_added_byte_tokens_quirk_is_reproduced(deepseek_dir):
-    """"München": the 'ü' matches the added byte token 0xFC, which decodes to an invalid byte."""
+    """ "München": the 'ü' matches the added byte token 0xFC, which decodes to an invalid byte."""
     tok, _ = load_tokenizer(str(deepseek_dir))
     ids = tok.encode("München", add_special_tokens=False).ids
     assert 100014 in ids  # 'ü' == the byte symbol of 0xFC, DeepSeek's id 100014

@@ -13,11 +13,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dsllm.curation.executor import LocalExecutor
 from dsllm import storage
+from dsllm.curation.executor import LocalExecutor
 from dsllm.errors import UserError
-from tests.conftest import run_cli
 from dsllm.tokenizer.pack import PackConfig, pack
+from tests.conftest import run_cli
 
 EOS, BOS = "<｜end▁of▁sentence｜>", "<｜begin▁of▁sentence｜>"
 
@@ -45,8 +45,9 @@ def tok_dir(tmp_path_factory) -> str:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=[BOS, EOS],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=600, special_tokens=[BOS, EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(english_docs()[:300] + chinese_docs()[:10], trainer)
     d = tmp_path_factory.mktemp("tok")
     tok.save(str(d / "tokenizer.json"))
@@ -65,21 +66,23 @@ def shards(tmp_path_factory) -> str:
     entries = []
     for i, part in enumerate(parts):
         path = f"shards/part-{i:05d}.parquet"
-        pq.write_table(pa.table({"id": [f"d{i}-{j}" for j in range(len(part))], "text": part}),
-                       root / path, compression="zstd")
+        pq.write_table(
+            pa.table({"id": [f"d{i}-{j}" for j in range(len(part))], "text": part}), root / path, compression="zstd"
+        )
         entries.append({"path": path, "rows": len(part)})
     (root / "manifest.json").write_text(json.dumps({"kind": "curated", "shards": entries}))
     return str(root)
 
 
 def curated_texts(root: str) -> list[list[str]]:
-    return [[t for t in pq.read_table(Path(root) / e["path"]).column("text").to_pylist() if t]
-            for e in json.loads((Path(root) / "manifest.json").read_text())["shards"]]
+    return [
+        [t for t in pq.read_table(Path(root) / e["path"]).column("text").to_pylist() if t]
+        for e in json.loads((Path(root) / "manifest.json").read_text())["shards"]
+    ]
 
 
 def file_hashes(root: str) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(Path(root).iterdir()) if p.is_file()}
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(root).iterdir()) if p.is_file()}
 
 
 CFG = PackConfig(seq_len=64, row_group_rows=4, batch_docs=16)
@@ -115,15 +118,16 @@ def test_eos_after_every_document_and_doc_offsets(shards, tok_dir, tmp_path):
     tables = {s["path"]: read_part(out / s["path"]) for s in m["shards"]}
     # the final part holds every source's carry, in source order
     last = tables.pop(f"part-{len(texts):05d}.parquet")
-    last_stream = np.concatenate([np.asarray(r[:n]) for r, n in
-                                  zip(last.column("input_ids").to_pylist(), last.column("n_tokens").to_pylist())])
+    last_stream = np.concatenate(
+        [np.asarray(r[:n]) for r, n in zip(last.column("input_ids").to_pylist(), last.column("n_tokens").to_pylist())]
+    )
     at = 0
     for i, (docs, src) in enumerate(zip(texts, m["source_shards"])):
         part = tables.get(f"part-{i:05d}.parquet")
         head = np.asarray(part.column("input_ids").to_pylist()).reshape(-1) if part else np.empty(0, np.int64)
         carry = src["tokens"] - len(head)
         assert 0 <= carry < CFG.row_group_rows * CFG.seq_len
-        stream = np.concatenate([head, last_stream[at:at + carry]])
+        stream = np.concatenate([head, last_stream[at : at + carry]])
         at += carry
         expected = np.concatenate([tok.encode(d, add_special_tokens=False).ids + [eos] for d in docs])
         assert stream.tolist() == expected.tolist()
@@ -132,7 +136,7 @@ def test_eos_after_every_document_and_doc_offsets(shards, tok_dir, tmp_path):
     for table in [*tables.values(), last]:
         for ids, offs, n in zip(*(table.column(c).to_pylist() for c in ("input_ids", "doc_offsets", "n_tokens"))):
             ids = np.asarray(ids)
-            after_eos = (np.nonzero(ids[:n - 1] == eos)[0] + 1).tolist()
+            after_eos = (np.nonzero(ids[: n - 1] == eos)[0] + 1).tolist()
             assert offs == [0] + [p for p in after_eos if p != 0]
 
 
@@ -208,8 +212,14 @@ def test_s3_in_and_out_matches_local(shards, tok_dir, tmp_path, s3_bucket):
         if p.is_file():
             storage.upload_file(str(p), f"s3://{s3_bucket}/curated/{p.relative_to(shards)}")
     storage.upload_file(str(Path(tok_dir) / "tokenizer.json"), f"s3://{s3_bucket}/tok/tokenizer.json")
-    m = pack([f"s3://{s3_bucket}/curated"], f"s3://{s3_bucket}/tok", f"s3://{s3_bucket}/packed", CFG,
-             LocalExecutor(), log=lambda m: None)
+    m = pack(
+        [f"s3://{s3_bucket}/curated"],
+        f"s3://{s3_bucket}/tok",
+        f"s3://{s3_bucket}/packed",
+        CFG,
+        LocalExecutor(),
+        log=lambda m: None,
+    )
     local = pack([shards], tok_dir, str(tmp_path / "local"), CFG, LocalExecutor(), log=lambda m: None)
     assert [s["sha256"] for s in m["shards"]] == [s["sha256"] for s in local["shards"]]
     from dsllm.trainer.data import PackedDataset
@@ -230,8 +240,9 @@ def test_hugging_face_tokenizer_folder(shards, tok_dir, tmp_path):
     tok = Tokenizer.from_file(str(Path(tok_dir) / "tokenizer.json"))
     tok.add_special_tokens(["<|endoftext|>"])
     tok.save(str(hf / "tokenizer.json"))
-    (hf / "tokenizer_config.json").write_text(json.dumps({"eos_token": {"content": "<|endoftext|>"},
-                                                          "add_bos_token": False}))
+    (hf / "tokenizer_config.json").write_text(
+        json.dumps({"eos_token": {"content": "<|endoftext|>"}, "add_bos_token": False})
+    )
     (hf / "config.json").write_text(json.dumps({"model_type": "llama", "eos_token_id": 2}))
     m = pack([shards], str(hf), str(tmp_path / "p"), CFG, LocalExecutor(), log=lambda m: None)
     eos = tok.token_to_id("<|endoftext|>")
@@ -268,8 +279,20 @@ def test_cli_packs_and_resumes_as_a_user_would(ray_local, shards, tok_dir, tmp_p
     """The CLI joins a running Ray (the session's, by --ray-address), packs, and a rerun is a no-op."""
     out = tmp_path / "packed"
     address = ray_local.get_runtime_context().gcs_address
-    argv = ["pack", shards, "--tokenizer", tok_dir, "--output", str(out), "--seq-len", "64",
-            "--ray-address", address, "--set", "row_group_rows=4"]
+    argv = [
+        "pack",
+        shards,
+        "--tokenizer",
+        tok_dir,
+        "--output",
+        str(out),
+        "--seq-len",
+        "64",
+        "--ray-address",
+        address,
+        "--set",
+        "row_group_rows=4",
+    ]
     r = run_cli(*argv, env={"RAY_AUTH_MODE": "disabled"})
     assert r.returncode == 0, r.stderr
     assert "Started a local Ray instance" not in r.stderr and "[pack/pack_source] 3/3 tasks on 2 worker(s)" in r.stderr
@@ -287,15 +310,19 @@ def test_deepseek_tokenizer_ids_and_no_bos(shards, deepseek_dir, tmp_path):
 
     m = pack([shards], str(deepseek_dir), str(tmp_path / "p"), CFG, LocalExecutor(), log=lambda m: None)
     assert (m["tokenizer"]["eos_id"], m["tokenizer"]["bos_id"]) == (100001, 100000)
-    ids = np.concatenate([np.asarray(pq.read_table(tmp_path / "p" / s["path"]).column("input_ids").to_pylist()).reshape(-1)
-                          for s in m["shards"]])
+    ids = np.concatenate(
+        [
+            np.asarray(pq.read_table(tmp_path / "p" / s["path"]).column("input_ids").to_pylist()).reshape(-1)
+            for s in m["shards"]
+        ]
+    )
     assert (ids == 100000).sum() == 0
     assert (ids == 100001).sum() == m["documents"] + m["pad_tokens"]
     tok = Tokenizer.from_file(str(deepseek_dir / "tokenizer.json"))
     first = curated_texts(shards)[0][0]
     head = pq.read_table(tmp_path / "p" / "part-00000.parquet").column("input_ids").to_pylist()
     flat = [t for r in head for t in r]
-    assert tok.decode(flat[:flat.index(100001)]) == first
+    assert tok.decode(flat[: flat.index(100001)]) == first
 
 
 KILL_SCRIPT = """
@@ -327,8 +354,9 @@ def test_resume_after_a_real_sigkill(shards, tok_dir, tmp_path):
     clean = tmp_path / "clean"
     pack([shards], tok_dir, str(clean), CFG, LocalExecutor(), log=lambda m: None)
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, shards, tok_dir, str(out)], cwd=str(ROOT),
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, shards, tok_dir, str(out)], cwd=str(ROOT), stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().startswith("done 0")
     proc.send_signal(signal.SIGKILL)  # mid-run: during the pause or the second shard
     proc.wait()

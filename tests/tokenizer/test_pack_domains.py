@@ -45,15 +45,16 @@ def test_rows_hold_one_domain_and_manifest_counts_them(inputs, tmp_path):
     assert sorted(manifest["domains"]) == sorted(docs)
     for name, texts in docs.items():
         # the oracle: the domain's own documents encoded by `tokenizers`, EOS after each
-        want = np.bincount(np.concatenate([np.array(e.ids + [eos]) for e in tok.encode_batch(texts)]),
-                           minlength=tok.get_vocab_size())
+        want = np.bincount(
+            np.concatenate([np.array(e.ids + [eos]) for e in tok.encode_batch(texts)]), minlength=tok.get_vocab_size()
+        )
         sel = dom == name
-        mask = np.arange(CFG.seq_len)[None, :] < n_tok[sel][:, None]   # non-padding tokens
+        mask = np.arange(CFG.seq_len)[None, :] < n_tok[sel][:, None]  # non-padding tokens
         got = np.bincount(ids[sel][mask], minlength=tok.get_vocab_size())
         assert np.array_equal(got, want), name
         m = manifest["domains"][name]
         assert (m["rows"], m["tokens"], m["documents"]) == (int(sel.sum()), int(want.sum()), len(texts))
-        assert (n_tok[sel] < CFG.seq_len).sum() <= 1   # at most one padded row per domain
+        assert (n_tok[sel] < CFG.seq_len).sum() <= 1  # at most one padded row per domain
     assert manifest["rows"] == len(dom) and manifest["tokens"] == int(n_tok.sum())
 
 
@@ -62,11 +63,19 @@ def test_same_bytes_with_two_ray_workers_and_resume(ray_local, inputs, tmp_path)
 
     curated, tok_dir = inputs
     hashes = []
-    for name, executor in (("local", LocalExecutor()), ("ray1", RayExecutor(max_in_flight=1, quiet=True)),
-                           ("ray2", RayExecutor(max_in_flight=2, quiet=True))):
+    for name, executor in (
+        ("local", LocalExecutor()),
+        ("ray1", RayExecutor(max_in_flight=1, quiet=True)),
+        ("ray2", RayExecutor(max_in_flight=2, quiet=True)),
+    ):
         pack([str(curated)], str(tok_dir), str(tmp_path / name), CFG, executor, log=lambda m: None)
-        hashes.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-                       for p in sorted((tmp_path / name).iterdir()) if p.is_file() and p.suffix == ".parquet"})
+        hashes.append(
+            {
+                p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted((tmp_path / name).iterdir())
+                if p.is_file() and p.suffix == ".parquet"
+            }
+        )
     assert hashes[0] == hashes[1] == hashes[2] and len(hashes[0]) == 4
     # a run killed after its first source: remove the later sources' markers and the manifest
     out = tmp_path / "local"
@@ -74,5 +83,6 @@ def test_same_bytes_with_two_ray_workers_and_resume(ray_local, inputs, tmp_path)
         (out / "_work" / marker).unlink()
     (out / "manifest.json").unlink()
     pack([str(curated)], str(tok_dir), str(out), CFG, LocalExecutor(), log=lambda m: None)
-    assert hashes[0] == {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-                         for p in sorted(out.iterdir()) if p.suffix == ".parquet"}
+    assert hashes[0] == {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.iterdir()) if p.suffix == ".parquet"
+    }

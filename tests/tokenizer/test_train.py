@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
 from dsllm.tokenizer import deepseek
 from dsllm.tokenizer.io import load_hf_tokenizer, load_tokenizer
 from dsllm.tokenizer.train import ShardTextSampler, TokenizerTrainConfig, shard_files
+from tests.conftest import run_cli
 
 TRAIN = ("--vocab-size", "2000", "--sample-bytes", "6e5", "--quiet")
 
@@ -77,9 +77,11 @@ def test_language_mix_budgets(prose_shards):
     assert rec["by_lang"]["en"]["bytes"] <= 320_000 and rec["by_lang"]["zh"]["bytes"] <= 80_000
     assert rec["by_lang"]["zh"]["bytes"] > 40_000
     assert sum(len(t.encode()) for t in texts) == rec["bytes"]
-    only_zh = ShardTextSampler(shard_files([str(prose_shards)]),
-                               TokenizerTrainConfig(vocab_size=300, sample_bytes=10**6, lang_mix={"zh": 1.0}),
-                               progress=False)
+    only_zh = ShardTextSampler(
+        shard_files([str(prose_shards)]),
+        TokenizerTrainConfig(vocab_size=300, sample_bytes=10**6, lang_mix={"zh": 1.0}),
+        progress=False,
+    )
     assert all(any("\u4e00" <= c <= "\u9fa5" for c in t) for b in only_zh for t in b)
     assert only_zh.record()["skipped"]["lang_not_in_mix"] == 30  # the 30 English speeches
 
@@ -90,20 +92,33 @@ def test_trains_from_s3(prose_shards, s3_bucket, tmp_path):
     for f in sorted((prose_shards / "shards").iterdir()):
         storage.upload_file(str(f), f"s3://{s3_bucket}/cur/shards/{f.name}")
     out = f"s3://{s3_bucket}/tok"
-    proc = run_cli("tokenizer", "train", f"s3://{s3_bucket}/cur/shards", "--output", out,
-                   "--vocab-size", "500", "--sample-bytes", "2e5", "--quiet")
+    proc = run_cli(
+        "tokenizer",
+        "train",
+        f"s3://{s3_bucket}/cur/shards",
+        "--output",
+        out,
+        "--vocab-size",
+        "500",
+        "--sample-bytes",
+        "2e5",
+        "--quiet",
+    )
     assert proc.returncode == 0, proc.stderr
     tok, info = load_tokenizer(out)
     assert info.vocab_size == 502 and info.eos_id == 501
     assert storage.read_json(f"{out}/training.json")["shards"][0].startswith("s3://")
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["/nonexistent/shards"], "no Parquet shards"),
-    (["{shards}", "--set", "train.lang_mix={{en=0.7,zh=0.7}}"], "sum to 1"),
-    (["{shards}", "--set", "train.bogus=1"], "unknown key"),
-    (["{shards}", "--vocab-size", "100"], "256 byte symbols"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["/nonexistent/shards"], "no Parquet shards"),
+        (["{shards}", "--set", "train.lang_mix={{en=0.7,zh=0.7}}"], "sum to 1"),
+        (["{shards}", "--set", "train.bogus=1"], "unknown key"),
+        (["{shards}", "--vocab-size", "100"], "256 byte symbols"),
+    ],
+)
 def test_user_errors_are_one_line(prose_shards, tmp_path, argv, needle):
     argv = [a.format(shards=prose_shards) for a in argv]
     proc = run_cli("tokenizer", "train", *argv, "--output", str(tmp_path / "o"), "--quiet")
@@ -111,19 +126,23 @@ def test_user_errors_are_one_line(prose_shards, tmp_path, argv, needle):
     assert needle in proc.stderr and proc.stderr.count("\n") == 1
 
 
-@pytest.mark.parametrize("toml, needle", [
-    ("vocab_size = -100\n[train]\nvocab_size = 300\n", "unknown top-level key 'vocab_size'"),
-    ("[trian]\nvocab_size = 300\n", "unknown section [trian]"),
-    ("[train]\nvocab_sise = 300\n", "unknown key(s) ['vocab_sise']"),
-    ("[train]\nvocab_size = 300\n[eval]\nmax_byts = 5\n", "unknown key(s) ['max_byts']"),
-])
+@pytest.mark.parametrize(
+    "toml, needle",
+    [
+        ("vocab_size = -100\n[train]\nvocab_size = 300\n", "unknown top-level key 'vocab_size'"),
+        ("[trian]\nvocab_size = 300\n", "unknown section [trian]"),
+        ("[train]\nvocab_sise = 300\n", "unknown key(s) ['vocab_sise']"),
+        ("[train]\nvocab_size = 300\n[eval]\nmax_byts = 5\n", "unknown key(s) ['max_byts']"),
+    ],
+)
 def test_config_file_is_strict(prose_shards, tmp_path, toml, needle):
     """Unknown keys and misplaced sections in a tokenizer config are errors, never silently ignored
     (which used to train the 100K default)."""
     cfg = tmp_path / "tok.toml"
     cfg.write_text(toml)
-    proc = run_cli("tokenizer", "train", str(prose_shards), "--output", str(tmp_path / "o"), "--config", str(cfg),
-                   "--quiet")
+    proc = run_cli(
+        "tokenizer", "train", str(prose_shards), "--output", str(tmp_path / "o"), "--config", str(cfg), "--quiet"
+    )
     assert proc.returncode == 2, proc.stderr
     assert needle in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert not (tmp_path / "o" / "tokenizer.json").exists()

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from dsllm.trainer.benchmarks import tasks as T
 from dsllm.trainer.benchmarks.report import task_score
 
@@ -30,19 +31,24 @@ def _tokenizer(folder, vocab):
 
 def _requests_file(path):
     """Two 3-choice documents plus an unconditional-style empty-ish context."""
-    docs = [("Question: what colour is the sky?\nAnswer:", [" blue", " green and yellow", " 42"], 0),
-            ("Le ciel est ", ["bleu", "vert", "天空是蓝色的"], 2)]
+    docs = [
+        ("Question: what colour is the sky?\nAnswer:", [" blue", " green and yellow", " 42"], 0),
+        ("Le ciel est ", ["bleu", "vert", "天空是蓝色的"], 2),
+    ]
     with open(path, "w", encoding="utf-8") as f:
         for d, (ctx, choices, label) in enumerate(docs):
-            f.writelines(json.dumps({"doc_id": d, "idx": i, "label": label,
-                                    "request": {"context": ctx, "continuation": c}}) + "\n" for i, c in enumerate(choices))
+            f.writelines(
+                json.dumps({"doc_id": d, "idx": i, "label": label, "request": {"context": ctx, "continuation": c}})
+                + "\n"
+                for i, c in enumerate(choices)
+            )
     return docs
 
 
 def _reference_ll(model, tok, ctx, cont):
     """log P(cont | ctx) by transformers, continuation tokenized on its own (trailing spaces moved)."""
     stripped = ctx.rstrip(" ")
-    cont = ctx[len(stripped):] + cont
+    cont = ctx[len(stripped) :] + cont
     a, b = tok.encode(stripped, add_special_tokens=False).ids, tok.encode(cont, add_special_tokens=False).ids
     ids = torch.tensor([a + b])
     with torch.no_grad():
@@ -55,12 +61,28 @@ def test_loglikelihoods_match_transformers(tiny_llama, tmp_path, cli):
     tok = _tokenizer(folder, 300)
     docs = _requests_file(tmp_path / "mine.jsonl")
     log = tmp_path / "samples.jsonl"
-    res = cli("eval", "--model", str(folder), "--tasks", str(tmp_path / "mine.jsonl"), "--json",
-              "--log-samples", str(log), env=OFFLINE)
+    res = cli(
+        "eval",
+        "--model",
+        str(folder),
+        "--tasks",
+        str(tmp_path / "mine.jsonl"),
+        "--json",
+        "--log-samples",
+        str(log),
+        env=OFFLINE,
+    )
     assert res.returncode == 0, res.stderr
     lines = [json.loads(x) for x in log.read_text().splitlines()]
-    assert len(lines) == 6 and {k for k in lines[0]} >= {"task", "doc_id", "idx", "context", "continuation",
-                                                          "loglikelihood", "num_tokens"}
+    assert len(lines) == 6 and {k for k in lines[0]} >= {
+        "task",
+        "doc_id",
+        "idx",
+        "context",
+        "continuation",
+        "loglikelihood",
+        "num_tokens",
+    }
     per_doc = {}
     for rec in lines:
         want, n = _reference_ll(ref, tok, rec["context"], rec["continuation"])
@@ -80,9 +102,16 @@ def test_accuracy_definitions_by_hand():
     # doc 0 (gold 1): raw ll picks choice 0 (-4 > -6), per token picks 1 (-6/3 = -2 > -4/1),
     # unconditional picks 1 (-6 - -9 = 3 > -4 - -5 = 1).
     # doc 1 (gold 0): raw picks 0 (-1), per token picks 0 (-1/1 > -3/2), unconditional picks 1 (-3 - -8 = 5 > -1 - -2).
-    reqs = [_req(0, 0, 1), _req(0, 1, 1), _req(1, 0, 0), _req(1, 1, 0),
-            _req(T.UNCOND_OFFSET, 0, 1), _req(T.UNCOND_OFFSET, 1, 1),
-            _req(T.UNCOND_OFFSET + 1, 0, 0), _req(T.UNCOND_OFFSET + 1, 1, 0)]
+    reqs = [
+        _req(0, 0, 1),
+        _req(0, 1, 1),
+        _req(1, 0, 0),
+        _req(1, 1, 0),
+        _req(T.UNCOND_OFFSET, 0, 1),
+        _req(T.UNCOND_OFFSET, 1, 1),
+        _req(T.UNCOND_OFFSET + 1, 0, 0),
+        _req(T.UNCOND_OFFSET + 1, 1, 0),
+    ]
     ll = np.array([-4.0, -6.0, -1.0, -3.0, -5.0, -9.0, -2.0, -8.0])
     n = np.array([1, 3, 1, 2, 1, 3, 1, 2])
     length = task_score(T.TaskSpec("t", "", "mc", "length"), reqs, ll, n)
@@ -117,16 +146,27 @@ def test_several_checkpoints_give_a_table_and_a_safe_html_chart(tiny_llama, tmp_
     _tokenizer(a, 300)
     _tokenizer(b, 300)
     _requests_file(tmp_path / "mine.jsonl")
-    evil = tmp_path / "x<b onmouseover=alert(1)>.jsonl"   # a task name that must not become markup
+    evil = tmp_path / "x<b onmouseover=alert(1)>.jsonl"  # a task name that must not become markup
     evil.write_text((tmp_path / "mine.jsonl").read_text())
     html_path = tmp_path / "curves.html"
-    res = cli("eval", "--model", str(a), str(b), "--tasks", f"{tmp_path / 'mine.jsonl'},{evil}",
-              "--html", str(html_path), "--json", env=OFFLINE)
+    res = cli(
+        "eval",
+        "--model",
+        str(a),
+        str(b),
+        "--tasks",
+        f"{tmp_path / 'mine.jsonl'},{evil}",
+        "--html",
+        str(html_path),
+        "--json",
+        env=OFFLINE,
+    )
     assert res.returncode == 0, res.stderr
     rows = json.loads(res.stdout)
     assert [r["checkpoint"] for r in rows] == [str(a), str(b)]
-    assert all(r["tasks"]["mine"]["docs"] == 2 and r["tasks"]["x<b onmouseover=alert(1)>"] == r["tasks"]["mine"]
-               for r in rows)
+    assert all(
+        r["tasks"]["mine"]["docs"] == 2 and r["tasks"]["x<b onmouseover=alert(1)>"] == r["tasks"]["mine"] for r in rows
+    )
     page = html_path.read_text()
     assert page.count("<svg") == 2 and "<b onmouseover" not in page and "&lt;b onmouseover=alert(1)&gt;" in page
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page

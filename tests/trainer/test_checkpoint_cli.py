@@ -74,8 +74,17 @@ def test_truncated_download(tiny_llama, s3_bucket, s3_proxy, tmp_path, cli):
     _upload(folder, f"s3://{s3_bucket}/t/step-1")
     s3_proxy.require_payer = True
     s3_proxy.fault, s3_proxy.fault_match = "truncate", "model.safetensors"
-    line = _one_error_line(cli("checkpoint", "export", f"s3://{s3_bucket}/t", "--output", str(tmp_path / "o"),
-                               "--cache", str(tmp_path / "c")))
+    line = _one_error_line(
+        cli(
+            "checkpoint",
+            "export",
+            f"s3://{s3_bucket}/t",
+            "--output",
+            str(tmp_path / "o"),
+            "--cache",
+            str(tmp_path / "c"),
+        )
+    )
     assert "model.safetensors: download failed after 2 retries: truncated at byte" in line
     assert "rerun to resume" in line
     assert not (tmp_path / "c" / "s3" / s3_bucket / "t" / "step-1" / "model.safetensors").exists()
@@ -87,16 +96,28 @@ def test_missing_shard_from_s3(tiny_llama, s3_bucket, s3_proxy, tmp_path, cli):
     s3_proxy.require_payer = False
     _upload(folder, f"s3://{s3_bucket}/ms/step-5")
     s3_proxy.require_payer = True
-    line = _one_error_line(cli("checkpoint", "export", f"s3://{s3_bucket}/ms", "--output", str(tmp_path / "o"),
-                               "--cache", str(tmp_path / "c")))
+    line = _one_error_line(
+        cli(
+            "checkpoint",
+            "export",
+            f"s3://{s3_bucket}/ms",
+            "--output",
+            str(tmp_path / "o"),
+            "--cache",
+            str(tmp_path / "c"),
+        )
+    )
     assert "shard pytorch_model-00001-of-00002.bin listed in pytorch_model.bin.index.json is missing" in line
 
 
-@pytest.mark.parametrize("damage,expected", [
-    ("header", "corrupt safetensors header"),
-    ("pickle", "pytorch_model.bin: refused: the pickle holds a Counter at 'model.norm.weight', not a tensor"),
-    ("config", "config.json does not match the weights"),
-])
+@pytest.mark.parametrize(
+    "damage,expected",
+    [
+        ("header", "corrupt safetensors header"),
+        ("pickle", "pytorch_model.bin: refused: the pickle holds a Counter at 'model.norm.weight', not a tensor"),
+        ("config", "config.json does not match the weights"),
+    ],
+)
 def test_bad_checkpoints(tiny_llama, tmp_path, cli, damage, expected):
     folder, _ = tiny_llama(fmt="bin" if damage == "pickle" else "safetensors")
     if damage == "header":

@@ -28,8 +28,10 @@ def _imports(path: Path) -> set[str]:
 def test_checkpoint_modules_import_each_other_without_a_circle():
     folder = Path(package.__file__).parent
     graph = {f"{PREFIX}.{p.stem}": _imports(p) - {f"{PREFIX}.{p.stem}"} for p in folder.glob("*.py")}
-    assert {f"{PREFIX}.{m}" for m in ("hf", "export", "stream", "remote", "ranged", "formats", "native", "mirror")} <= set(graph)
-    assert f"{PREFIX}.stream" in graph[f"{PREFIX}.hf"]      # the edge that used to close a circle
-    graphlib.TopologicalSorter(graph).prepare()             # raises CycleError on any circle
+    assert {
+        f"{PREFIX}.{m}" for m in ("hf", "export", "stream", "remote", "ranged", "formats", "native", "mirror")
+    } <= set(graph)
+    assert f"{PREFIX}.stream" in graph[f"{PREFIX}.hf"]  # the edge that used to close a circle
+    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError on any circle
     # one ranged-download implementation: the cache download and the streaming import both use it
     assert f"{PREFIX}.ranged" in graph[f"{PREFIX}.remote"] and f"{PREFIX}.ranged" in graph[f"{PREFIX}.stream"]

@@ -16,8 +16,9 @@ from dsllm.errors import UserError
 from dsllm.trainer.data import DataLoader, FeistelPermutation, GlobalBatchOrder, PackedDataset
 
 
-def write_packed(root: str, shard_rows: list[int], seq_len: int = 8, row_group_rows: int = 4,
-                 noise: bool = False) -> str:
+def write_packed(
+    root: str, shard_rows: list[int], seq_len: int = 8, row_group_rows: int = 4, noise: bool = False
+) -> str:
     """PACKED whose global row r starts with token r (so a row names itself); the other tokens are
     r too, or random (incompressible) with `noise`."""
     shards, start = [], 0
@@ -29,18 +30,29 @@ def write_packed(root: str, shard_rows: list[int], seq_len: int = 8, row_group_r
             ids[:, 1:] = rng.integers(0, 1 << 30, size=(n, seq_len - 1), dtype=np.int32)
             ids = ids.reshape(-1)
         col = pa.FixedSizeListArray.from_arrays(pa.array(ids, pa.int32()), seq_len)
-        table = pa.table({"input_ids": col,
-                          "doc_offsets": pa.array([[0, 1 + r % 5] for r in range(start, start + n)],
-                                                  pa.list_(pa.int32())),
-                          "n_tokens": pa.array([seq_len - r % 3 for r in range(start, start + n)], pa.int32())})
+        table = pa.table(
+            {
+                "input_ids": col,
+                "doc_offsets": pa.array([[0, 1 + r % 5] for r in range(start, start + n)], pa.list_(pa.int32())),
+                "n_tokens": pa.array([seq_len - r % 3 for r in range(start, start + n)], pa.int32()),
+            }
+        )
         buf = io.BytesIO()
         pq.write_table(table, buf, row_group_size=row_group_rows, compression="zstd")
         path = f"part-{i:05d}.parquet"
         storage.write_bytes(storage.join(root, path), buf.getvalue())
         shards.append({"path": path, "rows": n, "bytes": len(buf.getvalue()), "sha256": "", "tokens": n * seq_len})
         start += n
-    manifest = {"kind": "packed", "seq_len": seq_len, "rows": start, "tokens": start * seq_len,
-                "pad_tokens": 0, "documents": start, "row_group_rows": row_group_rows, "shards": shards}
+    manifest = {
+        "kind": "packed",
+        "seq_len": seq_len,
+        "rows": start,
+        "tokens": start * seq_len,
+        "pad_tokens": 0,
+        "documents": start,
+        "row_group_rows": row_group_rows,
+        "shards": shards,
+    }
     storage.write_json(storage.join(root, "manifest.json"), manifest)
     return root
 
@@ -66,7 +78,7 @@ def global_batches(ds, gbs, micro, world, steps, seed=7, start=0):
     for step in range(steps):
         rows = []
         for rank in range(world):
-            for b in per_rank[rank][step * n_micro:(step + 1) * n_micro]:
+            for b in per_rank[rank][step * n_micro : (step + 1) * n_micro]:
                 rows += row_ids(b.input_ids)
                 assert b.step_sequences_after == start + (step + 1) * gbs
             assert per_rank[rank][(step + 1) * n_micro - 1].is_last_micro
@@ -93,7 +105,7 @@ def test_order_is_a_pure_function_of_seed_and_epoch():
     assert (GlobalBatchOrder(103, seed=2, chunk_rows=4).indices(0, 103) != e0).any()
     # chunks of 4 rows stay together (the unit read from Parquet); the 3-row tail closes the epoch
     for k in range(0, 100, 4):
-        assert e0[k] % 4 == 0 and (e0[k:k + 4] == e0[k] + np.arange(4)).all()
+        assert e0[k] % 4 == 0 and (e0[k : k + 4] == e0[k] + np.arange(4)).all()
     assert e0[100:].tolist() == [100, 101, 102]
 
 

@@ -10,10 +10,9 @@ import json
 import pytest
 import torch
 
-from dsllm.trainer.config import ModelConfig
+from dsllm.trainer.loop import RowRange
 from dsllm.trainer.optim import BF16StateAdamW, MasterWeights, OptimConfig, build_optimizer
 from dsllm.trainer.parallelize import parallelize
-from dsllm.trainer.loop import RowRange
 from dsllm.trainer.train import train_step
 from tests.trainer.test_train_loop import MODEL, cfg, losses, write_packed
 
@@ -50,8 +49,19 @@ def test_device_cuda_without_cuda_is_one_line(cli, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     data = write_packed(tmp_path / "packed", rows=16, seq_len=32)
-    out = cli("train", "--model", "tiny", "--data", data, "--output", str(tmp_path / "run"), "--device", "cuda",
-              "--max-steps", "1")
+    out = cli(
+        "train",
+        "--model",
+        "tiny",
+        "--data",
+        data,
+        "--output",
+        str(tmp_path / "run"),
+        "--device",
+        "cuda",
+        "--max-steps",
+        "1",
+    )
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert "--device cuda" in out.stderr and "CUDA is not available" in out.stderr
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
@@ -81,8 +91,13 @@ def test_train_with_activation_checkpointing_gives_the_same_losses(tmp_path, mod
 
     data = write_packed(tmp_path / "packed", rows=32, seq_len=32)
     for name, ac in (("off", "none"), ("on", mode)):
-        train(MODEL, cfg(max_steps=3, eval_every=0, activation_checkpointing=ac, device="cpu"), data,
-              str(tmp_path / name), quiet=True)
+        train(
+            MODEL,
+            cfg(max_steps=3, eval_every=0, activation_checkpointing=ac, device="cpu"),
+            data,
+            str(tmp_path / name),
+            quiet=True,
+        )
     off, on = losses(tmp_path / "off"), losses(tmp_path / "on")
     assert len(off) == 3 and [s for s, _ in on] == [s for s, _ in off]
     assert all(abs(a - b) < 1e-5 for (_, a), (_, b) in zip(off, on))

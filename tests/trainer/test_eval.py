@@ -27,20 +27,31 @@ def _packed(folder, rows_per_shard=(3, 2), vocab=128, seed=0):
         ids = rng.integers(0, vocab, size=(rows, SEQ), dtype=np.int32)
         n_tok = np.full(rows, SEQ, dtype=np.int32)
         n_tok[-1] = SEQ - 5  # the last row of each shard is padded
-        ids[-1, n_tok[-1]:] = 2
-        table = pa.table({
-            "input_ids": pa.FixedSizeListArray.from_arrays(pa.array(ids.reshape(-1)), SEQ),
-            "doc_offsets": pa.array([[0] for _ in range(rows)], type=pa.list_(pa.int32())),
-            "n_tokens": pa.array(n_tok)})
+        ids[-1, n_tok[-1] :] = 2
+        table = pa.table(
+            {
+                "input_ids": pa.FixedSizeListArray.from_arrays(pa.array(ids.reshape(-1)), SEQ),
+                "doc_offsets": pa.array([[0] for _ in range(rows)], type=pa.list_(pa.int32())),
+                "n_tokens": pa.array(n_tok),
+            }
+        )
         name = f"part-{k:05d}.parquet"
         pq.write_table(table, folder / name)
-        shards.append({"path": name, "rows": rows, "bytes": (folder / name).stat().st_size,
-                       "tokens": int(n_tok.sum())})
+        shards.append({"path": name, "rows": rows, "bytes": (folder / name).stat().st_size, "tokens": int(n_tok.sum())})
         all_ids.append(ids)
         all_n.append(n_tok)
-    (folder / "manifest.json").write_text(json.dumps({
-        "kind": "packed", "seq_len": SEQ, "rows": sum(rows_per_shard), "tokens": int(sum(s["tokens"] for s in shards)),
-        "tokenizer": {"vocab_size": vocab, "eos_id": 2}, "shards": shards}))
+    (folder / "manifest.json").write_text(
+        json.dumps(
+            {
+                "kind": "packed",
+                "seq_len": SEQ,
+                "rows": sum(rows_per_shard),
+                "tokens": int(sum(s["tokens"] for s in shards)),
+                "tokenizer": {"vocab_size": vocab, "eos_id": 2},
+                "shards": shards,
+            }
+        )
+    )
     return np.concatenate(all_ids), np.concatenate(all_n)
 
 
@@ -80,14 +91,18 @@ def test_loss_by_step_table_cli(tiny_llama, tmp_path, cli):
         assert math.isclose(r["loss"], _reference_loss(refs[r["step"]], ids, n_tok), rel_tol=1e-5)
     bad = cli("eval", "--model", str(tmp_path / "run"), "--data", str(tmp_path / "nothing"))
     assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines() == [f"dsllm eval: error: {tmp_path / 'nothing'}: no manifest.json "
-                                               "(not packed data, or packing did not finish)"]
+    assert bad.stderr.strip().splitlines() == [
+        f"dsllm eval: error: {tmp_path / 'nothing'}: no manifest.json (not packed data, or packing did not finish)"
+    ]
 
 
 def test_table_format():
     from dsllm.trainer.evaluate import EvalResult, format_table
 
-    rows = [EvalResult("run @ 100", 100, 6400, 5, 70, 4.8521, 128.0), EvalResult("run @ 200", 200, None, 5, 70, 4.1, 60.34)]
+    rows = [
+        EvalResult("run @ 100", 100, 6400, 5, 70, 4.8521, 128.0),
+        EvalResult("run @ 200", 200, None, 5, 70, 4.1, 60.34),
+    ]
     lines = format_table(rows).splitlines()
     assert lines[0].split()[:3] == ["checkpoint", "step", "trained"] and len(lines) == 4
     assert lines[2].split()[-6:] == ["100", "6.40K", "5", "70", "4.8521", "128.00"]

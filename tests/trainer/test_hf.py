@@ -65,8 +65,11 @@ def test_deepseek_bos_eos_rule(tiny_llama):
 
 def test_deepseek_rule_from_tokenizer_file(tiny_llama):
     folder, _ = tiny_llama(vocab=128, bos_eos=(1, 2))
-    (folder / "tokenizer.json").write_text(json.dumps({"added_tokens": [
-        {"id": 100000, "content": hf.DEEPSEEK_BOS}, {"id": 100001, "content": hf.DEEPSEEK_EOS}]}))
+    (folder / "tokenizer.json").write_text(
+        json.dumps(
+            {"added_tokens": [{"id": 100000, "content": hf.DEEPSEEK_BOS}, {"id": 100001, "content": hf.DEEPSEEK_EOS}]}
+        )
+    )
     ckpt = hf.resolve_checkpoint(str(folder))
     assert (ckpt.config.bos_token_id, ckpt.config.eos_token_id) == (100000, 100001)
     assert ckpt.tokenizer == str(folder)
@@ -117,8 +120,11 @@ def test_config_that_does_not_match_the_weights(tiny_llama):
     folder, _ = tiny_llama()
     raw = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**raw, "intermediate_size": 48}))
-    with pytest.raises(UserError, match=r"config.json does not match the weights: model.layers.0.mlp.down_proj.weight "
-                                        r"is \[32, 64\] but the config implies \[32, 48\] \(hidden_size=32, "):
+    with pytest.raises(
+        UserError,
+        match=r"config.json does not match the weights: model.layers.0.mlp.down_proj.weight "
+        r"is \[32, 64\] but the config implies \[32, 48\] \(hidden_size=32, ",
+    ):
         hf.resolve_checkpoint(str(folder))
     (folder / "config.json").write_text(json.dumps({**raw, "num_hidden_layers": 3}))
     with pytest.raises(UserError, match=r"lack \d+ tensor\(s\) the config needs \(first: model.layers.2"):
@@ -137,8 +143,7 @@ def test_missing_shard(tiny_llama):
     folder, _ = tiny_llama(shards=3)
     victim = sorted(folder.glob("model-*.safetensors"))[1]
     victim.unlink()
-    with pytest.raises(UserError, match=f"shard {victim.name} listed in "
-                                        "model.safetensors.index.json is missing"):
+    with pytest.raises(UserError, match=f"shard {victim.name} listed in model.safetensors.index.json is missing"):
         hf.resolve_checkpoint(str(folder))
 
 

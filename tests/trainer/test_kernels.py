@@ -47,8 +47,11 @@ def test_explicit_attention_matches_rope_then_sdpa(kv_heads, masked, block, per_
     qr = apply_rope(q.transpose(1, 2), cos, sin)
     kr = apply_rope(k.transpose(1, 2), cos, sin).repeat_interleave(rep, 1)
     vr = v.transpose(1, 2).repeat_interleave(rep, 1)
-    want = (F.scaled_dot_product_attention(qr, kr, vr, attn_mask=mask) if masked
-            else F.scaled_dot_product_attention(qr, kr, vr, is_causal=True)).transpose(1, 2)
+    want = (
+        F.scaled_dot_product_attention(qr, kr, vr, attn_mask=mask)
+        if masked
+        else F.scaled_dot_product_attention(qr, kr, vr, is_causal=True)
+    ).transpose(1, 2)
     assert torch.allclose(got, want, atol=1e-10)
     g = torch.randn_like(got)
     for a, b in zip(torch.autograd.grad(got, (q, k, v), g), torch.autograd.grad(want, (q, k, v), g)):

@@ -8,13 +8,29 @@ import socket
 from pathlib import Path
 
 import pytest
-from dsllm.trainer.train import train
 
+from dsllm.trainer.train import train
 from tests.conftest import run_cli
 from tests.trainer.test_train_loop import MODEL, cfg, write_packed
 
-WORDS = ["question", "what", "colour", "is", "the", "sky", "answer", "blue", "green", "red", "le", "ciel", "est",
-         "bleu", "vert", "rouge"]
+WORDS = [
+    "question",
+    "what",
+    "colour",
+    "is",
+    "the",
+    "sky",
+    "answer",
+    "blue",
+    "green",
+    "red",
+    "le",
+    "ciel",
+    "est",
+    "bleu",
+    "vert",
+    "rouge",
+]
 
 
 def _setup(tmp_path: Path) -> tuple[str, str, str]:
@@ -25,10 +41,17 @@ def _setup(tmp_path: Path) -> tuple[str, str, str]:
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.save(str(tmp_path / "tokenizer.json"))
     task = tmp_path / "mine.jsonl"
-    docs = [("question what colour is the sky answer", ["blue", "green", "red"], 0),
-            ("le ciel est", ["bleu", "vert", "rouge"], 1)]
-    task.write_text("".join(json.dumps({"doc_id": d, "idx": i, "label": g, "request": {"context": c, "continuation": " " + x}}) + "\n"
-                            for d, (c, xs, g) in enumerate(docs) for i, x in enumerate(xs)))
+    docs = [
+        ("question what colour is the sky answer", ["blue", "green", "red"], 0),
+        ("le ciel est", ["bleu", "vert", "rouge"], 1),
+    ]
+    task.write_text(
+        "".join(
+            json.dumps({"doc_id": d, "idx": i, "label": g, "request": {"context": c, "continuation": " " + x}}) + "\n"
+            for d, (c, xs, g) in enumerate(docs)
+            for i, x in enumerate(xs)
+        )
+    )
     return write_packed(tmp_path / "packed"), str(tmp_path / "tokenizer.json"), str(task)
 
 
@@ -41,8 +64,17 @@ def _records(run: Path) -> dict[int, dict]:
 
 
 def _cli_score(run: Path, step: int, tok: str, task: str) -> float:
-    res = run_cli("eval", "--model", str(run / "checkpoints" / f"step-{step:08d}"), "--tasks", task,
-                  "--tokenizer", tok, "--json", env={"HF_HUB_OFFLINE": "1"})
+    res = run_cli(
+        "eval",
+        "--model",
+        str(run / "checkpoints" / f"step-{step:08d}"),
+        "--tasks",
+        task,
+        "--tokenizer",
+        tok,
+        "--json",
+        env={"HF_HUB_OFFLINE": "1"},
+    )
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)[0]["tasks"]["mine"]["value"]
 

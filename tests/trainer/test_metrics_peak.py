@@ -33,7 +33,7 @@ def _independent_peak() -> float:
     t = time.perf_counter()
     for _ in range(5):
         a @ b
-    return 5 * 2 * 1024 ** 3 / (time.perf_counter() - t)
+    return 5 * 2 * 1024**3 / (time.perf_counter() - t)
 
 
 @pytest.mark.parametrize("age_s, legacy", [(30 * 24 * 3600, False), (0, True)])

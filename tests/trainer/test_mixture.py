@@ -23,7 +23,7 @@ from tests.conftest import run_cli
 from tests.domain_data import train_small_tokenizer, write_domain_shards
 
 SEQ = 64
-TARGET = {"letters": 0.3, "novel": 0.3, "speeches": 0.4}   # natural: ~0.14, ~0.41, ~0.45
+TARGET = {"letters": 0.3, "novel": 0.3, "speeches": 0.4}  # natural: ~0.14, ~0.41, ~0.45
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,14 @@ def packed(tmp_path_factory) -> list[str]:
     cfg = PackConfig(seq_len=SEQ, row_group_rows=4)
     outs = []
     for name, shards in (("a", ["part-00000", "part-00001"]), ("b", ["part-00002"])):
-        pack([str(curated / "shards" / f"{s}.parquet") for s in shards], str(tok), str(root / name), cfg,
-             LocalExecutor(), log=lambda m: None)
+        pack(
+            [str(curated / "shards" / f"{s}.parquet") for s in shards],
+            str(tok),
+            str(root / name),
+            cfg,
+            LocalExecutor(),
+            log=lambda m: None,
+        )
         outs.append(str(root / name))
     return outs
 
@@ -49,8 +55,11 @@ def packed_rows(uri: str) -> pa.Table:
 
 def order_of(mix: Path) -> dict:
     t = pq.read_table(mix / "order.parquet")
-    return {"source": t.column("source").to_numpy(), "row": t.column("row").to_numpy(),
-            "domain": np.array(t.column("domain").to_pylist())}
+    return {
+        "source": t.column("source").to_numpy(),
+        "row": t.column("row").to_numpy(),
+        "domain": np.array(t.column("domain").to_pylist()),
+    }
 
 
 def truth(packed: list[str], order: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -78,14 +87,14 @@ def test_shares_within_2_percent_and_every_prefix_within_one_sequence(packed, tm
     m = build_mixture(packed, str(tmp_path / "mix"), MixtureConfig(target=TARGET, max_repeat=4), log=lambda s: None)
     order = order_of(tmp_path / "mix")
     dom, ntok = truth(packed, order)
-    assert np.array_equal(dom, order["domain"])          # every position names its row's real domain
-    assert abs(int(ntok.sum()) - total) <= 3 * SEQ      # the natural total by default
+    assert np.array_equal(dom, order["domain"])  # every position names its row's real domain
+    assert abs(int(ntok.sum()) - total) <= 3 * SEQ  # the natural total by default
     for d, share in TARGET.items():
         got = ntok[dom == d].sum() / ntok.sum()
         assert abs(got - share) <= 0.02, (d, got)
         assert m["domains"][d]["natural_tokens"] == nat[d]
         assert m["domains"][d]["planned_tokens"] == int(ntok[dom == d].sum())
-    assert min(nat, key=nat.get) == "letters" and m["domains"]["letters"]["repeat"] > 1   # up-sampled
+    assert min(nat, key=nat.get) == "letters" and m["domains"]["letters"]["repeat"] > 1  # up-sampled
     assert m["domains"]["speeches"]["repeat"] < 1 and m["domains"]["novel"]["repeat"] < 1  # down-sampled
     # the prefix property: after m sequences, each domain's count is within 1 of m × its share
     n = len(dom)
@@ -99,7 +108,7 @@ def test_shares_within_2_percent_and_every_prefix_within_one_sequence(packed, tm
     for r in rows:
         uses[r] = uses.get(r, 0) + 1
     assert max(v for (s, r, d), v in uses.items() if d in ("speeches", "novel")) == 1
-    assert max(v for (s, r, d), v in uses.items() if d == "letters") == 3   # repeat ~2.2: 2 or 3 times
+    assert max(v for (s, r, d), v in uses.items() if d == "letters") == 3  # repeat ~2.2: 2 or 3 times
 
 
 def test_max_repeat_caps_a_domain_reports_its_shortfall_and_renormalises_the_rest(packed, tmp_path):
@@ -111,15 +120,16 @@ def test_max_repeat_caps_a_domain_reports_its_shortfall_and_renormalises_the_res
     uses: dict = {}
     for s, r in zip(order["source"][dom == "letters"].tolist(), order["row"][dom == "letters"].tolist()):
         uses[(s, r)] = uses.get((s, r), 0) + 1
-    letters_rows = sum(int((packed_rows(p).column("domain").to_numpy(zero_copy_only=False) == "letters").sum())
-                       for p in packed)
-    assert max(uses.values()) == 2 and len(uses) == letters_rows            # every row, twice, no more
+    letters_rows = sum(
+        int((packed_rows(p).column("domain").to_numpy(zero_copy_only=False) == "letters").sum()) for p in packed
+    )
+    assert max(uses.values()) == 2 and len(uses) == letters_rows  # every row, twice, no more
     got = int(ntok[dom == "letters"].sum())
     assert got == 2 * nat["letters"]
     assert m["domains"]["letters"]["shortfall_tokens"] == round(0.8 * 150_000) - got > 0
-    assert abs(int(ntok.sum()) - 150_000) <= 2 * SEQ                          # the others filled the rest
+    assert abs(int(ntok.sum()) - 150_000) <= 2 * SEQ  # the others filled the rest
     novel, speeches = ntok[dom == "novel"].sum(), ntok[dom == "speeches"].sum()
-    assert abs(novel / (novel + speeches) - 0.5) <= 0.02                      # in their target ratio
+    assert abs(novel / (novel + speeches) - 0.5) <= 0.02  # in their target ratio
     assert m["domains"]["novel"]["shortfall_tokens"] == 0
 
 
@@ -131,7 +141,7 @@ def test_same_order_for_a_seed_other_seed_other_rows(packed, tmp_path):
     a, b, c = ((tmp_path / n / "order.parquet").read_bytes() for n in "abc")
     assert a == b and a != c
     oa, oc = order_of(tmp_path / "a"), order_of(tmp_path / "c")
-    assert np.array_equal(oa["domain"], oc["domain"])            # same interleaving, other rows
+    assert np.array_equal(oa["domain"], oc["domain"])  # same interleaving, other rows
     assert not np.array_equal(oa["row"], oc["row"])
 
 
@@ -141,23 +151,41 @@ def test_unlisted_domains_keep_their_natural_share_or_are_excluded(packed, tmp_p
     m = build_mixture(packed, str(tmp_path / "n"), MixtureConfig(target={"letters": 1.0}), log=lambda s: None)
     assert abs(m["domains"]["novel"]["target_share"] - nat["novel"] / total) < 1e-9
     assert abs(m["domains"]["letters"]["target_share"] - nat["letters"] / total) < 1e-9
-    m = build_mixture(packed, str(tmp_path / "x"), MixtureConfig(target={"letters": 1.0, "novel": 1.0},
-                                                                  unlisted="exclude"), log=lambda s: None)
+    m = build_mixture(
+        packed,
+        str(tmp_path / "x"),
+        MixtureConfig(target={"letters": 1.0, "novel": 1.0}, unlisted="exclude"),
+        log=lambda s: None,
+    )
     dom, ntok = truth(packed, order_of(tmp_path / "x"))
     assert "speeches" not in set(dom) and abs(ntok[dom == "letters"].sum() / ntok.sum() - 0.5) <= 0.02
 
 
 def test_cli_table_json_and_one_line_errors(packed, tmp_path):
-    proc = run_cli("mix", *packed, "--output", str(tmp_path / "mix"), "--set", "mixture.target.letters=0.3",
-                   "--set", "mixture.max_repeat=3", "--tokens", "100000", "--json")
+    proc = run_cli(
+        "mix",
+        *packed,
+        "--output",
+        str(tmp_path / "mix"),
+        "--set",
+        "mixture.target.letters=0.3",
+        "--set",
+        "mixture.max_repeat=3",
+        "--tokens",
+        "100000",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     m = json.loads(proc.stdout)
     assert m["requested_tokens"] == 100000 and m["config"]["max_repeat"] == 3
     assert json.loads((tmp_path / "mix" / "mixture.json").read_text())["domains"] == m["domains"]
     bad = tmp_path / "bad.toml"
     bad.write_text("[mixture]\nmax_repeats = 2\n")
-    for argv, needle in ((["--mixture", str(bad)], "max_repeats"), (["--set", "mixture.max_repeat=0.5"], "max_repeat"),
-                         (["--set", "mixture.unlisted=\"drop\""], "unlisted")):
+    for argv, needle in (
+        (["--mixture", str(bad)], "max_repeats"),
+        (["--set", "mixture.max_repeat=0.5"], "max_repeat"),
+        (["--set", 'mixture.unlisted="drop"'], "unlisted"),
+    ):
         proc = run_cli("mix", *packed, "--output", str(tmp_path / "o"), *argv)
         assert proc.returncode == 2 and needle in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     proc = run_cli("mix", str(tmp_path / "missing"), "--output", str(tmp_path / "o"))
@@ -179,7 +207,7 @@ def test_loader_reads_the_order_at_any_worker_count(packed, tmp_path):
     ids = [packed_ids(p) for p in packed]
     want = np.stack([ids[s][r] for s, r in zip(order["source"][16:32], order["row"][16:32])])
     ds = open_dataset(str(tmp_path / "mix"))
-    for world in (1, 2):   # resumed after 16 sequences, with 1 and 2 ranks
+    for world in (1, 2):  # resumed after 16 sequences, with 1 and 2 ranks
         got = []
         for rank in range(world):
             loader = DataLoader(ds, 16, 4, seed=0, rank=rank, world_size=world, start_sequences=16)
@@ -195,22 +223,39 @@ def test_training_on_a_mixture_logs_tokens_per_domain_and_resumes_exactly(packed
 
     mix = tmp_path / "mix"
     build_mixture(packed, str(mix), MixtureConfig(target=TARGET), log=lambda s: None)
-    model = ModelConfig(vocab_size=640, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
-                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=SEQ,
-                        bos_token_id=0, eos_token_id=1)
-    base = dict(batch_size=8, micro_batch_size=4, precision="fp32", eval_every=3, eval_rows=4,
-                checkpoint_every_steps=3, checkpoint_every_minutes=0, optim={"lr": 3e-3},
-                schedule={"warmup_steps": 2, "total_tokens": 6 * 8 * SEQ})
+    model = ModelConfig(
+        vocab_size=640,
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=SEQ,
+        bos_token_id=0,
+        eos_token_id=1,
+    )
+    base = dict(
+        batch_size=8,
+        micro_batch_size=4,
+        precision="fp32",
+        eval_every=3,
+        eval_rows=4,
+        checkpoint_every_steps=3,
+        checkpoint_every_minutes=0,
+        optim={"lr": 3e-3},
+        schedule={"warmup_steps": 2, "total_tokens": 6 * 8 * SEQ},
+    )
     train(model, from_dict(TrainConfig, dict(base, max_steps=6)), str(mix), str(tmp_path / "whole"), quiet=True)
     train(model, from_dict(TrainConfig, dict(base, max_steps=3)), str(mix), str(tmp_path / "parts"), quiet=True)
     train(model, from_dict(TrainConfig, dict(base, max_steps=6)), str(mix), str(tmp_path / "parts"), quiet=True)
     read = lambda run: [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
     whole, parts = read("whole"), read("parts")
-    assert [(r["step"], r["loss"], r["domain_tokens"]) for r in whole] == \
-           [(r["step"], r["loss"], r["domain_tokens"]) for r in parts]
+    assert [(r["step"], r["loss"], r["domain_tokens"]) for r in whole] == [
+        (r["step"], r["loss"], r["domain_tokens"]) for r in parts
+    ]
     dom = order_of(mix)["domain"]
-    for r in whole:   # the order's first step × 8 sequences, seq_len tokens each
-        seen = dom[:r["step"] * 8]
+    for r in whole:  # the order's first step × 8 sequences, seq_len tokens each
+        seen = dom[: r["step"] * 8]
         assert r["domain_tokens"] == {d: int((seen == d).sum()) * SEQ for d in sorted(set(seen))}
         assert sum(r["domain_tokens"].values()) == r["tokens"]
 
@@ -232,16 +277,19 @@ def test_stats_shows_natural_target_and_mixed_shares(packed, tmp_path):
         assert d["mixed_share"] == pytest.approx(ntok[dom == d["domain"]].sum() / ntok.sum())
         assert d["target_share"] == pytest.approx(TARGET[d["domain"]])
         assert d["order_rows"] == int((dom == d["domain"]).sum())
-    proc = run_cli("stats", str(mix))   # the terminal table names every domain
-    assert proc.returncode == 0 and all(d in proc.stdout for d in TARGET) and "natural vs target vs mixed" in proc.stdout
+    proc = run_cli("stats", str(mix))  # the terminal table names every domain
+    assert (
+        proc.returncode == 0 and all(d in proc.stdout for d in TARGET) and "natural vs target vs mixed" in proc.stdout
+    )
     bars = _rendered(tmp_path, page).bars["domains"]
     assert [b["data-series"] for b in bars] == ["natural", "target", "mixed"] * 3
     # packed data: natural token shares per domain, counted in the shards and checked with the manifest
     rep = json.loads(run_cli("stats", packed[0], "--json").stdout)
     t = packed_rows(packed[0])
     d = np.array(t.column("domain").to_pylist())
-    assert {x["domain"]: x["tokens"] for x in rep["domains"]} == \
-           {k: int(t.column("n_tokens").to_numpy()[d == k].sum()) for k in set(d)}
+    assert {x["domain"]: x["tokens"] for x in rep["domains"]} == {
+        k: int(t.column("n_tokens").to_numpy()[d == k].sum()) for k in set(d)
+    }
     # a damaged order is a failed check (exit 1)
     pq.write_table(pq.read_table(mix / "order.parquet").slice(0, 10), mix / "order.parquet")
     proc = run_cli("stats", str(mix), "--json")
@@ -259,7 +307,9 @@ def test_mixture_over_s3_inputs_and_output_reads_the_same_rows(packed, tmp_path,
         storage.upload_file(f.uri, storage.join(remote, os.path.relpath(f.uri, packed[1])))
     build_mixture([packed[0], remote], f"s3://{s3_bucket}/mix", MixtureConfig(target=TARGET), log=lambda s: None)
     build_mixture(packed, str(tmp_path / "mix"), MixtureConfig(target=TARGET), log=lambda s: None)
-    assert storage.read_bytes(f"s3://{s3_bucket}/mix/order.parquet") == (tmp_path / "mix" / "order.parquet").read_bytes()
+    assert (
+        storage.read_bytes(f"s3://{s3_bucket}/mix/order.parquet") == (tmp_path / "mix" / "order.parquet").read_bytes()
+    )
     positions = np.arange(0, 200, 7)
     a = open_dataset(f"s3://{s3_bucket}/mix").read(positions, segments=True)
     b = open_dataset(str(tmp_path / "mix")).read(positions, segments=True)
@@ -281,7 +331,7 @@ def test_interleaving_keeps_every_prefix_within_one_sequence(period):
         got = np.bincount(seq, minlength=len(counts))
         if n <= period:
             assert np.array_equal(got, counts)
-        unit = np.bincount(seq[:min(n, period)], minlength=len(counts)) / min(n, period)
+        unit = np.bincount(seq[: min(n, period)], minlength=len(counts)) / min(n, period)
         m = np.arange(1, n + 1)[:, None]
         cum = np.cumsum(seq[:, None] == np.arange(len(counts))[None, :], axis=0)
         assert np.abs(cum - m * unit[None, :]).max() <= 1.0

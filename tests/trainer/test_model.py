@@ -13,8 +13,15 @@ from dsllm.trainer.model import Transformer, segment_mask, segments_from_offsets
 
 
 def small(**kw) -> ModelConfig:
-    base = dict(vocab_size=320, hidden_size=64, intermediate_size=176, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128)
+    base = dict(
+        vocab_size=320,
+        hidden_size=64,
+        intermediate_size=176,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+    )
     base.update(kw)
     return ModelConfig(**base)
 

@@ -13,9 +13,16 @@ from dsllm.trainer.config import FLAVORS, ModelConfig
 from dsllm.trainer.model import Transformer
 from dsllm.trainer.parallelize import apply_activation_checkpointing, apply_kernels, build_model
 
-SMALL = ModelConfig(vocab_size=321, hidden_size=64, intermediate_size=176, num_hidden_layers=3,
-                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                    initializer_range=0.05)
+SMALL = ModelConfig(
+    vocab_size=321,
+    hidden_size=64,
+    intermediate_size=176,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=64,
+    initializer_range=0.05,
+)
 
 
 def _loss_and_grads(model, ids):

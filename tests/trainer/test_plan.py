@@ -9,7 +9,6 @@ import pytest
 from dsllm.trainer.config import FLAVORS
 from dsllm.trainer.plan import nearest_shape, plan, released
 
-
 # Published values (/work/shared/DEEPSEEK.md, DeepSeek LLM paper Table 2 and §3), written out as
 # literals, never recomputed from the fitted laws: the oracle is the paper, not the formula.
 PUBLISHED = {  # flavor: (layers, hidden, peak LR used, batch sequences used, laws' LR, laws' batch sequences)
@@ -29,7 +28,7 @@ def test_plan_at_the_released_budgets_gives_the_papers_numbers(flavor):
     p = plan(cfg.flops_per_token(4096) * TRAIN_TOKENS)
     assert p.lr == pytest.approx(lr_law, rel=0.01)
     assert p.batch_sequences(4096) == pytest.approx(batch_law, rel=0.01)
-    assert p.lr == pytest.approx(lr_used, rel=0.03)              # "close to what was used"
+    assert p.lr == pytest.approx(lr_used, rel=0.03)  # "close to what was used"
     assert p.batch_sequences(4096) == pytest.approx(batch_used, rel=0.10)
     assert released()[flavor].lr == pytest.approx(lr_law, rel=0.01)
     assert released()[flavor].batch_sequences() == pytest.approx(batch_law, rel=0.01)
@@ -74,14 +73,29 @@ def test_memory_plan_cli_json_and_verdicts(cli):
     assert g["grads"] >= 4 * 6.91e9 / 8 / 2**30 and g["params"] >= g["grads"]
     assert g["total"] == pytest.approx(g["params"] + g["grads"] + g["optimizer"] + g["activations"], abs=0.05)
     assert p["fits"] is True
-    assert p["tokens_per_s_per_gpu"] == pytest.approx(0.4 * 989e12 / FLAVORS["7b"].train_flops_per_token(4096), rel=1e-3)
+    assert p["tokens_per_s_per_gpu"] == pytest.approx(
+        0.4 * 989e12 / FLAVORS["7b"].train_flops_per_token(4096), rel=1e-3
+    )
     big = json.loads(cli("plan", "--model", "67b", "--gpus", "8", "--gpu", "h100", "--json").stdout)
     assert big["params"] == pytest.approx(67.4e9, rel=0.005) and big["fits"] is False
-    many = json.loads(cli("plan", "--model", "67b", "--gpus", "64", "--gpu", "h100", "--json",
-                          "--activation-checkpointing", "full").stdout)
+    many = json.loads(
+        cli(
+            "plan", "--model", "67b", "--gpus", "64", "--gpu", "h100", "--json", "--activation-checkpointing", "full"
+        ).stdout
+    )
     assert many["fits"] is True
-    text = cli("plan", "--model", "7b", "--gpus", "1", "--gpu", "h200", "--activation-checkpointing", "full",
-               "--bf16-optimizer-states")
+    text = cli(
+        "plan",
+        "--model",
+        "7b",
+        "--gpus",
+        "1",
+        "--gpu",
+        "h200",
+        "--activation-checkpointing",
+        "full",
+        "--bf16-optimizer-states",
+    )
     assert text.returncode == 0 and "fits" in text.stdout and "tokens/s" in text.stdout
     assert cli("plan").returncode == 2
 
@@ -90,8 +104,10 @@ def test_memory_plan_moves_the_right_way():
     from dsllm.trainer.memory import plan_memory
 
     cfg = FLAVORS["7b"]
-    act = {m: plan_memory(cfg, 8, "h100", activation_checkpointing=m).per_gpu["activations"]
-           for m in ("none", "selective", "full")}
+    act = {
+        m: plan_memory(cfg, 8, "h100", activation_checkpointing=m).per_gpu["activations"]
+        for m in ("none", "selective", "full")
+    }
     assert act["full"] < act["selective"] < act["none"]
     one, two = (plan_memory(cfg, 8, "h100", micro_batch=b).per_gpu["activations"] for b in (1, 2))
     assert two == pytest.approx(2 * one, rel=0.01)

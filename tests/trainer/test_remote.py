@@ -32,10 +32,19 @@ def _gets(proxy) -> list[tuple[str, str, dict]]:
     return [r for r in proxy.requests if r[0] == "GET" and "range" in r[2]]
 
 
-@pytest.mark.parametrize("name,step,tokens", [
-    ("step-00001000", 1000, None), ("global_step2000-tokens-8.4B", 2000, 8_400_000_000),
-    ("checkpoint-500", 500, None), ("iter_0001000", 1000, None), ("1500", 1500, None),
-    ("DeepSeek-LLM-7B-Base", None, None), ("400B-tokens", None, 400 * 10**9), ("stepwise", None, None)])
+@pytest.mark.parametrize(
+    "name,step,tokens",
+    [
+        ("step-00001000", 1000, None),
+        ("global_step2000-tokens-8.4B", 2000, 8_400_000_000),
+        ("checkpoint-500", 500, None),
+        ("iter_0001000", 1000, None),
+        ("1500", 1500, None),
+        ("DeepSeek-LLM-7B-Base", None, None),
+        ("400B-tokens", None, 400 * 10**9),
+        ("stepwise", None, None),
+    ],
+)
 def test_names(name, step, tokens):
     assert remote.parse_step(name) == step
     assert remote.parse_tokens(name) == tokens
@@ -49,7 +58,9 @@ def test_list_local_run_and_metadata(tiny_llama, tmp_path):
     partial, _ = tiny_llama(name="run/checkpoints/.tmp-step-00000030-123")  # a save in progress
     infos = remote.list_checkpoints(str(tmp_path / "run"))
     assert [(i.name, i.step, i.tokens) for i in infos] == [
-        ("checkpoints/step-00000010", 10, 1000), ("checkpoints/step-00000020", 20, 2000)]
+        ("checkpoints/step-00000010", 10, 1000),
+        ("checkpoints/step-00000020", 20, 2000),
+    ]
     assert infos[0].format == "safetensors +optimizer"
     assert "model.safetensors" in infos[0].names() and infos[0].size == sum(f.size for f in infos[0].files)
     with pytest.raises(UserError, match="no such file or directory"):
@@ -69,7 +80,8 @@ def test_list_s3_sends_requester_pays(tiny_llama, s3_bucket, s3_proxy, cli):
     listed = json.loads(out.stdout)
     assert [(c["name"], c["step"], c["tokens"], c["format"]) for c in listed] == [
         ("step-1000", 1000, None, "pytorch-bin sharded"),
-        ("global_step2000-tokens-8.4B", 2000, 8_400_000_000, "pytorch-bin sharded")]
+        ("global_step2000-tokens-8.4B", 2000, 8_400_000_000, "pytorch-bin sharded"),
+    ]
     assert {f["name"] for f in listed[0]["files"]} >= {"config.json", "pytorch_model.bin.index.json"}
     # the proxy refuses requests without the header, so success proves it was sent on every call
     assert s3_proxy.requests and all(h.get("x-amz-request-payer") == "requester" for _, _, h in s3_proxy.requests)
@@ -83,8 +95,9 @@ def test_fetch_import_verify_and_cache(tiny_llama, s3_bucket, s3_proxy, tmp_path
     s3_proxy.require_payer = False
     _upload(folder, f"s3://{s3_bucket}/{PREFIX}/step-3000", part_size=5 << 20)
     s3_proxy.require_payer = True
-    head = storage.s3_client().head_object(Bucket=s3_bucket, Key=f"{PREFIX}/step-3000/model.safetensors",
-                                           RequestPayer="requester")
+    head = storage.s3_client().head_object(
+        Bucket=s3_bucket, Key=f"{PREFIX}/step-3000/model.safetensors", RequestPayer="requester"
+    )
     assert head["ETag"].strip('"').endswith("-3")  # a multipart upload: checked via per-part MD5s
     cache = tmp_path / "cache"
     ckpt = hf.resolve_checkpoint(f"s3://{s3_bucket}/{PREFIX}", cache=cache, stream=False)
@@ -106,7 +119,9 @@ def test_fetch_import_verify_and_cache(tiny_llama, s3_bucket, s3_proxy, tmp_path
 
 
 def _single_object(s3_bucket, s3_proxy, size=4 << 20) -> tuple[str, bytes]:
-    data = torch.randint(0, 256, (size,), dtype=torch.uint8, generator=torch.Generator().manual_seed(3)).numpy().tobytes()
+    data = (
+        torch.randint(0, 256, (size,), dtype=torch.uint8, generator=torch.Generator().manual_seed(3)).numpy().tobytes()
+    )
     s3_proxy.require_payer = False
     storage.s3_client().put_object(Bucket=s3_bucket, Key="ckpt/model.safetensors", Body=data)
     s3_proxy.require_payer = True
@@ -171,8 +186,9 @@ def test_missing_shard_on_s3(tiny_llama, s3_bucket, s3_proxy, tmp_path):
     s3_proxy.require_payer = False
     _upload(folder, f"s3://{s3_bucket}/run/step-10")
     s3_proxy.require_payer = True
-    with pytest.raises(UserError, match="shard pytorch_model-00002-of-00002.bin listed in "
-                                        "pytorch_model.bin.index.json is missing"):
+    with pytest.raises(
+        UserError, match="shard pytorch_model-00002-of-00002.bin listed in pytorch_model.bin.index.json is missing"
+    ):
         hf.resolve_checkpoint(f"s3://{s3_bucket}/run", cache=tmp_path)
 
 

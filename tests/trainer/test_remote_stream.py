@@ -32,7 +32,9 @@ def _upload(s3_proxy, folder: Path, uri: str, part_size: int | None = None) -> N
 
 
 def _ranged_gets(s3_proxy, name="model.safetensors") -> list[str]:
-    return [h["range"] for m, p, h in s3_proxy.requests if m == "GET" and "range" in h and p.split("?")[0].endswith(name)]
+    return [
+        h["range"] for m, p, h in s3_proxy.requests if m == "GET" and "range" in h and p.split("?")[0].endswith(name)
+    ]
 
 
 def _packed(folder: Path, vocab: int = 128, rows: int = 3, seq: int = 16) -> None:
@@ -43,14 +45,35 @@ def _packed(folder: Path, vocab: int = 128, rows: int = 3, seq: int = 16) -> Non
 
     folder.mkdir(parents=True)
     ids = np.random.default_rng(0).integers(0, vocab, size=(rows, seq), dtype=np.int32)
-    pq.write_table(pa.table({"input_ids": pa.FixedSizeListArray.from_arrays(pa.array(ids.reshape(-1)), seq),
-                             "doc_offsets": pa.array([[0]] * rows, type=pa.list_(pa.int32())),
-                             "n_tokens": pa.array(np.full(rows, seq, dtype=np.int32))}), folder / "part-00000.parquet")
-    (folder / "manifest.json").write_text(json.dumps({
-        "kind": "packed", "seq_len": seq, "rows": rows, "tokens": rows * seq,
-        "tokenizer": {"vocab_size": vocab, "eos_id": 2},
-        "shards": [{"path": "part-00000.parquet", "rows": rows, "tokens": rows * seq,
-                    "bytes": (folder / "part-00000.parquet").stat().st_size}]}))
+    pq.write_table(
+        pa.table(
+            {
+                "input_ids": pa.FixedSizeListArray.from_arrays(pa.array(ids.reshape(-1)), seq),
+                "doc_offsets": pa.array([[0]] * rows, type=pa.list_(pa.int32())),
+                "n_tokens": pa.array(np.full(rows, seq, dtype=np.int32)),
+            }
+        ),
+        folder / "part-00000.parquet",
+    )
+    (folder / "manifest.json").write_text(
+        json.dumps(
+            {
+                "kind": "packed",
+                "seq_len": seq,
+                "rows": rows,
+                "tokens": rows * seq,
+                "tokenizer": {"vocab_size": vocab, "eos_id": 2},
+                "shards": [
+                    {
+                        "path": "part-00000.parquet",
+                        "rows": rows,
+                        "tokens": rows * seq,
+                        "bytes": (folder / "part-00000.parquet").stat().st_size,
+                    }
+                ],
+            }
+        )
+    )
 
 
 @pytest.fixture
@@ -72,7 +95,9 @@ def test_stream_is_default_and_matches_cached_path(published, s3_proxy, tmp_path
     assert uri.endswith("/model.safetensors") and how == "md5"  # per-part MD5s against the multipart ETag
     gets = _ranged_gets(s3_proxy)
     assert gets[0] == "bytes=0-262143"  # the header probe; then the whole object in part-aligned ranges
-    assert all(h.get("x-amz-request-payer") == "requester" for _, _, h in s3_proxy.requests)  # and the proxy enforced it
+    assert all(
+        h.get("x-amz-request-payer") == "requester" for _, _, h in s3_proxy.requests
+    )  # and the proxy enforced it
     cached = hf.build_model(hf.resolve_checkpoint(src, cache=tmp_path / "b", stream=False))
     with torch.no_grad():
         assert torch.equal(model(X), cached(X))
@@ -88,8 +113,13 @@ def test_single_part_md5_is_hashed_in_order_across_parallel_ranges(tiny_llama, s
     model = Transformer(hf.resolve_checkpoint(str(folder)).config)
     targets = model.state_dict()
     seen = []
-    names, how = stream.load_shard(shard, lambda n, s: targets.get(n), chunk_size=1 << 20, workers=4,
-                                   progress=lambda done, total: seen.append((done, total)))
+    names, how = stream.load_shard(
+        shard,
+        lambda n, s: targets.get(n),
+        chunk_size=1 << 20,
+        workers=4,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert how == "md5" and names == set(ref.state_dict())
     assert len(_ranged_gets(s3_proxy)) == 1 + -(-shard.remote.size // (1 << 20))  # probe + 1 MiB ranges
     assert seen[-1] == (shard.remote.size, shard.remote.size)
@@ -104,8 +134,12 @@ def test_single_part_md5_is_hashed_in_order_across_parallel_ranges(tiny_llama, s
 def test_full_object_sha256_is_verified_when_s3_has_one(tiny_llama, s3_bucket, s3_proxy):
     folder, ref = tiny_llama(name="sha")
     s3_proxy.require_payer = False
-    storage.s3_client().put_object(Bucket=s3_bucket, Key="sha/model.safetensors", ChecksumAlgorithm="SHA256",
-                                   Body=(folder / "model.safetensors").read_bytes())
+    storage.s3_client().put_object(
+        Bucket=s3_bucket,
+        Key="sha/model.safetensors",
+        ChecksumAlgorithm="SHA256",
+        Body=(folder / "model.safetensors").read_bytes(),
+    )
     s3_proxy.require_payer = True
     shard = stream.open_shard(f"s3://{s3_bucket}/sha/model.safetensors")
     model = Transformer(hf.resolve_checkpoint(str(folder)).config)
@@ -171,8 +205,14 @@ def test_corrupt_header_is_one_clear_error(tiny_llama, s3_bucket, s3_proxy, tmp_
     out = cli("eval", "--model", f"s3://{s3_bucket}/bad", "--data", str(tmp_path / "nope"))
     assert out.returncode == 2 and "no manifest.json" in out.stderr  # --data is checked first
     _packed(tmp_path / "packed")
-    out = cli("eval", "--model", f"s3://{s3_bucket}/bad", "--data", str(tmp_path / "packed"),
-              env={"DSLLM_CACHE": str(tmp_path / "c")})
+    out = cli(
+        "eval",
+        "--model",
+        f"s3://{s3_bucket}/bad",
+        "--data",
+        str(tmp_path / "packed"),
+        env={"DSLLM_CACHE": str(tmp_path / "c")},
+    )
     assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("dsllm eval: error: ")
     assert "corrupt safetensors header (header length 1099511627776 does not fit" in out.stderr
 
@@ -194,8 +234,12 @@ def test_should_stream_rules():
     def info(*names, etag="e"):
         return remote.CheckpointInfo("s3://b/ck", "ck", [storage.FileInfo(f"s3://b/ck/{n}", 10, etag) for n in names])
 
-    hf_st = info("config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
-                 "model.safetensors.index.json")
+    hf_st = info(
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+    )
     assert hf.should_stream(hf_st, None) and not hf.should_stream(hf_st, False)
     assert not hf.should_stream(info("config.json", "pytorch_model.bin"), True)
     native = info("config.json", "model.safetensors", "optimizer.pt", "trainer_state.json")

@@ -14,9 +14,29 @@ from tests.conftest import run_cli
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_train_loop import write_packed  # noqa: E402
 
-RUN_FLAGS = ["--model", "tiny", "--batch-size", "4", "--quiet", "--set", "precision=fp32", "--set", "micro_batch_size=2",
-             "--set", "eval_every=0", "--set", "checkpoint_every_minutes=0", "--set", "checkpoint_every_steps=2",
-             "--set", "model.num_hidden_layers=1", "--set", "optim.lr=0.005", "--set", "schedule.warmup_steps=3"]
+RUN_FLAGS = [
+    "--model",
+    "tiny",
+    "--batch-size",
+    "4",
+    "--quiet",
+    "--set",
+    "precision=fp32",
+    "--set",
+    "micro_batch_size=2",
+    "--set",
+    "eval_every=0",
+    "--set",
+    "checkpoint_every_minutes=0",
+    "--set",
+    "checkpoint_every_steps=2",
+    "--set",
+    "model.num_hidden_layers=1",
+    "--set",
+    "optim.lr=0.005",
+    "--set",
+    "schedule.warmup_steps=3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +53,19 @@ def first_run(tmp_path_factory):
 def test_resume_takes_the_runs_own_config(first_run, tmp_path, source):
     data, run = first_run
     src = run if source == "run" else run / "checkpoints" / "step-00000002"
-    proc = run_cli("train", "--data", data, "--output", str(tmp_path / "b"), "--resume-from", str(src),
-                   "--max-steps", "4", "--set", "keep_last=5")
+    proc = run_cli(
+        "train",
+        "--data",
+        data,
+        "--output",
+        str(tmp_path / "b"),
+        "--resume-from",
+        str(src),
+        "--max-steps",
+        "4",
+        "--set",
+        "keep_last=5",
+    )
     assert proc.returncode == 0, proc.stderr
     first = proc.stdout.splitlines()[0]
     assert first.startswith("resuming with the train config of"), first

@@ -20,21 +20,33 @@ from dsllm.trainer.scaling.laws import PAPER, PowerLaw
 from dsllm.trainer.scaling.plan import Planner, SweepConfig
 from dsllm.trainer.scaling.report import format_report, html_report, to_json
 
-TRUE_LOSS = PowerLaw(5.0, -0.045)           # bits per byte at the compute-optimal shape
+TRUE_LOSS = PowerLaw(5.0, -0.045)  # bits per byte at the compute-optimal shape
 
 
 def _anchored(law: PowerLaw, exponent: float, at: float, factor: float = 1.0) -> PowerLaw:
     """A planning law with another exponent, equal to `law`·factor at C = `at`."""
-    return PowerLaw(float(law(at)) * factor / at ** exponent, exponent)
+    return PowerLaw(float(law(at)) * factor / at**exponent, exponent)
 
 
-PLAN_LAWS = {"M_opt": _anchored(PAPER["M_opt"], 0.50, 3e18, 1.5), "D_opt": PAPER["D_opt"],
-             "eta_opt": _anchored(PAPER["eta_opt"], -0.115, 1e18), "B_opt": _anchored(PAPER["B_opt"], 0.34, 1e18)}
+PLAN_LAWS = {
+    "M_opt": _anchored(PAPER["M_opt"], 0.50, 3e18, 1.5),
+    "D_opt": PAPER["D_opt"],
+    "eta_opt": _anchored(PAPER["eta_opt"], -0.115, 1e18),
+    "B_opt": _anchored(PAPER["B_opt"], 0.34, 1e18),
+}
 
 
 def _result(spec, loss: float) -> dict:
-    return {"run_id": spec.run_id, "role": spec.role, "budget": spec.budget, "flops_per_token": spec.flops_per_token,
-            "tokens": spec.tokens, "lr": spec.lr, "batch_tokens": spec.batch_seqs * spec.seq_len, "heldout_bpb": loss}
+    return {
+        "run_id": spec.run_id,
+        "role": spec.role,
+        "budget": spec.budget,
+        "flops_per_token": spec.flops_per_token,
+        "tokens": spec.tokens,
+        "lr": spec.lr,
+        "batch_tokens": spec.batch_seqs * spec.seq_len,
+        "heldout_bpb": loss,
+    }
 
 
 def isoflop_sweep(seed: int, noise: float = 0.002, curvature: float = 0.02) -> list[dict]:
@@ -52,7 +64,7 @@ def isoflop_sweep(seed: int, noise: float = 0.002, curvature: float = 0.02) -> l
 def hparams_sweep(seed: int, noise: float = 0.0005) -> list[dict]:
     """η × B grids (9 × 9, ratio √2) at five budgets; loss rises quadratically in ln η and ln B."""
     rng = np.random.default_rng(seed)
-    cfg = SweepConfig(min_steps=1, lr_step=2 ** 0.5, batch_step=2 ** 0.5)
+    cfg = SweepConfig(min_steps=1, lr_step=2**0.5, batch_step=2**0.5)
     planner = Planner(PLAN_LAWS, cfg, seq_len=4096, vocab_size=102400, eos_id=1)
     out = []
     for c in (1e17, 3e17, 1e18, 3e18, 1e19, 3e19):
@@ -66,8 +78,13 @@ def hparams_sweep(seed: int, noise: float = 0.0005) -> list[dict]:
 
 def test_synthetic_sweep_recovers_the_paper_exponents_and_the_intervals_cover_them():
     fit = fit_sweep(isoflop_sweep(0) + hparams_sweep(0), n_boot=1000, seed=0)
-    truth = {"M_opt": PAPER["M_opt"].exponent, "D_opt": PAPER["D_opt"].exponent, "loss": TRUE_LOSS.exponent,
-             "eta_opt": PAPER["eta_opt"].exponent, "B_opt": PAPER["B_opt"].exponent}
+    truth = {
+        "M_opt": PAPER["M_opt"].exponent,
+        "D_opt": PAPER["D_opt"].exponent,
+        "loss": TRUE_LOSS.exponent,
+        "eta_opt": PAPER["eta_opt"].exponent,
+        "B_opt": PAPER["B_opt"].exponent,
+    }
     for name, a in truth.items():
         law = fit.laws[name]
         assert law.exponent == pytest.approx(a, abs=0.02), name
@@ -82,8 +99,12 @@ def test_synthetic_sweep_recovers_the_paper_exponents_and_the_intervals_cover_th
 def test_intervals_cover_the_truth_in_most_repeated_sweeps(kind):
     """Calibration over 40 independent noisy sweeps: a 95% interval should miss rarely."""
     names = ("M_opt", "loss") if kind == "isoflop" else ("eta_opt", "B_opt")
-    truth = {"M_opt": PAPER["M_opt"].exponent, "loss": TRUE_LOSS.exponent,
-             "eta_opt": PAPER["eta_opt"].exponent, "B_opt": PAPER["B_opt"].exponent}
+    truth = {
+        "M_opt": PAPER["M_opt"].exponent,
+        "loss": TRUE_LOSS.exponent,
+        "eta_opt": PAPER["eta_opt"].exponent,
+        "B_opt": PAPER["B_opt"].exponent,
+    }
     covered = {n: 0 for n in names}
     for seed in range(1, 41):
         results = isoflop_sweep(seed) if kind == "isoflop" else hparams_sweep(seed)

@@ -15,8 +15,14 @@ import pytest
 from dsllm.trainer.scaling.laws import PAPER
 from dsllm.trainer.scaling.plan import Planner, ShapeRule, SweepConfig, shape_for, share_groups
 
-CFG = SweepConfig(precision="fp32", min_steps=2, micro_batch_size=4, heldout_rows=48, checkpoint_every_minutes=0,
-                  shape=ShapeRule(aspect=16, head_dim=8))
+CFG = SweepConfig(
+    precision="fp32",
+    min_steps=2,
+    micro_batch_size=4,
+    heldout_rows=48,
+    checkpoint_every_minutes=0,
+    shape=ShapeRule(aspect=16, head_dim=8),
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +43,11 @@ def test_heldout_split_is_disjoint_from_training_and_loses_nothing(prose_packed,
     from dsllm.trainer.scaling.data import split_packed
 
     info = split_packed(str(prose_packed / "packed"), str(tmp_path / "data"), CFG.heldout_rows)
-    train, held, whole = _rows(str(tmp_path / "data/train")), _rows(str(tmp_path / "data/heldout")), _rows(
-        str(prose_packed / "packed"))
+    train, held, whole = (
+        _rows(str(tmp_path / "data/train")),
+        _rows(str(tmp_path / "data/heldout")),
+        _rows(str(prose_packed / "packed")),
+    )
     assert len(held) == info["heldout_rows"] >= CFG.heldout_rows and not set(train) & set(held)
     assert sorted(train + held) == sorted(whole) and train + held == whole  # the tail, in order
     again = split_packed(str(prose_packed / "packed"), str(tmp_path / "data"), CFG.heldout_rows)
@@ -60,7 +69,7 @@ def test_shared_first_stage_gives_exactly_the_run_trained_alone(prose_packed, tm
     info, planner = _plan(prose_packed, tmp_path)
     short, long = (dataclasses.replace(r, role="isoflop") for r in planner.plan([2e8, 4e8], "isoflop", 1))
     assert short.shape == long.shape and short.steps < long.steps and short.trunk_key() == long.trunk_key()
-    group, = share_groups([short, long])
+    (group,) = share_groups([short, long])
     assert group.shared and [r.steps for r in group.runs] == sorted([short.steps, long.steps])
     data, held = str(tmp_path / "data/train"), str(tmp_path / "data/heldout")
     branch = train_trunk(group.runs, str(tmp_path / "trunk"), short.branch_step(), data, CFG)
@@ -125,4 +134,4 @@ def test_shapes_follow_the_rule_and_the_paper_formula():
         assert s.d_model % 128 == 0 and s.n_heads * 128 == s.d_model
         assert spec_cfg.tokens == pytest.approx(c / s.flops_per_token(4096), rel=0.02)  # D = C / M
     # the 7B's M is the paper's formula
-    assert FLAVORS["7b"].flops_per_token(4096) == 72 * 30 * 4096 ** 2 + 12 * 30 * 4096 * 4096
+    assert FLAVORS["7b"].flops_per_token(4096) == 72 * 30 * 4096**2 + 12 * 30 * 4096 * 4096

@@ -9,12 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_train_loop import MODEL, cfg, write_packed  # noqa: E402  (tests/trainer is on sys.path)
 
 from dsllm.errors import UserError
 from dsllm.trainer.config import ModelConfig
 from dsllm.trainer.train import train
-
-from test_train_loop import MODEL, cfg, write_packed  # noqa: E402  (tests/trainer is on sys.path)
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +36,23 @@ def one_line_error(out) -> str:
 
 def test_cli_trains_and_resumes(cli, packed, tmp_path):
     run = tmp_path / "run"
-    args = ["train", "--model", model_file(tmp_path), "--data", packed, "--output", str(run),
-            "--batch-size", "4", "--set", "micro_batch_size=2", "--set", "precision=fp32",
-            "--set", "checkpoint_every_steps=2"]
+    args = [
+        "train",
+        "--model",
+        model_file(tmp_path),
+        "--data",
+        packed,
+        "--output",
+        str(run),
+        "--batch-size",
+        "4",
+        "--set",
+        "micro_batch_size=2",
+        "--set",
+        "precision=fp32",
+        "--set",
+        "checkpoint_every_steps=2",
+    ]
     out = cli(*args, "--max-steps", "2")
     assert out.returncode == 0, out.stderr
     assert "step      2/2" in out.stderr and "tok/s" in out.stderr  # progress in the terminal
@@ -58,11 +71,24 @@ def test_cli_bad_inputs(cli, packed, tmp_path):
     assert "nope" in msg and "manifest" in msg
     msg = one_line_error(cli("train", "--model", model_file(tmp_path, vocab_size=64), "--data", packed, *base))
     assert "vocab" in msg and "90" in msg  # the data's tokenizer has 90 ids, the model 64
-    msg = one_line_error(cli("train", "--model", model_file(tmp_path, max_position_embeddings=16),
-                             "--data", packed, *base))
+    msg = one_line_error(
+        cli("train", "--model", model_file(tmp_path, max_position_embeddings=16), "--data", packed, *base)
+    )
     assert "sequence length 32" in msg
-    msg = one_line_error(cli("train", "--model", model_file(tmp_path), "--data", packed, *base,
-                             "--batch-size", "6", "--set", "micro_batch_size=4"))
+    msg = one_line_error(
+        cli(
+            "train",
+            "--model",
+            model_file(tmp_path),
+            "--data",
+            packed,
+            *base,
+            "--batch-size",
+            "6",
+            "--set",
+            "micro_batch_size=4",
+        )
+    )
     assert "does not divide" in msg
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"hidden_size": 100, "num_attention_heads": 3, "num_key_value_heads": 3}))
@@ -86,8 +112,13 @@ def test_nan_loss_names_the_last_good_checkpoint(packed, tmp_path):
     train(MODEL, cfg(max_steps=2, checkpoint_every_steps=2), packed, str(run), quiet=True)
     # an absurd learning rate overflows the weights within a few steps
     with pytest.raises(UserError) as err:
-        train(MODEL, cfg(max_steps=12, optim={"lr": 1e20, "grad_clip": 0.0}, checkpoint_every_steps=100),
-              packed, str(run), quiet=True)
+        train(
+            MODEL,
+            cfg(max_steps=12, optim={"lr": 1e20, "grad_clip": 0.0}, checkpoint_every_steps=100),
+            packed,
+            str(run),
+            quiet=True,
+        )
     message = str(err.value)
     assert "non-finite loss or gradient at step" in message and "nan" in message
     assert str(run / "checkpoints" / "step-00000002") in message and "\n" not in message
@@ -97,8 +128,7 @@ def test_nan_loss_names_the_last_good_checkpoint(packed, tmp_path):
 def test_full_disk_at_checkpoint(packed, tmp_path):
     small = tmp_path / "small"
     small.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)],
-                             capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount tmpfs here: {mounted.stderr.decode().strip()}")
     try:

@@ -16,14 +16,29 @@ from dsllm.trainer.checkpoints.native import list_checkpoints
 from dsllm.trainer.config import ModelConfig
 from dsllm.trainer.train import TrainConfig, train
 
-MODEL = ModelConfig(vocab_size=96, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
-                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                    bos_token_id=1, eos_token_id=0)
+MODEL = ModelConfig(
+    vocab_size=96,
+    hidden_size=64,
+    intermediate_size=160,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=64,
+    bos_token_id=1,
+    eos_token_id=0,
+)
 FIELDS = {"step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s", "mfu"}
 
 
-def write_packed(root: Path, rows: int = 64, seq_len: int = 32, vocab: int = 90, eos: int = 0,
-                 row_group_rows: int = 8, one_document: bool = False) -> str:
+def write_packed(
+    root: Path,
+    rows: int = 64,
+    seq_len: int = 32,
+    vocab: int = 90,
+    eos: int = 0,
+    row_group_rows: int = 8,
+    one_document: bool = False,
+) -> str:
     """PACKED (the layout of INTERFACES.md) of learnable documents: counting runs `a, a+k, a+2k...`
     (mod vocab) joined with EOS, so a model can lower its loss in a few steps. `one_document`:
     the same tokens, but every row declared one document (doc_offsets [0])."""
@@ -39,19 +54,38 @@ def write_packed(root: Path, rows: int = 64, seq_len: int = 32, vocab: int = 90,
         ids[r] = row[:seq_len]
         offsets.append([0] if one_document else offs)
     root.mkdir(parents=True, exist_ok=True)
-    table = pa.table({"input_ids": pa.FixedSizeListArray.from_arrays(pa.array(ids.reshape(-1)), seq_len),
-                      "doc_offsets": pa.array(offsets, pa.list_(pa.int32())),
-                      "n_tokens": pa.array([seq_len] * rows, pa.int32())})
+    table = pa.table(
+        {
+            "input_ids": pa.FixedSizeListArray.from_arrays(pa.array(ids.reshape(-1)), seq_len),
+            "doc_offsets": pa.array(offsets, pa.list_(pa.int32())),
+            "n_tokens": pa.array([seq_len] * rows, pa.int32()),
+        }
+    )
     buf = io.BytesIO()
     pq.write_table(table, buf, row_group_size=row_group_rows, compression="zstd")
     (root / "part-00000.parquet").write_bytes(buf.getvalue())
-    manifest = {"kind": "packed", "seq_len": seq_len, "rows": rows, "tokens": rows * seq_len, "pad_tokens": 0,
-                "documents": sum(len(o) for o in offsets), "row_group_rows": row_group_rows,
-                "tokenizer": {"sha256": "", "vocab_size": vocab, "eos_id": eos, "bos_id": None, "path": ""},
-                "bos_policy": "none",
-                "shards": [{"path": "part-00000.parquet", "rows": rows, "bytes": len(buf.getvalue()),
-                            "sha256": "", "tokens": rows * seq_len}],
-                "source_shards": [], "config": {}}
+    manifest = {
+        "kind": "packed",
+        "seq_len": seq_len,
+        "rows": rows,
+        "tokens": rows * seq_len,
+        "pad_tokens": 0,
+        "documents": sum(len(o) for o in offsets),
+        "row_group_rows": row_group_rows,
+        "tokenizer": {"sha256": "", "vocab_size": vocab, "eos_id": eos, "bos_id": None, "path": ""},
+        "bos_policy": "none",
+        "shards": [
+            {
+                "path": "part-00000.parquet",
+                "rows": rows,
+                "bytes": len(buf.getvalue()),
+                "sha256": "",
+                "tokens": rows * seq_len,
+            }
+        ],
+        "source_shards": [],
+        "config": {},
+    }
     (root / "manifest.json").write_text(json.dumps(manifest))
     return str(root)
 
@@ -62,9 +96,19 @@ def packed(tmp_path_factory):
 
 
 def cfg(**kw) -> TrainConfig:
-    base = dict(batch_size=8, micro_batch_size=4, max_steps=6, precision="fp32", eval_every=3, eval_rows=4,
-                checkpoint_every_steps=3, checkpoint_every_minutes=0, keep_last=2,
-                optim={"lr": 3e-3}, schedule={"warmup_steps": 2})
+    base = dict(
+        batch_size=8,
+        micro_batch_size=4,
+        max_steps=6,
+        precision="fp32",
+        eval_every=3,
+        eval_rows=4,
+        checkpoint_every_steps=3,
+        checkpoint_every_minutes=0,
+        keep_last=2,
+        optim={"lr": 3e-3},
+        schedule={"warmup_steps": 2},
+    )
     base.update(kw)
     from dsllm.config import from_dict
 
@@ -101,8 +145,12 @@ def test_checkpoint_layout_metrics_and_transformers_interop(packed, tmp_path):
     assert steps == ["step-00000006", "step-00000007"]  # keep_last=2 pruned 2 and 4
     assert not list((run / "checkpoints").glob(".tmp-*"))
     ck = run / "checkpoints" / "step-00000007"
-    assert sorted(p.name for p in ck.iterdir()) == ["config.json", "model.safetensors", "optimizer.pt",
-                                                   "trainer_state.json"]
+    assert sorted(p.name for p in ck.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "optimizer.pt",
+        "trainer_state.json",
+    ]
     state = json.loads((ck / "trainer_state.json").read_text())
     assert state["step"] == 7 and state["tokens"] == 7 * 8 * 32 and state["data"]["sequences_consumed"] == 56
     assert {"torch", "numpy", "python"} <= set(state["rng"])
@@ -115,8 +163,9 @@ def test_checkpoint_layout_metrics_and_transformers_interop(packed, tmp_path):
     assert records[0]["lr"] == pytest.approx(3e-3 / 2)  # warmup: step 1 of 2
     assert records[-1]["lr"] == pytest.approx(3e-3 * 0.1)  # last 10% of the token budget
     # transformers loads the folder as it is and computes the same logits
-    from dsllm.trainer.model import Transformer
     from safetensors.torch import load_file
+
+    from dsllm.trainer.model import Transformer
 
     ref = LlamaForCausalLM.from_pretrained(str(ck), torch_dtype=torch.float32).eval()
     ours = Transformer(MODEL).eval()
@@ -136,8 +185,14 @@ def test_weights_only_resume_from_a_hugging_face_folder(packed, tmp_path):
     model.save_pretrained(hf_dir)
     (hf_dir / "trainer_state.json").write_text(json.dumps({"global_step": 4}))
     run = tmp_path / "run"
-    train(MODEL, cfg(max_steps=8, schedule={"warmup_steps": 2, "rewarmup_steps": 2}), packed, str(run),
-          resume_from=str(hf_dir), quiet=True)
+    train(
+        MODEL,
+        cfg(max_steps=8, schedule={"warmup_steps": 2, "rewarmup_steps": 2}),
+        packed,
+        str(run),
+        resume_from=str(hf_dir),
+        quiet=True,
+    )
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [5, 6, 7, 8]  # positioned at the imported step
     assert records[0]["tokens"] == 5 * 8 * 32
@@ -153,13 +208,25 @@ def test_on_checkpoint_sees_every_published_step_in_order(packed, tmp_path):
 
     def on_checkpoint(step: int, path: str) -> None:
         p = Path(path)
-        seen.append((step, path, p.is_absolute() and (p / "trainer_state.json").is_file(),
-                     threading.current_thread() is threading.main_thread()))
+        seen.append(
+            (
+                step,
+                path,
+                p.is_absolute() and (p / "trainer_state.json").is_file(),
+                threading.current_thread() is threading.main_thread(),
+            )
+        )
 
     run = tmp_path / "run"
     # every step and keep_last=1: each checkpoint must be announced before the next one prunes it
-    train(MODEL, cfg(max_steps=4, checkpoint_every_steps=1, keep_last=1, eval_every=0), packed, str(run),
-          quiet=True, on_checkpoint=on_checkpoint)
+    train(
+        MODEL,
+        cfg(max_steps=4, checkpoint_every_steps=1, keep_last=1, eval_every=0),
+        packed,
+        str(run),
+        quiet=True,
+        on_checkpoint=on_checkpoint,
+    )
     assert [s for s, *_ in seen] == [1, 2, 3, 4]
     assert all(ok and main for _, _, ok, main in seen)
     assert seen[-1][1] == str((run / "checkpoints" / "step-00000004").resolve())
@@ -191,8 +258,14 @@ def _rank_main(rank: int, port: int, packed: str, run: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     seen = []
     try:
-        train(MODEL, cfg(max_steps=3, checkpoint_every_steps=1, keep_last=1, eval_every=0), packed, run,
-              quiet=True, on_checkpoint=lambda s, p: seen.append([s, p, (Path(p) / "trainer_state.json").is_file()]))
+        train(
+            MODEL,
+            cfg(max_steps=3, checkpoint_every_steps=1, keep_last=1, eval_every=0),
+            packed,
+            run,
+            quiet=True,
+            on_checkpoint=lambda s, p: seen.append([s, p, (Path(p) / "trainer_state.json").is_file()]),
+        )
     finally:
         dist.destroy_process_group()
     Path(out).write_text(json.dumps(seen))
@@ -209,8 +282,7 @@ def test_on_checkpoint_is_called_on_every_rank_alike(packed, tmp_path):
         port = s.getsockname()[1]
     run = str(tmp_path / "run")
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_rank_main, args=(r, port, packed, run, str(tmp_path / f"seen{r}")))
-             for r in range(2)]
+    procs = [ctx.Process(target=_rank_main, args=(r, port, packed, run, str(tmp_path / f"seen{r}"))) for r in range(2)]
     for p in procs:
         p.start()
     for p in procs:

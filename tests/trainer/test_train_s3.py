@@ -6,12 +6,11 @@ import json
 import shutil
 
 import pytest
+from test_train_loop import MODEL, cfg, losses, write_packed  # noqa: E402  (tests/trainer is on sys.path)
 
 from dsllm import storage
 from dsllm.trainer.checkpoints import mirror as mirror_mod
 from dsllm.trainer.train import train
-
-from test_train_loop import MODEL, cfg, losses, write_packed  # noqa: E402  (tests/trainer is on sys.path)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +41,11 @@ def test_s3_run_uploads_checkpoints_and_resumes_elsewhere(packed, s3_bucket, tmp
     summary = train(MODEL, cfg(max_steps=3, checkpoint_every_steps=2, schedule=sched), packed, uri, quiet=True)
     assert summary["checkpoint"] == f"{uri}/checkpoints/step-00000003"
     assert [name for step, name in uploads if step == "step-00000002"] == [
-        "config.json", "model.safetensors", "optimizer.pt", "trainer_state.json"]  # the marker last
+        "config.json",
+        "model.safetensors",
+        "optimizer.pt",
+        "trainer_state.json",
+    ]  # the marker last
     files = keys(s3_bucket)
     assert "run/checkpoints/step-00000003/trainer_state.json" in files
     assert "run/checkpoints/step-00000002/model.safetensors" in files  # keep_last=2
@@ -64,19 +67,38 @@ def test_s3_run_uploads_checkpoints_and_resumes_elsewhere(packed, s3_bucket, tmp
     whole = tmp_path / "whole"
     train(MODEL, cfg(max_steps=5, checkpoint_every_steps=2, schedule=sched), packed, str(whole), quiet=True)
     assert remote_losses(uri) == losses(whole)
-    assert storage.read_bytes(f"{uri}/checkpoints/step-00000005/model.safetensors") == \
-        (whole / "checkpoints/step-00000005/model.safetensors").read_bytes()
+    assert (
+        storage.read_bytes(f"{uri}/checkpoints/step-00000005/model.safetensors")
+        == (whole / "checkpoints/step-00000005/model.safetensors").read_bytes()
+    )
 
 
 def test_cli_trains_to_s3(cli, packed, s3_bucket, tmp_path):
     uri = f"s3://{s3_bucket}/clirun"
     model = tmp_path / "model.json"
     model.write_text(json.dumps(MODEL.to_hf_dict()))
-    out = cli("train", "--model", str(model), "--data", packed, "--output", uri, "--max-steps", "1",
-              "--batch-size", "4", "--set", "micro_batch_size=4", "--set", "precision=fp32", "--quiet",
-              env={"DSLLM_CACHE": str(tmp_path / "cache")})
+    out = cli(
+        "train",
+        "--model",
+        str(model),
+        "--data",
+        packed,
+        "--output",
+        uri,
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "4",
+        "--set",
+        "micro_batch_size=4",
+        "--set",
+        "precision=fp32",
+        "--quiet",
+        env={"DSLLM_CACHE": str(tmp_path / "cache")},
+    )
     assert out.returncode == 0, out.stderr
     assert f"{uri}/checkpoints/step-00000001" in out.stdout
     assert json.loads(storage.read_text(f"{uri}/train_config.json"))["train"]["batch_size"] == 4
     assert set(keys(s3_bucket, "clirun/checkpoints/")) == {
-        f"clirun/checkpoints/step-00000001/{n}" for n in mirror_mod.FILES}
+        f"clirun/checkpoints/step-00000001/{n}" for n in mirror_mod.FILES
+    }

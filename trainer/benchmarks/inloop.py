@@ -8,18 +8,26 @@ layout, and rank 0 logs `task/<name>` into metrics.jsonl next to `val_loss`.
 from __future__ import annotations
 
 import numpy as np
+
+from dsllm.errors import UserError
 from dsllm.trainer.benchmarks import tasks as T
 from dsllm.trainer.benchmarks.report import task_score
 from dsllm.trainer.benchmarks.scoring import encode_requests, score_sequences
-
-from dsllm.errors import UserError
 
 
 class LoopTasks:
     """Callable (model, autocast) -> {"task/<name>": value} over pre-tokenized requests."""
 
-    def __init__(self, names: tuple[str, ...], tokenizer_path: str, limit: int | None, shots: int | None,
-                 max_len: int, bos_id: int | None, vocab_size: int):
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        tokenizer_path: str,
+        limit: int | None,
+        shots: int | None,
+        max_len: int,
+        bos_id: int | None,
+        vocab_size: int,
+    ):
         from tokenizers import Tokenizer
 
         if not tokenizer_path:

@@ -14,6 +14,7 @@ import math
 from collections import defaultdict
 
 import numpy as np
+
 from dsllm.trainer.benchmarks.scoring import encode_requests, score_sequences
 from dsllm.trainer.benchmarks.tasks import UNCOND_OFFSET, Request, TaskSpec
 
@@ -43,8 +44,15 @@ def task_score(spec: TaskSpec, requests: list[Request], ll: np.ndarray, n_tokens
     return {"metric": metric, "value": correct / max(len(choices), 1), "docs": len(choices)}
 
 
-def evaluate_tasks(model, tokenizer, tasks: list[tuple[TaskSpec, list[Request]]], max_len: int,
-                   bos_id: int | None = None, batch_tokens: int = 8192, log=None) -> dict[str, dict]:
+def evaluate_tasks(
+    model,
+    tokenizer,
+    tasks: list[tuple[TaskSpec, list[Request]]],
+    max_len: int,
+    bos_id: int | None = None,
+    batch_tokens: int = 8192,
+    log=None,
+) -> dict[str, dict]:
     """Score every task's requests in one batched pass; `log(record)` gets one dict per request."""
     flat = [r for _, reqs in tasks for r in reqs]
     seqs = encode_requests(tokenizer, flat, bos_id)
@@ -57,8 +65,17 @@ def evaluate_tasks(model, tokenizer, tasks: list[tuple[TaskSpec, list[Request]]]
         lo = hi
     if log is not None:
         for r, v, n in zip(flat, ll, n_tok):
-            log({"task": r.task, "doc_id": r.doc_id, "idx": r.idx, "context": r.context,
-                 "continuation": r.continuation, "loglikelihood": float(v), "num_tokens": int(n)})
+            log(
+                {
+                    "task": r.task,
+                    "doc_id": r.doc_id,
+                    "idx": r.idx,
+                    "context": r.context,
+                    "continuation": r.continuation,
+                    "loglikelihood": float(v),
+                    "num_tokens": int(n),
+                }
+            )
     return out
 
 
@@ -77,9 +94,11 @@ def format_table(rows: list[dict], tasks: list[str]) -> str:
 
 def html_chart(rows: list[dict], tasks: list[str], title: str = "dsllm eval") -> str:
     """A self-contained page: one inline SVG line chart per task against training tokens."""
-    parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             "<style>body{font-family:sans-serif}svg{border:1px solid #ccc;margin:6px}</style>",
-             f"<h1>{html.escape(title)}</h1>"]
+    parts = [
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif}svg{border:1px solid #ccc;margin:6px}</style>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
     for t in tasks:
         pts = [(r.get("trained_tokens") or r.get("step") or i, r["tasks"][t]["value"]) for i, r in enumerate(rows)]
         parts.append(_svg(t, rows[0]["tasks"][t]["metric"] if rows else "", pts))
@@ -94,10 +113,13 @@ def _svg(task: str, metric: str, pts: list[tuple[float, float]], w: int = 420, h
     sx = lambda x: 50 + (w - 70) * ((x - x0) / (x1 - x0) if x1 > x0 else 0.5)
     sy = lambda y: h - 40 - (h - 70) * ((y - y0) / (y1 - y0) if y1 > y0 else 0.5)
     path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
-    dots = "".join(f"<circle cx='{sx(x):.1f}' cy='{sy(y):.1f}' r='3'><title>{x}: {y:.4f}</title></circle>"
-                   for x, y in pts)
-    return (f"<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}'>"
-            f"<text x='10' y='18'>{html.escape(task)} ({html.escape(metric)})</text>"
-            f"<text x='10' y='{h - 8}'>training tokens {x0:g} … {x1:g}</text>"
-            f"<text x='10' y='34'>{y1:.4f}</text><text x='10' y='{h - 42}'>{y0:.4f}</text>"
-            f"<polyline fill='none' stroke='#2563eb' stroke-width='2' points='{path}'/>{dots}</svg>")
+    dots = "".join(
+        f"<circle cx='{sx(x):.1f}' cy='{sy(y):.1f}' r='3'><title>{x}: {y:.4f}</title></circle>" for x, y in pts
+    )
+    return (
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}'>"
+        f"<text x='10' y='18'>{html.escape(task)} ({html.escape(metric)})</text>"
+        f"<text x='10' y='{h - 8}'>training tokens {x0:g} … {x1:g}</text>"
+        f"<text x='10' y='34'>{y1:.4f}</text><text x='10' y='{h - 42}'>{y0:.4f}</text>"
+        f"<polyline fill='none' stroke='#2563eb' stroke-width='2' points='{path}'/>{dots}</svg>"
+    )

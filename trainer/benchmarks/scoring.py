@@ -11,6 +11,7 @@ one vectorised step per batch. Sequences longer than `max_len` keep their last `
 from __future__ import annotations
 
 import numpy as np
+
 from dsllm.trainer.benchmarks.tasks import Request
 
 
@@ -20,7 +21,7 @@ def encode_requests(tokenizer, requests: list[Request], bos_id: int | None) -> l
     for r in requests:
         ctx, cont = r.context, r.continuation
         stripped = ctx.rstrip(" ")
-        cont = ctx[len(stripped):] + cont
+        cont = ctx[len(stripped) :] + cont
         ctxs.append(stripped)
         conts.append(cont)
     ctx_ids = [e.ids for e in tokenizer.encode_batch(ctxs, add_special_tokens=False)] if ctxs else []
@@ -33,8 +34,9 @@ def encode_requests(tokenizer, requests: list[Request], bos_id: int | None) -> l
     return out
 
 
-def score_sequences(model, seqs: list[tuple[tuple[int, ...], int]], max_len: int, batch_tokens: int = 8192,
-                    device=None) -> np.ndarray:
+def score_sequences(
+    model, seqs: list[tuple[tuple[int, ...], int]], max_len: int, batch_tokens: int = 8192, device=None
+) -> np.ndarray:
     """Sum of log P(continuation tokens | prefix) for each (ids, n_cont); identical inputs scored once."""
     import torch
 
@@ -49,9 +51,9 @@ def score_sequences(model, seqs: list[tuple[tuple[int, ...], int]], max_len: int
     with torch.inference_mode():
         lo = 0
         while lo < len(order):
-            width = max(int(lengths[order[lo]]) - 1, 1)   # inputs are all but the last token
+            width = max(int(lengths[order[lo]]) - 1, 1)  # inputs are all but the last token
             n = max(1, batch_tokens // max(width, 1))
-            batch = order[lo:lo + n]
+            batch = order[lo : lo + n]
             lo += len(batch)
             result[batch] = _score_batch(model, [keys[i] for i in batch], width, device)
     model.train(was_training)
@@ -66,10 +68,10 @@ def _score_batch(model, items, width: int, device) -> np.ndarray:
     y = np.zeros((len(items), width), dtype=np.int64)
     mask = np.zeros((len(items), width), dtype=bool)
     for row, (ids, n_cont) in enumerate(items):
-        ids = np.asarray(ids[-(width + 1):] if len(ids) > width + 1 else ids, dtype=np.int64)
+        ids = np.asarray(ids[-(width + 1) :] if len(ids) > width + 1 else ids, dtype=np.int64)
         t = len(ids) - 1
         x[row, :t], y[row, :t] = ids[:-1], ids[1:]
-        mask[row, max(0, t - n_cont):t] = True
+        mask[row, max(0, t - n_cont) : t] = True
     logits = _logits(model(torch.from_numpy(x).to(device)))
     logp = torch.log_softmax(logits.float(), dim=-1)
     picked = logp.gather(-1, torch.from_numpy(y).to(device)[..., None])[..., 0]

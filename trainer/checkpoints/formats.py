@@ -13,18 +13,29 @@ import pickle
 
 from dsllm.errors import UserError
 
-ST_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
-             "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
-             "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
+ST_DTYPES = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class TensorEntry:
     """Where one tensor's bytes are in a safetensors file."""
 
-    dtype: str            # torch dtype name
+    dtype: str  # torch dtype name
     shape: tuple[int, ...]
-    start: int            # absolute byte offset in the file
+    start: int  # absolute byte offset in the file
     end: int
 
 
@@ -69,15 +80,20 @@ def parse_header(blob: bytes, size: int, where: str) -> dict[str, TensorEntry]:
         for s in shape:
             numel *= s
         if hi - lo != numel * getattr(torch, dtype).itemsize or lo < 0 or base + hi > size:
-            raise UserError(f"{where}: corrupt safetensors header ({name}: offsets {lo}-{hi} do not fit "
-                            f"shape {list(shape)} {e['dtype']} in a {size}-byte file)")
+            raise UserError(
+                f"{where}: corrupt safetensors header ({name}: offsets {lo}-{hi} do not fit "
+                f"shape {list(shape)} {e['dtype']} in a {size}-byte file)"
+            )
         out[name] = TensorEntry(dtype, shape, base + lo, base + hi)
         spans.append((lo, hi))
     spans.sort()
-    if spans and (spans[0][0] != 0 or any(a[1] != b[0] for a, b in zip(spans, spans[1:]))
-                  or base + spans[-1][1] != size):
-        raise UserError(f"{where}: corrupt safetensors file (tensor data is not contiguous or the file "
-                        f"is {size} bytes, not {base + spans[-1][1]}; truncated?)")
+    if spans and (
+        spans[0][0] != 0 or any(a[1] != b[0] for a, b in zip(spans, spans[1:])) or base + spans[-1][1] != size
+    ):
+        raise UserError(
+            f"{where}: corrupt safetensors file (tensor data is not contiguous or the file "
+            f"is {size} bytes, not {base + spans[-1][1]}; truncated?)"
+        )
     return out
 
 
@@ -93,8 +109,11 @@ def read_entry(f, e: TensorEntry, dst) -> None:
     import torch
 
     src_dtype = getattr(torch, e.dtype)
-    target = dst if (dst.dtype == src_dtype and dst.is_contiguous() and dst.device.type == "cpu") \
+    target = (
+        dst
+        if (dst.dtype == src_dtype and dst.is_contiguous() and dst.device.type == "cpu")
         else torch.empty(e.shape, dtype=src_dtype)
+    )
     view = memoryview(bytes_view(target))
     f.seek(e.start)
     got = 0
@@ -121,8 +140,10 @@ def load_bin(path: str) -> dict:
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()
         reason = next((line for line in first if "Unsupported" in line or "GLOBAL" in line), first[0] if first else "")
-        raise UserError(f"{path}: refused: the pickle holds objects other than tensors "
-                        f"(weights_only load failed: {reason.strip()[:160]})") from None
+        raise UserError(
+            f"{path}: refused: the pickle holds objects other than tensors "
+            f"(weights_only load failed: {reason.strip()[:160]})"
+        ) from None
     except (RuntimeError, EOFError, OSError) as exc:
         raise UserError(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:160]})") from None
     if not isinstance(sd, dict):

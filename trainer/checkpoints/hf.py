@@ -52,14 +52,14 @@ class LocalCheckpoint:
     config: ModelConfig
     step: int | None
     tokens: int | None
-    files: tuple[str, ...]            # weight files, in load order
-    format: str                       # "safetensors" | "bin"
-    source: str = ""                  # what the user named (local path or s3:// prefix)
-    has_optimizer: bool = False       # optimizer.pt + trainer_state.json (our native layout)
-    tokenizer: str | None = None      # the folder when it holds tokenizer.json
-    notes: tuple[str, ...] = ()       # config corrections applied (DeepSeek bos/eos)
+    files: tuple[str, ...]  # weight files, in load order
+    format: str  # "safetensors" | "bin"
+    source: str = ""  # what the user named (local path or s3:// prefix)
+    has_optimizer: bool = False  # optimizer.pt + trainer_state.json (our native layout)
+    tokenizer: str | None = None  # the folder when it holds tokenizer.json
+    notes: tuple[str, ...] = ()  # config corrections applied (DeepSeek bos/eos)
     raw_config: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
-    requester_pays: bool = True       # for streamed (s3://) files
+    requester_pays: bool = True  # for streamed (s3://) files
     remote_shards: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # uri -> RemoteShard
     verified: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)  # uri -> how, after streaming
     progress: object = dataclasses.field(default=None, repr=False, compare=False)  # ProgressFn for streaming
@@ -72,9 +72,16 @@ class LocalCheckpoint:
 
 # ------------------------------------------------------------------------------------- resolving
 
-def resolve_checkpoint(src: str, step: int | None = None, requester_pays: bool = True,
-                       cache: Path | None = None, with_optimizer: bool = True,
-                       progress: remote.ProgressFn | None = None, stream: bool | None = None) -> LocalCheckpoint:
+
+def resolve_checkpoint(
+    src: str,
+    step: int | None = None,
+    requester_pays: bool = True,
+    cache: Path | None = None,
+    with_optimizer: bool = True,
+    progress: remote.ProgressFn | None = None,
+    stream: bool | None = None,
+) -> LocalCheckpoint:
     """Find the checkpoint `src` names (the latest step, or `step`), fetch it if remote (or only
     its small files when its weights will be streamed, see `should_stream`), read its config
     (quirks fixed) and check the weights' names and shapes against it."""
@@ -84,8 +91,11 @@ def resolve_checkpoint(src: str, step: int | None = None, requester_pays: bool =
         local = local.parent
     if not storage.is_remote(src) and _is_checkpoint_dir(local):
         return _open_local(local, src, None, None)
-    info = pick_checkpoint(remote.list_checkpoints(str(local) if not storage.is_remote(src) else src,
-                                                   requester_pays=requester_pays), src, step)
+    info = pick_checkpoint(
+        remote.list_checkpoints(str(local) if not storage.is_remote(src) else src, requester_pays=requester_pays),
+        src,
+        step,
+    )
     return open_checkpoint(info, src, requester_pays, cache, with_optimizer, progress, stream)
 
 
@@ -102,28 +112,37 @@ def pick_checkpoint(infos: list[remote.CheckpointInfo], src: str, step: int | No
         return with_step[-1]
     if len(infos) == 1:
         return infos[0]
-    raise UserError(f"{src}: {len(infos)} checkpoints without step numbers; name one: "
-                    + ", ".join(i.name for i in infos[:5]))
+    raise UserError(
+        f"{src}: {len(infos)} checkpoints without step numbers; name one: " + ", ".join(i.name for i in infos[:5])
+    )
 
 
-def open_checkpoint(info: remote.CheckpointInfo, src: str, requester_pays: bool = True,
-                    cache: Path | None = None, with_optimizer: bool = True,
-                    progress: remote.ProgressFn | None = None, stream: bool | None = None) -> LocalCheckpoint:
+def open_checkpoint(
+    info: remote.CheckpointInfo,
+    src: str,
+    requester_pays: bool = True,
+    cache: Path | None = None,
+    with_optimizer: bool = True,
+    progress: remote.ProgressFn | None = None,
+    stream: bool | None = None,
+) -> LocalCheckpoint:
     """Fetch (if remote) and open one listed checkpoint; `stream` as in `should_stream`."""
     skip = None if with_optimizer else (lambda name: "optim" in name or name in remote.NON_WEIGHT_NAMES)
     if not should_stream(info, stream, with_optimizer, cache):
-        folder = remote.fetch_checkpoint(info, requester_pays=requester_pays, cache=cache, skip=skip,
-                                         progress=progress)
+        folder = remote.fetch_checkpoint(info, requester_pays=requester_pays, cache=cache, skip=skip, progress=progress)
         return _open_local(folder, src, info.step, info.tokens)
     weights = {n: f.uri for n, f in zip(info.names(), info.files) if n.endswith(".safetensors")}
-    folder = remote.fetch_checkpoint(info, requester_pays=requester_pays, cache=cache,
-                                     skip=lambda n: n in weights or bool(skip and skip(n)))
-    return _open_local(folder, src, info.step, info.tokens, remote_weights=weights,
-                       requester_pays=requester_pays, progress=progress)
+    folder = remote.fetch_checkpoint(
+        info, requester_pays=requester_pays, cache=cache, skip=lambda n: n in weights or bool(skip and skip(n))
+    )
+    return _open_local(
+        folder, src, info.step, info.tokens, remote_weights=weights, requester_pays=requester_pays, progress=progress
+    )
 
 
-def should_stream(info: remote.CheckpointInfo, stream: bool | None, with_optimizer: bool = True,
-                  cache: Path | None = None) -> bool:
+def should_stream(
+    info: remote.CheckpointInfo, stream: bool | None, with_optimizer: bool = True, cache: Path | None = None
+) -> bool:
     """Stream the weights of an S3 checkpoint into the model instead of caching them first?
 
     `stream=False`, or `DSLLM_CHECKPOINT_CACHE=1` when `stream` is None, says no. Otherwise yes
@@ -146,13 +165,20 @@ def should_stream(info: remote.CheckpointInfo, stream: bool | None, with_optimiz
 
 
 def _is_checkpoint_dir(path: Path) -> bool:
-    return path.is_dir() and ((path / "config.json").exists() or any(
-        remote._is_weight(p.name) for p in path.iterdir() if p.is_file()))
+    return path.is_dir() and (
+        (path / "config.json").exists() or any(remote._is_weight(p.name) for p in path.iterdir() if p.is_file())
+    )
 
 
-def _open_local(folder: Path, src: str, step: int | None, tokens: int | None,
-                remote_weights: dict[str, str] | None = None, requester_pays: bool = True,
-                progress=None) -> LocalCheckpoint:
+def _open_local(
+    folder: Path,
+    src: str,
+    step: int | None,
+    tokens: int | None,
+    remote_weights: dict[str, str] | None = None,
+    requester_pays: bool = True,
+    progress=None,
+) -> LocalCheckpoint:
     cfg_path = folder / "config.json"
     if not cfg_path.exists():
         raise UserError(f"{src}: no config.json next to the weights (a Hugging Face layout needs one)")
@@ -173,10 +199,20 @@ def _open_local(folder: Path, src: str, step: int | None, tokens: int | None,
     if tokens is None:
         tokens = remote.parse_tokens(folder.name)
     ckpt = LocalCheckpoint(
-        path=str(folder), config=config, step=step, tokens=tokens, files=tuple(files), format=fmt,
-        source=src, has_optimizer=(folder / "optimizer.pt").exists() and state.exists(),
+        path=str(folder),
+        config=config,
+        step=step,
+        tokens=tokens,
+        files=tuple(files),
+        format=fmt,
+        source=src,
+        has_optimizer=(folder / "optimizer.pt").exists() and state.exists(),
         tokenizer=str(folder) if (folder / "tokenizer.json").exists() else None,
-        notes=tuple(notes), raw_config=raw, requester_pays=requester_pays, progress=progress)
+        notes=tuple(notes),
+        raw_config=raw,
+        requester_pays=requester_pays,
+        progress=progress,
+    )
     if ckpt.streamed:
         from dsllm.trainer.checkpoints import stream
 
@@ -215,8 +251,10 @@ def weight_files(folder: Path, src: str, remote_weights: dict[str, str] | None =
         return [str(p) for p in bins], "bin"
     others = sorted(p.name for p in folder.iterdir() if remote._is_weight(p.name))
     if others:
-        raise UserError(f"{src}: weights in an unsupported format ({', '.join(others[:3])}); "
-                        "expected *.safetensors or pytorch_model*.bin")
+        raise UserError(
+            f"{src}: weights in an unsupported format ({', '.join(others[:3])}); "
+            "expected *.safetensors or pytorch_model*.bin"
+        )
     raise UserError(f"{src}: no weights (expected *.safetensors or pytorch_model*.bin next to config.json)")
 
 
@@ -245,8 +283,10 @@ def fix_special_tokens(raw: dict, folder: Path) -> tuple[dict, list[str]]:
     if not deepseek:
         return raw, []
     new_bos, new_eos = ids.get("bos", 100000), ids.get("eos", 100001)
-    note = (f"config.json says bos/eos 1/2 (transformers defaults); DeepSeek's vocabulary uses "
-            f"{new_bos}/{new_eos}: corrected")
+    note = (
+        f"config.json says bos/eos 1/2 (transformers defaults); DeepSeek's vocabulary uses "
+        f"{new_bos}/{new_eos}: corrected"
+    )
     return {**raw, "bos_token_id": new_bos, "eos_token_id": new_eos}, [note]
 
 
@@ -272,17 +312,26 @@ def _tokenizer_special_ids(folder: Path) -> dict:
 
 # ------------------------------------------------------------------------------- shapes and headers
 
+
 def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     """LlamaForCausalLM parameter names and shapes implied by a config."""
     d, f, v, kv = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, cfg.n_kv_heads * cfg.head_dim
     out = {"model.embed_tokens.weight": (v, d), "model.norm.weight": (d,), "lm_head.weight": (v, d)}
     for i in range(cfg.num_hidden_layers):
         p = f"model.layers.{i}."
-        out.update({p + "self_attn.q_proj.weight": (d, d), p + "self_attn.k_proj.weight": (kv, d),
-                    p + "self_attn.v_proj.weight": (kv, d), p + "self_attn.o_proj.weight": (d, d),
-                    p + "mlp.gate_proj.weight": (f, d), p + "mlp.up_proj.weight": (f, d),
-                    p + "mlp.down_proj.weight": (d, f), p + "input_layernorm.weight": (d,),
-                    p + "post_attention_layernorm.weight": (d,)})
+        out.update(
+            {
+                p + "self_attn.q_proj.weight": (d, d),
+                p + "self_attn.k_proj.weight": (kv, d),
+                p + "self_attn.v_proj.weight": (kv, d),
+                p + "self_attn.o_proj.weight": (d, d),
+                p + "mlp.gate_proj.weight": (f, d),
+                p + "mlp.up_proj.weight": (f, d),
+                p + "mlp.down_proj.weight": (d, f),
+                p + "input_layernorm.weight": (d,),
+                p + "post_attention_layernorm.weight": (d,),
+            }
+        )
     return out
 
 
@@ -290,21 +339,28 @@ def check_shapes(ckpt: LocalCheckpoint, found: dict[str, tuple[int, ...]]) -> No
     """One clear line when the weights do not fit the config (shape, missing or extra tensors)."""
     want = expected_shapes(ckpt.config)
     c = ckpt.config
-    dims = (f"hidden_size={c.hidden_size}, intermediate_size={c.intermediate_size}, "
-            f"layers={c.num_hidden_layers}, kv_heads={c.num_key_value_heads}, vocab_size={c.vocab_size}")
+    dims = (
+        f"hidden_size={c.hidden_size}, intermediate_size={c.intermediate_size}, "
+        f"layers={c.num_hidden_layers}, kv_heads={c.num_key_value_heads}, vocab_size={c.vocab_size}"
+    )
     for name, shape in found.items():
         if IGNORED_KEYS.match(name):
             continue
         if name not in want:
-            raise UserError(f"{ckpt.source}: config.json does not match the weights: tensor {name} is not "
-                            f"part of the model the config describes ({dims})")
+            raise UserError(
+                f"{ckpt.source}: config.json does not match the weights: tensor {name} is not "
+                f"part of the model the config describes ({dims})"
+            )
         if tuple(shape) != want[name]:
-            raise UserError(f"{ckpt.source}: config.json does not match the weights: {name} is "
-                            f"{list(shape)} but the config implies {list(want[name])} ({dims})")
+            raise UserError(
+                f"{ckpt.source}: config.json does not match the weights: {name} is "
+                f"{list(shape)} but the config implies {list(want[name])} ({dims})"
+            )
     missing = [n for n in want if n not in found]
     if missing:
-        raise UserError(f"{ckpt.source}: the weights lack {len(missing)} tensor(s) the config needs "
-                        f"(first: {missing[0]})")
+        raise UserError(
+            f"{ckpt.source}: the weights lack {len(missing)} tensor(s) the config needs (first: {missing[0]})"
+        )
 
 
 def load_into(model, ckpt: LocalCheckpoint, strict: bool = True) -> None:
@@ -323,8 +379,12 @@ def load_into(model, ckpt: LocalCheckpoint, strict: bool = True) -> None:
                 from dsllm.trainer.checkpoints import stream
 
                 shard = ckpt.remote_shards.get(path) or stream.open_shard(path, ckpt.requester_pays)
-                names, how = stream.load_shard(shard, lambda name, shape: _target(ckpt, targets, name, shape, new),
-                                               ckpt.requester_pays, progress=ckpt.progress)
+                names, how = stream.load_shard(
+                    shard,
+                    lambda name, shape, new=new: _target(ckpt, targets, name, shape, new),
+                    ckpt.requester_pays,
+                    progress=ckpt.progress,
+                )
                 loaded |= names
                 ckpt.verified[path] = how
             elif ckpt.format == "safetensors":
@@ -347,7 +407,9 @@ def load_into(model, ckpt: LocalCheckpoint, strict: bool = True) -> None:
                 model.load_state_dict(new, strict=False, assign=True)
     missing = [n for n in targets if n not in loaded and not IGNORED_KEYS.match(n)]
     if strict and missing:
-        raise UserError(f"{ckpt.source}: the weights lack {len(missing)} tensor(s) the model needs (first: {missing[0]})")
+        raise UserError(
+            f"{ckpt.source}: the weights lack {len(missing)} tensor(s) the model needs (first: {missing[0]})"
+        )
 
 
 def _target(ckpt, targets, name, shape, new):
@@ -356,11 +418,15 @@ def _target(ckpt, targets, name, shape, new):
     if IGNORED_KEYS.match(name):
         return None
     if name not in targets:
-        raise UserError(f"{ckpt.source}: config.json does not match the weights: tensor {name} is not part of the model")
+        raise UserError(
+            f"{ckpt.source}: config.json does not match the weights: tensor {name} is not part of the model"
+        )
     t = targets[name]
     if tuple(t.shape) != tuple(shape):
-        raise UserError(f"{ckpt.source}: config.json does not match the weights: {name} is {list(shape)} "
-                        f"but the model has {list(t.shape)}")
+        raise UserError(
+            f"{ckpt.source}: config.json does not match the weights: {name} is {list(shape)} "
+            f"but the model has {list(t.shape)}"
+        )
     if t.is_meta:
         new[name] = torch.empty(shape, dtype=t.dtype)
         return new[name]

@@ -42,7 +42,7 @@ class RunMirror:
         steps: dict[int, set[str]] = {}
         base = storage.join(self.uri, "checkpoints") + "/"
         for f in storage.list_files(storage.join(self.uri, "checkpoints")):
-            parts = f.uri[len(base):].split("/")
+            parts = f.uri[len(base) :].split("/")
             if len(parts) == 2 and (m := STEP_DIR.match(parts[0])):
                 steps.setdefault(int(m.group(1)), set()).add(parts[1])
         return steps
@@ -96,7 +96,7 @@ class RunMirror:
     def _prune(self, newest: int) -> None:
         steps = self.remote_steps()
         complete = sorted(s for s, names in steps.items() if set(FILES) <= names)
-        keep = set(complete[-self.keep_last:]) if self.keep_last > 0 else set(complete)
+        keep = set(complete[-self.keep_last :]) if self.keep_last > 0 else set(complete)
         for step, names in steps.items():
             if step in keep or step > newest:
                 continue

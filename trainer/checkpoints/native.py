@@ -55,19 +55,28 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 def is_native(path: str | Path) -> bool:
     """A step folder with optimizer state and trainer state (exact resume possible)."""
     p = Path(path)
-    return all((p / name).is_file() for name in
-               ("config.json", "model.safetensors", "optimizer.pt", "trainer_state.json"))
+    return all(
+        (p / name).is_file() for name in ("config.json", "model.safetensors", "optimizer.pt", "trainer_state.json")
+    )
 
 
 # ------------------------------------------------------------------------------------------ RNG
 
+
 def rng_state() -> dict:
     """Every RNG a step may consume, JSON-ready (torch's state is base64 bytes)."""
-    state = {"torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode(),
-             "python": repr(random.getstate()), "numpy": None}
+    state = {
+        "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode(),
+        "python": repr(random.getstate()),
+        "numpy": None,
+    }
     np_state = np.random.get_state()
-    state["numpy"] = [np_state[0], base64.b64encode(np_state[1].tobytes()).decode(), *map(int, np_state[2:4]),
-                      float(np_state[4])]
+    state["numpy"] = [
+        np_state[0],
+        base64.b64encode(np_state[1].tobytes()).decode(),
+        *map(int, np_state[2:4]),
+        float(np_state[4]),
+    ]
     return state
 
 
@@ -86,11 +95,13 @@ def _tuples(x):
 
 # ---------------------------------------------------------------------------------------- saving
 
+
 class Checkpointer:
     """Saves checkpoints of one run every N steps / M minutes in a background thread."""
 
-    def __init__(self, run_dir: str | Path, every_steps: int, every_minutes: float, keep_last: int,
-                 on_publish=None, mirror=None):
+    def __init__(
+        self, run_dir: str | Path, every_steps: int, every_minutes: float, keep_last: int, on_publish=None, mirror=None
+    ):
         self.on_publish, self.mirror = on_publish, mirror  # mirror: trainer.mirror.RunMirror (S3 runs)
         # several workers: announcements happen only where every rank takes part (train.py)
         self.collective_announce = False
@@ -131,20 +142,32 @@ class Checkpointer:
             return True
         return self.every_minutes > 0 and time.monotonic() - self.last_time >= self.every_minutes * 60
 
-    def save(self, step: int, model_state: dict[str, torch.Tensor], optim_state: dict,
-             trainer_state: dict, config_json: dict, block: bool = False) -> None:
+    def save(
+        self,
+        step: int,
+        model_state: dict[str, torch.Tensor],
+        optim_state: dict,
+        trainer_state: dict,
+        config_json: dict,
+        block: bool = False,
+    ) -> None:
         """Snapshot now, write in the background (or here when `block`)."""
         self._saves = True
         self.wait()
-        snapshot = ({k: v.detach().clone().contiguous() for k, v in model_state.items()},
-                    _clone(optim_state), json.loads(json.dumps(trainer_state)), dict(config_json))
+        snapshot = (
+            {k: v.detach().clone().contiguous() for k, v in model_state.items()},
+            _clone(optim_state),
+            json.loads(json.dumps(trainer_state)),
+            dict(config_json),
+        )
         self.last_time = time.monotonic()
         self._saving_step = step
         if block:
             self._write(step, *snapshot)
             return
-        self._thread = threading.Thread(target=self._run, args=(step, *snapshot),
-                                        name=f"checkpoint-{step}", daemon=False)
+        self._thread = threading.Thread(
+            target=self._run, args=(step, *snapshot), name=f"checkpoint-{step}", daemon=False
+        )
         self._thread.start()
 
     def wait(self) -> None:
@@ -201,7 +224,7 @@ class Checkpointer:
         if self.keep_last <= 0:
             return
         unannounced = {path for _, path in list(self._published)}
-        for old in list_checkpoints(self.root.parent)[:-self.keep_last]:
+        for old in list_checkpoints(self.root.parent)[: -self.keep_last]:
             if old not in unannounced:
                 shutil.rmtree(old, ignore_errors=True)
 
@@ -217,6 +240,7 @@ def _clone(obj):
 
 
 # --------------------------------------------------------------------------------------- loading
+
 
 def load_native(path: str | Path) -> tuple[dict, dict]:
     """(optimizer.pt contents, trainer_state.json) of a native step folder."""

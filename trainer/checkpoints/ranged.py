@@ -25,9 +25,9 @@ class RemoteObject:
     uri: str
     size: int
     etag: str
-    part_size: int | None       # multipart part size (from HEAD with PartNumber=1), else None
+    part_size: int | None  # multipart part size (from HEAD with PartNumber=1), else None
     parts: int | None
-    sha256: str | None          # full-object ChecksumSHA256 (base64) when S3 stores one
+    sha256: str | None  # full-object ChecksumSHA256 (base64) when S3 stores one
     kms: bool
 
 
@@ -46,17 +46,26 @@ def head(uri: str, requester_pays: bool) -> RemoteObject:
     sha = head.get("ChecksumSHA256")
     if sha and "-" in sha:
         sha = None  # composite (per-part) checksum: not a checksum of the object's bytes
-    return RemoteObject(uri, int(head["ContentLength"]), etag, part_size, parts, sha,
-                   head.get("ServerSideEncryption") == "aws:kms")
+    return RemoteObject(
+        uri, int(head["ContentLength"]), etag, part_size, parts, sha, head.get("ServerSideEncryption") == "aws:kms"
+    )
 
 
 def retries() -> int:
     return int(os.environ.get("DSLLM_FETCH_RETRIES", "5"))
 
 
-def get_range(client, r: RemoteObject, lo: int, hi: int, requester_pays: bool,
-              sink: Callable[[int, memoryview], None], stop: threading.Event,
-              failed: str = "download failed", hint: str = "rerun to resume") -> None:
+def get_range(
+    client,
+    r: RemoteObject,
+    lo: int,
+    hi: int,
+    requester_pays: bool,
+    sink: Callable[[int, memoryview], None],
+    stop: threading.Event,
+    failed: str = "download failed",
+    hint: str = "rerun to resume",
+) -> None:
     """GET bytes [lo, hi) of the object and hand them to `sink(pos, data)` in order; read errors
     are retried from the byte where they stopped, client errors are final (one line). Every GET is
     `If-Match` the ETag and its `Content-Range` total is checked, so a changed object fails instead
@@ -91,16 +100,21 @@ def get_range(client, r: RemoteObject, lo: int, hi: int, requester_pays: bool,
             raise
         except Exception as exc:  # noqa: BLE001 - client errors are final, read errors are retried
             if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in (
-                    "PreconditionFailed", "412"):
-                raise UserError(f"{r.uri}: the object changed while it was read (ETag is no longer "
-                                f"{r.etag}); rerun") from None
+                "PreconditionFailed",
+                "412",
+            ):
+                raise UserError(
+                    f"{r.uri}: the object changed while it was read (ETag is no longer {r.etag}); rerun"
+                ) from None
             if isinstance(exc, (ClientError, NoCredentialsError)):
                 raise storage._s3_error(r.uri, exc) from None
             attempt += 1
             if attempt > retries():
-                raise UserError(f"{r.uri}: {failed} after {attempt - 1} retries: truncated at byte "
-                                f"{pos} of {r.size} ({type(exc).__name__}); {hint}") from None
-            time.sleep(min(10.0, 0.1 * 2 ** attempt))
+                raise UserError(
+                    f"{r.uri}: {failed} after {attempt - 1} retries: truncated at byte "
+                    f"{pos} of {r.size} ({type(exc).__name__}); {hint}"
+                ) from None
+            time.sleep(min(10.0, 0.1 * 2**attempt))
 
 
 def get_bytes(client, r: RemoteObject, lo: int, hi: int, requester_pays: bool) -> bytes:
@@ -109,7 +123,7 @@ def get_bytes(client, r: RemoteObject, lo: int, hi: int, requester_pays: bool) -
     view = memoryview(buf)
 
     def sink(pos: int, data) -> None:
-        view[pos - lo:pos - lo + len(data)] = data
+        view[pos - lo : pos - lo + len(data)] = data
 
     get_range(client, r, lo, hi, requester_pays, sink, threading.Event())
     return bytes(buf)

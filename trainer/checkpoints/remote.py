@@ -30,9 +30,9 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Callable
 
 from dsllm import storage
 from dsllm.errors import UserError
@@ -43,7 +43,9 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf")
 NON_WEIGHT_NAMES = {"optimizer.pt", "training_args.bin", "scheduler.pt", "rng_state.pth", "optimizer.bin"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model")
 _STEP_RE = re.compile(r"(?<![a-z])(?:global[_-]?step|step|iter(?:ation)?|checkpoint|ckpt)[-_]?0*(\d+)(?![\d.])", re.I)
-_TOKENS_RE = re.compile(r"(?:tokens?[-_=]?(\d+(?:\.\d+)?)([kmgbt])?\b)|(?:(\d+(?:\.\d+)?)([kmgbt])[-_]?tok(?:en)?s?\b)", re.I)
+_TOKENS_RE = re.compile(
+    r"(?:tokens?[-_=]?(\d+(?:\.\d+)?)([kmgbt])?\b)|(?:(\d+(?:\.\d+)?)([kmgbt])[-_]?tok(?:en)?s?\b)", re.I
+)
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9, "t": 10**12}
 ProgressFn = Callable[[int, int], None]
 
@@ -65,8 +67,8 @@ def cache_path(uri: str, root: Path | None = None) -> Path:
 class CheckpointInfo:
     """One checkpoint found under a prefix: its folder, files and what its names / metadata say."""
 
-    uri: str                     # the folder (local path or s3:// prefix) holding the checkpoint
-    name: str                    # the folder relative to the listed source ("." when flat)
+    uri: str  # the folder (local path or s3:// prefix) holding the checkpoint
+    name: str  # the folder relative to the listed source ("." when flat)
     files: list[storage.FileInfo]
     step: int | None = None
     tokens: int | None = None
@@ -96,13 +98,15 @@ class CheckpointInfo:
             kind = "config-only"
         if len(weights) > 1:
             kind += " sharded"
-        if "optimizer.pt" in names or any("optim" in n for n in names if not _is_weight(n) and n.endswith((".pt", ".bin"))):
+        if "optimizer.pt" in names or any(
+            "optim" in n for n in names if not _is_weight(n) and n.endswith((".pt", ".bin"))
+        ):
             kind += " +optimizer"
         return kind
 
 
 def _rel(uri: str, base: str) -> str:
-    return uri[len(base):].lstrip("/") if uri.startswith(base) else uri
+    return uri[len(base) :].lstrip("/") if uri.startswith(base) else uri
 
 
 def _is_weight(name: str) -> bool:
@@ -112,8 +116,12 @@ def _is_weight(name: str) -> bool:
 
 def _is_marker(name: str) -> bool:
     base = name.rsplit("/", 1)[-1]
-    return _is_weight(base) or base in ("config.json", "model.safetensors.index.json",
-                                        "pytorch_model.bin.index.json", "trainer_state.json")
+    return _is_weight(base) or base in (
+        "config.json",
+        "model.safetensors.index.json",
+        "pytorch_model.bin.index.json",
+        "trainer_state.json",
+    )
 
 
 def parse_step(name: str) -> int | None:
@@ -144,8 +152,11 @@ def list_checkpoints(src: str, requester_pays: bool = True, read_metadata: bool 
     if not storage.is_s3(src) and not os.path.exists(src):
         raise UserError(f"{src}: no such file or directory")
     # hidden names are work in progress (a trainer's `.tmp-step-N-PID/`, our `.NAME.partial`)
-    files = [f for f in storage.list_files(src, requester_pays=requester_pays)
-             if not any(part.startswith(".") for part in _rel(f.uri, src).split("/"))]
+    files = [
+        f
+        for f in storage.list_files(src, requester_pays=requester_pays)
+        if not any(part.startswith(".") for part in _rel(f.uri, src).split("/"))
+    ]
     if not files:
         raise UserError(f"{src}: nothing there (no files under this prefix)")
     by_dir: dict[str, list[storage.FileInfo]] = {}
@@ -157,7 +168,7 @@ def list_checkpoints(src: str, requester_pays: bool = True, read_metadata: bool 
             continue
         name = _rel(folder, src) or "."
         info = CheckpointInfo(uri=folder, name=name, files=sorted(members, key=lambda f: f.uri))
-        for part in reversed(name.split("/")):   # deepest folder name that carries a step wins
+        for part in reversed(name.split("/")):  # deepest folder name that carries a step wins
             if info.step is None:
                 info.step = parse_step(part)
             if info.tokens is None:
@@ -192,6 +203,7 @@ def _read_trainer_state(info: CheckpointInfo, requester_pays: bool) -> None:
 
 # ------------------------------------------------------------------------------------------ fetching
 
+
 def _ranges(remote: RemoteObject, chunk: int) -> list[tuple[int, int]]:
     step = remote.part_size or chunk
     return [(o, min(o + step, remote.size)) for o in range(0, remote.size, step)] or [(0, 0)]
@@ -213,8 +225,16 @@ class _Progress:
                 self.fn(self.done, self.total)
 
 
-def _fetch_range(client, remote: RemoteObject, fd: int, lo: int, hi: int, requester_pays: bool,
-                 progress: _Progress, stop: threading.Event) -> str:
+def _fetch_range(
+    client,
+    remote: RemoteObject,
+    fd: int,
+    lo: int,
+    hi: int,
+    requester_pays: bool,
+    progress: _Progress,
+    stop: threading.Event,
+) -> str:
     """GET bytes [lo, hi) into `fd` at their offset (`ranged.get_range`: retried from where a read
     stopped). Returns the MD5 of the range (for multipart ETags)."""
     md5 = hashlib.md5()
@@ -322,9 +342,14 @@ def _hash_file(path: Path, h):
     return h
 
 
-def fetch_files(uris: list[str], requester_pays: bool = True, cache: Path | None = None,
-                workers: int = 8, chunk_size: int = 64 << 20,
-                progress: ProgressFn | None = None) -> list[Path]:
+def fetch_files(
+    uris: list[str],
+    requester_pays: bool = True,
+    cache: Path | None = None,
+    workers: int = 8,
+    chunk_size: int = 64 << 20,
+    progress: ProgressFn | None = None,
+) -> list[Path]:
     """Download S3 objects into the cache (parallel ranged GETs, verified, resumable).
 
     Returns the local paths in the order given. Objects already cached with the same ETag and
@@ -356,8 +381,13 @@ def _locked(finals: list[Path]):
             fh.close()  # closing releases the lock
 
 
-def _download(todo: list[tuple[RemoteObject, Path]], requester_pays: bool, workers: int, chunk_size: int,
-              progress: ProgressFn | None) -> None:
+def _download(
+    todo: list[tuple[RemoteObject, Path]],
+    requester_pays: bool,
+    workers: int,
+    chunk_size: int,
+    progress: ProgressFn | None,
+) -> None:
     """Fetch, verify and publish the objects in `todo` (their locks are held by the caller)."""
     tracker = _Progress(sum(r.size for r, _ in todo), progress)
     stop = threading.Event()
@@ -381,8 +411,11 @@ def _download(todo: list[tuple[RemoteObject, Path]], requester_pays: bool, worke
                 os.ftruncate(fd, remote.size)
                 ranges = _ranges(remote, chunk_size)
                 tracker.add(sum(hi - lo for lo, hi in ranges if (lo, hi) in log.done))
-                futures = [pool.submit(_fetch_one, client, remote, fd, lo, hi, requester_pays, tracker, stop, log)
-                           for lo, hi in ranges if (lo, hi) not in log.done]
+                futures = [
+                    pool.submit(_fetch_one, client, remote, fd, lo, hi, requester_pays, tracker, stop, log)
+                    for lo, hi in ranges
+                    if (lo, hi) not in log.done
+                ]
                 jobs.append((remote, final, partial, log, ranges, futures))
             try:
                 for job in jobs:
@@ -417,16 +450,30 @@ def _publish(remote: RemoteObject, final: Path, partial: Path, log: _ProgressLog
         raise
     meta = _meta_path(final)
     tmp = meta.with_name(meta.name + ".tmp")
-    tmp.write_text(json.dumps({"uri": remote.uri, "etag": remote.etag, "size": remote.size,
-                               "verified": how, "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+    tmp.write_text(
+        json.dumps(
+            {
+                "uri": remote.uri,
+                "etag": remote.etag,
+                "size": remote.size,
+                "verified": how,
+                "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+        )
+    )
     os.replace(partial, final)
     os.replace(tmp, meta)
     log.path.unlink(missing_ok=True)
 
 
-def fetch_checkpoint(info: CheckpointInfo, requester_pays: bool = True, cache: Path | None = None,
-                     skip: Callable[[str], bool] | None = None, workers: int = 8,
-                     progress: ProgressFn | None = None) -> Path:
+def fetch_checkpoint(
+    info: CheckpointInfo,
+    requester_pays: bool = True,
+    cache: Path | None = None,
+    skip: Callable[[str], bool] | None = None,
+    workers: int = 8,
+    progress: ProgressFn | None = None,
+) -> Path:
     """Fetch a checkpoint's files (minus those `skip(name)` rejects) and return its cached folder."""
     if not storage.is_s3(info.uri):
         return Path(info.uri)

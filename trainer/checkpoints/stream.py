@@ -34,8 +34,8 @@ import dataclasses
 import hashlib
 import re
 import threading
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from typing import Callable
 
 from dsllm import storage
 from dsllm.errors import UserError
@@ -50,8 +50,8 @@ class RemoteShard:
     """A safetensors object on S3 whose header has been read: what S3 says plus its tensors."""
 
     remote: ranged.RemoteObject
-    head: bytes                 # the object's first 8 + header-length bytes
-    entries: dict               # name -> formats.TensorEntry (absolute byte offsets)
+    head: bytes  # the object's first 8 + header-length bytes
+    entries: dict  # name -> formats.TensorEntry (absolute byte offsets)
 
     @property
     def uri(self) -> str:
@@ -66,7 +66,7 @@ def open_shard(uri: str, requester_pays: bool = True) -> RemoteShard:
     n = formats.header_length(probe, r.size, uri)
     if 8 + n > len(probe):
         probe += ranged.get_bytes(client, r, len(probe), 8 + n, requester_pays)
-    return RemoteShard(r, probe[:8 + n], formats.parse_header(probe[8:8 + n], r.size, uri))
+    return RemoteShard(r, probe[: 8 + n], formats.parse_header(probe[8 : 8 + n], r.size, uri))
 
 
 class _Segment:
@@ -85,7 +85,6 @@ class _Segment:
             with self.lock:
                 if self._view is None:  # created on first write, so a staging copy lives briefly
                     import torch
-
 
                     self.staging = torch.empty(self.shape, dtype=self.dtype)
                     self._view = memoryview(formats.bytes_view(self.staging))
@@ -138,8 +137,14 @@ def plan_ranges(r: ranged.RemoteObject, chunk_size: int) -> list[tuple[int, int]
     return [(o, min(o + step, r.size)) for o in range(0, r.size, step)]
 
 
-def load_shard(shard: RemoteShard, target: Callable, requester_pays: bool = True, workers: int = 8,
-               chunk_size: int = 64 << 20, progress: remote.ProgressFn | None = None) -> tuple[set[str], str]:
+def load_shard(
+    shard: RemoteShard,
+    target: Callable,
+    requester_pays: bool = True,
+    workers: int = 8,
+    chunk_size: int = 64 << 20,
+    progress: remote.ProgressFn | None = None,
+) -> tuple[set[str], str]:
     """Stream one shard into the tensors `target(name, shape)` returns (None: skip the tensor).
 
     Returns (names loaded, what was verified: sha256 | md5 | parts | size)."""
@@ -162,8 +167,9 @@ def load_shard(shard: RemoteShard, target: Callable, requester_pays: bool = True
 class _Job:
     """The shared state of one shard's parallel fetch and its in-order commit."""
 
-    def __init__(self, shard: RemoteShard, segs: list[_Segment], mode: str, requester_pays: bool, tracker,
-                 workers: int):
+    def __init__(
+        self, shard: RemoteShard, segs: list[_Segment], mode: str, requester_pays: bool, tracker, workers: int
+    ):
         self.shard, self.segs, self.mode, self.rp, self.tracker = shard, segs, mode, requester_pays, tracker
         self.starts = [s.start for s in segs]
         self.hasher = {"sha256": hashlib.sha256, "md5": hashlib.md5}.get(mode, lambda: None)()
@@ -189,7 +195,7 @@ class _Job:
         for seg in self._overlapping(pos, pos + len(data)):
             a = pos + off
             take = min(seg.end - a, len(data) - off)
-            seg.view()[a - seg.start:a - seg.start + take] = data[off:off + take]
+            seg.view()[a - seg.start : a - seg.start + take] = data[off : off + take]
             off += take
         self.tracker.add(len(data))
 
@@ -206,12 +212,13 @@ class _Job:
                 while off < len(data):
                     p = (pos + off) // size
                     take = min(len(data) - off, (p + 1) * size - pos - off)
-                    parts.setdefault(p, hashlib.md5()).update(data[off:off + take])
+                    parts.setdefault(p, hashlib.md5()).update(data[off : off + take])
                     off += take
             self._write(pos, data)
 
-        ranged.get_range(self.client, self.shard.remote, lo, hi, self.rp, sink, self.stop, "streaming failed",
-                         STREAM_HINT)
+        ranged.get_range(
+            self.client, self.shard.remote, lo, hi, self.rp, sink, self.stop, "streaming failed", STREAM_HINT
+        )
         self.part_md5.update({p: h.hexdigest() for p, h in parts.items()})
         with self.cond:
             self.finished[k] = (lo, hi)
@@ -229,7 +236,7 @@ class _Job:
             try:
                 for seg in self._overlapping(lo, hi):
                     if self.hasher is not None:
-                        self.hasher.update(seg.view()[max(lo, seg.start) - seg.start:min(hi, seg.end) - seg.start])
+                        self.hasher.update(seg.view()[max(lo, seg.start) - seg.start : min(hi, seg.end) - seg.start])
                     if lo < seg.end <= hi:
                         seg.finish()
                 with self.cond:

@@ -33,7 +33,9 @@ def token_bytes(tokenizer_dir: str) -> np.ndarray:
 
     path = Path(tokenizer_dir) / "tokenizer.json" if Path(tokenizer_dir).is_dir() else Path(tokenizer_dir)
     if not path.exists():
-        raise UserError(f"{tokenizer_dir}: no tokenizer.json (bits per byte needs the data's tokenizer: --tokenizer DIR)")
+        raise UserError(
+            f"{tokenizer_dir}: no tokenizer.json (bits per byte needs the data's tokenizer: --tokenizer DIR)"
+        )
     spec = json.loads(path.read_text(encoding="utf-8"))
     if (spec.get("decoder") or {}).get("type") != "ByteLevel":
         raise UserError(f"{path}: not a byte-level BPE tokenizer (bits per byte needs one)")
@@ -64,8 +66,13 @@ def _write_rows(table, path: Path, row_group_rows: int, seq_len: int) -> dict:
     pq.write_table(table, buf, row_group_size=row_group_rows, compression="zstd")
     data = buf.getvalue()
     storage.write_bytes(str(path), data)
-    return {"path": path.name, "rows": table.num_rows, "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(), "tokens": table.num_rows * seq_len}
+    return {
+        "path": path.name,
+        "rows": table.num_rows,
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "tokens": table.num_rows * seq_len,
+    }
 
 
 def split_packed(packed: str, out: str, heldout_rows: int = 0, tokenizer: str | None = None) -> dict:
@@ -104,14 +111,19 @@ def split_packed(packed: str, out: str, heldout_rows: int = 0, tokenizer: str | 
             held_shards.append(_write_rows(table.slice(k), out_dir / "heldout" / "part-cut.parquet", group, seq))
         start += n
     for name, shards, n_rows in (("train", train_shards, cut), ("heldout", held_shards, rows - cut)):
-        view = {**m, "rows": n_rows, "tokens": n_rows * int(m["seq_len"]), "shards": shards,
-                "split_of": str(src)}
+        view = {**m, "rows": n_rows, "tokens": n_rows * int(m["seq_len"]), "shards": shards, "split_of": str(src)}
         storage.write_json(str(out_dir / name / "manifest.json"), view)
     tok = tokenizer or (m.get("tokenizer") or {}).get("path")
     if not tok:
         raise UserError(f"--data {packed}: its manifest names no tokenizer; pass --tokenizer DIR for bits per byte")
-    info = {"source": str(src), "rows": rows, "train_rows": cut, "heldout_rows": rows - cut,
-            "tokenizer": str(tok), **heldout_targets(str(out_dir / "heldout"), token_bytes(str(tok)))}
+    info = {
+        "source": str(src),
+        "rows": rows,
+        "train_rows": cut,
+        "heldout_rows": rows - cut,
+        "tokenizer": str(tok),
+        **heldout_targets(str(out_dir / "heldout"), token_bytes(str(tok))),
+    }
     storage.write_json(str(info_path), info)
     return info
 
@@ -133,7 +145,7 @@ def heldout_targets(heldout: str, byte_table: np.ndarray) -> dict:
     tokens = nbytes = 0
     for ids, n_tok in read_packed(heldout):
         target = ids[:, 1:]
-        real = np.arange(1, ids.shape[1])[None, :] < n_tok[:, None]   # (rows, seq_len − 1)
+        real = np.arange(1, ids.shape[1])[None, :] < n_tok[:, None]  # (rows, seq_len − 1)
         if target.size and int(target.max()) >= len(byte_table):
             raise UserError(f"{heldout}: token id {int(target.max())} is not in the tokenizer")
         tokens += int(real.sum())

@@ -29,12 +29,21 @@ def train_config(spec: RunSpec, schedule_tokens: int, max_steps: int, cfg: Sweep
     from dsllm.trainer.schedule import ScheduleConfig
     from dsllm.trainer.train import TrainConfig
 
-    return TrainConfig(seed=spec.seed, batch_size=spec.batch_seqs, micro_batch_size=spec.micro_batch,
-                       max_steps=max_steps, precision=spec.precision, threads=cfg.threads, eval_every=0,
-                       log_every=max(1, spec.steps // 50), checkpoint_every_steps=0,
-                       checkpoint_every_minutes=cfg.checkpoint_every_minutes, keep_last=keep_last,
-                       optim=OptimConfig(lr=spec.lr),
-                       schedule=ScheduleConfig(warmup_steps=spec.warmup_steps, total_tokens=schedule_tokens))
+    return TrainConfig(
+        seed=spec.seed,
+        batch_size=spec.batch_seqs,
+        micro_batch_size=spec.micro_batch,
+        max_steps=max_steps,
+        precision=spec.precision,
+        threads=cfg.threads,
+        eval_every=0,
+        log_every=max(1, spec.steps // 50),
+        checkpoint_every_steps=0,
+        checkpoint_every_minutes=cfg.checkpoint_every_minutes,
+        keep_last=keep_last,
+        optim=OptimConfig(lr=spec.lr),
+        schedule=ScheduleConfig(warmup_steps=spec.warmup_steps, total_tokens=schedule_tokens),
+    )
 
 
 def checkpoint_at(run_dir: str | Path, step: int) -> Path:
@@ -51,11 +60,21 @@ def train_trunk(runs: list[RunSpec], trunk_dir: str, step: int, data: str, cfg: 
         return str(target)
     longest = max(runs, key=lambda r: r.steps)
     Path(trunk_dir).mkdir(parents=True, exist_ok=True)
-    storage.write_json(str(Path(trunk_dir) / "trunk.json"),
-                       {"runs": [r.run_id for r in runs], "spec": longest.to_dict(),
-                        "branch_steps": sorted({r.branch_step() for r in runs})})
-    train(longest.model_config(), train_config(longest, longest.tokens, step, cfg, keep_last=0), data,
-          trunk_dir, quiet=True)
+    storage.write_json(
+        str(Path(trunk_dir) / "trunk.json"),
+        {
+            "runs": [r.run_id for r in runs],
+            "spec": longest.to_dict(),
+            "branch_steps": sorted({r.branch_step() for r in runs}),
+        },
+    )
+    train(
+        longest.model_config(),
+        train_config(longest, longest.tokens, step, cfg, keep_last=0),
+        data,
+        trunk_dir,
+        quiet=True,
+    )
     if not target.exists():
         raise RuntimeError(f"{trunk_dir}: trained to step {step} but {target.name} is missing")
     _prune_trunk(trunk_dir, {r.branch_step() for r in runs} | {step})
@@ -71,8 +90,16 @@ def _prune_trunk(trunk_dir: str, keep: set[int]) -> None:
             shutil.rmtree(ckpt)
 
 
-def run_one(spec: RunSpec, run_dir: str, data: str, heldout: str, info: dict, cfg: SweepConfig,
-            branch_from: str | None = None, extra: dict | None = None) -> dict:
+def run_one(
+    spec: RunSpec,
+    run_dir: str,
+    data: str,
+    heldout: str,
+    info: dict,
+    cfg: SweepConfig,
+    branch_from: str | None = None,
+    extra: dict | None = None,
+) -> dict:
     """Train one run (from its branch checkpoint when it shares a first stage), evaluate it on the
     held-out split, write result.json (with `extra`, e.g. the resources the run was given).
     Skips a finished run."""
@@ -85,21 +112,39 @@ def run_one(spec: RunSpec, run_dir: str, data: str, heldout: str, info: dict, cf
     storage.write_json(str(run / "spec.json"), spec.to_dict())
     start = time.perf_counter()
     resume = None if _checkpoints(run) else branch_from  # its own progress first
-    summary = train(spec.model_config(), train_config(spec, spec.tokens, spec.steps, cfg, keep_last=1),
-                    data, str(run), resume_from=resume, quiet=True)
+    summary = train(
+        spec.model_config(),
+        train_config(spec, spec.tokens, spec.steps, cfg, keep_last=1),
+        data,
+        str(run),
+        resume_from=resume,
+        quiet=True,
+    )
     train_seconds = time.perf_counter() - start
     loss_sum, count = evaluate_heldout(spec, str(_checkpoints(run)[-1]), heldout)
     if count != info["heldout_tokens"]:
         raise RuntimeError(f"{heldout}: evaluated {count} positions, the split holds {info['heldout_tokens']}")
     from dsllm.trainer.scaling.data import bits_per_byte
 
-    result = {"run_id": spec.run_id, "spec": spec.to_dict(), "role": spec.role, "budget": spec.budget,
-              "flops_per_token": spec.flops_per_token, "tokens": spec.tokens, "compute": spec.compute,
-              "lr": spec.lr, "batch_tokens": spec.batch_seqs * spec.seq_len, "steps": spec.steps,
-              "train_loss": summary["loss"], "heldout_loss": loss_sum / count,
-              "heldout_bpb": bits_per_byte(loss_sum, info["heldout_bytes"]),
-              "branched_from": branch_from, "train_seconds": round(train_seconds, 3),
-              "host": platform.node(), **(extra or {})}
+    result = {
+        "run_id": spec.run_id,
+        "spec": spec.to_dict(),
+        "role": spec.role,
+        "budget": spec.budget,
+        "flops_per_token": spec.flops_per_token,
+        "tokens": spec.tokens,
+        "compute": spec.compute,
+        "lr": spec.lr,
+        "batch_tokens": spec.batch_seqs * spec.seq_len,
+        "steps": spec.steps,
+        "train_loss": summary["loss"],
+        "heldout_loss": loss_sum / count,
+        "heldout_bpb": bits_per_byte(loss_sum, info["heldout_bytes"]),
+        "branched_from": branch_from,
+        "train_seconds": round(train_seconds, 3),
+        "host": platform.node(),
+        **(extra or {}),
+    }
     if not all(math.isfinite(result[k]) for k in ("train_loss", "heldout_loss")):
         raise RuntimeError(f"{spec.run_id}: non-finite loss {result['train_loss']} / {result['heldout_loss']}")
     storage.write_json(str(run / RESULT), result)

@@ -37,10 +37,10 @@ class BudgetFit:
     M: np.ndarray
     D: np.ndarray
     loss: np.ndarray
-    coef: np.ndarray | None = None       # (a, b, c) of a·x² + b·x + c, x = ln M
+    coef: np.ndarray | None = None  # (a, b, c) of a·x² + b·x + c, x = ln M
     M_opt: float | None = None
     loss_min: float | None = None
-    note: str | None = None               # why it is left out of the laws
+    note: str | None = None  # why it is left out of the laws
 
     @property
     def D_opt(self) -> float | None:
@@ -64,7 +64,7 @@ class ScalingFit:
     hparams: list[HparamBudget]
     laws: dict[str, PowerLaw | None]
     notes: dict[str, str]
-    samples: dict[str, np.ndarray] = field(default_factory=dict)   # law → (n, 2) of (k, a)
+    samples: dict[str, np.ndarray] = field(default_factory=dict)  # law → (n, 2) of (k, a)
     prediction: dict | None = None
     band: float = 0.0025
     n_boot: int = 0
@@ -129,9 +129,15 @@ def hparam_grids(results: list[dict], band: float) -> list[HparamBudget]:
     out = []
     for c, runs in _by_budget(results, "hparams").items():
         loss = np.array([r[LOSS_KEY] for r in runs], np.float64)
-        out.append(HparamBudget(c, np.array([r["lr"] for r in runs], np.float64),
-                                np.array([r["batch_tokens"] for r in runs], np.float64), loss,
-                                near_optimal(loss, band)))
+        out.append(
+            HparamBudget(
+                c,
+                np.array([r["lr"] for r in runs], np.float64),
+                np.array([r["batch_tokens"] for r in runs], np.float64),
+                loss,
+                near_optimal(loss, band),
+            )
+        )
     return out
 
 
@@ -156,28 +162,31 @@ def _isoflop_samples(fits: list[BudgetFit], n_boot: int, rng) -> dict[str, np.nd
     x_opt, l_opt = np.full((n_boot, len(used)), np.nan), np.full((n_boot, len(used)), np.nan)
     for j, f in enumerate(used):
         x = np.log(f.M)
-        X = np.vander(x, 3)                                    # (n, 3): x², x, 1
+        X = np.vander(x, 3)  # (n, 3): x², x, 1
         fitted = X @ f.coef
         resid = (f.loss - fitted) * math.sqrt(len(x) / max(1, len(x) - 3))
         draws = fitted[None, :] + rng.choice(resid, size=(n_boot, len(x)), replace=True)
-        a, b, c = np.linalg.pinv(X) @ draws.T                  # each (n_boot,)
+        a, b, c = np.linalg.pinv(X) @ draws.T  # each (n_boot,)
         ok = a > 0
         x_opt[ok, j] = -b[ok] / (2 * a[ok])
         l_opt[ok, j] = c[ok] - b[ok] ** 2 / (4 * a[ok])
-    w = np.isfinite(x_opt).astype(np.float64)          # 0 where a resample has no minimum
+    w = np.isfinite(x_opt).astype(np.float64)  # 0 where a resample has no minimum
     X = np.broadcast_to(lnC, x_opt.shape)
     positive = np.where(w > 0, l_opt, np.nan) > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         ln_loss = np.where(positive, np.log(np.abs(np.nan_to_num(l_opt))), 0.0)
-    return {"M_opt": _line_fits(X, np.nan_to_num(x_opt), w),
-            "D_opt": _line_fits(X, np.nan_to_num(lnC - x_opt), w),
-            "loss": _line_fits(X, ln_loss, positive.astype(np.float64))}
+    return {
+        "M_opt": _line_fits(X, np.nan_to_num(x_opt), w),
+        "D_opt": _line_fits(X, np.nan_to_num(lnC - x_opt), w),
+        "loss": _line_fits(X, ln_loss, positive.astype(np.float64)),
+    }
 
 
 def _band_points(grids: list[HparamBudget], band: float, picks: list[np.ndarray] | None = None):
     """(ln C, ln η, ln B) of the near-optimal runs (of a resample when `picks` is given)."""
     cs, lrs, bs = [], [], []
-    for g, idx in zip(grids, picks or [None] * len(grids)):
+    chosen: list[np.ndarray | None] = list(picks) if picks is not None else [None] * len(grids)
+    for g, idx in zip(grids, chosen):
         lr, batch, near = g.lr, g.batch, g.near
         if idx is not None:
             lr, batch = g.lr[idx], g.batch[idx]
@@ -232,8 +241,9 @@ def fit_laws(profiles: list[BudgetFit], grids: list[HparamBudget], band: float) 
     return laws, notes
 
 
-def fit_sweep(results: list[dict], band: float = 0.0025, n_boot: int = 1000, seed: int = 0,
-              predict: float | None = None) -> ScalingFit:
+def fit_sweep(
+    results: list[dict], band: float = 0.0025, n_boot: int = 1000, seed: int = 0, predict: float | None = None
+) -> ScalingFit:
     """Everything `dsllm scaling fit` reports."""
     rng = np.random.default_rng(seed)
     profiles, grids = isoflop_profiles(results), hparam_grids(results, band)
@@ -261,9 +271,17 @@ def prediction(fit: ScalingFit, compute: float, results: list[dict]) -> dict:
             entry["ci"] = [float(lo), float(hi)]
         out[name] = entry
     out["measured"] = [
-        {"run_id": r["run_id"], "role": r["role"], "heldout_bpb": r[LOSS_KEY], "flops_per_token": r["flops_per_token"],
-         "tokens": r["tokens"], "lr": r["lr"], "batch_tokens": r["batch_tokens"]}
-        for r in results if math.isclose(float(r["budget"]), compute, rel_tol=1e-9)
-        and r["role"] in ("validate", "isoflop")]
+        {
+            "run_id": r["run_id"],
+            "role": r["role"],
+            "heldout_bpb": r[LOSS_KEY],
+            "flops_per_token": r["flops_per_token"],
+            "tokens": r["tokens"],
+            "lr": r["lr"],
+            "batch_tokens": r["batch_tokens"],
+        }
+        for r in results
+        if math.isclose(float(r["budget"]), compute, rel_tol=1e-9) and r["role"] in ("validate", "isoflop")
+    ]
     out["in_fit"] = any(math.isclose(f.compute, compute, rel_tol=1e-9) for f in fit.isoflop)
     return out

@@ -32,11 +32,14 @@ class PowerLaw:
         return self.coefficient * np.asarray(compute, dtype=np.float64) ** self.exponent
 
     def to_dict(self) -> dict:
-        return {"coefficient": self.coefficient, "exponent": self.exponent,
-                "ci": [list(self.ci[0]), list(self.ci[1])] if self.ci else None}
+        return {
+            "coefficient": self.coefficient,
+            "exponent": self.exponent,
+            "ci": [list(self.ci[0]), list(self.ci[1])] if self.ci else None,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict, where: str) -> "PowerLaw":
+    def from_dict(cls, d: dict, where: str) -> PowerLaw:
         try:
             k, a = float(d["coefficient"]), float(d["exponent"])
         except (KeyError, TypeError, ValueError):

@@ -50,14 +50,19 @@ MODES = ("isoflop", "hparams")
 class ShapeRule:
     """How a target M becomes (n_layer, d_model)."""
 
-    aspect: float = 64.0        # d_model / n_layer (DeepSeek 7B: 136.5, 67B: 86)
+    aspect: float = 64.0  # d_model / n_layer (DeepSeek 7B: 136.5, 67B: 86)
     head_dim: int = 64
     ffn_multiple: int = 8
     max_layers: int = 256
 
     def __post_init__(self):
-        if not (self.aspect > 0 and self.head_dim > 0 and self.head_dim % 2 == 0 and self.ffn_multiple > 0
-                and self.max_layers > 0):
+        if not (
+            self.aspect > 0
+            and self.head_dim > 0
+            and self.head_dim % 2 == 0
+            and self.ffn_multiple > 0
+            and self.max_layers > 0
+        ):
             raise ValueError("shape: aspect > 0, head_dim a positive even number, ffn_multiple and max_layers > 0")
 
 
@@ -66,21 +71,21 @@ class SweepConfig:
     """A sweep's knobs (configs/scaling.toml, `--set key=value`)."""
 
     seed: int = 0
-    precision: str = "bf16"        # as `dsllm train` (bf16 | bf16-autocast | fp32)
-    micro_batch_size: int = 8      # at most this many sequences per forward (a divisor of the batch)
-    threads: int = 1               # CPUs per run (Ray task num_cpus and torch threads)
-    gpus_per_run: int = -1         # -1: one GPU per run when the cluster has GPUs, else none
-    span: float = 10.0             # isoflop: largest / smallest M of a budget's family
-    lr_step: float = 2.0           # hparams: ratio between neighbouring learning rates of the grid
-    batch_step: float = 2.0        # hparams: ratio between neighbouring batch sizes
-    hparams_by: str = "shape"      # "shape" (shared first stages) | "budget" (η, B of the run's budget)
+    precision: str = "bf16"  # as `dsllm train` (bf16 | bf16-autocast | fp32)
+    micro_batch_size: int = 8  # at most this many sequences per forward (a divisor of the batch)
+    threads: int = 1  # CPUs per run (Ray task num_cpus and torch threads)
+    gpus_per_run: int = -1  # -1: one GPU per run when the cluster has GPUs, else none
+    span: float = 10.0  # isoflop: largest / smallest M of a budget's family
+    lr_step: float = 2.0  # hparams: ratio between neighbouring learning rates of the grid
+    batch_step: float = 2.0  # hparams: ratio between neighbouring batch sizes
+    hparams_by: str = "shape"  # "shape" (shared first stages) | "budget" (η, B of the run's budget)
     share_first_stage: bool = True
-    warmup_steps: int = 2000       # the paper's; capped by warmup_fraction of the shortest run sharing it
+    warmup_steps: int = 2000  # the paper's; capped by warmup_fraction of the shortest run sharing it
     warmup_fraction: float = 0.1
-    min_steps: int = 8             # a planned run with fewer optimizer steps is left out (and said so)
-    heldout_rows: int = 0          # 0: 2% of PACKED's rows, at least 64, at most 2048
+    min_steps: int = 8  # a planned run with fewer optimizer steps is left out (and said so)
+    heldout_rows: int = 0  # 0: 2% of PACKED's rows, at least 64, at most 2048
     checkpoint_every_minutes: float = 5.0
-    init_std: float = 0.006        # the paper's initializer_range
+    init_std: float = 0.006  # the paper's initializer_range
     shape: ShapeRule = field(default_factory=ShapeRule)
 
     def __post_init__(self):
@@ -103,15 +108,15 @@ class Shape:
 
     def flops_per_token(self, seq_len: int) -> float:
         """M = 72·n_layer·d² + 12·n_layer·d·l_seq."""
-        return 72.0 * self.n_layer * self.d_model ** 2 + 12.0 * self.n_layer * self.d_model * seq_len
+        return 72.0 * self.n_layer * self.d_model**2 + 12.0 * self.n_layer * self.d_model * seq_len
 
 
 @dataclass(frozen=True)
 class RunSpec:
     """One planned training run (everything that determines its result)."""
 
-    role: str                # isoflop | hparams | validate
-    budget: float            # the nominal compute budget C it belongs to
+    role: str  # isoflop | hparams | validate
+    budget: float  # the nominal compute budget C it belongs to
     shape: Shape
     seq_len: int
     vocab_size: int
@@ -147,8 +152,10 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         s = self.shape
-        return (f"{self.role}-C{self.budget:.3g}-L{s.n_layer}-d{s.d_model}-lr{self.lr:.3g}"
-                f"-b{self.batch_seqs}-{_digest(self.to_dict())[:8]}").replace("+", "")
+        return (
+            f"{self.role}-C{self.budget:.3g}-L{s.n_layer}-d{s.d_model}-lr{self.lr:.3g}"
+            f"-b{self.batch_seqs}-{_digest(self.to_dict())[:8]}"
+        ).replace("+", "")
 
     def branch_step(self) -> int:
         """The last step whose tokens are at or before the first milestone (80%) of this run."""
@@ -161,16 +168,24 @@ class RunSpec:
 
     def model_config(self) -> ModelConfig:
         s = self.shape
-        return ModelConfig(vocab_size=self.vocab_size, hidden_size=s.d_model, intermediate_size=s.ffn,
-                           num_hidden_layers=s.n_layer, num_attention_heads=s.n_heads,
-                           num_key_value_heads=s.n_heads, max_position_embeddings=self.seq_len,
-                           initializer_range=self.init_std, bos_token_id=self.eos_id, eos_token_id=self.eos_id)
+        return ModelConfig(
+            vocab_size=self.vocab_size,
+            hidden_size=s.d_model,
+            intermediate_size=s.ffn,
+            num_hidden_layers=s.n_layer,
+            num_attention_heads=s.n_heads,
+            num_key_value_heads=s.n_heads,
+            max_position_embeddings=self.seq_len,
+            initializer_range=self.init_std,
+            bos_token_id=self.eos_id,
+            eos_token_id=self.eos_id,
+        )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunSpec":
+    def from_dict(cls, d: dict) -> RunSpec:
         return cls(**{**d, "shape": Shape(**d["shape"])})
 
 
@@ -180,11 +195,13 @@ def _digest(obj) -> str:
 
 def shape_for(m_target: float, seq_len: int, rule: ShapeRule) -> Shape:
     """The documented two-step rule: depth at the aspect ratio, then the width nearest in log M."""
+
     def m(n_layer: int, d: float) -> float:
         return 72.0 * n_layer * d * d + 12.0 * n_layer * d * seq_len
 
-    n_layer = min(range(1, rule.max_layers + 1),
-                  key=lambda n: abs(math.log(m(n, max(rule.head_dim, rule.aspect * n)) / m_target)))
+    n_layer = min(
+        range(1, rule.max_layers + 1), key=lambda n: abs(math.log(m(n, max(rule.head_dim, rule.aspect * n)) / m_target))
+    )
     # d solving 72·L·d² + 12·L·l·d = M, then the nearest multiples of head_dim
     a, b = 72.0 * n_layer, 12.0 * n_layer * seq_len
     d_exact = (-b + math.sqrt(b * b + 4 * a * m_target)) / (2 * a)
@@ -209,10 +226,10 @@ class Planner:
     def __init__(self, laws: dict[str, PowerLaw], cfg: SweepConfig, seq_len: int, vocab_size: int, eos_id: int):
         self.laws, self.cfg = laws, cfg
         self.seq_len, self.vocab_size, self.eos_id = seq_len, vocab_size, eos_id
-        self.dropped: list[str] = []   # what was left out, and why
+        self.dropped: list[str] = []  # what was left out, and why
 
     @classmethod
-    def for_data(cls, laws: dict[str, PowerLaw], cfg: SweepConfig, packed: str) -> "Planner":
+    def for_data(cls, laws: dict[str, PowerLaw], cfg: SweepConfig, packed: str) -> Planner:
         """A planner for PACKED: its sequence length, its vocabulary (rounded up to 64), its EOS."""
         from dsllm.trainer.evaluate import packed_manifest
 
@@ -228,11 +245,27 @@ class Planner:
         micro = max(k for k in range(1, min(batch, self.cfg.micro_batch_size) + 1) if batch % k == 0)
         steps = round(budget / shape.flops_per_token(self.seq_len) / (batch * self.seq_len))
         if steps < self.cfg.min_steps:
-            self.dropped.append(f"{role} C={budget:.3g} L={shape.n_layer} d={shape.d_model} batch {batch}: "
-                                f"{steps} steps < min_steps {self.cfg.min_steps}")
+            self.dropped.append(
+                f"{role} C={budget:.3g} L={shape.n_layer} d={shape.d_model} batch {batch}: "
+                f"{steps} steps < min_steps {self.cfg.min_steps}"
+            )
             return None
-        return RunSpec(role, budget, shape, self.seq_len, self.vocab_size, self.eos_id, float(f"{lr:.6g}"),
-                       batch, micro, steps, 0, self.cfg.seed, self.cfg.precision, self.cfg.init_std)
+        return RunSpec(
+            role,
+            budget,
+            shape,
+            self.seq_len,
+            self.vocab_size,
+            self.eos_id,
+            float(f"{lr:.6g}"),
+            batch,
+            micro,
+            steps,
+            0,
+            self.cfg.seed,
+            self.cfg.precision,
+            self.cfg.init_std,
+        )
 
     def _hparams(self, budget: float, shape: Shape) -> tuple[float, float]:
         c = budget
@@ -256,15 +289,19 @@ class Planner:
         offsets = [j - (points - 1) / 2 for j in range(points)]
         batches = {}  # tokens by whole sequences: batches below one sequence collapse onto one
         for j in offsets:
-            batches.setdefault(max(1, round(b0 * self.cfg.batch_step ** j / self.seq_len)), b0 * self.cfg.batch_step ** j)
-        runs = [self._run("hparams", budget, shape, lr0 * self.cfg.lr_step ** i, batch)
-                for i in offsets for batch in batches.values()]
+            batches.setdefault(max(1, round(b0 * self.cfg.batch_step**j / self.seq_len)), b0 * self.cfg.batch_step**j)
+        runs = [
+            self._run("hparams", budget, shape, lr0 * self.cfg.lr_step**i, batch)
+            for i in offsets
+            for batch in batches.values()
+        ]
         return [r for r in runs if r is not None]
 
     def validate(self, budget: float) -> list[RunSpec]:
         shape = shape_for(float(self.laws["M_opt"](budget)), self.seq_len, self.cfg.shape)
-        run = self._run("validate", budget, shape, float(self.laws["eta_opt"](budget)),
-                        float(self.laws["B_opt"](budget)))
+        run = self._run(
+            "validate", budget, shape, float(self.laws["eta_opt"](budget)), float(self.laws["B_opt"](budget))
+        )
         return [run] if run else []
 
     def plan(self, budgets: list[float], mode: str, points: int, validate: list[float] = ()) -> list[RunSpec]:
@@ -284,8 +321,9 @@ def assign_warmup(runs: list[RunSpec], cfg: SweepConfig) -> list[RunSpec]:
     groups = defaultdict(list)
     for r in runs:
         groups[r.trunk_key() if cfg.share_first_stage else r.run_id].append(r)
-    warm = {k: min(cfg.warmup_steps, max(1, int(cfg.warmup_fraction * min(r.steps for r in g))))
-            for k, g in groups.items()}
+    warm = {
+        k: min(cfg.warmup_steps, max(1, int(cfg.warmup_fraction * min(r.steps for r in g)))) for k, g in groups.items()
+    }
     out = []
     for r in runs:
         key = r.trunk_key() if cfg.share_first_stage else r.run_id

@@ -11,25 +11,49 @@ import numpy as np
 
 from dsllm.trainer.scaling.fit import ScalingFit
 
-LAW_LABELS = {"M_opt": "M_opt (FLOPs/token)", "D_opt": "D_opt (tokens)", "eta_opt": "η_opt (learning rate)",
-              "B_opt": "B_opt (tokens/batch)", "loss": "loss at the optimum (bits/byte)"}
+LAW_LABELS = {
+    "M_opt": "M_opt (FLOPs/token)",
+    "D_opt": "D_opt (tokens)",
+    "eta_opt": "η_opt (learning rate)",
+    "B_opt": "B_opt (tokens/batch)",
+    "loss": "loss at the optimum (bits/byte)",
+}
 
 
 def to_json(fit: ScalingFit, sweep: str) -> dict:
     """The machine-readable fit (laws y = coefficient · C^exponent)."""
     return {
-        "sweep": sweep, "loss": "held-out bits per byte", "band": fit.band, "bootstrap": fit.n_boot,
+        "sweep": sweep,
+        "loss": "held-out bits per byte",
+        "band": fit.band,
+        "bootstrap": fit.n_boot,
         "laws": {k: (v.to_dict() if v is not None else None) for k, v in fit.laws.items()},
         "notes": fit.notes,
-        "isoflop": [{"compute": b.compute, "runs": len(b.M), "M_opt": b.M_opt, "D_opt": b.D_opt,
-                     "loss_min": b.loss_min, "parabola_ln_M": None if b.coef is None else [float(x) for x in b.coef],
-                     "note": b.note,
-                     "points": [{"M": float(m), "D": float(d), "loss": float(l)} for m, d, l in zip(b.M, b.D, b.loss)]}
-                    for b in fit.isoflop],
-        "hparams": [{"compute": g.compute, "runs": len(g.loss), "near_optimal": int(g.near.sum()),
-                     "points": [{"lr": float(a), "batch_tokens": float(b), "loss": float(l), "near_optimal": bool(n)}
-                                for a, b, l, n in zip(g.lr, g.batch, g.loss, g.near)]}
-                    for g in fit.hparams],
+        "isoflop": [
+            {
+                "compute": b.compute,
+                "runs": len(b.M),
+                "M_opt": b.M_opt,
+                "D_opt": b.D_opt,
+                "loss_min": b.loss_min,
+                "parabola_ln_M": None if b.coef is None else [float(x) for x in b.coef],
+                "note": b.note,
+                "points": [{"M": float(m), "D": float(d), "loss": float(loss)} for m, d, loss in zip(b.M, b.D, b.loss)],
+            }
+            for b in fit.isoflop
+        ],
+        "hparams": [
+            {
+                "compute": g.compute,
+                "runs": len(g.loss),
+                "near_optimal": int(g.near.sum()),
+                "points": [
+                    {"lr": float(a), "batch_tokens": float(b), "loss": float(loss), "near_optimal": bool(n)}
+                    for a, b, loss, n in zip(g.lr, g.batch, g.loss, g.near)
+                ],
+            }
+            for g in fit.hparams
+        ],
         "prediction": fit.prediction,
     }
 
@@ -43,14 +67,21 @@ def _ci(law) -> str:
 
 def format_report(fit: ScalingFit, sweep: str) -> str:
     """IsoFLOP minima, the laws with their 95% intervals, and the prediction."""
-    lines = [f"{sweep}: held-out bits per byte; {fit.n_boot} bootstrap resamples", "",
-             f"{'budget C':>10} {'runs':>5} {'M_opt':>11} {'D_opt':>11} {'loss at min':>12}  note"]
+    lines = [
+        f"{sweep}: held-out bits per byte; {fit.n_boot} bootstrap resamples",
+        "",
+        f"{'budget C':>10} {'runs':>5} {'M_opt':>11} {'D_opt':>11} {'loss at min':>12}  note",
+    ]
     for b in fit.isoflop:
-        lines.append(f"{b.compute:>10.3g} {len(b.M):>5} {_g(b.M_opt):>11} {_g(b.D_opt):>11} "
-                     f"{_g(b.loss_min, '.4f'):>12}  {b.note or ''}")
+        lines.append(
+            f"{b.compute:>10.3g} {len(b.M):>5} {_g(b.M_opt):>11} {_g(b.D_opt):>11} "
+            f"{_g(b.loss_min, '.4f'):>12}  {b.note or ''}"
+        )
     for g in fit.hparams:
-        lines.append(f"{g.compute:>10.3g} {len(g.loss):>5}  hparams grid: {int(g.near.sum())} near-optimal "
-                     f"(within {fit.band:.2%} of {g.loss.min():.4f})")
+        lines.append(
+            f"{g.compute:>10.3g} {len(g.loss):>5}  hparams grid: {int(g.near.sum())} near-optimal "
+            f"(within {fit.band:.2%} of {g.loss.min():.4f})"
+        )
     lines += ["", f"{'law':<8} {'y = k·C^a':<24} 95% interval"]
     for name, law in fit.laws.items():
         lines.append(f"{name:<8} {str(law) if law else '-':<24} {_ci(law) if law else fit.notes.get(name, '')}")
@@ -63,8 +94,10 @@ def format_report(fit: ScalingFit, sweep: str) -> str:
                 ci = f"  [{e['ci'][0]:.4g}, {e['ci'][1]:.4g}]" if e["ci"] else ""
                 lines.append(f"  {name:<8} {e['value']:.4g}{ci}")
         for m in p["measured"]:
-            lines.append(f"  measured: {m['heldout_bpb']:.4f} bits/byte ({m['role']} run {m['run_id']}, "
-                         f"M {m['flops_per_token']:.3g}, D {m['tokens']:.3g})")
+            lines.append(
+                f"  measured: {m['heldout_bpb']:.4f} bits/byte ({m['role']} run {m['run_id']}, "
+                f"M {m['flops_per_token']:.3g}, D {m['tokens']:.3g})"
+            )
         if not p["measured"]:
             lines.append("  measured: no run at this budget (dsllm scaling sweep --validate C)")
     return "\n".join(lines)
@@ -104,36 +137,50 @@ class _Plot:
         for x, y in zip(xs, ys):
             X, Y = self.px(x, y)
             fill = "none" if hollow else color
-            self.parts.append(f'<circle cx="{X:.1f}" cy="{Y:.1f}" r="3.5" fill="{fill}" stroke="{color}">'
-                              f'<title>{html.escape(title)}</title></circle>')
+            self.parts.append(
+                f'<circle cx="{X:.1f}" cy="{Y:.1f}" r="3.5" fill="{fill}" stroke="{color}">'
+                f"<title>{html.escape(title)}</title></circle>"
+            )
 
     def legend(self, row: int, text: str, color: str) -> None:
-        self.parts.append(f'<text x="{self.W - 8}" y="{30 + 13 * row}" font-size="10" text-anchor="end" '
-                          f'fill="{color}">{html.escape(text)}</text>')
+        self.parts.append(
+            f'<text x="{self.W - 8}" y="{30 + 13 * row}" font-size="10" text-anchor="end" '
+            f'fill="{color}">{html.escape(text)}</text>'
+        )
 
     def line(self, xs, ys, color, dash=False):
-        pts = " ".join("%.1f,%.1f" % self.px(x, y) for x, y in zip(xs, ys))
+        pts = " ".join("{:.1f},{:.1f}".format(*self.px(x, y)) for x, y in zip(xs, ys))
         style = ' stroke-dasharray="5,4"' if dash else ""
         self.parts.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="1.5"{style}/>')
 
     def svg(self) -> str:
         t, P, W, H = html.escape, self.PAD, self.W, self.H
-        axes = (f'<line x1="{P}" y1="{H - P}" x2="{W - P / 2}" y2="{H - P}" stroke="#333"/>'
-                f'<line x1="{P}" y1="{P * 0.6}" x2="{P}" y2="{H - P}" stroke="#333"/>')
+        axes = (
+            f'<line x1="{P}" y1="{H - P}" x2="{W - P / 2}" y2="{H - P}" stroke="#333"/>'
+            f'<line x1="{P}" y1="{P * 0.6}" x2="{P}" y2="{H - P}" stroke="#333"/>'
+        )
         ticks = []
         for k in range(math.ceil(self.x0), math.floor(self.x1) + 1):
             X = P + (k - self.x0) / (self.x1 - self.x0) * (W - 1.5 * P)
             ticks.append(f'<text x="{X:.1f}" y="{H - P + 14}" font-size="10" text-anchor="middle">1e{k}</text>')
         for v in np.linspace(self.y0, self.y1, 5)[1:-1]:
             Y = H - P - (v - self.y0) / (self.y1 - self.y0) * (H - 1.6 * P)
-            label = f"{10 ** v:.3g}" if self.logy else f"{v:.3f}"
+            label = f"{10**v:.3g}" if self.logy else f"{v:.3f}"
             ticks.append(f'<text x="{P - 4}" y="{Y + 3:.1f}" font-size="10" text-anchor="end">{label}</text>')
-        labels = (f'<text x="{W / 2}" y="16" font-size="13" text-anchor="middle">{t(self.title)}</text>'
-                  f'<text x="{W / 2}" y="{H - 12}" font-size="11" text-anchor="middle">{t(self.xlabel)}</text>'
-                  f'<text x="12" y="{H / 2}" font-size="11" text-anchor="middle" '
-                  f'transform="rotate(-90 12 {H / 2})">{t(self.ylabel)}</text>')
-        return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}">'
-                + axes + "".join(ticks) + "".join(self.parts) + labels + "</svg>")
+        labels = (
+            f'<text x="{W / 2}" y="16" font-size="13" text-anchor="middle">{t(self.title)}</text>'
+            f'<text x="{W / 2}" y="{H - 12}" font-size="11" text-anchor="middle">{t(self.xlabel)}</text>'
+            f'<text x="12" y="{H / 2}" font-size="11" text-anchor="middle" '
+            f'transform="rotate(-90 12 {H / 2})">{t(self.ylabel)}</text>'
+        )
+        return (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}">'
+            + axes
+            + "".join(ticks)
+            + "".join(self.parts)
+            + labels
+            + "</svg>"
+        )
 
 
 def isoflop_svg(fit: ScalingFit) -> str:
@@ -176,8 +223,9 @@ def law_svg(fit: ScalingFit, name: str) -> str:
     plot.line(grid, law(grid), "#1f77b4")
     plot.points(cs, ys, "#1f77b4")
     if fit.prediction and fit.prediction.get(name):
-        plot.points([fit.prediction["compute"]], [fit.prediction[name]["value"]], "#d62728", hollow=True,
-                    title="prediction")
+        plot.points(
+            [fit.prediction["compute"]], [fit.prediction[name]["value"]], "#d62728", hollow=True, title="prediction"
+        )
         if name == "loss":
             for m in fit.prediction["measured"]:
                 plot.points([fit.prediction["compute"]], [m["heldout_bpb"]], "#d62728", title="measured")
@@ -188,8 +236,10 @@ def html_report(fit: ScalingFit, sweep: str) -> str:
     """One self-contained page: the table, the IsoFLOP curves, each law's plot."""
     charts = [isoflop_svg(fit)] + [law_svg(fit, name) for name in LAW_LABELS]
     body = "".join(f'<div class="chart">{c}</div>' for c in charts if c)
-    return ("<!doctype html><html><head><meta charset=\"utf-8\"><title>scaling laws: "
-            f"{html.escape(sweep)}</title><style>body{{font-family:sans-serif;margin:2em}}"
-            ".chart{display:inline-block;margin:8px;border:1px solid #ddd}pre{background:#f6f6f6;padding:1em}"
-            f"</style></head><body><h1>Scaling laws of {html.escape(sweep)}</h1>"
-            f"<pre>{html.escape(format_report(fit, sweep))}</pre>{body}</body></html>\n")
+    return (
+        '<!doctype html><html><head><meta charset="utf-8"><title>scaling laws: '
+        f"{html.escape(sweep)}</title><style>body{{font-family:sans-serif;margin:2em}}"
+        ".chart{display:inline-block;margin:8px;border:1px solid #ddd}pre{background:#f6f6f6;padding:1em}"
+        f"</style></head><body><h1>Scaling laws of {html.escape(sweep)}</h1>"
+        f"<pre>{html.escape(format_report(fit, sweep))}</pre>{body}</body></html>\n"
+    )
