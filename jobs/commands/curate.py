@@ -89,7 +89,7 @@ def run(args) -> int:
         )
         console.error(
             "curate",
-            f"{len(result.failed)} input(s) not usable: {names}; the others are kept; "
+            f"{len(result.failed)} input(s) failed: {names}; the others are kept; "
             f"rerun the same command to retry only those{hint}",
         )
         return 1
