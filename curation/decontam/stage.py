@@ -11,11 +11,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from dsllm.curation.decontam.index import DecontamIndex
-from dsllm.curation.stage import StageCounts, batched
+from dsllm.curation.stage import Stage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,19 +60,16 @@ def load_index(uri: str, n: int) -> DecontamIndex:
     return DecontamIndex.load(uri or str(default_index_path(n)))
 
 
-class Decontaminator:
+class Decontaminator(Stage):
+    """Drops documents holding benchmark test data (one `benchmark:<task>` reason per benchmark),
+    judged a batch at a time by the vectorised n-gram index."""
+
     name = "decontaminate"
 
     def __init__(self, cfg: DecontamConfig = DecontamConfig(), index: DecontamIndex | None = None):
         self.cfg = cfg
+        self.batch_size = cfg.batch_docs
         self.index = index or load_index(cfg.index, cfg.n)
 
-    def __call__(self, docs: Iterable, counts: StageCounts) -> Iterator:
-        for batch in batched(docs, self.cfg.batch_docs):
-            counts.n_in += len(batch)
-            for doc, hit in zip(batch, self.index.match([d.text for d in batch])):
-                if hit is None:
-                    counts.n_out += 1
-                    yield doc
-                else:
-                    counts.drop(f"benchmark:{hit}")
+    def judge(self, batch: list) -> list[str | None]:
+        return [None if hit is None else f"benchmark:{hit}" for hit in self.index.match([d.text for d in batch])]
