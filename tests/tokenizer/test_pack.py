@@ -82,7 +82,16 @@ def curated_texts(root: str) -> list[list[str]]:
 
 
 def file_hashes(root: str) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(root).iterdir()) if p.is_file()}
+    """sha256 of every file; the manifest's content without its `created` timestamp (a rerun's own)."""
+
+    def content(p: Path) -> bytes:
+        if p.name != "manifest.json":
+            return p.read_bytes()
+        manifest = json.loads(p.read_text())
+        assert manifest.pop("created", None)
+        return json.dumps(manifest, sort_keys=True).encode()
+
+    return {p.name: hashlib.sha256(content(p)).hexdigest() for p in sorted(Path(root).iterdir()) if p.is_file()}
 
 
 CFG = PackConfig(seq_len=64, row_group_rows=4, batch_docs=16)
