@@ -4,7 +4,7 @@ a progress line in the terminal.
 MFU = achieved training FLOP/s ÷ peak FLOP/s, and every record names where its peak came from
 (`peak_source`). The peak is, in order: `DSLLM_PEAK_FLOPS` (env); a GPU's documented dense bf16 peak;
 on a CPU, a matmul micro-benchmark of this host in the training dtype (the best of several short
-rounds, so a busy moment does not set it), cached in `~/.cache/dsllm/peak_flops.json` per (CPU,
+rounds, so a busy moment does not set it, bounded to about 2 s), cached in `~/.cache/dsllm/peak_flops.json` per (CPU,
 threads, torch, dtype) and re-measured when older than a week. A peak below what the training step
 itself achieves is implausible: it is re-measured, and if the step is still faster the peak is raised
 to the step's own throughput, so MFU never exceeds 100%.
@@ -52,20 +52,46 @@ def _cpu_name() -> str:
 STALE_SECONDS = 7 * 24 * 3600
 
 
-def measure_matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 4, rounds: int = 3) -> float:
-    """Best FLOP/s of an n×n×n matmul in `dtype` on this host over `rounds` short rounds (~1-2 s)."""
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
+def measure_matmul_peak(
+    dtype: torch.dtype,
+    n: int = 2048,
+    repeats: int = 4,
+    rounds: int = 3,
+    budget_s: float | None = None,
+) -> float:
+    """Best FLOP/s of an n×n×n matmul in `dtype` on this host over `rounds` short rounds.
+
+    With `budget_s` (what training uses) the measurement is bounded in time: the size starts at 256
+    and doubles up to `n` only while one product takes under 20 ms, and the rounds stop once the
+    budget is spent. Without it (the benchmarks) it runs every round at size `n`. On a CPU whose
+    `dtype` matmul is emulated, or on a busy machine, a fixed 2048³ bf16 product can take seconds
+    each; the bounded form costs about `budget_s` wherever it runs.
+    """
+    start = time.perf_counter()
+    size = n if budget_s is None else min(256, n)
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    t = time.perf_counter()
     a @ b  # warm-up (kernel selection, page faults)
-    best = float("inf")
+    took = time.perf_counter() - t
+    while budget_s is not None and size < n and took < 0.02:
+        size *= 2
+        a = torch.randn(size, size).to(dtype)
+        b = torch.randn(size, size).to(dtype)
+        t = time.perf_counter()
+        a @ b
+        took = time.perf_counter() - t
+    best = took
     for r in range(rounds):
         if r:
             time.sleep(0.05)  # a short gap: another process's burst on this core passes
         for _ in range(repeats):
+            if budget_s is not None and time.perf_counter() - start > budget_s:
+                return 2.0 * size**3 / best
             t = time.perf_counter()
             a @ b
             best = min(best, time.perf_counter() - t)
-    return 2.0 * n**3 / best
+    return 2.0 * size**3 / best
 
 
 class PeakFlops:
@@ -90,7 +116,7 @@ class PeakFlops:
         entry = cache.get(self._key())
         fresh = isinstance(entry, dict) and time.time() - float(entry.get("measured_at", 0)) < STALE_SECONDS
         if force or not fresh:
-            entry = {"flops": measure_matmul_peak(self.dtype), "measured_at": time.time()}
+            entry = {"flops": measure_matmul_peak(self.dtype, budget_s=2.0), "measured_at": time.time()}
             cache[self._key()] = entry
             _write_cache(cache)
             return float(entry["flops"]), f"matmul benchmark of this host ({self.dtype}), measured now"
