@@ -402,6 +402,8 @@ def checks(r: dict):
 
 
 def samples(r: dict):
+    from dsllm.console import printable
+
     if not r.get("sample"):
         return None
     panels = []
@@ -417,7 +419,13 @@ def samples(r: dict):
             meta = f"{d['n_tokens']} tokens · {d['documents']} segments at {d['doc_offsets'][:12]}"
             body = (d["text"] or "")[:600] if d["text"] is not None else f"ids: {d['input_ids_head']} …"
             title = f"{d['shard']}#{d['row']}"
-        panels.append(Panel(Group(Text(meta, style="dim"), Text(body)), title=title, title_align="left"))
+        panels.append(
+            Panel(
+                Group(Text(printable(meta), style="dim"), Text(printable(body))),
+                title=Text(printable(title)),
+                title_align="left",
+            )
+        )
     return Group(Text(f"Sample of {len(panels)}", style="bold"), *panels)
 
 
