@@ -85,6 +85,10 @@ class Stage:
 
     Events (`self.events`: masked e-mails, removed lines, dropped languages) are informative and
     outside the in/out balance; those of one call are added to its counts when the stream ends.
+
+    A drop's deciding value comes from `deciding(item, reason)` (default: the signal named like the
+    reason, or as `reason_signals` maps it); `describe(item)` says what a non-Document item is.
+    Both run only for drops a `DropRecorder` keeps.
     """
 
     name = "stage"

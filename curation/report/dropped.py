@@ -51,7 +51,9 @@ def dropped_report(path: str, selector: str, limit: int = 20) -> dict:
     keys = match(selector, list(reasons))
     if not keys:
         listing = ", ".join(f"{k} ({v['kept']} kept of {v['dropped']})" for k, v in reasons.items()) or "none"
-        raise UserError(f"--dropped {selector}: no such stage or reason in {root}; dropped here: {listing}")
+        raise UserError(
+            f"--dropped {selector}: no document of {root} was dropped by that stage or reason; dropped here: {listing}"
+        )
     if info is None:
         raise UserError(
             f"--dropped: {root} was curated without keeping dropped documents (an older dsllm); rerun "

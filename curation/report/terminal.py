@@ -96,6 +96,14 @@ def curated_parts(r: dict):
     yield funnel(r["funnel"])
     if r.get("skipped_stages"):
         yield Text(f"stages skipped in this run: {', '.join(r['skipped_stages'])}", style="yellow")
+    kept = r.get("dropped_samples")
+    if kept and kept.get("rows"):
+        how = "every dropped document" if kept["mode"] == "all" else f"the first {kept['keep']} per stage and reason"
+        yield Text(
+            f"dropped documents kept: {sum(kept['rows'].values()):,} ({how}) in dropped/; "
+            "see them with `dsllm stats OUT --dropped REASON`",
+            style="dim",
+        )
     yield languages(r["languages"])
     yield domains(r["domains"])
     yield distribution("Quality score", r["quality_score"], "{:.3f}")
