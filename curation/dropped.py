@@ -210,6 +210,21 @@ def _cap(table: pa.Table, cap: int, taken: Counter) -> pa.Table:
     return table.take(pa.array(keep, pa.int64()))
 
 
+def _removed(uri: str | None) -> pa.Table:
+    """One input's dedup removals (row, reason as `stage:reason`, duplicate_of); empty without dedup."""
+    from dsllm.curation.dedup.signatures import read_parquet
+
+    if uri is None:
+        return pa.table(
+            {
+                "row": pa.array([], pa.int64()),
+                "reason": pa.array([], pa.string()),
+                "duplicate_of": pa.array([], pa.string()),
+            }
+        )
+    return read_parquet(uri, columns=["row", "reason", "duplicate_of"])
+
+
 def publish_task(task: dict) -> dict:
     """`all` mode: OUT/dropped/part-NNNNN.parquet for one input (its stage drops, then its dedup
     drops); returns the path and the rows per `stage:reason`."""
@@ -220,16 +235,34 @@ def publish_task(task: dict) -> dict:
     with ParquetShardWriter(
         storage.join(task["out"], rel), task["batch_rows"], task["level"], schema=DROPPED_SCHEMA
     ) as w:
-        for table in (_read(task["dropped"]), dedup_rows(task["docs"], task["removed"], None)):
+        for table in (_read(task["dropped"]), dedup_rows(task["docs"], _removed(task["removed"]), None)):
             w.write_batch(table)
             rows.update(_keys(table))
     return {"path": rel, "rows": dict(rows)}
 
 
-def publish_dropped(out: str, done: list[dict], removed: list[pa.Table], cfg, executor) -> dict:
+def _first_per_reason(removed: pa.Table, keep: int, taken: Counter) -> pa.Table:
+    """The first rows (by row) of each dedup reason that still lacks samples (updates `taken`)."""
+    import pyarrow.compute as pc
+
+    removed = removed.sort_by("row")
+    parts = []
+    for sr in pc.unique(removed.column("reason")).to_pylist():
+        key = tuple(sr.split(":", 1))
+        need = keep - taken[key]
+        if need > 0:
+            part = removed.filter(pc.equal(removed.column("reason"), sr)).slice(0, need)
+            taken[key] += part.num_rows
+            parts.append(part)
+    return pa.concat_tables(parts).sort_by("row") if parts else removed.slice(0, 0)
+
+
+def publish_dropped(out: str, done: list[dict], removed: list[str | None], totals: dict, cfg, executor) -> dict:
     """Publish OUT/dropped/ from the finished inputs (`done`, in input order) and their dedup
-    removals (`removed[i]`: row, reason, duplicate_of of `done[i]`'s documents); stale files of an
-    earlier run are removed. Returns stats.json's `dropped` entry."""
+    removals (`removed[i]`: the uri of `done[i]`'s removed rows, None without dedup); `totals`
+    are the run's drops per (stage, reason), so sample mode stops reading once every reason has
+    its `keep` rows. Stale files of an earlier run are removed. Returns stats.json's
+    `dropped_samples` entry."""
     from dsllm.curation.shards import ParquetShardWriter
 
     dcfg: DroppedConfig = cfg.dropped
@@ -252,24 +285,26 @@ def publish_dropped(out: str, done: list[dict], removed: list[pa.Table], cfg, ex
             paths.append(res["path"])
             rows.update(res["rows"])
     elif dcfg.keep > 0:
+        want = {k: min(dcfg.keep, n) for k, n in totals.items()}
         taken: Counter = Counter()
-        parts = [
-            _cap(_read(dropped_uri(storage.join(out, "_work", "inputs", r["key"]))), dcfg.keep, taken) for r in done
-        ]
-        for i, r in enumerate(done):  # dedup reasons are distinct from the stages' reasons
-            t = removed[i]
-            if t.num_rows == 0:
-                continue
-            t = t.sort_by("row")
-            keep, reasons = [], t.column("reason").to_pylist()
-            for j, sr in enumerate(reasons):
-                key = tuple(sr.split(":", 1))
-                if taken[key] < dcfg.keep:
-                    taken[key] += 1
-                    keep.append(j)
-            if keep:
-                parts.append(dedup_rows(r["docs"], t.take(pa.array(keep, pa.int64())), dcfg.text_chars))
-        table = pa.concat_tables([DROPPED_SCHEMA.empty_table()] + parts)
+        stage_parts, dedup_parts = [], []
+
+        def missing(keys) -> bool:
+            return any(taken[k] < want.get(k, 0) for k in keys)
+
+        for i, r in enumerate(done):
+            if not missing(want):
+                break
+            own = [tuple(k.split(":", 1)) for k in r.get("dropped_rows", {})]
+            if missing(own):  # an input whose reasons all have their rows already is not read
+                stage_parts.append(
+                    _cap(_read(dropped_uri(storage.join(out, "_work", "inputs", r["key"]))), dcfg.keep, taken)
+                )
+            if removed[i] is not None and missing(k for k in want if k[0] in ("exact_dedup", "minhash_dedup")):
+                t = _first_per_reason(_removed(removed[i]), dcfg.keep, taken)
+                if t.num_rows:
+                    dedup_parts.append(dedup_rows(r["docs"], t, dcfg.text_chars))
+        table = pa.concat_tables([DROPPED_SCHEMA.empty_table()] + stage_parts + dedup_parts)
         with ParquetShardWriter(
             storage.join(out, "dropped", SAMPLES_FILE),
             cfg.output.batch_rows,

@@ -95,7 +95,7 @@ def run_curate(
 
     shards = write_shards(out, done, removed, cfg, executor)
     stats = build_stats(stage_counts, shards, dumps, cfg)
-    stats["dropped_samples"] = publish_dropped(out, done, outcome, cfg, executor)
+    stats["dropped_samples"] = publish_dropped(out, done, outcome, stage_counts, cfg, executor)
     publish(out, cfg, results, shards, stats)
     if failed:  # the index is committed only by a complete run: a rerun must not dedup against itself
         return CurateResult(results, failed, shards, stats)
@@ -160,21 +160,17 @@ def write_shards(out: str, done: list[dict], removed: dict, cfg: CurateConfig, e
     return shards
 
 
-def publish_dropped(out: str, done: list[dict], outcome, cfg: CurateConfig, executor: Executor) -> dict:
+def publish_dropped(
+    out: str, done: list[dict], outcome, stage_counts: list[StageCounts], cfg: CurateConfig, executor: Executor
+) -> dict:
     """OUT/dropped/ from the inputs' kept drops and the dedup removals (curation.dropped)."""
-    import pyarrow as pa
-
     from dsllm.curation import dropped
 
-    empty = pa.table(
-        {
-            "row": pa.array([], pa.int64()),
-            "reason": pa.array([], pa.string()),
-            "duplicate_of": pa.array([], pa.string()),
-        }
-    )
-    removed = [outcome.removed_rows(r["docs"]) if outcome is not None else empty for r in done]
-    return dropped.publish_dropped(out, done, removed, cfg, executor)
+    removed = [
+        outcome.removed_rows_uri(i) if outcome is not None else None for i in range(len(done))
+    ]  # files = done's docs
+    totals = {(c.name, reason): n for c in stage_counts for reason, n in c.dropped.items()}
+    return dropped.publish_dropped(out, done, removed, totals, cfg, executor)
 
 
 def build_stats(stage_counts: list[StageCounts], shards, dumps, cfg: CurateConfig) -> dict:

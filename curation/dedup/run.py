@@ -77,11 +77,11 @@ class DedupOutcome:
         i = self.files.index(file)
         return set(read_parquet(_removed_ids_path(self.workdir, i)).column("id").to_pylist())
 
-    def removed_rows(self, file: str) -> pa.Table:
-        """The rows of `file` that dedup removes (row, reason as `stage:reason`, duplicate_of: the
-        id of the kept document it duplicates, null when that one is in the index)."""
-        i = self.files.index(file)
-        return read_parquet(_removed_ids_path(self.workdir, i), columns=["row", "reason", "duplicate_of"])
+    def removed_rows_uri(self, i: int) -> str:
+        """Where the rows of `files[i]` that dedup removes are listed: a Parquet file of id, row,
+        reason (`stage:reason`) and duplicate_of (the id of the kept document it duplicates, null
+        when that one is in the index)."""
+        return _removed_ids_path(self.workdir, i)
 
     def commit_index(self) -> None:
         """Add this run's survivors to the index (idempotent). Call after publishing the shards."""
