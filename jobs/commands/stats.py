@@ -86,6 +86,11 @@ def _dropped(args) -> int:
 
     if args.limit < 0:
         raise UserError(f"--limit {args.limit}: must be >= 0")
+    other = [flag for flag, on in (("--html", args.html), ("--sample", args.sample), ("--verify", args.verify)) if on]
+    if other:
+        raise UserError(
+            f"--dropped shows dropped documents only; drop {', '.join(other)} (or run them without --dropped)"
+        )
     report = dropped_report(args.path, args.dropped.strip(), args.limit)
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=True) + "\n")

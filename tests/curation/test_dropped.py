@@ -18,13 +18,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from dsllm.curation.config import load_curate_config
-from dsllm.curation.document import document_id
-from dsllm.curation.dropped import DROPPED_SCHEMA, parse_keep_dropped, read_dropped
+from dsllm.curation.document import Document, document_id
+from dsllm.curation.dropped import DROPPED_SCHEMA, DroppedConfig, DropRecorder, parse_keep_dropped, read_dropped
 from dsllm.curation.executor import LocalExecutor
+from dsllm.curation.filters.urls import UrlFilter, UrlFilterConfig
 from dsllm.curation.pipeline import replace_skip
 from dsllm.curation.run import run_curate
 from dsllm.curation.samples import SampleCrawlConfig, write_sample_crawl
 from dsllm.curation.sources import resolve_inputs
+from dsllm.curation.stage import Stage, StageCounts
 from tests.conftest import run_cli
 from tests.curation.test_filters import _reference_dup_fraction
 
@@ -79,15 +81,16 @@ def test_all_mode_keeps_every_drop_with_its_value(crawl, tmp_path):
     for r in dup:
         n = int(r["reason"][len("dup_") : -len("gram")])
         assert r["value"] == pytest.approx(_reference_dup_fraction(r["text"].split(), n), abs=1e-4)
+    truth = json.loads((crawl / "sample-crawl.json").read_text())["captures"]
+    key = {(c["warc"], c["record_id"]): document_id(os.path.basename(c["warc"]), c["record_id"]) for c in truth}
+    status = {key[(c["warc"], c["record_id"])]: c["status"] for c in truth}
+    not_200 = [r for r in rows if (r["stage"], r["reason"]) == ("read", "http_not_200")]
+    assert not_200 and all(r["value"] == status[r["id"]] != 200 for r in not_200)  # the crawl's own status
     for r in rows:  # language drops carry the language and fastText's score
         if r["stage"] == "langid":
             assert r["detail"] and 0 < r["value"] <= 1
-        if r["stage"] == "read" and r["reason"] == "http_not_200":
-            assert r["value"] in (301.0, 302.0, 404.0, 500.0)
 
     # duplicates name the kept document they matched, from the same planted family
-    truth = json.loads((crawl / "sample-crawl.json").read_text())["captures"]
-    key = {(c["warc"], c["record_id"]): document_id(os.path.basename(c["warc"]), c["record_id"]) for c in truth}
     family = {}
     for c in truth:
         if c["dup_of"]:
@@ -184,3 +187,53 @@ def test_keep_dropped_values():
     assert proc.returncode == 2 and proc.stderr.strip() == (
         "dsllm curate: error: --keep-dropped many: expected a number (per stage and reason) or 'all'"
     )
+
+
+class _Odd(Stage):
+    """Drops odd numbers; counts how often it is asked for a deciding value."""
+
+    name = "odd"
+
+    def __init__(self):
+        self.asked = 0
+
+    def keep(self, item):
+        return "odd" if item.signals["n"] % 2 else None
+
+    def deciding(self, item, reason):
+        self.asked += 1
+        return super().deciding(item, reason)
+
+
+def test_the_deciding_value_is_computed_only_for_kept_samples():
+    docs = [
+        Document(str(i), f"text {i}", url=f"http://x.example/{i}", signals={"n": i, "odd": i / 10}) for i in range(40)
+    ]
+    stage, counts = _Odd(), StageCounts("odd")
+    recorder = DropRecorder(DroppedConfig(keep=3, text_chars=5), "w.warc.gz", "w.warc.gz")
+    assert [d.id for d in stage(iter(docs), counts, recorder)] == [str(i) for i in range(0, 40, 2)]
+    assert counts.dropped == {"odd": 20} and stage.asked == 3
+    assert [(r["id"], r["value"], r["text"], r["n_chars"]) for r in recorder.rows] == [
+        ("1", 0.1, "text ", 6),
+        ("3", 0.3, "text ", 6),
+        ("5", 0.5, "text ", 6),
+    ]
+
+
+def test_url_filter_names_the_block_list_entry():
+    f = UrlFilter(
+        UrlFilterConfig(domain_lists=(), word_lists=(), domains=("example.com", "bad.org"), words=("casino",))
+    )
+    docs = [
+        Document("1", "t", url="https://a.b.example.com/page"),
+        Document("2", "t", url="https://good.net/casino-night"),
+        Document("3", "t", url="https://bad.org/"),
+        Document("4", "t", url="https://good.net/ok"),
+    ]
+    recorder = DropRecorder(DroppedConfig(all=True), "w", "w")
+    assert [d.id for d in f(iter(docs), StageCounts("url_filter"), recorder)] == ["4"]
+    assert [(r["reason"], r["detail"]) for r in recorder.rows] == [
+        ("blocked_domain", "example.com"),
+        ("blocked_word", "casino"),
+        ("blocked_domain", "bad.org"),
+    ]
