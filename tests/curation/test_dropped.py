@@ -237,3 +237,19 @@ def test_url_filter_names_the_block_list_entry():
         ("blocked_word", "casino"),
         ("blocked_domain", "bad.org"),
     ]
+
+
+def test_keep_dropped_0_keeps_none_and_says_so(crawl, tmp_path):
+    out = tmp_path / "none"
+    cfg = replace_skip(load_curate_config(None, parse_keep_dropped("0")), [SKIP, "minhash_dedup"])
+    run_curate(resolve_inputs([str(crawl)], None, None), str(out), cfg, LocalExecutor(), log=lambda *a: None)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["dropped_samples"] == {"mode": "sample", "keep": 0, "files": [], "rows": {}}
+    assert not list((out / "_work" / "inputs").glob("*/dropped.parquet"))
+    assert not (out / "dropped").exists() or not os.listdir(out / "dropped")
+    proc = run_cli("stats", str(out), "--dropped", "read:record_request")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"dsllm stats: error: --dropped read:record_request: {funnel(out)['read:record_request']} dropped, "
+        "none kept (curated with --keep-dropped 0); rerun curate with --keep-dropped N or all"
+    )
