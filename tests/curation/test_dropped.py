@@ -130,7 +130,8 @@ def test_default_mode_keeps_the_first_n_and_a_rerun_is_identical(crawl, tmp_path
 
     # the first two per reason in input order: the per-input files' first rows of each reason
     first = collections.defaultdict(list)
-    for f in sorted((out / "_work" / "inputs").glob("*/dropped.parquet"), key=lambda p: p.parent.name.split("-", 1)[1]):
+    for spec in resolve_inputs([str(crawl)], None, None):  # in input order
+        f = out / "_work" / "inputs" / spec.key / "dropped.parquet"
         for r in pq.read_table(f).to_pylist():
             first[(r["stage"], r["reason"])].append(r["id"])
     for (stage, reason), ids in first.items():
@@ -146,9 +147,9 @@ def test_default_mode_keeps_the_first_n_and_a_rerun_is_identical(crawl, tmp_path
     before = (out / "stats.json").read_text()
     shutil.rmtree(out / "dropped")
     (out / "_work" / "complete.json").unlink()
-    done = sorted((out / "_work" / "inputs").glob("*/done.json"))[1]
-    done.unlink()
-    result = run_curate(resolve_inputs([str(crawl)], None, None), str(out), cfg, LocalExecutor(), log=lambda *a: None)
+    specs = resolve_inputs([str(crawl)], None, None)
+    (out / "_work" / "inputs" / specs[1].key / "done.json").unlink()  # the second input in input order
+    result = run_curate(specs, str(out), cfg, LocalExecutor(), log=lambda *a: None)
     assert [bool(r.get("skipped")) for r in result.inputs] == [True, False]
     assert read_dropped(str(out)).equals(table)
     assert json.loads((out / "stats.json").read_text()) == json.loads(before)
