@@ -11,6 +11,7 @@ import dataclasses
 from dsllm.curation.decontam.stage import DecontamConfig
 from dsllm.curation.dedup.config import DedupConfig
 from dsllm.curation.domains import DomainsConfig
+from dsllm.curation.dropped import DroppedConfig
 from dsllm.curation.extract import ExtractConfig
 from dsllm.curation.filters.c4 import C4Config
 from dsllm.curation.filters.fineweb import FineWebConfig
@@ -88,6 +89,7 @@ class CurateConfig:
     dedup: DedupConfig = DedupConfig()
     domains: DomainsConfig = DomainsConfig()
     output: OutputConfig = OutputConfig()
+    dropped: DroppedConfig = DroppedConfig()
     skip: tuple[str, ...] = ()  # stage names not to run (also set by --skip)
 
     def __post_init__(self):

@@ -292,12 +292,17 @@ class HtmlExtractor(Stage):
         self.fn = resiliparse_text if cfg.extractor == "resiliparse" else trafilatura_text
         self.python_extractor = cfg.extractor != "resiliparse"
         self.events: Counter = Counter()
+        self.last_bad = 0.0
 
     def outcomes(self, pages: Iterable[RawPage]) -> Iterator[tuple[Document | None, str | None]]:
         """Each page becomes a Document, or is dropped with a reason."""
         for page in pages:
             doc, reason = self.extract(page)
-            yield doc, (reason if doc is None else None)
+            yield (doc, None) if doc is not None else (page, reason)
+
+    def deciding(self, item, reason: str) -> tuple[float | None, str | None]:
+        """The share of undecodable characters of an `undecodable` page (the last page judged)."""
+        return (self.last_bad, None) if reason == "undecodable" else (None, None)
 
     def extract(self, page: RawPage) -> tuple[Document | None, str]:
         cfg = self.cfg
@@ -309,6 +314,7 @@ class HtmlExtractor(Stage):
         else:
             text, codec, source, bad = decode_html(data, page.http_charset)
         if bad > cfg.max_replacement_ratio:
+            self.last_bad = round(bad, 4)
             return None, "undecodable"
         if page.kind == "html":
             main_content = cfg.main_content

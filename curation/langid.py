@@ -56,6 +56,10 @@ class LanguageIdentifier(Stage):
             for lab, p in zip(labels, probs)
         ]
 
+    def deciding(self, item: Document, reason: str) -> tuple[float | None, str | None]:
+        """The predicted language's score, and the language."""
+        return float(item.lang_score), item.lang
+
     def judge(self, batch: list[Document]) -> list[str | None]:
         """Set every document's `lang` and `lang_score`; drop other languages and unsure guesses."""
         reasons: list[str | None] = []

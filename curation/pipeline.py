@@ -1,7 +1,8 @@
 """One input file through the per-input stages, with no Ray in sight:
 
     read → extract → langid → gopher_quality → gopher_repetition → c4 → fineweb → quality_model
-         → url_filter → pii → OUT/_work/inputs/<key>/docs.parquet (+ done.json, written last)
+         → url_filter → pii → OUT/_work/inputs/<key>/docs.parquet, dropped.parquet (the dropped
+           documents kept as samples, curation.dropped), done.json (written last)
 
 `process_input` is what a Ray task runs (and what tests call directly). Its outputs are published
 atomically and the completion marker comes last, so a rerun skips finished inputs and a killed
@@ -11,6 +12,7 @@ the same documents in the same order.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -23,6 +25,7 @@ from dsllm import storage
 from dsllm.config import config_to_dict
 from dsllm.curation.config import PER_INPUT_STAGES, CurateConfig
 from dsllm.curation.document import Document
+from dsllm.curation.dropped import DROPPED_SCHEMA, DropRecorder, dropped_uri
 from dsllm.curation.sources import InputSpec
 from dsllm.curation.stage import StageCounts
 from dsllm.errors import UserError
@@ -35,7 +38,7 @@ def work_dir(out: str, spec: InputSpec) -> str:
 def per_input_fingerprint(cfg: CurateConfig) -> str:
     """Hash of the config sections that change per-input outputs (a change redoes the inputs)."""
     d = config_to_dict(cfg)
-    keep = {k: d[k] for k in PER_INPUT_STAGES + ("run", "domains", "skip") if k in d}
+    keep = {k: d[k] for k in PER_INPUT_STAGES + ("run", "domains", "skip", "dropped") if k in d}
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -93,18 +96,27 @@ def _quality(cfg):
 
 
 def run_stages(
-    cfg: CurateConfig, stream, warc_file: str, id_base: str, crawl_hint: str, counts: dict[str, StageCounts]
+    cfg: CurateConfig,
+    stream,
+    warc_file: str,
+    id_base: str,
+    crawl_hint: str,
+    counts: dict[str, StageCounts],
+    dropped: DropRecorder | None = None,
 ) -> Iterator[Document]:
-    """Chain reader and stages over a WARC stream; every stage counts into `counts[name]`."""
+    """Chain reader and stages over a WARC stream; every stage counts into `counts[name]` and hands
+    the drops `dropped` wants to it."""
     from dsllm.curation.quality import heuristic_score
     from dsllm.curation.warc import WarcReader
 
     reader = WarcReader(cfg.read)
     crawl = lambda: reader.crawl or crawl_hint or cfg.run.crawl or "unknown"  # noqa: E731
-    docs = reader(stream, counts["read"])
+    if dropped is not None:
+        dropped.crawl = crawl
+    docs = reader(stream, counts["read"], dropped)
     stages = build_stages(cfg, reader, warc_file, id_base, crawl)
     for stage in stages:
-        docs = stage(docs, counts[stage.name])
+        docs = stage(docs, counts[stage.name], dropped)
     score_heuristically = not cfg.runs("quality_model")
     for doc in docs:
         if score_heuristically:
@@ -126,6 +138,7 @@ def process_input(spec: InputSpec, cfg: CurateConfig, out: str) -> dict:
 
     wdir = work_dir(out, spec)
     done_uri, docs_uri = storage.join(wdir, "done.json"), storage.join(wdir, "docs.parquet")
+    drops_uri = dropped_uri(wdir)
     fingerprint = per_input_fingerprint(cfg)
     if storage.exists(done_uri):
         prev = storage.read_json(done_uri)
@@ -133,14 +146,24 @@ def process_input(spec: InputSpec, cfg: CurateConfig, out: str) -> dict:
             return dict(prev, skipped=True)  # an invalid or truncated input is read again
     counts = {name: StageCounts(name) for name in cfg.stages if name in PER_INPUT_STAGES}
     start = time.time()
-    with (
-        storage.open_read(spec.uri) as stream,
-        ParquetShardWriter(docs_uri, cfg.output.batch_rows, cfg.output.compression_level) as writer,
-    ):
+    recorder = DropRecorder(cfg.dropped, spec.uri, id_base_of(spec)) if cfg.dropped.enabled else None
+    with contextlib.ExitStack() as stack:
+        stream = stack.enter_context(storage.open_read(spec.uri))
+        writer = stack.enter_context(ParquetShardWriter(docs_uri, cfg.output.batch_rows, cfg.output.compression_level))
+        if recorder is not None:  # written, like docs.parquet, only when the input completes
+            recorder.writer = stack.enter_context(
+                ParquetShardWriter(
+                    drops_uri, cfg.output.batch_rows, cfg.output.compression_level, schema=DROPPED_SCHEMA
+                )
+            )
         crawls: Counter = Counter()
-        for doc in run_stages(cfg, stream, spec.uri, id_base_of(spec), spec.crawl, counts):
+        for doc in run_stages(cfg, stream, spec.uri, id_base_of(spec), spec.crawl, counts, recorder):
             crawls[doc.crawl] += 1
             writer.add(doc)
+        if recorder is not None:
+            recorder.flush()
+    if recorder is None and storage.exists(drops_uri):  # an earlier run's samples, now turned off
+        storage.remove(drops_uri)
     status, error = input_status(counts["read"])
     result = {
         "uri": spec.uri,
@@ -152,6 +175,7 @@ def process_input(spec: InputSpec, cfg: CurateConfig, out: str) -> dict:
         "documents": writer.rows,
         "docs": docs_uri,
         "counts": [c.to_json() for c in counts.values()],
+        "dropped_rows": recorder.counts() if recorder is not None else {},
         "fingerprint": fingerprint,
         "seconds": round(time.time() - start, 3),
     }

@@ -113,6 +113,9 @@ class QualityScorer(Stage):
             out.append(min(1.0, table.get(LABEL_HQ, 1.0 - table.get(LABEL_LQ, 1.0))))
         return out
 
+    def deciding(self, item: Document, reason: str) -> tuple[float | None, str | None]:
+        return float(item.quality_score), None
+
     def judge(self, batch: list[Document]) -> list[str | None]:
         """Set every document's `quality_score`; drop those below the threshold."""
         reasons: list[str | None] = []

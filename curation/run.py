@@ -10,7 +10,9 @@
 4. final shards (curation.shards.write_final_shard), one task per group of inputs: every surviving
    document exactly once, labelled with its domain (mixtures are applied at training time by
    `dsllm mix`, never here);
-5. statistics → stats.json; publish manifest.json, config.json; commit the dedup index;
+5. dropped documents → OUT/dropped/ (curation.dropped: the first `dropped.keep` per stage and
+   reason, or all of them);
+6. statistics → stats.json; publish manifest.json, config.json; commit the dedup index;
    OUT/_work/complete.json last.
 
 A failed input is recorded in the manifest and the run ends non-zero naming it; its outputs are not
@@ -93,6 +95,7 @@ def run_curate(
 
     shards = write_shards(out, done, removed, cfg, executor)
     stats = build_stats(stage_counts, shards, dumps, cfg)
+    stats["dropped_samples"] = publish_dropped(out, done, outcome, stage_counts, cfg, executor)
     publish(out, cfg, results, shards, stats)
     if failed:  # the index is committed only by a complete run: a rerun must not dedup against itself
         return CurateResult(results, failed, shards, stats)
@@ -155,6 +158,19 @@ def write_shards(out: str, done: list[dict], removed: dict, cfg: CurateConfig, e
         if rel not in keep and rel.endswith(".parquet"):
             storage.remove(f.uri)
     return shards
+
+
+def publish_dropped(
+    out: str, done: list[dict], outcome, stage_counts: list[StageCounts], cfg: CurateConfig, executor: Executor
+) -> dict:
+    """OUT/dropped/ from the inputs' kept drops and the dedup removals (curation.dropped)."""
+    from dsllm.curation import dropped
+
+    removed = [
+        outcome.removed_rows_uri(i) if outcome is not None else None for i in range(len(done))
+    ]  # files = done's docs
+    totals = {(c.name, reason): n for c in stage_counts for reason, n in c.dropped.items()}
+    return dropped.publish_dropped(out, done, removed, totals, cfg, executor)
 
 
 def build_stats(stage_counts: list[StageCounts], shards, dumps, cfg: CurateConfig) -> dict:

@@ -25,11 +25,11 @@ from dsllm.curation.stage import StageCounts
 
 
 class ParquetShardWriter:
-    """Writes Documents or Arrow batches of `SCHEMA` to one zstd Parquet file, `batch_rows` rows per
+    """Writes Documents or Arrow batches of `SCHEMA` (or `schema`: batches only) to one zstd Parquet file, `batch_rows` rows per
     row group, and publishes it at `uri` only when the block completes (`rows`, `bytes`, `sha256`)."""
 
-    def __init__(self, uri: str, batch_rows: int = 2000, compression_level: int = 3):
-        self.uri, self.batch_rows, self.level = uri, batch_rows, compression_level
+    def __init__(self, uri: str, batch_rows: int = 2000, compression_level: int = 3, schema: pa.Schema = SCHEMA):
+        self.uri, self.batch_rows, self.level, self.schema = uri, batch_rows, compression_level, schema
         self.rows = self.bytes = 0
         self.sha256 = ""
         self._buf: list[Document] = []
@@ -40,7 +40,7 @@ class ParquetShardWriter:
             os.makedirs(tmp_dir, exist_ok=True)
         fd, self._tmp = tempfile.mkstemp(prefix=".shard-", suffix=".parquet.tmp", dir=tmp_dir)
         os.close(fd)
-        self._writer = pq.ParquetWriter(self._tmp, SCHEMA, compression="zstd", compression_level=self.level)
+        self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd", compression_level=self.level)
         return self
 
     def add(self, doc: Document) -> None:

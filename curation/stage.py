@@ -12,6 +12,10 @@ and one factory line in curation.pipeline.build_stages.
 
 Counts from many tasks merge with `+`; `stats.json` lists them in pipeline order with
 `in + added == out + sum(dropped)` for every stage.
+
+A drop also carries the value that decided it (`Stage.deciding(item, reason)`: by default the
+document's signal named like the reason, or named in `reason_signals`), asked for only when a
+`DropRecorder` (curation.dropped) keeps that drop as a sample: the kept stream never pays for it.
 """
 
 from __future__ import annotations
@@ -81,10 +85,16 @@ class Stage:
 
     Events (`self.events`: masked e-mails, removed lines, dropped languages) are informative and
     outside the in/out balance; those of one call are added to its counts when the stream ends.
+
+    A drop's deciding value comes from `deciding(item, reason)` (default: the signal named like the
+    reason, or as `reason_signals` maps it); `describe(item)` says what a non-Document item is.
+    Both run only for drops a `DropRecorder` keeps.
     """
 
     name = "stage"
     batch_size = 1
+    # reason → the key of `doc.signals` holding the value that decided it (when not the reason itself)
+    reason_signals: dict[str, str] = {}
 
     def keep(self, item) -> str | None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -102,7 +112,27 @@ class Stage:
         for batch in self.batches(items):
             yield from zip(batch, self.judge(batch))
 
-    def __call__(self, items, counts: StageCounts) -> Iterator:
+    def deciding(self, item, reason: str) -> tuple[float | None, str | None]:
+        """(value, detail) that decided the drop of `item` under `reason`: a number (a ratio, a
+        score, a count) or None, and a short text (a language, a list entry) or None. Called right
+        after the drop, before the stream goes on, and only for drops kept as samples."""
+        signals = getattr(item, "signals", None)
+        if isinstance(signals, dict):
+            value = signals.get(self.reason_signals.get(reason, reason))
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value), None
+        return None, None
+
+    def describe(self, item):
+        """A dropped item that is not a Document as a `curation.dropped.DroppedItem` (record id,
+        url, text if any); stages whose items are records or pages override it."""
+        from dsllm.curation.dropped import DroppedItem
+
+        return DroppedItem(getattr(item, "record_id", "") or "", getattr(item, "url", "") or "")
+
+    def __call__(self, items, counts: StageCounts, dropped=None) -> Iterator:
+        """Yield the kept items, counting into `counts`; drops that `dropped` (a DropRecorder)
+        wants are recorded with their deciding value."""
         if not hasattr(self, "events"):
             self.events = Counter()
         before = Counter(self.events)
@@ -113,6 +143,8 @@ class Stage:
                 yield item
             else:
                 counts.drop(reason)
+                if dropped is not None and dropped.wants(self.name, reason):
+                    dropped.add(self, item, reason)
         counts.events.update(self.events - before)
 
 

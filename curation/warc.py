@@ -75,8 +75,25 @@ class WarcReader(Stage):
         self.records = 0
         self.resynced_bytes = 0
 
-    def outcomes(self, stream: IO[bytes]) -> Iterator[tuple[RawPage | None, str | None]]:
-        """(page, None) for each page passed on, (None, reason) for each record dropped."""
+    def deciding(self, item, reason: str) -> tuple[float | None, str | None]:
+        """The HTTP status of a non-200 response, the Content-Length of a too large payload."""
+        if item is None:
+            return None, None
+        if reason == "http_not_200":
+            return float(item.http_headers.status_code), None
+        if reason == "payload_too_large":
+            return float(item.content_length), None
+        return None, str(item.record_type).rsplit(".", 1)[-1] if reason == "record_other" else None
+
+    def describe(self, item):
+        """A dropped FastWARC record: its record id and target URI (no text: it was not extracted)."""
+        from dsllm.curation.dropped import DroppedItem
+
+        return DroppedItem(item.record_id or "", item.headers.get("WARC-Target-URI") or "")
+
+    def outcomes(self, stream: IO[bytes]) -> Iterator[tuple]:
+        """(page, None) for each page passed on, (record, reason) for each record dropped (None for
+        the unreadable rest of a stream)."""
         head = stream.read(_CHUNK)
         if head[:3] != GZIP_MAGIC:
             yield from self._records(_Prefixed(head, stream))
@@ -123,7 +140,7 @@ class WarcReader(Stage):
             if getattr(stream, "error", "") and record.stream_pos >= stream.bad_start:
                 stream.charged = True  # this record lies in the broken member
                 page, reason = None, stream.error
-            yield page, (reason if page is None else None)
+            yield (page, None) if page is not None else (record, reason)
 
     def _page(self, record) -> tuple[RawPage | None, str]:
         rtype = str(record.record_type)

@@ -8,7 +8,8 @@
   through rich's `RichHandler` on a terminal and as plain lines elsewhere (files, CI, Ray job logs).
 
 Text is printed as it is: no rich markup, emoji codes or highlighting is applied, so bytes from the
-data (URLs, page text, file names) never become markup; rich also drops terminal control codes.
+data (URLs, page text, file names) never become markup. rich drops only a few control codes (BEL,
+BS, VT, FF, CR), not ESC or the C1 codes, so text from crawled data goes through `printable` first.
 Both consoles look up `sys.stdout` / `sys.stderr` when they print, so redirection works.
 """
 
@@ -25,6 +26,21 @@ stderr = Console(stderr=True, soft_wrap=True, markup=False, highlight=False, emo
 
 LEVELS = ("debug", "info", "warning", "error")
 _OURS = "_dsllm_console_handler"
+
+
+# C0 (but newline and tab), DEL, C1 and the bidirectional / line-separator controls that can make a
+# terminal line read differently from its bytes: shown as visible escapes instead
+_UNSAFE = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (0x09, 0x0A)}
+_UNSAFE.update(
+    {c: f"\\u{c:04x}" for c in (0x061C, 0x200E, 0x200F, 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+)
+
+
+def printable(text: str) -> str:
+    """`text` with every terminal control character (ESC, CSI, BEL, CR, bidi overrides...) shown as
+    a visible escape such as `\\x1b`: what untrusted text (page text, URLs) goes through before a
+    terminal sees it. Newlines and tabs are kept."""
+    return text.translate(_UNSAFE)
 
 
 def out(text: object = "", end: str = "\n") -> None:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dsllm import storage
-from dsllm.curation.dedup.components import gid_file, group_edges, spanning_forest
+from dsllm.curation.dedup.components import INDEX_NODE, gid_file, group_edges, spanning_forest
 from dsllm.curation.dedup.config import DedupConfig
 from dsllm.curation.dedup.index import read_index_bands, read_index_keys
 from dsllm.curation.dedup.signatures import BAND, EXACT, keys_path, read_parquet, write_parquet
@@ -65,21 +65,32 @@ def _rows(task: PartitionTask, kind: int) -> tuple[pa.Table, pa.Table]:
 
 
 def exact_partition_task(task: PartitionTask) -> dict:
-    """{"against": gids equal to something seen, "within": gids with a better equal in the dump}."""
+    """{"against": gids equal to something seen, "within": gids with a better equal in the dump},
+    and for each the gid of the kept document it equals ("against_of": an earlier dump's document,
+    INDEX_NODE for one in the index; "within_of": the survivor of its key)."""
     cur, earlier = _rows(task, EXACT)
-    seen = [earlier.column("key").to_numpy()]
+    ek, eg = earlier.column("key").to_numpy(), earlier.column("gid").to_numpy()
+    seen = [ek]
     if task.index:
         seen.append(read_index_keys(task.index, "exact", task.partition, task.index_batches))
     keys = cur.column("key").to_numpy()
     hit = np.isin(keys, np.concatenate(seen))
     against = cur.column("gid").to_numpy()[hit]
+    against_of = np.full(len(against), INDEX_NODE, dtype=np.uint64)
+    if len(ek) and len(against):
+        order = np.lexsort((eg, ek))
+        sk, sg = ek[order], eg[order]
+        pos = np.minimum(np.searchsorted(sk, keys[hit]), len(sk) - 1)
+        found = sk[pos] == keys[hit]
+        against_of[found] = sg[pos[found]]
     rest = cur.filter(pa.array(~hit))
     rest = rest.append_column("neg_q", pc.negate(rest.column("quality")))
     rest = rest.sort_by([("key", "ascending"), ("neg_q", "ascending"), ("id", "ascending"), ("gid", "ascending")])
-    k = rest.column("key").to_numpy()
+    k, g = rest.column("key").to_numpy(), rest.column("gid").to_numpy()
     dup = np.zeros(len(k), dtype=bool)
     dup[1:] = k[1:] == k[:-1]
-    return {"against": against, "within": rest.column("gid").to_numpy()[dup]}
+    head = np.maximum.accumulate(np.where(dup, 0, np.arange(len(k)))) if len(k) else np.zeros(0, np.int64)
+    return {"against": against, "against_of": against_of, "within": g[dup], "within_of": g[head][dup]}
 
 
 def match_keys(keys: np.ndarray, gids: np.ndarray, ext_keys: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:

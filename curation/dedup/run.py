@@ -47,7 +47,7 @@ from dsllm.curation.dedup.verify import IndexJoinTask, JoinTask, index_join_task
 from dsllm.curation.stage import StageCounts
 
 log = logging.getLogger(__name__)
-ARTIFACTS = 2  # version of the work-dir artifacts (part of the fingerprint)
+ARTIFACTS = 3  # version of the work-dir artifacts (part of the fingerprint)
 
 REASONS = {
     ("exact", "within"): "exact_duplicate",
@@ -76,6 +76,12 @@ class DedupOutcome:
         """Ids of `file` that dedup removes."""
         i = self.files.index(file)
         return set(read_parquet(_removed_ids_path(self.workdir, i)).column("id").to_pylist())
+
+    def removed_rows_uri(self, i: int) -> str:
+        """Where the rows of `files[i]` that dedup removes are listed: a Parquet file of id, row,
+        reason (`stage:reason`) and duplicate_of (the id of the kept document it duplicates, null
+        when that one is in the index)."""
+        return _removed_ids_path(self.workdir, i)
 
     def commit_index(self) -> None:
         """Add this run's survivors to the index (idempotent). Call after publishing the shards."""
@@ -204,10 +210,12 @@ def _dump(
         index_verified=tuple(b for b in idx.batches if b not in idx.legacy_batches) if idx else (),
     )
     removed = {}  # (stage, how) -> gids
+    of = {}  # (stage, how) -> gid of the kept document each removed one duplicates (INDEX_NODE: unknown)
     if cfg.exact:
         parts = executor.map(exact_partition_task, [PartitionTask(p, **base) for p in range(partitions)])
         for how in ("within", "against"):
             removed[("exact", how)] = np.concatenate([r[how] for r in parts] + [np.zeros(0, np.uint64)])
+            of[("exact", how)] = np.concatenate([r[how + "_of"] for r in parts] + [np.zeros(0, np.uint64)])
     exact_uri = storage.join(rundir, "exact-removed.parquet")
     write_gids(
         exact_uri,
@@ -216,14 +224,26 @@ def _dump(
     if cfg.minhash:
         base["exact_removed"] = exact_uri
         payloads = tuple(_index_payload(idx, b, cfg) for b in base["index_verified"])
-        within, against = _near_duplicates(base, payloads, partitions, rundir, work, cfg, executor)
+        within, within_of, against = _near_duplicates(base, payloads, partitions, rundir, work, cfg, executor)
         removed[("minhash", "within")], removed[("minhash", "against")] = within, against
+        of[("minhash", "within")] = within_of
+        of[("minhash", "against")] = np.full(len(against), INDEX_NODE, dtype=np.uint64)
     table = pa.concat_tables(
         [
-            pa.table({"gid": pa.array(g, pa.uint64()), "reason": pa.array([REASONS[k]] * len(g), pa.string())})
+            pa.table(
+                {
+                    "gid": pa.array(g, pa.uint64()),
+                    "reason": pa.array([REASONS[k]] * len(g), pa.string()),
+                    "of": pa.array(of[k], pa.uint64()),
+                }
+            )
             for k, g in removed.items()
         ]
-        + [pa.table({"gid": pa.array([], pa.uint64()), "reason": pa.array([], pa.string())})]
+        + [
+            pa.table(
+                {"gid": pa.array([], pa.uint64()), "reason": pa.array([], pa.string()), "of": pa.array([], pa.uint64())}
+            )
+        ]
     )
     removed_uri = storage.join(rundir, "removed.parquet")
     write_parquet(removed_uri, table.sort_by("gid"))
@@ -244,7 +264,10 @@ def _index_payload(idx: DedupIndex, batch: str, cfg: DedupConfig) -> str:
     return "shingles" if cfg.verify == "jaccard" and "shingles" in idx.payload(batch) else "signature"
 
 
-def _near_duplicates(base, payloads, partitions, rundir, work, cfg, executor) -> tuple[np.ndarray, np.ndarray]:
+def _near_duplicates(
+    base, payloads, partitions, rundir, work, cfg, executor
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(removed within the dump, the survivor each duplicates, removed against earlier dumps or the index)."""
     parts = executor.map(band_partition_task, [PartitionTask(p, **base) for p in range(partitions)])
     hits = np.unique(np.concatenate([r["hits"] for r in parts] + [np.zeros(0, np.uint64)]))
     if cfg.verify == "none":
@@ -286,13 +309,15 @@ def _near_duplicates(base, payloads, partitions, rundir, work, cfg, executor) ->
     against_mask = np.isin(roots, indexed_roots) & (nodes != INDEX_NODE)
     against = nodes[against_mask]
     members, labels = nodes[~against_mask & (nodes != INDEX_NODE)], roots[~against_mask & (nodes != INDEX_NODE)]
-    return _losers(members, labels, work, executor), against
+    losers, winners = _losers(members, labels, work, executor)
+    return losers, winners, against
 
 
-def _losers(members: np.ndarray, labels: np.ndarray, work: str, executor) -> np.ndarray:
-    """All members but the best of each component (highest quality, then smallest id)."""
+def _losers(members: np.ndarray, labels: np.ndarray, work: str, executor) -> tuple[np.ndarray, np.ndarray]:
+    """All members but the best of each component (highest quality, then smallest id), and for
+    each of them the best of its component (the kept document it duplicates)."""
     if len(members) == 0:
-        return np.zeros(0, np.uint64)
+        return np.zeros(0, np.uint64), np.zeros(0, np.uint64)
     files = gid_file(members)
     tasks = [(work, int(f), members[files == f], labels[files == f]) for f in np.unique(files)]
     t = pa.concat_tables(executor.map(_gather_task, tasks))
@@ -300,7 +325,9 @@ def _losers(members: np.ndarray, labels: np.ndarray, work: str, executor) -> np.
     lab = t.column("label").to_numpy()
     loser = np.ones(len(lab), dtype=bool)
     loser[np.unique(lab, return_index=True)[1]] = False
-    return t.column("gid").to_numpy()[loser]
+    g = t.column("gid").to_numpy()
+    best = np.maximum.accumulate(np.where(loser, 0, np.arange(len(lab))))  # sorted: the best comes first
+    return g[loser], g[best][loser]
 
 
 def _gather_task(args) -> pa.Table:
@@ -320,19 +347,57 @@ def _removed_ids_path(work: str, i: int) -> str:
     return storage.join(work, "removed", f"file-{i:05d}.parquet")
 
 
+STAGE_OF = {"exact": "exact_dedup", "near": "minhash_dedup"}
+
+
 def _write_removed_ids(files, work, removed_uris, executor) -> None:
-    gids = np.concatenate([read_gids(u) for u in removed_uris] + [np.zeros(0, np.uint64)])
+    """Per file: the ids and rows it loses, their `stage:reason`, and the id of the kept document
+    each duplicates (null when it is in the index)."""
+    t = pa.concat_tables(
+        [read_parquet(u, columns=["gid", "reason", "of"]) for u in removed_uris]
+        + [
+            pa.table(
+                {"gid": pa.array([], pa.uint64()), "reason": pa.array([], pa.string()), "of": pa.array([], pa.uint64())}
+            )
+        ]
+    )
+    gids, of = t.column("gid").to_numpy(), t.column("of").to_numpy()
+    reasons = np.array([f"{STAGE_OF[r.split('_', 1)[0]]}:{r}" for r in t.column("reason").to_pylist()], dtype=object)
+    of_ids = np.full(len(of), None, dtype=object)
+    known = np.flatnonzero(of != INDEX_NODE)
+    of_files = gid_file(of[known])
+    holders = np.unique(of_files)
+    for j, ids in zip(holders, executor.map(_ids_task, [(work, int(j), of[known][of_files == j]) for j in holders])):
+        of_ids[known[of_files == j]] = ids
     f = gid_file(gids)
-    executor.map(_removed_ids_task, [(work, i, gids[f == i]) for i in range(len(files))])
+    executor.map(
+        _removed_ids_task, [(work, i, gids[f == i], reasons[f == i], of_ids[f == i]) for i in range(len(files))]
+    )
+
+
+def _ids_task(args) -> list[str]:
+    """The ids of `gids` (all in file `i`), in their order."""
+    work, i, gids = args
+    return read_parquet(docs_path(work, i), columns=["id"]).column("id").take(pa.array(gid_row(gids))).to_pylist()
 
 
 def _removed_ids_task(args) -> None:
-    work, i, gids = args
+    work, i, gids, reasons, of_ids = args
+    order = np.argsort(gids, kind="stable")
+    rows = gid_row(gids[order])
     if len(gids) == 0:
-        write_parquet(_removed_ids_path(work, i), pa.table({"id": pa.array([], pa.string())}))
-        return
-    ids = read_parquet(docs_path(work, i), columns=["id"]).column("id").take(pa.array(gid_row(np.sort(gids))))
-    write_parquet(_removed_ids_path(work, i), pa.table({"id": ids.cast(pa.string())}))
+        ids = pa.array([], pa.string())
+    else:
+        ids = read_parquet(docs_path(work, i), columns=["id"]).column("id").take(pa.array(rows)).cast(pa.string())
+    table = pa.table(
+        {
+            "id": ids,
+            "row": pa.array(rows, pa.int64()),
+            "reason": pa.array(list(reasons[order]), pa.string()),
+            "duplicate_of": pa.array(list(of_ids[order]), pa.string()),
+        }
+    )
+    write_parquet(_removed_ids_path(work, i), table)
 
 
 def _commit_partition(args) -> None:

@@ -45,6 +45,7 @@ class C4Config:
 
 class C4Filter(Stage):
     name = "c4"
+    reason_signals = {"too_few_sentences": "sentences"}  # lorem_ipsum, curly_bracket: no value
 
     def __init__(self, cfg: C4Config = C4Config()):
         self.cfg = cfg

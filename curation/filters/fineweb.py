@@ -34,6 +34,7 @@ class FineWebConfig:
 
 class FineWebFilter(Stage):
     name = "fineweb"
+    reason_signals = {"list_ratio": "newline_ratio"}
 
     def __init__(self, cfg: FineWebConfig = FineWebConfig()):
         self.cfg = cfg

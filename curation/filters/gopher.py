@@ -81,6 +81,14 @@ def _line_stats(text: str) -> tuple[float, float]:
 
 class GopherQualityFilter(Stage):
     name = "gopher_quality"
+    # the other reasons are named like the signal that decided them (symbol_ratio, alpha_words, ...)
+    reason_signals = {
+        "too_few_words": "n_words",
+        "too_many_words": "n_words",
+        "too_few_chars": "n_words",
+        "too_many_chars": "n_words",
+        "stop_chars": "stop_words",
+    }
 
     def __init__(self, cfg: GopherQualityConfig = GopherQualityConfig()):
         self.cfg = cfg

@@ -57,8 +57,20 @@ class UrlFilter(Stage):
         self._split = re.compile(r"[^0-9a-z]+")
 
     def blocked_domain(self, host: str) -> bool:
+        return self.blocking_domain(host) is not None
+
+    def blocking_domain(self, host: str) -> str | None:
+        """The block-list entry that blocks `host` (the host or its nearest listed parent), or None."""
         parts = host.split(".")
-        return any(".".join(parts[i:]) in self.domains for i in range(len(parts)))
+        return next((d for d in (".".join(parts[i:]) for i in range(len(parts))) if d in self.domains), None)
+
+    def deciding(self, item: Document, reason: str) -> tuple[float | None, str | None]:
+        """The block-list entry that matched (a domain, or the words, comma-separated)."""
+        if reason == "blocked_domain":
+            return None, self.blocking_domain(host_of(item.url))
+        if reason == "blocked_word":
+            return None, ",".join(sorted(set(self._split.split(item.url.lower())) & self.words))
+        return None, None
 
     def keep(self, doc: Document) -> str | None:
         host = host_of(doc.url)

@@ -61,6 +61,7 @@ def sections(manifest: dict, stats: dict | None, rows: list[dict], quality, leng
         "inputs": _inputs(manifest.get("inputs") or []),
         "funnel": _funnel(stats.get("stages") or [], documents, problems),
         "skipped_stages": list(stats.get("skipped") or []),
+        "dropped_samples": stats.get("dropped_samples"),
         "languages": _languages(stats.get("languages") or {}),
         "domains": _domains(stats.get("domains") or {}),
         "quality_score": quality.to_json(),

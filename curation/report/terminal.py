@@ -96,6 +96,14 @@ def curated_parts(r: dict):
     yield funnel(r["funnel"])
     if r.get("skipped_stages"):
         yield Text(f"stages skipped in this run: {', '.join(r['skipped_stages'])}", style="yellow")
+    kept = r.get("dropped_samples")
+    if kept and kept.get("rows"):
+        how = "every dropped document" if kept["mode"] == "all" else f"the first {kept['keep']} per stage and reason"
+        yield Text(
+            f"dropped documents kept: {sum(kept['rows'].values()):,} ({how}) in dropped/; "
+            "see them with `dsllm stats OUT --dropped REASON`",
+            style="dim",
+        )
     yield languages(r["languages"])
     yield domains(r["domains"])
     yield distribution("Quality score", r["quality_score"], "{:.3f}")
@@ -402,6 +410,8 @@ def checks(r: dict):
 
 
 def samples(r: dict):
+    from dsllm.console import printable
+
     if not r.get("sample"):
         return None
     panels = []
@@ -417,5 +427,48 @@ def samples(r: dict):
             meta = f"{d['n_tokens']} tokens · {d['documents']} segments at {d['doc_offsets'][:12]}"
             body = (d["text"] or "")[:600] if d["text"] is not None else f"ids: {d['input_ids_head']} …"
             title = f"{d['shard']}#{d['row']}"
-        panels.append(Panel(Group(Text(meta, style="dim"), Text(body)), title=title, title_align="left"))
+        panels.append(
+            Panel(
+                Group(Text(printable(meta), style="dim"), Text(printable(body))),
+                title=Text(printable(title)),
+                title_align="left",
+            )
+        )
     return Group(Text(f"Sample of {len(panels)}", style="bold"), *panels)
+
+
+def render_dropped(report: dict, console: Console | None = None) -> None:
+    """`dsllm stats OUT --dropped SELECTOR`: one panel per kept dropped document. Text from the
+    crawl (page text, URLs, details) goes through `dsllm.console.printable`: no control character
+    or escape sequence of the data reaches the terminal."""
+    from dsllm.console import printable
+
+    if console is None:
+        console = Console(markup=False, highlight=False, emoji=False)
+        if not console.is_terminal:
+            console = Console(width=max(console.width, 120), markup=False, highlight=False, emoji=False)
+    counts = ", ".join(f"{k}: {v['dropped']} dropped, {v['kept']} kept" for k, v in report["reasons"].items())
+    mode = "every dropped document" if report["mode"] == "all" else f"the first {report['keep']} per stage and reason"
+    console.print(Text(f"Dropped documents: {report['selector']} ({counts}; kept: {mode})", style="bold"))
+    console.print(Text(f"showing {len(report['rows'])} of {report['rows_kept']}", style="dim"))
+    for d in report["rows"]:
+        title = f"{d['stage']}:{d['reason']}"
+        if d.get("value") is not None:
+            title += f" · value {d['value']:.6g}"
+        if d.get("detail"):
+            title += f" · {d['detail']}"
+        meta = [
+            f"id {d.get('id') or '—'} · {d.get('lang') or '—'} · {num(d.get('n_chars'))} chars · {d.get('crawl') or '—'}"
+        ]
+        if d.get("duplicate_of"):
+            meta.append(f"duplicate of {d['duplicate_of']}")
+        meta.append(d.get("url") or "(no url)")
+        meta.append(d.get("warc_file") or "")
+        body = (d.get("text") or "")[:600] if d.get("text") is not None else "(no text: dropped before extraction)"
+        console.print(
+            Panel(
+                Group(Text(printable("\n".join(meta)), style="dim"), Text(printable(body))),
+                title=Text(printable(title)),
+                title_align="left",
+            )
+        )

@@ -38,6 +38,14 @@ def add_arguments(p) -> None:
         help="keep the readable records of an input that ends inside a gzip member (status "
         "`truncated` in manifest.json) instead of failing the run",
     )
+    p.add_argument(
+        "--keep-dropped",
+        metavar="N|all",
+        default=None,
+        help="dropped documents kept in OUT/dropped/ with stage, reason and deciding value: the first N "
+        "per stage and reason (default 5, dropped.keep), or all of them for audits; shown by "
+        "`dsllm stats OUT --dropped REASON`",
+    )
     p.add_argument("--limit", type=int, default=None, metavar="N", help="take only the first N WARCs")
     p.add_argument(
         "--cc-base",
@@ -64,7 +72,11 @@ def run(args) -> int:
         raise UserError("--limit must be >= 1")
     if storage.is_http(args.output):
         raise UserError(f"--output {args.output}: cannot write to an HTTP URL; use a local path or s3://")
+    from dsllm.curation.dropped import parse_keep_dropped
+
     overrides = list(args.overrides) + (["run.accept_partial=true"] if args.accept_partial else [])
+    if args.keep_dropped is not None:
+        overrides += parse_keep_dropped(args.keep_dropped)
     cfg = load_curate_config(args.config, overrides)
     cfg = replace_skip(cfg, [s.strip() for s in args.skip.split(",") if s.strip()])
     specs = resolve_inputs(args.inputs, args.cc_base, args.limit)

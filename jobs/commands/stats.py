@@ -29,6 +29,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--sample", metavar="N", type=int, default=0, help="show N random documents (or sequences) with metadata"
     )
     p.add_argument("--seed", type=int, default=0, help="random seed of --sample (default 0)")
+    p.add_argument(
+        "--dropped",
+        metavar="REASON",
+        default=None,
+        help="show the dropped documents curate kept (OUT/dropped/) for REASON: stage:reason, a reason, or a stage",
+    )
+    p.add_argument(
+        "--limit", type=int, default=20, metavar="N", help="with --dropped: documents shown (default 20; 0 = all)"
+    )
     p.add_argument("--verify", action="store_true", help="re-read every shard and check sha256 against the manifest")
     p.add_argument(
         "--threads", type=int, default=None, metavar="N", help="parallel shard reads (default: 8 local, 32 remote)"
@@ -48,6 +57,8 @@ def run(args) -> int:
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads {args.threads}: must be >= 1")
     storage.set_requester_pays(args.requester_pays)
+    if args.dropped is not None:
+        return _dropped(args)
     with _progress() as progress:
         report = summarize(
             args.path, sample=args.sample, verify=args.verify, seed=args.seed, threads=args.threads, progress=progress
@@ -65,6 +76,29 @@ def run(args) -> int:
         if args.html:
             console.out(f"HTML report: {args.html}")
     return 0 if report["checks"]["ok"] else 1
+
+
+def _dropped(args) -> int:
+    import json
+
+    from dsllm.curation.report.dropped import dropped_report
+    from dsllm.errors import UserError
+
+    if args.limit < 0:
+        raise UserError(f"--limit {args.limit}: must be >= 0")
+    other = [flag for flag, on in (("--html", args.html), ("--sample", args.sample), ("--verify", args.verify)) if on]
+    if other:
+        raise UserError(
+            f"--dropped shows dropped documents only; drop {', '.join(other)} (or run them without --dropped)"
+        )
+    report = dropped_report(args.path, args.dropped.strip(), args.limit)
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=True) + "\n")
+    else:
+        from dsllm.curation.report.terminal import render_dropped
+
+        render_dropped(report)
+    return 0
 
 
 class _progress:

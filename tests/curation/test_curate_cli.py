@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import shutil
 
 from dsllm import storage
 from dsllm.config import load_config
 from dsllm.curation.config import CurateConfig
+from dsllm.curation.dropped import read_dropped
 from dsllm.curation.executor import LocalExecutor
 from dsllm.curation.pipeline import replace_skip
 from dsllm.curation.run import run_curate
@@ -47,6 +49,8 @@ def test_cc_crawl_over_http_to_s3_with_a_failing_input_then_resume(tmp_path, htt
     assert stats["stages"][0]["in"] == 2 * (1 + 20 * 3)
     assert stats["stages"][-1]["out"] == sum(s["rows"] for s in manifest["shards"]) > 0
     assert "minhash_dedup" not in [s["name"] for s in stats["stages"]]
+    kept = collections.Counter(f"{r['stage']}:{r['reason']}" for r in read_dropped(out).to_pylist())  # over S3
+    assert kept == {f"{s['name']}:{r}": min(5, n) for s in stats["stages"] for r, n in s["dropped"].items()}
     for shard in manifest["shards"]:
         assert storage.stat(f"{out}/{shard['path']}").size == shard["bytes"]
 
