@@ -9,7 +9,11 @@ Precision policies (`precision` in the train config):
 - `fp32`:          fp32 weights, fp32 compute;
 - `bf16-autocast`: fp32 weights, matmuls in bf16 under torch.autocast;
 - `bf16`:          bf16 weights and activations, with fp32 master weights and fp32 gradient
-                   accumulation held here (DeepSeek: "bf16 with fp32 gradient accumulation").
+                   accumulation held here (DeepSeek: "bf16 with fp32 gradient accumulation");
+- `auto` (the default): `bf16` where the device computes in bf16 natively (CUDA; a CPU with
+                   AVX512-BF16 or AMX, as oneDNN reports it), else `fp32`. On an AVX2-only CPU bf16
+                   matmuls are emulated: 0.2-0.3 vs 10-21 GFLOP/s for fp32 (about 50x slower) on a
+                   2-core AMD EPYC, `python bench/bench_precision.py` (bench/RESULTS-train.md).
 """
 
 from __future__ import annotations
@@ -20,6 +24,29 @@ import torch
 from torch import nn
 
 PRECISIONS = ("fp32", "bf16-autocast", "bf16")
+PRECISION_CHOICES = ("auto", *PRECISIONS)
+
+
+def native_bf16(device_type: str) -> bool:
+    """Whether `device_type` computes bf16 matmuls natively (not emulated)."""
+    if device_type == "cuda":
+        return True
+    if device_type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def resolve_precision(precision: str, device_type: str) -> tuple[str, str]:
+    """The policy a run uses for `precision` on `device_type`, and why (for `auto`)."""
+    if precision != "auto":
+        return precision, ""
+    if native_bf16(device_type):
+        return "bf16", f"{device_type} computes bf16 natively"
+    capability = torch.backends.cpu.get_cpu_capability() if device_type == "cpu" else device_type
+    return "fp32", f"this {device_type} has no native bf16 ({capability}): bf16 would be emulated"
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
+from dsllm.console import note
 from dsllm.errors import UserError
 from dsllm.trainer.checkpoints import native as ckpt_io
 from dsllm.trainer.config import ModelConfig
@@ -34,11 +35,12 @@ from dsllm.trainer.loop import (
 from dsllm.trainer.metrics import MetricsLog, PeakFlops
 from dsllm.trainer.model import Transformer
 from dsllm.trainer.optim import (
-    PRECISIONS,
+    PRECISION_CHOICES,
     MasterWeights,
     OptimConfig,
     build_optimizer,
     clip_gradients,
+    resolve_precision,
 )
 from dsllm.trainer.parallelize import (
     AC_MODES,
@@ -61,7 +63,9 @@ class TrainConfig:
     batch_tokens: int = 0  # global batch in tokens instead (a multiple of seq_len), if > 0
     micro_batch_size: int = 4  # sequences per forward/backward (gradient accumulation)
     max_steps: int = 1000
-    precision: str = "bf16"  # bf16 (bf16 weights, fp32 master; fastest measured) | bf16-autocast | fp32
+    precision: str = (
+        "auto"  # auto (bf16 where native, else fp32) | bf16 (bf16 weights, fp32 master) | bf16-autocast | fp32
+    )
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda (--device)
     activation_checkpointing: str = "none"  # none | selective | full (trainer/parallelize.py)
     bf16_optimizer_states: bool = False  # AdamW moments in bf16 (trainer/optim.py)
@@ -90,8 +94,8 @@ class TrainConfig:
             raise ValueError(
                 f"activation_checkpointing must be one of {', '.join(AC_MODES)}, got {self.activation_checkpointing!r}"
             )
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision not in PRECISION_CHOICES:
+            raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {self.precision!r}")
         for name in ("batch_size", "micro_batch_size", "max_steps"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
@@ -182,6 +186,11 @@ def train(
     remote_run = run_dir if mirror else None
 
     device = resolve_device(cfg.device)
+    precision, why = resolve_precision(cfg.precision, device.type)
+    if precision != cfg.precision:
+        cfg = replace(cfg, precision=precision)
+        if rank == 0 and not quiet:
+            note(f"precision auto: {precision} ({why})")
     torch.manual_seed(cfg.seed)
     with torch.device(device):  # every tensor of the run lives on its device
         model = Transformer(model_cfg)

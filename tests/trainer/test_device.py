@@ -102,3 +102,55 @@ def test_train_with_activation_checkpointing_gives_the_same_losses(tmp_path, mod
     assert len(off) == 3 and [s for s, _ in on] == [s for s, _ in off]
     assert all(abs(a - b) < 1e-5 for (_, a), (_, b) in zip(off, on))
     assert json.loads((tmp_path / "on" / "metrics.jsonl").read_text().splitlines()[-1])["loss"] > 0
+
+
+def _cpu_has_native_bf16() -> bool:
+    """From the kernel's CPU flags, not from torch: AVX512-BF16 or AMX-BF16."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        pytest.skip("no /proc/cpuinfo")
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def test_precision_auto_is_bf16_only_where_the_cpu_has_it(cli, tmp_path):
+    """`precision = "auto"` (the default) trains in bf16 only on a CPU with native bf16; elsewhere fp32,
+    said in one line and recorded in the checkpoint. An explicit precision is kept as given."""
+    data = write_packed(tmp_path / "packed", rows=16, seq_len=32)
+    small = [
+        f"--set=model.{k}={v}"
+        for k, v in (
+            ("hidden_size", 32),
+            ("intermediate_size", 64),
+            ("num_hidden_layers", 1),
+            ("num_attention_heads", 2),
+            ("num_key_value_heads", 1),
+            ("vocab_size", 128),
+        )
+    ]
+    expected = "bf16" if _cpu_has_native_bf16() else "fp32"
+    for given, want in (("auto", expected), ("bf16-autocast", "bf16-autocast")):
+        run = tmp_path / f"run-{given}"
+        out = cli(
+            "train",
+            "--model",
+            "tiny",
+            "--data",
+            data,
+            "--output",
+            str(run),
+            "--device",
+            "cpu",
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "4",
+            f"--set=precision={given}",
+            "--set=checkpoint_every_steps=1",
+            *small,
+        )
+        assert out.returncode == 0, out.stderr
+        assert (f"precision auto: {want}" in out.stderr) == (given == "auto"), out.stderr
+        state = json.loads(next(run.glob("checkpoints/step-*/trainer_state.json")).read_text())
+        assert state["precision"] == want and state["train_config"]["precision"] == want

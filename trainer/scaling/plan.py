@@ -71,7 +71,7 @@ class SweepConfig:
     """A sweep's knobs (configs/scaling.toml, `--set key=value`)."""
 
     seed: int = 0
-    precision: str = "bf16"  # as `dsllm train` (bf16 | bf16-autocast | fp32)
+    precision: str = "auto"  # as `dsllm train` (auto | bf16 | bf16-autocast | fp32)
     micro_batch_size: int = 8  # at most this many sequences per forward (a divisor of the batch)
     threads: int = 1  # CPUs per run (Ray task num_cpus and torch threads)
     gpus_per_run: int = -1  # -1: one GPU per run when the cluster has GPUs, else none
