@@ -20,6 +20,7 @@ published as complete, so a rerun retries only it.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from dsllm import storage
 from dsllm.config import config_to_dict
@@ -29,6 +30,8 @@ from dsllm.curation.pipeline import per_input_fingerprint, process_input_safely,
 from dsllm.curation.shards import check_funnel, merge_sums, now_iso, plan_shards, versions, write_final_shard
 from dsllm.curation.sources import InputSpec
 from dsllm.curation.stage import StageCounts, merge_counts
+
+_log = logging.getLogger(__name__)  # the default `log` of callers without a console
 
 
 @dataclasses.dataclass
@@ -56,7 +59,12 @@ def run_signature(specs: list[InputSpec], cfg: CurateConfig, dedup_index: str | 
 
 
 def run_curate(
-    specs: list[InputSpec], out: str, cfg: CurateConfig, executor: Executor, dedup_index: str | None = None, log=print
+    specs: list[InputSpec],
+    out: str,
+    cfg: CurateConfig,
+    executor: Executor,
+    dedup_index: str | None = None,
+    log=_log.info,
 ) -> CurateResult:
     """The whole curate run over `executor`; see the module docstring for its steps."""
     marker, signature = complete_marker(out), run_signature(specs, cfg, dedup_index)

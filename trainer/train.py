@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from dsllm import console
 from dsllm.errors import UserError
 from dsllm.trainer.checkpoints import native as ckpt_io
 from dsllm.trainer.config import ModelConfig
@@ -338,7 +339,7 @@ def _resume_run(
         progress.resume_tokens = progress.tokens
     if not quiet:
         kind = "exact resume" if optim_state else "weights only, fresh AdamW, re-warmup"
-        print(f"resuming from {shown_from} at step {progress.step}, {progress.tokens:,} tokens ({kind})")
+        console.out(f"resuming from {shown_from} at step {progress.step}, {progress.tokens:,} tokens ({kind})")
     return optim_state, progress
 
 
