@@ -8,7 +8,7 @@ Saved under a name ending in `.xz`, it is compact (the bundled index is one): pe
 grouped by benchmark, each group sorted and delta-coded (`d<len>`, stored byte-plane by byte-plane so
 the near-zero high bytes of the deltas compress away) with the group sizes (`c<len>`), the whole
 `.npz` compressed with xz. Hashes of random n-grams cannot compress much below their entropy, about
-64 - log2(count) bits each plus the benchmark, so this is ~6.2 bytes a hash against 12 in `.npz`.
+64 - log2(count) bits each plus the benchmark: ~6.1 bytes a hash for the bundled index, 12 in `.npz`.
 Both forms load into the same tables; `digest()` identifies the content whichever form it came from.
 """
 
