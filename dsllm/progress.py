@@ -82,7 +82,8 @@ class StageProgress:
         return f"[{self.stage}] {self.done}/{self.total} {self.unit}{pct} | {rate:.2f}/s | eta {eta} | {elapsed:.1f}s"
 
     def _print(self) -> None:
-        print(self.line(), file=self.stream, flush=True)
+        self.stream.write(self.line() + "\n")  # the stream given (stderr by default), as it is
+        self.stream.flush()
         self._last_line = time.monotonic()
 
     def advance(self, n: int = 1) -> None:

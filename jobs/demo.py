@@ -14,10 +14,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
-import sys
 import time
 
-from dsllm import storage
+from dsllm import console, storage
 from dsllm.errors import UserError
 
 
@@ -74,7 +73,7 @@ def check_stages() -> None:
 class Demo:
     """Runs the stages in order under `workdir`, printing progress and where everything is."""
 
-    def __init__(self, workdir: str, cfg: DemoConfig, out=sys.stdout):
+    def __init__(self, workdir: str, cfg: DemoConfig, out=None):
         self.cfg = cfg
         self.out = out
         self.paths = {
@@ -87,7 +86,12 @@ class Demo:
         self._n_stages = 8
 
     def say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        """One line of the demo's report: through the console (stdout), or onto `out` when given."""
+        if self.out is None:
+            console.out(text)
+        else:
+            self.out.write(text + "\n")
+            self.out.flush()
 
     def stage(self, i: int, name: str, argv: list[str]) -> None:
         """Run `dsllm ARGV` in-process; a non-zero exit stops the demo naming the stage."""
@@ -302,7 +306,7 @@ def _sparkline(values: list[float]) -> str:
     return "".join(bars[min(7, int((v - lo) / (hi - lo + 1e-12) * 8))] for v in pts)
 
 
-def run_demo(workdir: str, cfg: DemoConfig = DemoConfig(), out=sys.stdout) -> dict:
+def run_demo(workdir: str, cfg: DemoConfig = DemoConfig(), out=None) -> dict:
     """Run the whole demo under `workdir` (one in-process Ray shared by the stages; shut down at the
     end only if the demo started it)."""
     check_stages()

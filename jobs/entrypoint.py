@@ -10,6 +10,7 @@ import json
 import os
 import sys
 
+from dsllm import console
 from dsllm.jobs.submit import SECRET_FILE
 
 RAY_STAGES = ("curate", "pack", "tokenizer", "train")
@@ -23,7 +24,7 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("DSLLM_RAY_ADDRESS", "auto")
     from dsllm.jobs.cli import main as cli_main
 
-    print(f"dsllm job: {' '.join(argv[:1])} on the Ray cluster", flush=True)
+    console.out(f"dsllm job: {' '.join(argv[:1])} on the Ray cluster")
     return cli_main(argv)
 
 

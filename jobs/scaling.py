@@ -15,12 +15,11 @@ each from its own latest checkpoint (or its branch point).
 from __future__ import annotations
 
 import os
-import sys
 import time
 import traceback
 from pathlib import Path
 
-from dsllm import storage
+from dsllm import console, storage
 from dsllm.config import config_to_dict
 from dsllm.trainer.scaling.execute import RESULT, run_one, train_trunk
 from dsllm.trainer.scaling.plan import RunSpec, SweepConfig, share_groups
@@ -120,7 +119,7 @@ def run_sweep(
     """Run every unfinished run of the plan; returns {"planned", "skipped", "finished", "failed"}."""
     from dsllm.jobs.runner import init_ray, require_shared_path
 
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    log = log or console.note
     sweep = Path(sweep_dir)
     paths = {"train": str(sweep / "data" / "train"), "heldout": str(sweep / "data" / "heldout")}
     init_ray(address, num_cpus=None if address else workers * cfg.threads)

@@ -16,6 +16,7 @@ import json
 import os
 from pathlib import Path
 
+from dsllm import console
 from dsllm.errors import UserError
 
 
@@ -126,7 +127,7 @@ def train_with_ray(args, cfg, model_cfg) -> int:
     metrics_uri = storage.join(run_dir, "metrics.jsonl")
     lines = storage.read_text(metrics_uri).splitlines() if storage.exists(metrics_uri) else []
     last = json.loads(lines[-1]) if lines else {}
-    print(
+    console.out(
         f"trained to step {last.get('step')} ({int(last.get('tokens', 0)):,} tokens) with {args.workers} "
         f"workers, loss {last.get('loss', float('nan')):.4f}; checkpoints in {storage.join(run_dir, 'checkpoints')}"
         + (f"; reported to Ray Train: {result.checkpoint.path}" if result.checkpoint else "")

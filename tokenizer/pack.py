@@ -36,6 +36,7 @@ import dataclasses
 import hashlib
 import io
 import itertools
+import logging
 import os
 import tempfile
 
@@ -43,6 +44,9 @@ import numpy as np
 
 from dsllm import storage
 from dsllm.errors import UserError
+
+_log = logging.getLogger(__name__)  # the default `log` of callers without a console
+
 
 BOS_POLICIES = {
     "eos": "documents joined by EOS (EOS after every document, no BOS), as DeepSeek LLM",
@@ -370,7 +374,7 @@ def _check_job(output: str, job: dict) -> None:
     storage.write_json(uri, job)
 
 
-def pack(inputs: list[str], tokenizer: str, output: str, cfg: PackConfig, executor, log=print) -> dict:
+def pack(inputs: list[str], tokenizer: str, output: str, cfg: PackConfig, executor, log=_log.info) -> dict:
     """Tokenize and pack curated shards into `output`; returns the manifest. Resumes a killed run."""
     output = str(output).rstrip("/")
     if storage.is_http(output):

@@ -21,13 +21,12 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
 
-from dsllm import storage
+from dsllm import console, storage
 from dsllm.config import config_to_dict
 from dsllm.errors import UserError
 from dsllm.tokenizer import deepseek
@@ -184,11 +183,9 @@ class ShardTextSampler:
         self._last_log = now
         per = ", ".join(f"{k} {v['bytes'] / 1e6:.1f} MB" for k, v in self.taken.items())
         total = sum(v["bytes"] for v in self.taken.values())
-        print(
+        console.note(
             f"tokenizer train: sampled {total / 1e6:.1f}/{self.cfg.sample_bytes / 1e6:.1f} MB ({per}), "
-            f"shard {shard_index + 1}/{len(self.files)}",
-            file=sys.stderr,
-            flush=True,
+            f"shard {shard_index + 1}/{len(self.files)}"
         )
 
     def record(self) -> dict:

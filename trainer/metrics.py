@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
+
+from dsllm import console
 
 # dense bf16 tensor-core peaks (FLOP/s) of common accelerators
 GPU_PEAKS = {
@@ -191,7 +192,7 @@ class MetricsLog:
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
         if not self.quiet:
-            print(self.progress_line(record), file=sys.stderr, flush=True)
+            console.note(self.progress_line(record))
 
     def progress_line(self, r: dict) -> str:
         if "val_loss" in r and "loss" not in r:

@@ -26,12 +26,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import logging
 import math
 
 import numpy as np
 
 from dsllm import storage
 from dsllm.errors import UserError
+
+_log = logging.getLogger(__name__)  # the default `log` of callers without a console
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,7 +212,7 @@ def read_sources(uris: list[str]) -> tuple[list[Source], list[str]]:
 
 
 # ---------------------------------------------------------------- the whole job
-def build_mixture(inputs: list[str], output: str, cfg: MixtureConfig, log=print) -> dict:
+def build_mixture(inputs: list[str], output: str, cfg: MixtureConfig, log=_log.info) -> dict:
     """Plan the mixture of `inputs` (PACKED dirs), write MIX/order.parquet and MIX/mixture.json."""
     output = str(output).rstrip("/")
     if storage.is_http(output):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from dsllm.console import note
+from dsllm import console
 from dsllm.errors import UserError
 from dsllm.trainer.checkpoints import native as ckpt_io
 from dsllm.trainer.config import ModelConfig
@@ -190,7 +190,7 @@ def train(
     if precision != cfg.precision:
         cfg = replace(cfg, precision=precision)
         if rank == 0 and not quiet:
-            note(f"precision auto: {precision} ({why})")
+            console.note(f"precision auto: {precision} ({why})")
     torch.manual_seed(cfg.seed)
     with torch.device(device):  # every tensor of the run lives on its device
         model = Transformer(model_cfg)
@@ -347,7 +347,7 @@ def _resume_run(
         progress.resume_tokens = progress.tokens
     if not quiet:
         kind = "exact resume" if optim_state else "weights only, fresh AdamW, re-warmup"
-        print(f"resuming from {shown_from} at step {progress.step}, {progress.tokens:,} tokens ({kind})")
+        console.out(f"resuming from {shown_from} at step {progress.step}, {progress.tokens:,} tokens ({kind})")
     return optim_state, progress
 
 

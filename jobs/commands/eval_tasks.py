@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+from dsllm import console
 from dsllm.errors import UserError
 
 
@@ -37,7 +37,7 @@ def run_tasks(args, checkpoints) -> int:
     names = T.expand([t.strip() for t in args.tasks.split(",") if t.strip()])
     if not names:
         raise UserError("--tasks: no task named")
-    loaded = [T.load_requests(n, args.shots, args.limit) for n in names]
+    loaded = [T.load_requests(n, args.shots, args.limit, root=args.tasks_dir) for n in names]
     jobs = [(src, job) for src in args.model for job in checkpoints(src, args)]
     log_file = open(args.log_samples, "w", encoding="utf-8") if args.log_samples else None
     rows = []
@@ -45,7 +45,7 @@ def run_tasks(args, checkpoints) -> int:
         for k, (src, job) in enumerate(jobs, 1):
             ckpt = job()
             label = src if len(jobs) == 1 or ckpt.step is None else f"{src} @ {ckpt.step}"
-            print(f"[{k}/{len(jobs)}] evaluating {label}", file=sys.stderr, flush=True)
+            console.note(f"[{k}/{len(jobs)}] evaluating {label}")
             tokenizer = load_tokenizer(args.tokenizer, ckpt)
             model = build_model(ckpt, dtype=getattr(torch, args.dtype))
             log = None
@@ -66,5 +66,5 @@ def run_tasks(args, checkpoints) -> int:
     task_names = [s.name for s, _ in loaded]
     if args.html:
         Path(args.html).write_text(report.html_chart(rows, task_names), encoding="utf-8")
-    print(json.dumps(rows, indent=2) if args.json else report.format_table(rows, task_names))
+    console.out(json.dumps(rows, indent=2) if args.json else report.format_table(rows, task_names))
     return 0

@@ -12,7 +12,7 @@ change the mixture and retrain without re-curating or re-packing.
 
 from __future__ import annotations
 
-import sys
+from dsllm import console
 
 
 def add_arguments(p) -> None:
@@ -50,11 +50,11 @@ def run(args) -> int:
             raise UserError(f"--tokens {args.tokens}: must be positive")
         overrides.append(f"mixture.tokens={args.tokens}")
     cfg = load_config(MixConfig, args.mixture, overrides, default="mixture.toml")
-    mixture = build_mixture(args.packed, args.output, cfg.mixture, log=lambda m: print(m, file=sys.stderr))
+    mixture = build_mixture(args.packed, args.output, cfg.mixture, log=console.note)
     if args.json:
-        print(json.dumps(mixture, indent=2))
+        console.out(json.dumps(mixture, indent=2))
     else:
-        print(format_table(mixture))
+        console.out(format_table(mixture))
     return 0
 
 

