@@ -44,6 +44,7 @@ def test_s3_run_uploads_checkpoints_and_resumes_elsewhere(packed, s3_bucket, tmp
         "config.json",
         "model.safetensors",
         "optimizer.pt",
+        "SHA256SUMS",
         "trainer_state.json",
     ]  # the marker last
     files = keys(s3_bucket)
