@@ -33,10 +33,11 @@ _PARAMS = (
     "AWSAccessKeyId",
     "GoogleAccessId",
 )
-# name=value in a query string (after ? or &, or the %3F / %26 of an encoded URL); the value runs to
-# the next &, whitespace, quote or bracket
+# name=value in a query string (after ? or &, or the %3F / %26 of an encoded URL); the value is the
+# run of characters a query value carries (letters, digits, percent-escapes, - . _ ~ + / =), so the
+# text after the URL (": not found") stays
 _QUERY = re.compile(
-    r"((?:[?&]|%3[Ff]|%26)(?:" + "|".join(map(re.escape, _PARAMS)) + r")(?:=|%3[Dd]))[^&\s\"'<>()\[\]{},;]+",
+    r"((?:[?&]|%3[Ff]|%26)(?:" + "|".join(map(re.escape, _PARAMS)) + r")(?:=|%3[Dd]))[A-Za-z0-9%._~+/=-]+",
     re.IGNORECASE,
 )
 ENV_SECRETS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ACCESS_KEY_ID")

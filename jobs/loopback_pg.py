@@ -74,7 +74,7 @@ def _join(backend: str, rank: int, world_size: int, port: int, timeout_s: int) -
 
 
 class _LoopbackTorchBackend(_TorchBackend):
-    def on_start(self, worker_group, backend_config: TorchConfig) -> None:
+    def on_start(self, worker_group, backend_config) -> None:  # a TorchConfig
         import ray
         from ray.train._internal.worker_group import WorkerGroup as V1WorkerGroup
         from ray.train.torch.config import _set_torch_distributed_env_vars

@@ -29,16 +29,18 @@ def is_loopback(ip: str) -> bool:
     return addr.is_loopback
 
 
-def user_env(home: Path, **extra: str) -> dict[str, str]:
+def user_env(home: Path | None = None, **extra: str) -> dict[str, str]:
     """The test's environment without the Ray settings the test suite adds (auth off, loopback
-    flag), with its own HOME (Ray's token file) and a short RAY_TMPDIR (socket path limit)."""
+    flag), with a short RAY_TMPDIR of its own (socket path limit) and, when given, its own HOME
+    (where Ray keeps its token file)."""
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("RAY_AUTH_MODE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")
     }
-    home.mkdir(parents=True, exist_ok=True)
-    env["HOME"] = str(home)
+    if home is not None:
+        home.mkdir(parents=True, exist_ok=True)
+        env["HOME"] = str(home)
     env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="rl", dir="/tmp")
     env.update(extra)
     return env
