@@ -58,11 +58,12 @@ def build_stages(cfg: CurateConfig, reader, warc_file: str, id_base: str, crawl)
     from dsllm.curation.filters.gopher import GopherQualityFilter, GopherRepetitionFilter
     from dsllm.curation.filters.pii import PiiMasker
     from dsllm.curation.filters.urls import UrlFilter
+    from dsllm.redact import redact
 
     classifier = _domain_classifier(json.dumps([cfg.domains.rules, cfg.domains.extra_rules]))
     factories = {
         "extract": lambda: HtmlExtractor(
-            cfg.extract, crawl=crawl, warc_file=warc_file, id_base=id_base, domain_of=classifier.domain
+            cfg.extract, crawl=crawl, warc_file=redact(warc_file), id_base=id_base, domain_of=classifier.domain
         ),
         "decontaminate": lambda: _decontaminator(cfg),
         "langid": lambda: _langid(cfg),

@@ -10,7 +10,9 @@
 Text is printed as it is: no rich markup, emoji codes or highlighting is applied, so bytes from the
 data (URLs, page text, file names) never become markup. rich drops only a few control codes (BEL,
 BS, VT, FF, CR), not ESC or the C1 codes, so text from crawled data goes through `printable` first.
-Both consoles look up `sys.stdout` / `sys.stderr` when they print, so redirection works.
+Both consoles look up `sys.stdout` / `sys.stderr` when they print, so redirection works. Every
+string printed and every log record passes through `dsllm.redact` (presigned-URL signatures, the
+environment's AWS secrets).
 """
 
 from __future__ import annotations
@@ -43,9 +45,18 @@ def printable(text: str) -> str:
     return text.translate(_UNSAFE)
 
 
+def _clean(text: object) -> object:
+    """Text with presigned-URL credentials and the environment's AWS secrets redacted (dsllm.redact)."""
+    if isinstance(text, str):
+        from dsllm.redact import redact
+
+        return redact(text)
+    return text
+
+
 def out(text: object = "", end: str = "\n") -> None:
     """A command's result on stdout."""
-    stdout.print(text, end=end, markup=False, highlight=False, emoji=False)
+    stdout.print(_clean(text), end=end, markup=False, highlight=False, emoji=False)
 
 
 def raw(text: str, err: bool = False) -> None:
@@ -58,7 +69,7 @@ def raw(text: str, err: bool = False) -> None:
 
 def note(text: object) -> None:
     """A message for the person running the command, on stderr."""
-    stderr.print(text, markup=False, highlight=False, emoji=False)
+    stderr.print(_clean(text), markup=False, highlight=False, emoji=False)
 
 
 def warn(text: object) -> None:
@@ -93,6 +104,22 @@ def level_from_args(args) -> int:
     return logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
 
 
+class _RedactFilter(logging.Filter):
+    """Log records leave with presigned-URL credentials and AWS secrets redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from dsllm.redact import redact
+
+        msg = record.getMessage()
+        clean = redact(msg)
+        if clean != msg:
+            record.msg, record.args = clean, None
+        if record.exc_info and record.exc_info[1] is not None:  # the traceback text, formatted now
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
 class _StderrHandler(logging.StreamHandler):
     """A plain-line handler that writes to whatever `sys.stderr` is at the time."""
 
@@ -118,6 +145,7 @@ def setup_logging(level: int = logging.WARNING) -> logging.Handler:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     setattr(handler, _OURS, True)
+    handler.addFilter(_RedactFilter())
     handler.setLevel(level)
     logger.addHandler(handler)
     logger.setLevel(level)

@@ -484,7 +484,11 @@ def write_text(uri: str, text: str) -> None:
 
 
 def write_json(uri: str, obj) -> None:
-    write_text(uri, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+    """JSON at `uri`; presigned-URL credentials and AWS secrets in its strings are redacted
+    (dsllm.redact: manifests, stats, run configs never carry them)."""
+    from dsllm.redact import redact_obj
+
+    write_text(uri, json.dumps(redact_obj(obj), indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def remove(uri: str, requester_pays: bool | None = None) -> None:

@@ -72,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     entry = entry_argv is None  # the process's own command (console script), not an in-process call (demo)
     if entry:
         from dsllm import interrupt
+        from dsllm.redact import install_excepthook
 
         interrupt.install()
+        install_excepthook()  # an unexpected error's traceback is printed without credentials
     try:
         return int(args._module.run(args) or 0)
     except UserError as exc:

@@ -1,7 +1,8 @@
 """`dsllm train --workers N`: data-parallel training with Ray Train's TorchTrainer.
 
 Ray Train starts N workers and their torch.distributed process group (gloo on CPUs, NCCL on GPUs:
-with `--device auto` (the default) or `cuda` and GPUs in the cluster, each worker takes one GPU);
+with `--device auto` (the default) or `cuda` and GPUs in the cluster, each worker takes one GPU; on
+the in-process Ray of one machine the group listens on 127.0.0.1 only, jobs/loopback_pg.py);
 each worker runs the same `trainer.train.train` loop, which asks `trainer.parallelize` for DDP (or
 FSDP2 with `--set strategy=fsdp`) and reads its own slice of every global batch, so N workers see
 the same global batches as one (the data order of trainer/data.py). Checkpoints are written by rank
@@ -22,6 +23,7 @@ from dsllm.errors import UserError
 
 def _worker_loop(config: dict) -> None:
     """Runs on every Ray Train worker."""
+    import ray
     import ray.train
     import torch
 
@@ -29,7 +31,7 @@ def _worker_loop(config: dict) -> None:
     from dsllm.trainer.config import ModelConfig
     from dsllm.trainer.train import TrainConfig, train
 
-    os.environ.update(config["env"])
+    os.environ.update(ray.get(config["env"]))  # S3 endpoint and credentials, from the object store
     torch.set_num_threads(max(1, config["threads_per_worker"]))
     model_cfg = ModelConfig.from_hf_dict(config["model"])
     cfg = from_dict(TrainConfig, config["train"])
@@ -96,13 +98,22 @@ def train_with_ray(args, cfg, model_cfg) -> int:
         "run_dir": run_dir,
         "resume_from": args.resume_from,
         "quiet": bool(args.quiet),
-        "env": task_env(),
+        # through the object store: Ray Train records train_loop_config in its run state (the
+        # dashboard's train runs, export events), which must not carry credentials
+        "env": ray.put(task_env()),
         "threads_per_worker": max(1, cpus // args.workers) if not use_gpu else 4,
     }
+    backend = "nccl" if use_gpu else "gloo"
+    if address:  # a cluster: ranks on other nodes reach rank 0 over the network (Ray Train's set-up)
+        torch_config = TorchConfig(backend=backend)
+    else:  # the in-process Ray on this machine: the process group listens on 127.0.0.1 only
+        from dsllm.jobs.loopback_pg import LoopbackTorchConfig
+
+        torch_config = LoopbackTorchConfig(backend=backend)
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config=loop_config,
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        torch_config=torch_config,
         scaling_config=ScalingConfig(
             num_workers=args.workers,
             use_gpu=use_gpu,

@@ -1,5 +1,6 @@
-"""`dsllm demo` end to end, as a user runs it (a subprocess with its own in-process Ray), at a
-smaller size; and the demo refusing to start when a stage is missing."""
+"""`dsllm demo` end to end, as a user runs it (a subprocess with its own in-process Ray, no Ray
+settings in its environment), at a smaller size, with every socket of its process tree watched:
+only loopback listeners; and the demo refusing to start when a stage is missing."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import pytest
 
 from tests.conftest import run_cli
+from tests.listeners import run_watched, user_env
 
 SMALL = [
     "--set",
@@ -26,8 +28,11 @@ SMALL = [
 @pytest.mark.slow
 def test_demo_runs_the_whole_pipeline_and_the_loss_falls(tmp_path):
     work = tmp_path / "demo"
-    out = run_cli("demo", "--workdir", str(work), *SMALL, timeout=900)
+    out = run_watched(["demo", "--workdir", str(work), *SMALL], user_env(), timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    # `ss -ltnp` during the demo, as psutil sees it: Ray's servers listened, all on loopback
+    assert {"gcs_server", "raylet"} <= set(out.listening), out.listening
+    assert not out.exposed(), out.exposed()
     for i, name in enumerate(["sample-crawl", "curate", "stats", "tokenizer", "pack", "mix", "stats", "train"], 1):
         assert f"[{i}/8] {name}:" in out.stdout
     assert "demo finished" in out.stdout and "loss by step:" in out.stdout

@@ -1,85 +1,44 @@
 """The in-process Ray of a dsllm command, run as a user has it (no RAY_AUTH_MODE, no
-RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER in the environment): every listening socket of every Ray
-process is on loopback, and Ray's token authentication is on with an owner-only token file."""
+RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER in the environment): every listening socket of every process of
+`dsllm curate` and `dsllm pack` is on loopback, and Ray's token authentication is on with an
+owner-only token file. (`dsllm train --workers 2` is watched the same way in test_train_ray.py,
+`dsllm demo` in test_demo.py.)"""
 
 from __future__ import annotations
 
-import ipaddress
-import os
 import stat
-import subprocess
-import sys
-import time
 
-import psutil
-
-from tests.conftest import ROOT, run_cli
+from tests.conftest import run_cli
+from tests.listeners import run_watched, user_env
 
 
-def _is_loopback(ip: str) -> bool:
-    addr = ipaddress.ip_address(ip.split("%")[0])
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
-
-
-def _watch_listeners(proc: subprocess.Popen) -> tuple[dict[str, set], dict[str, str]]:
-    """Poll the process tree of `proc` until it exits: {process name: {listening (ip, port)}},
-    and the RAY_AUTH_MODE each Ray process was started with."""
-    listening: dict[str, set] = {}
-    auth: dict[str, str] = {}
-    root = psutil.Process(proc.pid)
-    while proc.poll() is None:
-        try:
-            tree = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            break
-        for p in tree:
-            try:
-                name = p.name()
-                conns = p.net_connections(kind="inet")
-                auth.setdefault(name, p.environ().get("RAY_AUTH_MODE", "<unset>"))
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
-            for c in conns:
-                if c.status == psutil.CONN_LISTEN:
-                    listening.setdefault(name, set()).add((c.laddr.ip, c.laddr.port))
-        time.sleep(0.2)
-    return listening, auth
-
-
-def test_curate_in_process_ray_listens_on_loopback_only_with_token_auth(tmp_path):
+def test_curate_and_pack_in_process_ray_listen_on_loopback_only_with_token_auth(tmp_path):
     crawl = tmp_path / "crawl"
     made = run_cli("sample-crawl", str(crawl), "--warcs", "1", "--records", "40")
     assert made.returncode == 0, made.stderr
     home = tmp_path / "home"
-    home.mkdir()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("RAY_AUTH_MODE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")
-    }
-    env["HOME"] = str(home)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dsllm.jobs.cli", "curate", str(crawl), "--output", str(tmp_path / "out")],
-        cwd=str(ROOT),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        listening, auth = _watch_listeners(proc)
-        out, err = proc.communicate(timeout=600)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err[-3000:]
+    env = user_env(home)
+    curate = run_watched(["curate", str(crawl), "--output", str(tmp_path / "out")], env)
+    assert curate.returncode == 0, curate.stderr[-3000:]
     # the observation is not vacuous: Ray's own servers were seen listening
-    assert {"gcs_server", "raylet"} <= set(listening), listening
-    exposed = {name: sorted(a for a in addrs if not _is_loopback(a[0])) for name, addrs in listening.items()}
-    assert not any(exposed.values()), exposed
+    assert {"gcs_server", "raylet"} <= set(curate.listening), curate.listening
+    assert not curate.exposed(), curate.exposed()
     # Ray's token auth was on in its processes, and the token is readable by its owner only
-    assert auth["raylet"] == "token" and auth["gcs_server"] == "token", auth
+    assert curate.auth["raylet"] == "token" and curate.auth["gcs_server"] == "token", curate.auth
     token = home / ".ray" / "auth_token"
     assert stat.S_IMODE(token.stat().st_mode) == 0o600
-    assert token.read_text().strip() not in out + err
+    assert token.read_text().strip() not in curate.stdout + curate.stderr
+
+    tok = run_cli(
+        "tokenizer", "train", str(tmp_path / "out"), "--output", str(tmp_path / "tok"), "--vocab-size", "400", "--quiet"
+    )
+    assert tok.returncode == 0, tok.stderr[-2000:]
+    pack = run_watched(
+        ["pack", str(tmp_path / "out"), "--tokenizer", str(tmp_path / "tok"), "--output", str(tmp_path / "packed"),
+         "--seq-len", "64"],
+        env,
+    )  # fmt: skip
+    assert pack.returncode == 0, pack.stderr[-3000:]
+    assert {"gcs_server", "raylet"} <= set(pack.listening), pack.listening
+    assert not pack.exposed(), pack.exposed()
+    assert pack.auth["raylet"] == "token", pack.auth

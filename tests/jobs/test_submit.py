@@ -12,8 +12,13 @@ pytestmark = pytest.mark.cluster
 
 
 def test_submit_ships_project_and_hides_secrets(ray_head):
-    secret = "sEcReT-dsllm-test-key-123"
-    env = {"AWS_SECRET_ACCESS_KEY": secret, "AWS_ACCESS_KEY_ID": "AKIATESTING", "DSLLM_MARKER": "m1"}
+    secret, token = "sEcReT-dsllm-test-key-123", "sEsSiOn-dsllm-test-token-456"
+    env = {
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_SESSION_TOKEN": token,
+        "AWS_ACCESS_KEY_ID": "AKIATESTING",
+        "DSLLM_MARKER": "m1",
+    }
     # `plan` is not a job; `train` with no arguments fails inside the job with a usage error:
     # the job must run our code from the shipped working dir and report FAILED.
     res = run_cli(
@@ -43,7 +48,9 @@ def test_submit_ships_project_and_hides_secrets(ray_head):
     import requests
 
     details = requests.get(f"{ray_head['dashboard']}/api/jobs/{job_id}", timeout=10).text
-    assert secret not in details and secret not in logs.stdout and secret not in listing.stdout
+    for value in (secret, token):
+        assert value not in details and value not in logs.stdout and value not in listing.stdout
+        assert value not in res.stdout + res.stderr + info.stdout
 
 
 def test_jobs_errors_are_one_line(ray_head):

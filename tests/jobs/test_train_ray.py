@@ -1,4 +1,7 @@
-"""`dsllm train --workers 2`: Ray Train DDP on CPU gives the same losses as one worker."""
+"""`dsllm train --workers 2`: Ray Train DDP on CPU gives the same losses as one worker; run as a user
+has it, every process of the command (Ray, Ray Train's workers and their torch.distributed
+rendezvous and gloo transport) listens on loopback only, and AWS credentials planted in the
+environment appear nowhere it writes: the run folder, Ray's logs and its export events."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from tests.listeners import run_watched, user_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "trainer"))
 from test_train_loop import write_packed  # noqa: E402  (the trainer tests' PACKED builder)
@@ -33,6 +37,12 @@ COMMON = [
     "model.num_hidden_layers=2",
 ]
 
+PLANTED = {
+    "AWS_ACCESS_KEY_ID": "AKIAPLANTEDH17TRAIN0",
+    "AWS_SECRET_ACCESS_KEY": "plantedH17TrainSecret/Key+yyyyyyyyyyyyyyyyy",
+    "AWS_SESSION_TOKEN": "plantedH17TrainSessionTokenWWWWWWWWWWWWW",
+}
+
 
 def _losses(run: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -43,11 +53,23 @@ def test_two_workers_match_one_and_resume_with_another_count(tmp_path):
     data = write_packed(tmp_path / "packed", rows=64, seq_len=32)
     one = run_cli("train", *COMMON, "--data", data, "--output", str(tmp_path / "r1"), "--max-steps", "4")
     assert one.returncode == 0, one.stderr
-    two = run_cli(
-        "train", *COMMON, "--data", data, "--output", str(tmp_path / "r2"), "--max-steps", "2", "--workers", "2"
+    env = user_env(tmp_path / "home", RAY_enable_export_api_write="1", **PLANTED)
+    two = run_watched(
+        ["train", *COMMON, "--data", data, "--output", str(tmp_path / "r2"), "--max-steps", "2", "--workers", "2"], env
     )
     assert two.returncode == 0, two.stderr[-3000:]
     assert "with 2 workers" in two.stdout and "reported to Ray Train" in two.stdout
+    # loopback only; not vacuous: the Ray Train workers were seen listening (rendezvous, gloo)
+    assert any(name.startswith("ray::RayTrainWorker") for name in two.listening), two.listening
+    assert not two.exposed(), two.exposed()
+    # the planted credentials reached the workers' environment only
+    ray_tmp = Path(env["RAY_TMPDIR"])
+    assert list(ray_tmp.rglob("event_EXPORT_*.log"))  # Ray's export events (tasks, actors) are scanned too
+    files = [p for p in [*(tmp_path / "r2").rglob("*"), *ray_tmp.rglob("*")] if p.is_file() and not p.is_symlink()]
+    for p in files:
+        blob = p.read_bytes()
+        assert not [k for k, v in PLANTED.items() if v.encode() in blob], p
+    assert not [k for k, v in PLANTED.items() if v in two.stdout + two.stderr]
     assert (tmp_path / "r2" / "checkpoints" / "step-00000002" / "model.safetensors").exists()
     # resume the 2-worker run with 1 worker: the remaining global batches are the same
     more = run_cli("train", *COMMON, "--data", data, "--output", str(tmp_path / "r2"), "--max-steps", "4")

@@ -44,6 +44,7 @@ def test_s3_run_uploads_checkpoints_and_resumes_elsewhere(packed, s3_bucket, tmp
         "config.json",
         "model.safetensors",
         "optimizer.pt",
+        "SHA256SUMS",
         "trainer_state.json",
     ]  # the marker last
     files = keys(s3_bucket)
@@ -100,5 +101,5 @@ def test_cli_trains_to_s3(cli, packed, s3_bucket, tmp_path):
     assert f"{uri}/checkpoints/step-00000001" in out.stdout
     assert json.loads(storage.read_text(f"{uri}/train_config.json"))["train"]["batch_size"] == 4
     assert set(keys(s3_bucket, "clirun/checkpoints/")) == {
-        f"clirun/checkpoints/step-00000001/{n}" for n in mirror_mod.FILES
+        f"clirun/checkpoints/step-00000001/{n}" for n in mirror_mod.UPLOAD_ORDER
     }

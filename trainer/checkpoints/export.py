@@ -1,5 +1,6 @@
 """Export to a Hugging Face folder (local or s3://): safetensors shards with an index, config with
-DeepSeek's real special-token ids, tokenizer files; tensors copied one at a time (`export_hf`)."""
+DeepSeek's real special-token ids, tokenizer files, and `SHA256SUMS` (checked when the folder is
+loaded again, `integrity`); tensors copied one at a time (`export_hf`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from dsllm import storage
 from dsllm.errors import UserError
-from dsllm.trainer.checkpoints import remote
+from dsllm.trainer.checkpoints import integrity, remote
 from dsllm.trainer.checkpoints.formats import ST_DTYPES, bytes_view, load_bin, read_entry, read_header
 from dsllm.trainer.checkpoints.hf import IGNORED_KEYS, LocalCheckpoint, check_shapes, expected_shapes
 
@@ -47,9 +48,9 @@ def export_hf(
         if len(shards) == 1
         else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
     )
-    written = []
+    written, sums = [], {}
     for fname, members in zip(names, shards):
-        _write_shard(storage.join(out_dir, fname), members, sources, out_dtype)
+        sums[fname] = _write_shard(storage.join(out_dir, fname), members, sources, out_dtype)
         written.append(fname)
     if len(shards) > 1:
         wmap = {n: fname for fname, members in zip(names, shards) for n in members}
@@ -63,7 +64,11 @@ def export_hf(
     written += _export_metadata(ckpt, out_dir, dtype_name)
     if "tokenizer.json" not in written:
         written += export_tokenizer(ckpt, out_dir, tokenizer)
-    return written
+    for name in written:  # shards were hashed while written; the rest are small files, read back
+        if name not in sums:
+            sums[name] = integrity.sha256_bytes(storage.read_bytes(storage.join(out_dir, name)))
+    integrity.write_sums(out_dir, sums)
+    return [*written, integrity.SUMS]
 
 
 def run_tokenizer(ckpt: LocalCheckpoint) -> str | None:
@@ -163,9 +168,9 @@ def _export_sources(ckpt: LocalCheckpoint):
     return sources, keep
 
 
-def _write_shard(uri: str, members: list[str], sources: dict, out_dtype) -> None:
+def _write_shard(uri: str, members: list[str], sources: dict, out_dtype) -> str:
     """A safetensors file written tensor by tensor (header first; format: 8-byte LE header length,
-    JSON header padded to 8 bytes, raw little-endian data)."""
+    JSON header padded to 8 bytes, raw little-endian data); returns its SHA-256, hashed as written."""
     import torch
 
     rev = {v: k for k, v in ST_DTYPES.items()}
@@ -181,10 +186,12 @@ def _write_shard(uri: str, members: list[str], sources: dict, out_dtype) -> None
         offset += size
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-len(blob) % 8)
-    with storage.atomic_write(uri) as out:
+    with storage.atomic_write(uri) as f:
+        out = integrity.HashingWriter(f)
         out.write(len(blob).to_bytes(8, "little") + blob)
         for n in members:
             _write_tensor(out, sources[n], out_dtype)
+    return out.hexdigest()
 
 
 def _write_tensor(out, source, out_dtype) -> None:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from dsllm import storage
 from dsllm.errors import UserError
-from dsllm.trainer.checkpoints import remote
+from dsllm.trainer.checkpoints import integrity, remote
 from dsllm.trainer.checkpoints.formats import load_bin, read_entry, read_header
 from dsllm.trainer.config import ModelConfig
 
@@ -182,6 +182,7 @@ def _open_local(
     cfg_path = folder / "config.json"
     if not cfg_path.exists():
         raise UserError(f"{src}: no config.json next to the weights (a Hugging Face layout needs one)")
+    integrity.verify_folder(folder, str(folder))  # our checkpoints' SHA256SUMS; streamed shards: S3's checksum
     raw = storage.read_json(str(cfg_path))
     if not isinstance(raw, dict):
         raise UserError(f"{cfg_path}: expected a JSON object")

@@ -20,7 +20,9 @@ from pathlib import Path
 from dsllm import storage
 from dsllm.trainer.checkpoints.native import STEP_DIR, list_checkpoints, step_dir_name
 
-FILES = ("config.json", "model.safetensors", "optimizer.pt", "trainer_state.json")  # upload order
+FILES = ("config.json", "model.safetensors", "optimizer.pt", "trainer_state.json")  # a complete step
+OPTIONAL = ("SHA256SUMS",)  # uploaded when present (checkpoints written before it have none)
+UPLOAD_ORDER = ("config.json", "model.safetensors", "optimizer.pt", "SHA256SUMS", "trainer_state.json")
 MARKER = "trainer_state.json"
 
 
@@ -62,7 +64,8 @@ class RunMirror:
             tmp = ckdir / f".tmp-{step_dir_name(latest)}-pull-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            for name in FILES:
+            present = self.remote_steps().get(latest, set())
+            for name in FILES + tuple(n for n in OPTIONAL if n in present):
                 storage.download(self._remote(latest, name), str(tmp / name))
             os.replace(tmp, ckdir / step_dir_name(latest))
         metrics = self.local / "metrics.jsonl"
@@ -79,8 +82,9 @@ class RunMirror:
         marker = self._remote(step, MARKER)
         if storage.exists(marker):  # a rerun re-publishing this step: incomplete while replaced
             storage.remove(marker)
-        for name in FILES:
-            storage.upload_file(str(path / name), self._remote(step, name))
+        for name in UPLOAD_ORDER:
+            if name in FILES or (path / name).is_file():
+                storage.upload_file(str(path / name), self._remote(step, name))
         self.push_file("metrics.jsonl")
         self._prune(step)
 

@@ -1,6 +1,9 @@
 """Native checkpoints: `RUN/checkpoints/step-NNNNNNNN/{config.json, model.safetensors, optimizer.pt,
 trainer_state.json}`, written atomically and off the training thread, keeping the last K.
 
+`SHA256SUMS` (`sha256sum` format) records the SHA-256 of the four files; loading a step folder checks
+it (`integrity.verify_folder`), so a flipped bit is one clear error naming the file.
+
 `model.safetensors` holds the weights under `LlamaForCausalLM` names in the training dtype (so
 `transformers` loads the folder as it is); `optimizer.pt` holds AdamW's state and, for the `bf16`
 policy, the fp32 master weights; `trainer_state.json` the step, tokens seen, data position and RNG.
@@ -30,6 +33,7 @@ import numpy as np
 import torch
 
 from dsllm.errors import UserError
+from dsllm.trainer.checkpoints import integrity
 
 STEP_DIR = re.compile(r"^step-(\d{8,})$")
 
@@ -196,12 +200,21 @@ class Checkpointer:
             self.root.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
-            (tmp / "config.json").write_text(json.dumps(config_json, indent=2) + "\n")
+            sums: dict[str, str] = {}
+            blob = (json.dumps(config_json, indent=2) + "\n").encode()
+            (tmp / "config.json").write_bytes(blob)
+            sums["config.json"] = integrity.sha256_bytes(blob)
             save_file(model_state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            # safetensors writes the file itself: hashed by reading it back (from the page cache)
+            sums["model.safetensors"] = integrity.sha256_file(tmp / "model.safetensors")
             buf = io.BytesIO()
             torch.save(optim_state, buf)
             (tmp / "optimizer.pt").write_bytes(buf.getbuffer())
-            (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2) + "\n")
+            sums["optimizer.pt"] = integrity.sha256_bytes(buf.getbuffer())
+            blob = (json.dumps(trainer_state, indent=2) + "\n").encode()
+            (tmp / "trainer_state.json").write_bytes(blob)
+            sums["trainer_state.json"] = integrity.sha256_bytes(blob)
+            (tmp / integrity.SUMS).write_text(integrity.format_sums(sums))
             if final.exists():  # a rerun reaching the same step: replace the older copy
                 shutil.rmtree(final)
             os.replace(tmp, final)
