@@ -87,10 +87,11 @@ def read_tensors(path: str | Path, targets: dict[str, torch.Tensor]) -> None:
 
 @contextlib.contextmanager
 def _quiet():
-    """DCP warns on every single-process call that it assumes a single process: meant, so hidden."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        yield
+    """DCP warns on every single-process call that it assumes a single process: meant, so hidden.
+    A process-wide filter for that one message (an async save warns from its writer thread, which
+    `warnings.catch_warnings` does not reach)."""
+    warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
+    yield
 
 
 # ------------------------------------------------------------------------------- state ↔ tensors
