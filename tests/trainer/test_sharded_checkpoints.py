@@ -1,6 +1,6 @@
 """Sharded (DCP) checkpoints in one process: `checkpoint_format=dcp` with `async_checkpoint`
 resumes bit for bit under `precision=bf16` (the fp32 master weights are what is saved), and the
-step folder is read back by torch's own DCP converter. Two ranks: tests/jobs/test_torchrun.py."""
+step folder is read back by torch's own DCP converter and by our loader (eval, export). Two ranks: tests/jobs/test_torchrun.py."""
 
 from __future__ import annotations
 
@@ -43,3 +43,12 @@ def test_dcp_async_checkpoint_resumes_bitwise_with_bf16_master_weights(packed, t
         assert torch.equal(t, b["model"][name]), name
         for key in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(a["optim"][name][key], b["optim"][name][key]), (name, key)
+
+    # what `dsllm eval` / `--resume-from` (weights) load from a run of sharded checkpoints: its latest step
+    from dsllm.trainer.checkpoints import hf
+
+    ckpt = hf.resolve_checkpoint(str(parts))
+    assert (ckpt.format, ckpt.step) == ("dcp", 6)
+    model = hf.build_model(ckpt)
+    for name, t in model.state_dict().items():
+        assert torch.equal(t, a["model"][name]), name
