@@ -5,7 +5,9 @@ runs the micro-batches of one global batch, clips, steps, logs, evaluates and ch
 run directory, evaluation, throughput and checkpoint cadence are small components in trainer/loop.py.
 Exact resume: a native checkpoint restores weights, AdamW moments (and fp32 master weights), the
 data position (sequences consumed) and the RNG, so a stopped and resumed run reproduces the
-uninterrupted run's losses bit for bit (CPU, one worker).
+uninterrupted run's losses bit for bit (CPU, one worker). A sharded checkpoint (DCP, the default
+under FSDP2 with several workers: trainer/checkpoints/sharded.py) holds the same, each rank writing
+its own shards, and resumes at any worker count.
 """
 
 from __future__ import annotations
@@ -235,7 +237,7 @@ def train(
     `on_checkpoint(step, absolute checkpoint dir)` is called on this thread once per checkpoint
     after it is durably published (written, renamed, and uploaded for an S3 run), in step order,
     at the next step boundary (or the end). With several workers it is called on every rank that
-    passes it, at the same step boundary with the same arguments (only rank 0 writes; the path is
+    passes it, at the same step boundary with the same arguments (rank 0 publishes; the path is
     the run directory, shared by all workers)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
