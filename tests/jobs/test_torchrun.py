@@ -90,8 +90,10 @@ def test_fsdp_under_torchrun_matches_one_process_and_resumes_at_another_count(tm
     shutil.copytree(tmp_path / "two", tmp_path / "two-then-one")
     _run(tmp_path, data, "two", 4, 2)  # 2 → 2
     _run(tmp_path, data, "two-then-one", 4, 1)  # 2 → 1
-    # 1 → 2: one process's native checkpoint into FSDP2 shards (each rank reads its rows)
-    _run(tmp_path, data, "one-then-two", 4, 2, "--resume-from", str(tmp_path / "one" / "checkpoints" / "step-00000002"))
+    # 1 → 2: one process's native checkpoint into FSDP2 shards (each rank reads its rows); this run
+    # asks for native checkpoints, gathered to full tensors on rank 0
+    one_step2 = str(tmp_path / "one" / "checkpoints" / "step-00000002")
+    _run(tmp_path, data, "one-then-two", 4, 2, "--resume-from", one_step2, "--set", "checkpoint_format=native")
     want = _losses(tmp_path / "one")
     assert len(want) == 4
     for run in ("two", "two-then-one"):
@@ -99,6 +101,7 @@ def test_fsdp_under_torchrun_matches_one_process_and_resumes_at_another_count(tm
         assert len(got) == 4 and all(abs(a - b) < 1e-5 for a, b in zip(got, want)), (run, got, want)
     got = _losses(tmp_path / "one-then-two")
     assert len(got) == 2 and all(abs(a - b) < 1e-5 for a, b in zip(got, want[2:])), (got, want)
+    assert (tmp_path / "one-then-two" / "checkpoints" / "step-00000004" / "model.safetensors").is_file()
     assert (tmp_path / "two-then-one" / "checkpoints" / "step-00000004" / "model.safetensors").is_file()
     _export_matches_torch_dcp_reader(tmp_path, tmp_path / "two" / "checkpoints" / "step-00000004")
 
