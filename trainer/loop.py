@@ -228,16 +228,22 @@ class RunCheckpoints:
         run_facts: dict,
         hf_config: dict,
         remote_run: str | None,
+        sharded: bool = False,
+        async_save: bool = False,
     ):
         self.checkpointer, self.rank, self.world_size = checkpointer, rank, world_size
         self.run_facts, self.hf_config, self.remote_run = run_facts, hf_config, remote_run
         checkpointer.collective_announce = world_size > 1
+        self.sharded = sharded  # every rank writes its shards (trainer/checkpoints/sharded.py)
+        if sharded:
+            checkpointer.use_sharded(rank, world_size, async_save)
 
     def due(self, step: int) -> bool:
         return self.checkpointer.due(step)
 
     def save(self, progress, model, optimizer, master, loader, block: bool) -> None:
-        """Rank 0 writes weights, AdamW (+ fp32 master) state, data position and RNG."""
+        """Rank 0 writes weights, AdamW (+ fp32 master) state, data position and RNG; for a sharded
+        checkpoint every rank writes its shards of the (master) weights and AdamW state."""
         state = {
             "step": progress.step,
             "tokens": progress.tokens,
@@ -246,6 +252,13 @@ class RunCheckpoints:
             "resume_tokens": progress.resume_tokens,
             **self.run_facts,
         }
+        if self.sharded:
+            from dsllm.trainer.checkpoints.sharded import state_tensors
+
+            names = [n for n, _ in master.named]
+            tensors = state_tensors(list(zip(names, master.master)), optimizer)
+            self.checkpointer.save_sharded(progress.step, tensors, state, self.hf_config, block=block)
+            return
         from dsllm.trainer.parallelize import full_state
 
         model_sd, optim_sd = full_state(model, optimizer)  # FSDP: a collective on every rank

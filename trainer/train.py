@@ -5,11 +5,14 @@ runs the micro-batches of one global batch, clips, steps, logs, evaluates and ch
 run directory, evaluation, throughput and checkpoint cadence are small components in trainer/loop.py.
 Exact resume: a native checkpoint restores weights, AdamW moments (and fp32 master weights), the
 data position (sequences consumed) and the RNG, so a stopped and resumed run reproduces the
-uninterrupted run's losses bit for bit (CPU, one worker).
+uninterrupted run's losses bit for bit (CPU, one worker). A sharded checkpoint (DCP, the default
+under FSDP2 with several workers: trainer/checkpoints/sharded.py) holds the same, each rank writing
+its own shards, and resumes at any worker count.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -47,11 +50,14 @@ from dsllm.trainer.parallelize import (
     all_reduce_mean,
     grad_sync,
     load_optimizer_state,
+    materialize,
     parallelize,
     resolve_device,
     world,
 )
 from dsllm.trainer.schedule import ScheduleConfig, multistep_lr
+
+CHECKPOINT_FORMATS = ("auto", "native", "dcp")
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,11 @@ class TrainConfig:
     bf16_optimizer_states: bool = False  # AdamW moments in bf16 (trainer/optim.py)
     compile: bool = False
     strategy: str = "ddp"  # ddp | fsdp when several workers
+    # native: one process writes full tensors (model.safetensors + optimizer.pt); dcp: every rank
+    # writes its shards (torch.distributed.checkpoint, trainer/checkpoints/sharded.py); auto: dcp
+    # under FSDP with several workers on a local run directory, else native
+    checkpoint_format: str = "auto"
+    async_checkpoint: bool = False  # dcp: write in the background (dcp.async_save)
     threads: int = 0  # torch intra-op threads (0: torch's default)
     document_mask: bool = False  # attend within each packed document only (see below)
     log_every: int = 1
@@ -93,6 +104,10 @@ class TrainConfig:
         if self.activation_checkpointing not in AC_MODES:
             raise ValueError(
                 f"activation_checkpointing must be one of {', '.join(AC_MODES)}, got {self.activation_checkpointing!r}"
+            )
+        if self.checkpoint_format not in CHECKPOINT_FORMATS:
+            raise ValueError(
+                f"checkpoint_format must be one of {', '.join(CHECKPOINT_FORMATS)}, got {self.checkpoint_format!r}"
             )
         if self.precision not in PRECISION_CHOICES:
             raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {self.precision!r}")
@@ -127,28 +142,79 @@ class Progress:
         self.sequences = sequences_after
 
 
-def resume(src: str, model: Transformer, model_cfg: ModelConfig) -> tuple[dict | None, Progress]:
-    """Load weights from `src`; return (native optimizer state or None, progress).
+Restore = Callable[[torch.nn.Module, torch.optim.Optimizer, MasterWeights], None]
 
-    A native checkpoint (ours) restores everything; anything else (a Hugging Face folder, an S3
-    prefix of DeepSeek's) goes through trainer.checkpoints.hf: weights only, fresh AdamW, re-warmup."""
-    from dsllm.trainer.checkpoints import hf
 
-    ck = hf.resolve_checkpoint(src)
-    if _shape(ck.config) != _shape(model_cfg):
-        raise UserError(
-            f"--resume-from {src}: its config ({_shape(ck.config)}) differs from the model's ({_shape(model_cfg)})"
+def resume(src: str, model: Transformer, model_cfg: ModelConfig) -> tuple[Restore | None, Progress]:
+    """Load weights from `src`; return (what restores the optimizer state once it exists, or None
+    for a weights-only resume; progress).
+
+    A native checkpoint (ours) restores everything; a sharded (DCP) one too, but its weights are
+    loaded with the optimizer state by the returned function (every rank its own shards); anything
+    else (a Hugging Face folder, an S3 prefix of DeepSeek's) goes through trainer.checkpoints.hf:
+    weights only, fresh AdamW, re-warmup. Into an FSDP2-sharded model, every rank reads only the
+    rows of its own shards (hf.load_into)."""
+    from dsllm.trainer.checkpoints import hf, sharded
+
+    step_dir = _sharded_step(src)
+    if step_dir is not None:
+        cfg = ModelConfig.from_hf_dict(json.loads((step_dir / "config.json").read_text()), where=str(step_dir))
+        _check_shape(src, cfg, model_cfg)
+        state = sharded.read_trainer_state(step_dir)
+        ckpt_io.set_rng_state(state["rng"])
+
+        def restore_sharded(model, optimizer, master):
+            names = [n for n, _ in master.named]
+            sharded.load(step_dir, list(zip(names, master.master)), optimizer)
+            master.publish()  # bf16 weights from the loaded fp32 master (nothing to do otherwise)
+
+        progress = Progress(
+            state["step"], state["tokens"], state["data"]["sequences_consumed"], state.get("resume_tokens")
         )
+        return restore_sharded, progress
+    ck = hf.resolve_checkpoint(src, stream=False if _is_sharded_model(model) else None)
+    _check_shape(src, ck.config, model_cfg)
     hf.load_into(model, ck)
     if ck.has_optimizer and ckpt_io.is_native(ck.path):
         optim_state, state = ckpt_io.load_native(ck.path)
         ckpt_io.set_rng_state(state["rng"])
-        return optim_state, Progress(
+
+        def restore_native(model, optimizer, master):
+            load_optimizer_state(model, optimizer, optim_state["optimizer"])
+            master.load_master(optim_state["master"] or [])
+
+        return restore_native, Progress(
             state["step"], state["tokens"], state["data"]["sequences_consumed"], state.get("resume_tokens")
         )
     step = ck.step or 0
     tokens = ck.tokens if ck.tokens is not None else None
     return None, Progress(step, tokens if tokens is not None else -1, 0, None)
+
+
+def _check_shape(src: str, found: ModelConfig, model_cfg: ModelConfig) -> None:
+    if _shape(found) != _shape(model_cfg):
+        raise UserError(
+            f"--resume-from {src}: its config ({_shape(found)}) differs from the model's ({_shape(model_cfg)})"
+        )
+
+
+def _sharded_step(src: str) -> Path | None:
+    """The sharded (DCP) step folder `src` names (itself, or a local run's latest checkpoint)."""
+    from dsllm import storage
+    from dsllm.trainer.checkpoints import sharded
+
+    if storage.is_remote(src):
+        return None
+    p = Path(src)
+    if not sharded.is_sharded(p) and (p / "checkpoints").is_dir():
+        p = ckpt_io.latest_checkpoint(p) or p
+    return p if sharded.is_sharded(p) else None
+
+
+def _is_sharded_model(model) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in model.parameters())
 
 
 def _shape(c: ModelConfig) -> str:
@@ -175,7 +241,7 @@ def train(
     `on_checkpoint(step, absolute checkpoint dir)` is called on this thread once per checkpoint
     after it is durably published (written, renamed, and uploaded for an S3 run), in step order,
     at the next step boundary (or the end). With several workers it is called on every rank that
-    passes it, at the same step boundary with the same arguments (only rank 0 writes; the path is
+    passes it, at the same step boundary with the same arguments (rank 0 publishes; the path is
     the run directory, shared by all workers)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -191,22 +257,38 @@ def train(
         cfg = replace(cfg, precision=precision)
         if rank == 0 and not quiet:
             console.note(f"precision auto: {precision} ({why})")
-    torch.manual_seed(cfg.seed)
-    with torch.device(device):  # every tensor of the run lives on its device
-        model = Transformer(model_cfg)
+    use_fsdp = cfg.strategy == "fsdp" and world_size > 1
     # FSDP2 with bf16: fp32 sharded parameters are the master weights, a MixedPrecisionPolicy
     # gathers them in bf16 for compute and reduces gradients in fp32
-    fsdp_bf16 = cfg.strategy == "fsdp" and world_size > 1 and cfg.precision == "bf16"
-    if cfg.precision == "bf16" and not fsdp_bf16:
-        model.to(torch.bfloat16)
-    optim_state, progress = _resume_run(model, model_cfg, run, remote_run, resume_from, td.tokens_per_step, quiet)
-    # before the optimizer: FSDP swaps parameters
-    fwd = parallelize(model, cfg.strategy, cfg.compile, cfg.activation_checkpointing, mixed_bf16=fsdp_bf16)
+    fsdp_bf16 = use_fsdp and cfg.precision == "bf16"
+    torch.manual_seed(cfg.seed)
+    if use_fsdp:
+        # built on `meta` (no storage), sharded per decoder layer, then each rank allocates and
+        # draws only its shards' rows of the initial weights a single process draws for this seed
+        with torch.device("meta"):
+            model = Transformer(model_cfg, seed=cfg.seed)
+        fwd = parallelize(
+            model,
+            cfg.strategy,
+            cfg.compile,
+            cfg.activation_checkpointing,
+            kernels=device.type == "cpu",
+            mixed_bf16=fsdp_bf16,
+        )
+        materialize(model, device)
+        restore, progress = _resume_run(model, model_cfg, run, remote_run, resume_from, td.tokens_per_step, quiet)
+    else:
+        with torch.device(device):  # every tensor of the run lives on its device
+            model = Transformer(model_cfg, seed=cfg.seed)  # the init seed, as the sharded build's
+        if cfg.precision == "bf16":
+            model.to(torch.bfloat16)
+        restore, progress = _resume_run(model, model_cfg, run, remote_run, resume_from, td.tokens_per_step, quiet)
+        # before the optimizer: DDP wraps the model
+        fwd = parallelize(model, cfg.strategy, cfg.compile, cfg.activation_checkpointing)
     master = MasterWeights(model, "fp32" if fsdp_bf16 else cfg.precision)
     optimizer = build_optimizer(master, cfg.optim, bf16_states=cfg.bf16_optimizer_states)
-    if optim_state is not None:
-        load_optimizer_state(model, optimizer, optim_state["optimizer"])
-        master.load_master(optim_state["master"] or [])
+    if restore is not None:
+        restore(model, optimizer, master)
     if progress.step >= cfg.max_steps:
         raise UserError(f"{run_dir}: already at step {progress.step}, nothing to do for --max-steps {cfg.max_steps}")
 
@@ -219,6 +301,11 @@ def train(
     throughput = Throughput(
         PeakFlops(dtype, device.type), model_cfg.train_flops_per_token(td.seq_len), world_size, device
     )
+    sharded_ckpt = cfg.checkpoint_format == "dcp" or (cfg.checkpoint_format == "auto" and use_fsdp and not mirror)
+    if sharded_ckpt and mirror:
+        raise UserError(
+            f"--output {run_dir}: sharded (dcp) checkpoints are written to a local or shared run directory only"
+        )
     checkpoints = RunCheckpoints(
         ckpt_io.Checkpointer(
             run,
@@ -231,8 +318,12 @@ def train(
         rank,
         world_size,
         run_facts(cfg, td, world_size, total_tokens),
-        model_cfg.to_hf_dict("bfloat16" if cfg.precision == "bf16" and not fsdp_bf16 else "float32"),
+        model_cfg.to_hf_dict(
+            "bfloat16" if cfg.precision == "bf16" and not fsdp_bf16 and not sharded_ckpt else "float32"
+        ),
         remote_run,
+        sharded=sharded_ckpt,
+        async_save=cfg.async_checkpoint,
     )
     metrics = MetricsLog(run, cfg.max_steps, progress.step, quiet=quiet or rank != 0)
     autocast = autocast_for(cfg.precision, device.type)
@@ -332,23 +423,23 @@ def _resume_run(
     resume_from: str | None,
     tokens_per_step: int,
     quiet: bool,
-) -> tuple[dict | None, Progress]:
-    """Load `resume_from`, or the run's own latest checkpoint on a rerun; (optimizer state, progress)."""
+) -> tuple[Restore | None, Progress]:
+    """Load `resume_from`, or the run's own latest checkpoint on a rerun; (optimizer restore, progress)."""
     shown_from = resume_from
     latest = ckpt_io.latest_checkpoint(run)
     if resume_from is None and latest is not None:
         resume_from, shown_from = str(latest), shown(latest, remote_run)  # a rerun continues where it stopped
     if not resume_from:
         return None, Progress()
-    optim_state, progress = resume(resume_from, model, model_cfg)
+    restore, progress = resume(resume_from, model, model_cfg)
     if progress.tokens < 0:  # weights only, no token count: position the schedule by steps
         progress.tokens = progress.step * tokens_per_step
-    if optim_state is None:
+    if restore is None:
         progress.resume_tokens = progress.tokens
     if not quiet:
-        kind = "exact resume" if optim_state else "weights only, fresh AdamW, re-warmup"
+        kind = "exact resume" if restore else "weights only, fresh AdamW, re-warmup"
         console.out(f"resuming from {shown_from} at step {progress.step}, {progress.tokens:,} tokens ({kind})")
-    return optim_state, progress
+    return restore, progress
 
 
 def _loop_tasks(cfg: TrainConfig, model_cfg: ModelConfig):

@@ -1,5 +1,7 @@
-"""`dsllm train --workers 2`: Ray Train DDP on CPU gives the same losses as one worker; run as a user
-has it, every process of the command (Ray, Ray Train's workers and their torch.distributed
+"""`dsllm train --workers 2`: Ray Train on CPU workers (gloo), DDP or FSDP2 (`--set strategy=fsdp`),
+gives the same losses as one worker with the same global batch, and the two workers' checkpoints
+(native for DDP, sharded DCP for FSDP2) resume on one worker to the uninterrupted losses. Run as a
+user has it, every process of the command (Ray, Ray Train's workers and their torch.distributed
 rendezvous and gloo transport) listens on loopback only, and AWS credentials planted in the
 environment appear nowhere it writes: the run folder, Ray's logs and its export events."""
 
@@ -78,3 +80,39 @@ def test_two_workers_match_one_and_resume_with_another_count(tmp_path):
     assert len(l1) == len(l2) == 4
     assert l1 == pytest.approx(l2, rel=1e-5, abs=1e-6)
     assert l1[-1] < l1[0]
+
+    # FSDP2 on the two Ray workers: built on meta, sharded, sharded checkpoints at steps 2 and 4
+    fsdp = run_cli(
+        "train",
+        *COMMON,
+        "--data",
+        data,
+        "--output",
+        str(tmp_path / "f2"),
+        "--max-steps",
+        "4",
+        "--workers",
+        "2",
+        "--set",
+        "strategy=fsdp",
+    )
+    assert fsdp.returncode == 0, fsdp.stderr[-3000:]
+    step2 = tmp_path / "f2" / "checkpoints" / "step-00000002"
+    assert (step2 / "sharded" / "__1_0.distcp").is_file() and not (step2 / "model.safetensors").exists()
+    assert _losses(tmp_path / "f2") == pytest.approx(l1, rel=1e-5, abs=1e-6)
+    # the two workers' sharded step-2 checkpoint resumes on one worker
+    one_more = run_cli(
+        "train",
+        *COMMON,
+        "--data",
+        data,
+        "--output",
+        str(tmp_path / "f1"),
+        "--max-steps",
+        "4",
+        "--resume-from",
+        str(step2),
+    )
+    assert one_more.returncode == 0, one_more.stderr[-3000:]
+    resumed = _losses(tmp_path / "f1")
+    assert len(resumed) == 2 and resumed == pytest.approx(l1[2:], rel=1e-5, abs=1e-6)

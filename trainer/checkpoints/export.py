@@ -1,6 +1,7 @@
 """Export to a Hugging Face folder (local or s3://): safetensors shards with an index, config with
 DeepSeek's real special-token ids, tokenizer files, and `SHA256SUMS` (checked when the folder is
-loaded again, `integrity`); tensors copied one at a time (`export_hf`)."""
+loaded again, `integrity`); tensors copied one at a time (`export_hf`), from a native or Hugging
+Face checkpoint or a sharded (DCP) one (each tensor gathered from its shards as it is written)."""
 
 from __future__ import annotations
 
@@ -153,7 +154,13 @@ def _nbytes(shape, dtype) -> int:
 def _export_sources(ckpt: LocalCheckpoint):
     """name → (dtype name, shape, reader); readers write the tensor's bytes to a file object."""
     sources, keep = {}, []
-    if ckpt.format == "safetensors":
+    if ckpt.format == "dcp":  # a sharded checkpoint: each tensor read alone when written
+        from dsllm.trainer.checkpoints import sharded
+
+        for name, (shape, dt) in sharded.model_shapes(ckpt.path).items():
+            if not IGNORED_KEYS.match(name):
+                sources[name] = (str(dt).removeprefix("torch."), shape, ("dcp", ckpt.path, name))
+    elif ckpt.format == "safetensors":
         for path in ckpt.files:
             for name, e in read_header(path).items():
                 if not IGNORED_KEYS.match(name):
@@ -214,6 +221,12 @@ def _write_tensor(out, source, out_dtype) -> None:
         t = torch.empty(shape, dtype=out_dtype)
         with open(path, "rb", buffering=0) as f:
             read_entry(f, obj, t)
+    elif kind == "dcp":
+        from dsllm.trainer.checkpoints import sharded
+
+        t = torch.empty(shape, dtype=getattr(torch, dtype_name))
+        sharded.read_tensors(path, {obj: t})
+        t = t if same else t.to(out_dtype)
     else:
         t = obj.to(out_dtype) if not same else obj
     out.write(memoryview(bytes_view(t.contiguous())))

@@ -126,6 +126,23 @@ def read_entry(f, e: TensorEntry, dst) -> None:
         dst.copy_(target)
 
 
+def read_rows(f, e: TensorEntry, dst, start: int) -> None:
+    """Read rows [start, start + len(dst)) (dim 0) of one safetensors tensor into `dst`: only those
+    bytes are read (a row-major tensor's rows are one contiguous byte range). For loading one
+    rank's shard of a weight sharded on dim 0 (FSDP2) without reading the whole tensor."""
+    import torch
+
+    src_dtype = getattr(torch, e.dtype)
+    row_bytes = src_dtype.itemsize
+    for s in e.shape[1:]:
+        row_bytes *= s
+    stop = start + (dst.shape[0] if dst.ndim else 1)
+    if not e.shape or start < 0 or stop > e.shape[0]:
+        raise ValueError(f"rows {start}:{stop} outside a tensor of shape {list(e.shape)}")
+    part = TensorEntry(e.dtype, (stop - start, *e.shape[1:]), e.start + start * row_bytes, e.start + stop * row_bytes)
+    read_entry(f, part, dst)
+
+
 def load_bin(path: str) -> dict:
     """`torch.load(weights_only=True, mmap=True)`; refuses a pickle holding anything but tensors."""
     import torch

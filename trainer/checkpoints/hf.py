@@ -53,7 +53,7 @@ class LocalCheckpoint:
     step: int | None
     tokens: int | None
     files: tuple[str, ...]  # weight files, in load order
-    format: str  # "safetensors" | "bin"
+    format: str  # "safetensors" | "bin" | "dcp" (a sharded checkpoint: files is its DCP folder)
     source: str = ""  # what the user named (local path or s3:// prefix)
     has_optimizer: bool = False  # optimizer.pt + trainer_state.json (our native layout)
     tokenizer: str | None = None  # the folder when it holds tokenizer.json
@@ -222,6 +222,10 @@ def _open_local(
         check_shapes(ckpt, {n: e.shape for s in ckpt.remote_shards.values() for n, e in s.entries.items()})
     elif fmt == "safetensors":
         check_shapes(ckpt, {n: e.shape for f in files for n, e in read_header(f).items()})
+    elif fmt == "dcp":
+        from dsllm.trainer.checkpoints import sharded
+
+        check_shapes(ckpt, {n: shape for n, (shape, _) in sharded.model_shapes(folder).items()})
     return ckpt
 
 
@@ -232,6 +236,10 @@ def weight_files(folder: Path, src: str, remote_weights: dict[str, str] | None =
     looked up there instead of in the folder."""
     if remote_weights is not None:
         return _remote_weight_files(folder, src, remote_weights)
+    from dsllm.trainer.checkpoints import sharded
+
+    if sharded.is_sharded(folder):
+        return [str(folder / sharded.DCP_DIR)], "dcp"
     for index, fmt in (("model.safetensors.index.json", "safetensors"), ("pytorch_model.bin.index.json", "bin")):
         if (folder / index).exists():
             data = storage.read_json(str(folder / index))
@@ -368,15 +376,27 @@ def load_into(model, ckpt: LocalCheckpoint, strict: bool = True) -> None:
     """Load the checkpoint's weights into `model` (LlamaForCausalLM names), one shard at a time.
 
     Parameters on the `meta` device are allocated here and assigned (build on meta to avoid a
-    throwaway random init); others are overwritten in place. The model's dtype is kept."""
+    throwaway random init); others are overwritten in place. The model's dtype is kept.
+
+    Parameters sharded on dim 0 (FSDP2 DTensors): each rank reads only the rows of its own shard
+    (safetensors: just those bytes; `.bin`: those rows of the memory-mapped pickle), so no rank
+    ever holds a full weight. Sharded checkpoints (DCP) are read with their own reader."""
     import torch
 
     targets = model.state_dict(keep_vars=True)
+    if ckpt.format == "dcp":
+        _load_dcp(model, ckpt, targets)
+        return
+    shards = _shards(targets)
+    if shards and ckpt.streamed:
+        raise UserError(f"{ckpt.source}: loading into a sharded model reads a fetched checkpoint (stream=False)")
     loaded: set[str] = set()
     with torch.no_grad():
         for path in ckpt.files:
             new = {}
-            if storage.is_s3(path):
+            if shards:
+                loaded |= _load_local_rows(ckpt, path, targets, shards)
+            elif storage.is_s3(path):
                 from dsllm.trainer.checkpoints import stream
 
                 shard = ckpt.remote_shards.get(path) or stream.open_shard(path, ckpt.requester_pays)
@@ -411,6 +431,82 @@ def load_into(model, ckpt: LocalCheckpoint, strict: bool = True) -> None:
         raise UserError(
             f"{ckpt.source}: the weights lack {len(missing)} tensor(s) the model needs (first: {missing[0]})"
         )
+
+
+def _shards(targets: dict) -> dict:
+    """{name: (local tensor, first global row)} of the parameters sharded as DTensors (FSDP2)."""
+    from torch.distributed.tensor import DTensor
+
+    if not any(isinstance(t, DTensor) for t in targets.values()):
+        return {}
+    out = {}
+    for name, t in targets.items():
+        if not isinstance(t, DTensor):
+            out[name] = (t.data, 0)
+            continue
+        from torch.distributed.tensor import Shard
+
+        if len(t.placements) != 1 or t.placements[0] != Shard(0):
+            raise UserError(f"{name}: sharded as {t.placements}; only dim-0 sharding (FSDP2) is loaded per rank")
+        local = t.to_local()
+        chunk = -(-t.shape[0] // t.device_mesh.size())
+        out[name] = (local, min(t.device_mesh.get_local_rank() * chunk, t.shape[0]))
+    return out
+
+
+def _load_local_rows(ckpt, path: str, targets: dict, shards: dict) -> set[str]:
+    """One weight file into this rank's shards: each tensor's rows of the local shard only."""
+    import torch
+
+    loaded = set()
+    if ckpt.format == "safetensors":
+        from dsllm.trainer.checkpoints.formats import read_rows
+
+        entries = read_header(path)
+        with open(path, "rb", buffering=0) as f:
+            for name, e in entries.items():
+                if _target(ckpt, targets, name, e.shape, {}) is None:
+                    continue
+                local, start = shards[name]
+                if local.shape[0]:
+                    dst = local if local.device.type == "cpu" else torch.empty(local.shape, dtype=local.dtype)
+                    read_rows(f, e, dst, start)
+                    if dst is not local:
+                        local.copy_(dst)
+                loaded.add(name)
+        return loaded
+    sd = load_bin(path)  # memory-mapped: only the rows copied below are read
+    for name, t in sd.items():
+        if _target(ckpt, targets, name, tuple(t.shape), {}) is None:
+            continue
+        local, start = shards[name]
+        local.copy_(t[start : start + local.shape[0]])
+        loaded.add(name)
+    del sd
+    return loaded
+
+
+def _load_dcp(model, ckpt, targets: dict) -> None:
+    """A sharded (DCP) checkpoint's weights into `model` (plain tensors, meta ones allocated)."""
+    import torch
+
+    from dsllm.trainer.checkpoints import sharded
+
+    found = sharded.model_shapes(ckpt.path)
+    dest, new = {}, {}
+    for name, t in targets.items():
+        if IGNORED_KEYS.match(name):
+            continue
+        if name not in found:
+            raise UserError(f"{ckpt.source}: the weights lack tensor {name}")
+        if t.is_meta:
+            new[name] = dest[name] = torch.empty(t.shape, dtype=t.dtype)
+        else:
+            dest[name] = t.data
+    with torch.no_grad():
+        sharded.read_tensors(ckpt.path, dest)
+    if new:
+        model.load_state_dict(new, strict=False, assign=True)
 
 
 def _target(ckpt, targets, name, shape, new):

@@ -118,6 +118,39 @@ class Checkpointer:
         self._error: BaseException | None = None
         self._saving_step: int | None = None
         self._published: collections.deque[tuple[int, Path]] = collections.deque()  # not yet announced
+        self._sharded = None  # a sharded.ShardedWriter when the run writes DCP checkpoints (`use_sharded`)
+
+    def use_sharded(self, rank: int, world_size: int, use_async: bool) -> None:
+        """Write sharded (DCP) checkpoints with `save_sharded`: every rank writes its shards, rank 0
+        publishes (called on every rank: with `use_async` it creates a process group)."""
+        from dsllm.trainer.checkpoints.sharded import ShardedWriter
+
+        self._sharded = ShardedWriter(self.root, rank, world_size, use_async)
+
+    def save_sharded(self, step: int, state: dict, trainer_state: dict, config_json: dict, block: bool = False) -> None:
+        """Every rank: write this rank's shards of `state` (sharded.state_tensors) for `step`; in the
+        background with async save unless `block`. Rank 0 publishes `step-N` once all are written."""
+        assert self._sharded is not None, "use_sharded() first"
+        self._saves = self._sharded.rank == 0
+        self.wait()
+        self.last_time = time.monotonic()
+        self._saving_step = step
+        self._sharded.start(step, state, trainer_state, config_json)
+        if block or not self._sharded.use_async:
+            self._finish_sharded()
+
+    def _finish_sharded(self) -> None:
+        if self._sharded is None or not self._sharded.busy():
+            return
+        step = self._saving_step
+        final = self._sharded.finish()
+        if final is None:  # not rank 0
+            return
+        self.last_good = final
+        if self.mirror is not None:
+            self.mirror.push(step, final)
+        self._published.append((step, final))
+        self._prune()
 
     def pending(self) -> list[tuple[int, str]]:
         """The checkpoints published and not announced yet: [(step, absolute path)], oldest first."""
@@ -179,6 +212,7 @@ class Checkpointer:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        self._finish_sharded()
         if not self.collective_announce:
             self.announce()
         if self._error is not None:
