@@ -146,6 +146,7 @@ def test_checkpoint_layout_metrics_and_transformers_interop(packed, tmp_path):
     assert not list((run / "checkpoints").glob(".tmp-*"))
     ck = run / "checkpoints" / "step-00000007"
     assert sorted(p.name for p in ck.iterdir()) == [
+        "SHA256SUMS",
         "config.json",
         "model.safetensors",
         "optimizer.pt",
