@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+from dsllm import console
 from dsllm.errors import UserError
 
 
@@ -29,6 +29,7 @@ def run_tasks(args, checkpoints) -> int:
 
     from dsllm.trainer.benchmarks import report
     from dsllm.trainer.benchmarks import tasks as T
+    from dsllm.trainer.benchmarks.scoring import ScoreStats
     from dsllm.trainer.checkpoints.hf import build_model
     from dsllm.trainer.evaluate import evaluate_checkpoint
 
@@ -45,16 +46,35 @@ def run_tasks(args, checkpoints) -> int:
         for k, (src, job) in enumerate(jobs, 1):
             ckpt = job()
             label = src if len(jobs) == 1 or ckpt.step is None else f"{src} @ {ckpt.step}"
-            print(f"[{k}/{len(jobs)}] evaluating {label}", file=sys.stderr, flush=True)
+            console.note(f"[{k}/{len(jobs)}] evaluating {label}")
             tokenizer = load_tokenizer(args.tokenizer, ckpt)
             model = build_model(ckpt, dtype=getattr(torch, args.dtype))
             log = None
             if log_file is not None:
                 log = lambda rec, label=label: log_file.write(json.dumps({"checkpoint": label, **rec}) + "\n")
+            stats = ScoreStats()
             scores = report.evaluate_tasks(
-                model, tokenizer, loaded, ckpt.config.max_position_embeddings, bos_id=ckpt.config.bos_token_id, log=log
+                model,
+                tokenizer,
+                loaded,
+                ckpt.config.max_position_embeddings,
+                bos_id=ckpt.config.bos_token_id,
+                log=log,
+                share_contexts=args.share_contexts,
+                stats=stats,
             )
-            row = {"checkpoint": label, "step": ckpt.step, "trained_tokens": ckpt.tokens, "tasks": scores}
+            console.note(
+                f"  {stats.requests} requests: {stats.tokens_forwarded} tokens forwarded in {stats.forward_passes} "
+                f"pass(es) ({stats.tokens_per_request} one request per row)"
+            )
+            row = {
+                "checkpoint": label,
+                "step": ckpt.step,
+                "trained_tokens": ckpt.tokens,
+                "tasks": scores,
+                "tokens_forwarded": stats.tokens_forwarded,
+                "scoring": stats.to_dict(),
+            }
             if args.data is not None:
                 row["loss"] = evaluate_checkpoint(
                     ckpt, args.data, args.max_rows, args.batch_size, dtype=getattr(torch, args.dtype), name=label
@@ -66,5 +86,5 @@ def run_tasks(args, checkpoints) -> int:
     task_names = [s.name for s, _ in loaded]
     if args.html:
         Path(args.html).write_text(report.html_chart(rows, task_names), encoding="utf-8")
-    print(json.dumps(rows, indent=2) if args.json else report.format_table(rows, task_names))
+    console.out(json.dumps(rows, indent=2) if args.json else report.format_table(rows, task_names))
     return 0
