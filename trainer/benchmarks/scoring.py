@@ -15,8 +15,8 @@ longer than the model's context keeps its last `max_len + 1` tokens, on a row of
 Models other than ours (a `transformers` model passed in) are scored one request per row.
 
 Rows are sorted longest first and run in batches of similar length, right-padded; the
-continuations' token log-probabilities are gathered in one vectorised step per batch (log-softmax
-over the gathered positions only).
+continuations' token log-probabilities are gathered in one vectorised step per batch: our model
+computes the logits of the scored positions only (`logits_at`), and the log-softmax runs over those.
 """
 
 from __future__ import annotations
@@ -172,11 +172,9 @@ def _score_batch(model, rows: list[_Row], width: int, device) -> tuple[np.ndarra
         at = c
         for b, (key, cont) in enumerate(row.branches):
             m = len(cont)
-            x[r, at : at + m - 1], pos[r, at : at + m - 1], seg[r, at : at + m - 1] = (
-                cont[:-1],
-                c + np.arange(m - 1),
-                b + 1,
-            )
+            x[r, at : at + m - 1] = cont[:-1]
+            pos[r, at : at + m - 1] = c + np.arange(m - 1)  # RoPE restarts after the context
+            seg[r, at : at + m - 1] = b + 1
             # token j of the continuation is predicted at the context's last position (j = 0),
             # else at the continuation's own token j - 1
             g_pos.append(np.concatenate(([c - 1], at + np.arange(m - 1))))
@@ -184,19 +182,21 @@ def _score_batch(model, rows: list[_Row], width: int, device) -> tuple[np.ndarra
             g_tok.append(np.asarray(cont))
             g_key.append(np.full(m, key))
             at += m - 1
-    tree = any(len(row.branches) > 1 for row in rows)
-    ids = torch.from_numpy(x).to(device)
-    if tree:  # causal, and a continuation never sees another: (B, 1, T, T), True = may attend
-        s = torch.from_numpy(seg).to(device)
-        causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
-        see = (s[:, :, None] == s[:, None, :]) | ((s[:, None, :] == 0) & (s[:, :, None] > 0))
-        logits = model(ids, positions=torch.from_numpy(pos).to(device), attn_mask=(see & causal)[:, None])
-    else:  # every row one context and one continuation: plain causal attention
-        logits = _logits(model(ids))
     rr = torch.from_numpy(np.concatenate(g_row)).to(device)
     pp = torch.from_numpy(np.concatenate(g_pos)).to(device)
     tt = torch.from_numpy(np.concatenate(g_tok).astype(np.int64)).to(device)
-    logp = torch.log_softmax(logits[rr, pp].float(), dim=-1).gather(-1, tt[:, None])[:, 0]
+    ids = torch.from_numpy(x).to(device)
+    if not accepts_tree_mask(model):  # a transformers model: one request per row, every position's logits
+        logits = _logits(model(ids))[rr, pp]
+    elif any(len(row.branches) > 1 for row in rows):  # causal, a continuation never sees another
+        s = torch.from_numpy(seg).to(device)
+        causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
+        see = (s[:, :, None] == s[:, None, :]) | ((s[:, None, :] == 0) & (s[:, :, None] > 0))
+        mask = (see & causal)[:, None]  # (B, 1, T, T), True = may attend
+        logits = model(ids, positions=torch.from_numpy(pos).to(device), attn_mask=mask, logits_at=rr * width + pp)
+    else:  # every row one context and one continuation: plain causal attention
+        logits = model(ids, logits_at=rr * width + pp)
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, tt[:, None])[:, 0]
     return np.concatenate(g_key), logp.double().cpu().numpy()
 
 
