@@ -10,7 +10,8 @@ Shared contexts: the requests of one context (a document's answer choices; the u
 context and the earlier tokens of their own continuation, never a sibling's, and their RoPE
 positions restart at len(context), so every continuation is scored exactly as if it followed the
 context alone, while the context is run once (`tokens_forwarded` counts the difference). A row
-holds at most `max_len` tokens (a context with many continuations takes several rows); a request
+holds at most `max_len` tokens and no more continuation tokens than context tokens (a context with
+many continuations takes several rows: attention costs a row's length squared); a request
 longer than the model's context keeps its last `max_len + 1` tokens, on a row of its own.
 Models other than ours (a `transformers` model passed in) are scored one request per row.
 
@@ -95,9 +96,13 @@ def plan_rows(keys: list[tuple[tuple[int, ...], int]], max_len: int, share_conte
         else:
             rows.append(_Row(ctx, [(i, cont)]))
     for ctx, branches in groups.items():
+        # at most as many continuation tokens as context tokens per row: attention over a row costs
+        # its length squared, so many continuations of a short context ("Answer:") gain nothing from
+        # one long row, while a few-shot prompt is shared by all its choices
+        cap = min(max_len, 2 * len(ctx))
         row = _Row(ctx, [])
         for b in branches:
-            if row.branches and row.length + len(b[1]) - 1 > max_len:
+            if row.branches and row.length + len(b[1]) - 1 > cap:
                 rows.append(row)
                 row = _Row(ctx, [])
             row.branches.append(b)
