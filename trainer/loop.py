@@ -181,8 +181,10 @@ class Evaluator:
             device = next(model.parameters()).device
             ids = torch.from_numpy(got.input_ids.astype(np.int64)).to(device)
             kwargs = segment_kwargs(got.doc_offsets, rows.seq_len, device) if self.document_mask else {}
-            with self.autocast():  # .forward: eager even when the model is compiled (no second compile)
-                losses.append(model.forward(ids, labels=ids, return_logits=False, **kwargs)[1].float() * len(ids))
+            # called, not .forward: an FSDP2 root gathers its own shards (embedding, norm, head) in its
+            # forward hooks; compile applies to each decoder block, which is called either way
+            with self.autocast():
+                losses.append(model(ids, labels=ids, return_logits=False, **kwargs)[1].float() * len(ids))
         model.train()
         return float(torch.stack(losses).sum() / rows.rows)
 

@@ -213,12 +213,18 @@ class Transformer(nn.Module):
         segment_ids: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
         return_logits: bool = True,
+        attn_mask: torch.Tensor | None = None,
+        logits_at: torch.Tensor | None = None,
     ):
         """input_ids (B, T) → logits (B, T, V). With `labels` (B, T; -100 ignored), (logits, loss):
         the mean next-token cross-entropy (labels are shifted inside, as in `transformers`);
         `return_logits=False` gives (None, loss) through `head_loss` (which a fused kernel may
         replace, trainer/kernels.py). `segment_ids` (B, T) restricts attention to each packed
-        document; `positions` (B, T) overrides RoPE's."""
+        document; `positions` (B, T) overrides RoPE's. `attn_mask` (B, 1, T, T) bool (True = may
+        attend) replaces the causal / document mask outright (shared-context scoring's tree mask,
+        trainer/benchmarks/scoring.py); every query must see at least itself. `logits_at` (N,)
+        indexes the flattened (B·T) positions: the logits of those positions only, (N, V) (scoring
+        needs a few positions, and (B, T, V) logits of a 100k vocabulary are gigabytes)."""
         T = input_ids.shape[1]
         x = self.model.embed_tokens(input_ids)  # (B, T, d)
         if positions is None:
@@ -227,10 +233,12 @@ class Transformer(nn.Module):
         autocast = torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
         dtype = torch.get_autocast_dtype(device) if autocast else x.dtype
         cos, sin = self.model.rotary_emb(positions, dtype)
-        mask = segment_mask(segment_ids) if segment_ids is not None else None
+        mask = attn_mask if attn_mask is not None else segment_mask(segment_ids) if segment_ids is not None else None
         for layer in self.model.layers:
             x = layer(x, cos, sin, mask)
         h = self.model.norm(x)  # (B, T, d)
+        if logits_at is not None:
+            return self.lm_head(h.flatten(0, 1)[logits_at])  # (N, V)
         # next-token targets: labels shifted left, the last position ignored
         targets = F.pad(labels[:, 1:], (0, 1), value=-100) if labels is not None else None  # (B, T)
         if not return_logits and targets is not None:

@@ -53,6 +53,13 @@ def add_arguments(p) -> None:
         metavar="TOK",
         help="tokenizer.json or its folder (default: the model folder's tokenizer.json)",
     )
+    p.add_argument(
+        "--no-share-contexts",
+        dest="share_contexts",
+        action="store_false",
+        help="score each request on its own row (default: the requests of one context share a row, "
+        "the context run once)",
+    )
     p.add_argument("--log-samples", default=None, metavar="FILE", help="write one JSON line per scored request")
     p.add_argument("--html", default=None, metavar="FILE", help="write an HTML chart of each task against tokens")
     p.add_argument("--max-rows", type=int, default=None, metavar="N", help="evaluate the first N rows only")

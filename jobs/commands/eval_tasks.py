@@ -29,6 +29,7 @@ def run_tasks(args, checkpoints) -> int:
 
     from dsllm.trainer.benchmarks import report
     from dsllm.trainer.benchmarks import tasks as T
+    from dsllm.trainer.benchmarks.scoring import ScoreStats
     from dsllm.trainer.checkpoints.hf import build_model
     from dsllm.trainer.evaluate import evaluate_checkpoint
 
@@ -51,10 +52,29 @@ def run_tasks(args, checkpoints) -> int:
             log = None
             if log_file is not None:
                 log = lambda rec, label=label: log_file.write(json.dumps({"checkpoint": label, **rec}) + "\n")
+            stats = ScoreStats()
             scores = report.evaluate_tasks(
-                model, tokenizer, loaded, ckpt.config.max_position_embeddings, bos_id=ckpt.config.bos_token_id, log=log
+                model,
+                tokenizer,
+                loaded,
+                ckpt.config.max_position_embeddings,
+                bos_id=ckpt.config.bos_token_id,
+                log=log,
+                share_contexts=args.share_contexts,
+                stats=stats,
             )
-            row = {"checkpoint": label, "step": ckpt.step, "trained_tokens": ckpt.tokens, "tasks": scores}
+            console.note(
+                f"  {stats.requests} requests: {stats.tokens_forwarded} tokens forwarded in {stats.forward_passes} "
+                f"pass(es) ({stats.tokens_per_request} one request per row)"
+            )
+            row = {
+                "checkpoint": label,
+                "step": ckpt.step,
+                "trained_tokens": ckpt.tokens,
+                "tasks": scores,
+                "tokens_forwarded": stats.tokens_forwarded,
+                "scoring": stats.to_dict(),
+            }
             if args.data is not None:
                 row["loss"] = evaluate_checkpoint(
                     ckpt, args.data, args.max_rows, args.batch_size, dtype=getattr(torch, args.dtype), name=label

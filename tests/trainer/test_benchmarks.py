@@ -276,3 +276,88 @@ def test_several_checkpoints_give_a_table_and_a_safe_html_chart(tiny_llama, tmp_
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
     table = cli("eval", "--model", str(a), "--tasks", str(tmp_path / "mine.jsonl"), env=OFFLINE)
     assert table.returncode == 0 and "mine" in table.stdout.splitlines()[0]
+
+
+# ---------------------------------------------------------------------- shared contexts scored once
+
+_WORDS = "the sky is blue green red answer question what colour of sea grass blood night day".split()
+
+
+def _shared_requests_file(path, n_docs=6):
+    """Documents of 4 choices each (contexts of several lengths, one longer than the tiny model's 64
+    positions), plus unconditional "Answer:" requests for every choice (one context shared by all)."""
+    rng = np.random.default_rng(7)
+    lines, docs = [], []
+    for d in range(n_docs):
+        n_ctx = 80 if d == 0 else int(rng.integers(3, 25))  # doc 0 overflows: truncated on its own rows
+        ctx = "Question: " + " ".join(rng.choice(_WORDS, n_ctx)) + "\nAnswer:"
+        choices = [" " + " ".join(rng.choice(_WORDS, int(rng.integers(1, 6)))) for _ in range(4)]
+        choices[3] = choices[1]  # a repeated choice: one request scored once
+        label = int(rng.integers(0, 4))
+        docs.append((ctx, choices, label))
+        for i, c in enumerate(choices):
+            for doc_id, context in ((d, ctx), (d + T.UNCOND_OFFSET, "Answer:")):
+                row = {"doc_id": doc_id, "idx": i, "label": label, "request": {"context": context, "continuation": c}}
+                lines.append(json.dumps(row) + "\n")
+    path.write_text("".join(lines), encoding="utf-8")
+    return docs
+
+
+def _reference_ll_window(model, tok, ctx, cont, max_len):
+    """log P(cont | ctx) by transformers on one sequence, its last max_len + 1 tokens when longer."""
+    stripped = ctx.rstrip(" ")
+    cont = ctx[len(stripped) :] + cont
+    a, b = tok.encode(stripped, add_special_tokens=False).ids, tok.encode(cont, add_special_tokens=False).ids
+    ids = (a + b)[-(max_len + 1) :]
+    n = min(len(b), len(ids) - 1)  # tokens scored: the first kept token has no prefix
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([ids])).logits.double(), -1)[0]
+    first = len(ids) - n  # token q is predicted at position q - 1
+    return sum(float(logp[first + j - 1, t]) for j, t in enumerate(ids[first:])), len(b)
+
+
+def test_shared_contexts_match_transformers_and_forward_fewer_tokens(tiny_llama, tmp_path, cli):
+    """`dsllm eval --tasks` (contexts shared) and, in process, one request per row and the CPU-fused
+    attention kernel with the tree mask (the in-loop path): every request's log-likelihood equals
+    transformers' on that request alone, accuracy is the same, and sharing forwards fewer tokens."""
+    from dsllm.trainer.benchmarks.scoring import ScoreStats, encode_requests, score_sequences
+    from dsllm.trainer.checkpoints.hf import build_model, resolve_checkpoint
+    from dsllm.trainer.parallelize import apply_kernels
+
+    folder, ref = tiny_llama(vocab=300)
+    tok = _tokenizer(folder, 300)
+    task = tmp_path / "shared.jsonl"
+    _shared_requests_file(task)
+    log = tmp_path / "samples.jsonl"
+    res = cli("eval", "--model", str(folder), "--tasks", str(task), "--json", "--log-samples", str(log), env=OFFLINE)
+    assert res.returncode == 0, res.stderr
+    shared, s_log = json.loads(res.stdout)[0], [json.loads(x) for x in log.read_text().splitlines()]
+    assert len(s_log) == 48
+    want = [_reference_ll_window(ref, tok, r["context"], r["continuation"], 64) for r in s_log]
+    per_doc: dict[int, dict[int, float]] = {}
+    for r, (ll, n) in zip(s_log, want):
+        assert r["num_tokens"] == n
+        assert r["loglikelihood"] == pytest.approx(ll, abs=1e-5), (r["doc_id"], r["idx"])
+        if r["doc_id"] < T.UNCOND_OFFSET:
+            per_doc.setdefault(r["doc_id"], {})[r["idx"]] = ll / n
+    labels = {r["doc_id"]: r["label"] for r in map(json.loads, task.read_text().splitlines())}
+    correct = sum(int(max(c, key=lambda i: (c[i], -i)) == labels[d]) for d, c in per_doc.items())
+    assert shared["tasks"] == {"shared": {"metric": "acc_len", "value": correct / 6, "docs": 6}}
+
+    _, reqs = T.load_requests(str(task))
+    seqs = encode_requests(tok, reqs, bos_id=1)
+    model = build_model(resolve_checkpoint(str(folder)))
+    single = ScoreStats()
+    ll_single = score_sequences(model, seqs, 64, batch_tokens=256, share_contexts=False, stats=single)
+    fused = ScoreStats()
+    ll_fused = score_sequences(apply_kernels(model), seqs, 64, batch_tokens=256, stats=fused)
+    np.testing.assert_allclose(ll_single, [w for w, _ in want], atol=1e-5)
+    np.testing.assert_allclose(ll_fused, [w for w, _ in want], atol=1e-5)
+    # repeated choices are scored once; one request per row forwards each unique request's tokens
+    unique = len({(r["context"], r["continuation"]) for r in s_log})
+    assert unique < 48 and shared["scoring"]["requests"] == single.requests == fused.requests == unique
+    assert single.rows == unique and single.tokens_forwarded == single.tokens_per_request
+    assert shared["scoring"] == fused.to_dict() | {"forward_passes": shared["scoring"]["forward_passes"]}
+    # (doc 0's truncated requests take a row each either way: they dominate the per-request count here)
+    assert shared["tokens_forwarded"] < single.tokens_forwarded == shared["scoring"]["tokens_per_request"]
+    assert shared["scoring"]["rows"] < single.rows

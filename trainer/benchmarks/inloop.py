@@ -2,7 +2,9 @@
 
 Requests are loaded and tokenized once, when training starts; at each evaluation every worker scores
 the same requests with its (DDP or FSDP) model, so collective forward passes line up on every worker
-layout, and rank 0 logs `task/<name>` into metrics.jsonl next to `val_loss`.
+layout (an FSDP model gathers each layer's shards in every forward: all ranks must run the same
+passes), and rank 0 logs `task/<name>` into metrics.jsonl next to `val_loss`. Requests sharing a
+context share a row, as in `dsllm eval --tasks` (trainer/benchmarks/scoring.py).
 """
 
 from __future__ import annotations
@@ -44,9 +46,13 @@ class LoopTasks:
             raise UserError(f"eval_tokenizer {tokenizer_path}: token id {top} is outside the model's vocabulary")
         self.max_len = max_len
 
-    def __call__(self, model, autocast) -> dict[str, float]:
+    def loglikelihoods(self, model, autocast) -> np.ndarray:
+        """log P(continuation | context) of every request, in task order."""
         with autocast():
-            ll = score_sequences(model, self.seqs, self.max_len)
+            return score_sequences(model, self.seqs, self.max_len)
+
+    def __call__(self, model, autocast) -> dict[str, float]:
+        ll = self.loglikelihoods(model, autocast)
         n_tok = np.array([n for _, n in self.seqs], dtype=np.int64)
         out, lo = {}, 0
         for spec, reqs in self.tasks:

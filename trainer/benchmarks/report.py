@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from dsllm.trainer.benchmarks.scoring import encode_requests, score_sequences
+from dsllm.trainer.benchmarks.scoring import ScoreStats, encode_requests, score_sequences
 from dsllm.trainer.benchmarks.tasks import UNCOND_OFFSET, Request, TaskSpec
 
 
@@ -52,11 +52,14 @@ def evaluate_tasks(
     bos_id: int | None = None,
     batch_tokens: int = 8192,
     log=None,
+    share_contexts: bool = True,
+    stats: ScoreStats | None = None,
 ) -> dict[str, dict]:
-    """Score every task's requests in one batched pass; `log(record)` gets one dict per request."""
+    """Score every task's requests in one batched pass (requests of one context in one row, unless
+    `share_contexts` is off); `log(record)` gets one dict per request; `stats` accumulates the cost."""
     flat = [r for _, reqs in tasks for r in reqs]
     seqs = encode_requests(tokenizer, flat, bos_id)
-    ll = score_sequences(model, seqs, max_len, batch_tokens)
+    ll = score_sequences(model, seqs, max_len, batch_tokens, share_contexts=share_contexts, stats=stats)
     n_tok = np.array([n for _, n in seqs], dtype=np.int64)
     out, lo = {}, 0
     for spec, reqs in tasks:
