@@ -25,6 +25,7 @@ from dsllm.curation.config import PER_INPUT_STAGES, CurateConfig
 from dsllm.curation.document import Document
 from dsllm.curation.sources import InputSpec
 from dsllm.curation.stage import StageCounts
+from dsllm.curation.timing import ChainTimer
 from dsllm.errors import UserError
 
 
@@ -93,18 +94,29 @@ def _quality(cfg):
 
 
 def run_stages(
-    cfg: CurateConfig, stream, warc_file: str, id_base: str, crawl_hint: str, counts: dict[str, StageCounts]
+    cfg: CurateConfig,
+    stream,
+    warc_file: str,
+    id_base: str,
+    crawl_hint: str,
+    counts: dict[str, StageCounts],
+    timer: ChainTimer | None = None,
 ) -> Iterator[Document]:
-    """Chain reader and stages over a WARC stream; every stage counts into `counts[name]`."""
+    """Chain reader and stages over a WARC stream; every stage counts into `counts[name]` (and, with
+    a `timer`, its own CPU and wall time into `timer`)."""
     from dsllm.curation.quality import heuristic_score
     from dsllm.curation.warc import WarcReader
 
     reader = WarcReader(cfg.read)
     crawl = lambda: reader.crawl or crawl_hint or cfg.run.crawl or "unknown"  # noqa: E731
-    docs = reader(stream, counts["read"])
-    stages = build_stages(cfg, reader, warc_file, id_base, crawl)
+    wrap = timer.wrap if timer is not None else (lambda _name, items: items)
+    docs = wrap("read", reader(stream, counts["read"]))
+    c0, w0 = time.process_time(), time.perf_counter()
+    stages = build_stages(cfg, reader, warc_file, id_base, crawl)  # loads models (cached per process)
+    if timer is not None:
+        timer.setup = [time.process_time() - c0, time.perf_counter() - w0]
     for stage in stages:
-        docs = stage(docs, counts[stage.name])
+        docs = wrap(stage.name, stage(docs, counts[stage.name]))
     score_heuristically = not cfg.runs("quality_model")
     for doc in docs:
         if score_heuristically:
@@ -133,14 +145,16 @@ def process_input(spec: InputSpec, cfg: CurateConfig, out: str) -> dict:
             return dict(prev, skipped=True)  # an invalid or truncated input is read again
     counts = {name: StageCounts(name) for name in cfg.stages if name in PER_INPUT_STAGES}
     start = time.time()
+    timer, cpu0, wall0 = ChainTimer(), time.process_time(), time.perf_counter()
     with (
         storage.open_read(spec.uri) as stream,
         ParquetShardWriter(docs_uri, cfg.output.batch_rows, cfg.output.compression_level) as writer,
     ):
         crawls: Counter = Counter()
-        for doc in run_stages(cfg, stream, spec.uri, id_base_of(spec), spec.crawl, counts):
+        for doc in run_stages(cfg, stream, spec.uri, id_base_of(spec), spec.crawl, counts, timer):
             crawls[doc.crawl] += 1
             writer.add(doc)
+    stage_times = timer.exclusive(list(counts), time.process_time() - cpu0, time.perf_counter() - wall0)
     status, error = input_status(counts["read"])
     result = {
         "uri": spec.uri,
@@ -154,6 +168,8 @@ def process_input(spec: InputSpec, cfg: CurateConfig, out: str) -> dict:
         "counts": [c.to_json() for c in counts.values()],
         "fingerprint": fingerprint,
         "seconds": round(time.time() - start, 3),
+        # this input's own CPU and wall seconds per stage (`write`: scoring and the Parquet write)
+        "stage_times": {k: [round(c, 4), round(w, 4)] for k, (c, w) in stage_times.items()},
     }
     for c in counts.values():
         if not c.balanced():

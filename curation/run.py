@@ -10,7 +10,8 @@
 4. final shards (curation.shards.write_final_shard), one task per group of inputs: every surviving
    document exactly once, labelled with its domain (mixtures are applied at training time by
    `dsllm mix`, never here);
-5. statistics → stats.json; publish manifest.json, config.json; commit the dedup index;
+5. statistics; publish config.json, manifest.json; commit the dedup index; stats.json (with
+   `timing`: wall and CPU seconds of every phase and per-input stage, curation.timing);
    OUT/_work/complete.json last.
 
 A failed input is recorded in the manifest and the run ends non-zero naming it; its outputs are not
@@ -29,6 +30,7 @@ from dsllm.curation.pipeline import per_input_fingerprint, process_input_safely,
 from dsllm.curation.shards import check_funnel, merge_sums, now_iso, plan_shards, versions, write_final_shard
 from dsllm.curation.sources import InputSpec
 from dsllm.curation.stage import StageCounts, merge_counts
+from dsllm.curation.timing import RunTimer, TimedExecutor, merge_stage_times
 
 
 @dataclasses.dataclass
@@ -56,9 +58,20 @@ def run_signature(specs: list[InputSpec], cfg: CurateConfig, dedup_index: str | 
 
 
 def run_curate(
-    specs: list[InputSpec], out: str, cfg: CurateConfig, executor: Executor, dedup_index: str | None = None, log=print
+    specs: list[InputSpec],
+    out: str,
+    cfg: CurateConfig,
+    executor: Executor,
+    dedup_index: str | None = None,
+    log=print,
+    startup: dict | None = None,
 ) -> CurateResult:
-    """The whole curate run over `executor`; see the module docstring for its steps."""
+    """The whole curate run over `executor`; see the module docstring for its steps.
+
+    `startup` ({"wall_s", "cpu_s"}): what the caller spent starting the executor (Ray), recorded as
+    the first phase of stats.json's `timing`."""
+    executor = TimedExecutor(executor)
+    timer = RunTimer(executor, startup)
     cfg = _without_missing_benchmarks(cfg, log)
     marker, signature = complete_marker(out), run_signature(specs, cfg, dedup_index)
     if storage.exists(marker) and storage.read_json(marker).get("signature") == signature:
@@ -69,7 +82,8 @@ def run_curate(
         from dsllm.curation.decontam.stage import default_index_path
 
         log(f"curate: decontaminating against {default_index_path(cfg.decontaminate.n)}")  # built once, here
-    results = executor.map(process_input_safely, task_list(specs, cfg, out), label="curate/inputs")
+    with timer.phase("inputs"):
+        results = executor.map(process_input_safely, task_list(specs, cfg, out), label="curate/inputs")
     usable = ("done", "truncated") if cfg.run.accept_partial else ("done",)
     done = [r for r in results if r["status"] in usable]
     failed = [r for r in results if r["status"] not in usable]
@@ -86,18 +100,27 @@ def run_curate(
     dumps: list = []
     outcome = None
     if any(cfg.runs(s) for s in ("exact_dedup", "minhash_dedup")) and files:
-        outcome = dedup(files, out, cfg, executor, dedup_index)
-        removed = {f: sorted(outcome.removed(f)) for f in files}
+        with timer.phase("dedup"):
+            outcome = dedup(files, out, cfg, executor, dedup_index)
+            removed = {f: sorted(outcome.removed(f)) for f in files}
         stage_counts += [c for c in outcome.counts if cfg.runs(c.name)]
         dumps = outcome.dumps
 
-    shards = write_shards(out, done, removed, cfg, executor)
-    stats = build_stats(stage_counts, shards, dumps, cfg)
-    publish(out, cfg, results, shards, stats)
-    if failed:  # the index is committed only by a complete run: a rerun must not dedup against itself
+    with timer.phase("shards"):
+        shards = write_shards(out, done, removed, cfg, executor)
+    with timer.phase("stats"):
+        stats = build_stats(stage_counts, shards, dumps, cfg)
+    with timer.phase("publish"):
+        publish(out, cfg, results, shards)
+        if not failed and outcome is not None and dedup_index:
+            outcome.commit_index()  # only by a complete run: a rerun must not dedup against itself
+    stage_times = merge_stage_times(
+        (r.get("stage_times", {}) for r in done if not r.get("skipped")), ("setup",) + PER_INPUT_STAGES + ("write",)
+    )
+    stats["timing"] = timer.to_json(stage_times)
+    storage.write_json(storage.join(out, "stats.json"), stats)  # timed up to here: one small JSON write
+    if failed:
         return CurateResult(results, failed, shards, stats)
-    if outcome is not None and dedup_index:
-        outcome.commit_index()
     storage.write_json(marker, {"signature": signature})
     return CurateResult(results, failed, shards, stats)
 
@@ -179,8 +202,9 @@ def build_stats(stage_counts: list[StageCounts], shards, dumps, cfg: CurateConfi
     }
 
 
-def publish(out: str, cfg: CurateConfig, results: list[dict], shards: list[dict], stats: dict) -> None:
-    """config.json, stats.json, then manifest.json (shards with sha256, inputs with status)."""
+def publish(out: str, cfg: CurateConfig, results: list[dict], shards: list[dict]) -> None:
+    """config.json, then manifest.json (shards with sha256, inputs with status); the run writes
+    stats.json after them, with the timings of every phase up to it."""
     inputs = [
         {
             "uri": r["uri"],
@@ -202,5 +226,4 @@ def publish(out: str, cfg: CurateConfig, results: list[dict], shards: list[dict]
         "config": config,
     }
     storage.write_json(storage.join(out, "config.json"), config)
-    storage.write_json(storage.join(out, "stats.json"), stats)
     storage.write_json(storage.join(out, "manifest.json"), manifest)

@@ -69,10 +69,14 @@ def run(args) -> int:
     cfg = replace_skip(cfg, [s.strip() for s in args.skip.split(",") if s.strip()])
     specs = resolve_inputs(args.inputs, args.cc_base, args.limit)
     console.note(f"curate: {len(specs)} input file(s) → {args.output}; stages: {', '.join(cfg.stages)}")
+    import time
+
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     executor = RayExecutor.start(args.ray_address)
+    startup = {"wall_s": time.perf_counter() - wall0, "cpu_s": time.process_time() - cpu0}
     for uri in [args.output] + ([args.dedup_index] if args.dedup_index else []) + [spec.uri for spec in specs]:
         require_shared_path(uri, "--output" if uri == args.output else "input")
-    result = run_curate(specs, args.output, cfg, executor, args.dedup_index, log=console.note)
+    result = run_curate(specs, args.output, cfg, executor, args.dedup_index, log=console.note, startup=startup)
     totals = result.stats["totals"]
     console.out(
         f"curate: {totals['documents']} documents, {totals['chars']} characters in "
