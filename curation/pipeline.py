@@ -75,6 +75,25 @@ def build_stages(cfg: CurateConfig, reader, warc_file: str, id_base: str, crawl)
     return [factories[name]() for name in cfg.stages if name in factories]
 
 
+def warm_up(cfg: CurateConfig) -> None:
+    """Load what the stages cache per process (lid.176, the decontamination index, the quality model,
+    the domain rules) in this process, so workers forked from it share them instead of loading them."""
+    import logging
+
+    import dsllm.curation.dedup.run  # noqa: F401 - imported once here, not in every worker
+    from dsllm.curation.shards import documents_to_batch
+    from dsllm.curation.warc import WarcReader
+
+    documents_to_batch([Document(id="", text="", url="", crawl="", warc_file="")])  # pyarrow imports pandas here
+
+    try:
+        for stage in build_stages(cfg, WarcReader(cfg.read), "", "", lambda: ""):
+            if stage.name == "decontaminate":  # its lookup tables are built on the first match
+                stage.index.match(["warm up " * 20])
+    except Exception as exc:  # noqa: BLE001 - each task builds its stages again and reports the problem there
+        logging.getLogger(__name__).debug("warm-up failed (each worker loads its models): %s", exc)
+
+
 def _decontaminator(cfg):
     from dsllm.curation.decontam.stage import Decontaminator
 

@@ -154,6 +154,9 @@ def dedup(files: list[str], out: str, cfg: CurateConfig, executor: Executor, ind
     from dsllm.curation.dedup import run_dedup
 
     dcfg = dataclasses.replace(cfg.dedup, exact=cfg.runs("exact_dedup"), minhash=cfg.runs("minhash_dedup"))
+    if dcfg.minhash and not dcfg.bands:  # resolved once here: datasketch's optimum imports scipy in every worker
+        bands, rows = dcfg.band_rows
+        dcfg = dataclasses.replace(dcfg, bands=bands, rows=rows)
     return run_dedup(files, storage.join(out, "_work", "dedup"), dcfg, index, executor)
 
 

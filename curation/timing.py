@@ -105,7 +105,7 @@ class TimedExecutor:
         self.inner = inner
         self.task_cpu = 0.0
         self.tasks = 0
-        self.pids: set[int] = set()
+        self.pids: list[int] = []  # the process of every task, in order; this one's pid for local tasks
 
     @property
     def parallelism(self) -> int:
@@ -117,9 +117,9 @@ class TimedExecutor:
         me = os.getpid()
         for _, cpu, pid in results:
             self.tasks += 1
+            self.pids.append(pid)
             if pid != me:
                 self.task_cpu += cpu
-                self.pids.add(pid)
         return [r for r, _, _ in results]
 
 
@@ -141,19 +141,19 @@ class RunTimer:
     @contextlib.contextmanager
     def phase(self, name: str):
         c0, w0 = _clock()
-        t0, n0, pids0 = self.executor.task_cpu, self.executor.tasks, set(self.executor.pids)
+        t0, n0 = self.executor.task_cpu, self.executor.tasks
         try:
             yield
         finally:
             c1, w1 = _clock()
             ran = self.executor.tasks - n0
-            new_pids = self.executor.pids - pids0
+            workers = len(set(self.executor.pids[n0:]))  # processes that ran this phase's tasks
             prev = self.phases.get(name, {"wall_s": 0.0, "cpu_s": 0.0, "tasks": 0, "workers": 0})
             self.phases[name] = {
                 "wall_s": round(prev["wall_s"] + w1 - w0, 4),
                 "cpu_s": round(prev["cpu_s"] + (c1 - c0) + (self.executor.task_cpu - t0), 4),
                 "tasks": prev["tasks"] + ran,
-                "workers": max(prev["workers"], len(new_pids) if new_pids else int(ran > 0)),
+                "workers": max(prev["workers"], workers),
             }
 
     def to_json(self, stages: list[dict]) -> dict:

@@ -46,6 +46,21 @@ def add_arguments(p) -> None:
         help="where cc:CRAWL is read from (default $DSLLM_CC_BASE or https://data.commoncrawl.org/)",
     )
     add_ray_flags(p)
+    p.add_argument(
+        "--executor",
+        choices=("auto", "ray", "local"),
+        default="auto",
+        help="where tasks run: `ray` (an in-process Ray, or the cluster at --ray-address), `local` (worker "
+        "processes forked from this one on this machine: no Ray daemons, models loaded once); `auto` "
+        "(default): ray when --ray-address or $DSLLM_RAY_ADDRESS is set, else local",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes of --executor local (default: all cores)",
+    )
     add_requester_pays(p)
 
 
@@ -69,14 +84,33 @@ def run(args) -> int:
     cfg = replace_skip(cfg, [s.strip() for s in args.skip.split(",") if s.strip()])
     specs = resolve_inputs(args.inputs, args.cc_base, args.limit)
     console.note(f"curate: {len(specs)} input file(s) → {args.output}; stages: {', '.join(cfg.stages)}")
+    import os
     import time
 
+    if args.workers is not None and args.workers < 1:
+        raise UserError("--workers must be >= 1")
+    kind = args.executor
+    if kind == "auto":
+        kind = "ray" if (args.ray_address or os.environ.get("DSLLM_RAY_ADDRESS")) else "local"
+    if kind == "local" and args.ray_address:
+        raise UserError("--executor local runs on this machine only; drop --ray-address or use --executor ray")
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    executor = RayExecutor.start(args.ray_address)
+    if kind == "ray":
+        executor = RayExecutor.start(args.ray_address)
+        for uri in [args.output] + ([args.dedup_index] if args.dedup_index else []) + [spec.uri for spec in specs]:
+            require_shared_path(uri, "--output" if uri == args.output else "input")
+    else:
+        from dsllm.curation.executor import ProcessExecutor
+        from dsllm.curation.pipeline import warm_up
+
+        warm_up(cfg)  # models loaded once here, shared by the forked workers
+        executor = ProcessExecutor(args.workers)
     startup = {"wall_s": time.perf_counter() - wall0, "cpu_s": time.process_time() - cpu0}
-    for uri in [args.output] + ([args.dedup_index] if args.dedup_index else []) + [spec.uri for spec in specs]:
-        require_shared_path(uri, "--output" if uri == args.output else "input")
-    result = run_curate(specs, args.output, cfg, executor, args.dedup_index, log=console.note, startup=startup)
+    try:
+        result = run_curate(specs, args.output, cfg, executor, args.dedup_index, log=console.note, startup=startup)
+    finally:
+        if kind == "local":
+            executor.close()
     totals = result.stats["totals"]
     console.out(
         f"curate: {totals['documents']} documents, {totals['chars']} characters in "

@@ -107,3 +107,34 @@ def test_dsllm_stats_prints_the_timings(tmp_path):
         assert f" {name} " in table, name
     cpu = f"{report['phases'][0]['cpu_s']:.2f}"
     assert cpu in table.splitlines()[[i for i, ln in enumerate(table.splitlines()) if " inputs " in ln][0]]
+
+
+def test_known_lsh_optima_are_datasketchs():
+    """The band/row optima kept to spare a default run importing datasketch and scipy are datasketch's."""
+    from datasketch.lsh import _optimal_param
+
+    from dsllm.curation.dedup.config import KNOWN_OPTIMA, DedupConfig
+
+    assert (DedupConfig().threshold, DedupConfig().num_perm, DedupConfig().lsh_fn_weight) in KNOWN_OPTIMA
+    for (threshold, num_perm, weight), (bands, rows) in KNOWN_OPTIMA.items():
+        assert _optimal_param(threshold, num_perm, 1.0 - weight, weight) == (bands, rows)
+
+
+def test_the_command_on_forked_workers_writes_what_the_in_process_run_writes(tmp_path):
+    """`dsllm curate` on one machine (the default `--executor local`: forked workers) against the same
+    run in this process: byte-identical shards and the same funnel; its timing has a start-up phase,
+    and the inputs' CPU comes from the worker processes (summed over them)."""
+    cfg = replace_skip(CurateConfig(), ["decontaminate"])
+    _, out_a, first = _curate(tmp_path, cfg, "in-process")
+    out_b = str(tmp_path / "forked")
+    proc = run_cli("curate", str(tmp_path / "crawl"), "--output", out_b, "--skip", "decontaminate", "--workers", "2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    manifest = storage.read_json(f"{out_b}/manifest.json")
+    assert [(s["path"], s["sha256"]) for s in manifest["shards"]] == [(s["path"], s["sha256"]) for s in first.shards]
+    stats = storage.read_json(f"{out_b}/stats.json")
+    assert stats["stages"] == first.stats["stages"]
+    phases = {p["name"]: p for p in stats["timing"]["phases"]}
+    assert list(phases) == ["startup"] + PHASES
+    assert 1 <= phases["inputs"]["workers"] <= 2 and phases["inputs"]["tasks"] == 3
+    stage_cpu = sum(s["cpu_s"] for s in stats["timing"]["stages"])
+    assert 0 < stage_cpu <= phases["inputs"]["cpu_s"] + 1e-3  # the workers' CPU reached the driver's phase

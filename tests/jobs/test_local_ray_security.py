@@ -61,7 +61,17 @@ def test_curate_in_process_ray_listens_on_loopback_only_with_token_auth(tmp_path
     }
     env["HOME"] = str(home)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dsllm.jobs.cli", "curate", str(crawl), "--output", str(tmp_path / "out")],
+        [
+            sys.executable,
+            "-m",
+            "dsllm.jobs.cli",
+            "curate",
+            str(crawl),
+            "--output",
+            str(tmp_path / "out"),
+            "--executor",
+            "ray",
+        ],
         cwd=str(ROOT),
         env=env,
         stdout=subprocess.PIPE,
