@@ -6,6 +6,10 @@ domain mixtures are planned at training time with `dsllm mix` over packed data.
 Inputs: local files, directories and globs, s3:// prefixes, https:// URLs, and Common Crawl crawls
 as cc:CC-MAIN-YYYY-WW (the WARCs of the crawl's warc.paths.gz under --cc-base). Rerunning the same
 command on the same OUT resumes: finished inputs are skipped, failed ones are retried.
+
+Tasks run on worker processes forked from this one (`--executor local`, the default on one machine:
+models loaded once before the fork, no Ray daemons) or on Ray (`--executor ray`, or any run with
+--ray-address / $DSLLM_RAY_ADDRESS). stats.json's `timing` says where the time went.
 """
 
 from __future__ import annotations

@@ -113,6 +113,14 @@ def test_sigterm_stops_the_local_executor_and_leaves_no_worker(crawl, tmp_path):
     proc = _start_curate(crawl, out, tmp_path / "log", executor="local")
     tracked = _wait_for_ray(proc, tmp_path / "log")  # the workers, once the per-input tasks run
     assert tracked, "no worker process was started"
+    listening = []  # no Ray, and nothing of the command listens on any port
+    for pid in [proc.pid, *tracked]:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="inet")
+        except psutil.NoSuchProcess:
+            continue
+        listening += [(pid, c.laddr) for c in conns if c.status == psutil.CONN_LISTEN]
+    assert listening == [] and "raylet" not in _names(tracked), listening
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=120)
     err = (tmp_path / "log").read_text()
