@@ -69,6 +69,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    import os
 
     from dsllm import storage
     from dsllm.curation.config import load_curate_config
@@ -81,16 +82,6 @@ def run(args) -> int:
     storage.set_requester_pays(args.requester_pays)
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be >= 1")
-    if storage.is_http(args.output):
-        raise UserError(f"--output {args.output}: cannot write to an HTTP URL; use a local path or s3://")
-    overrides = list(args.overrides) + (["run.accept_partial=true"] if args.accept_partial else [])
-    cfg = load_curate_config(args.config, overrides)
-    cfg = replace_skip(cfg, [s.strip() for s in args.skip.split(",") if s.strip()])
-    specs = resolve_inputs(args.inputs, args.cc_base, args.limit)
-    console.note(f"curate: {len(specs)} input file(s) → {args.output}; stages: {', '.join(cfg.stages)}")
-    import os
-    import time
-
     if args.workers is not None and args.workers < 1:
         raise UserError("--workers must be >= 1")
     kind = args.executor
@@ -98,6 +89,17 @@ def run(args) -> int:
         kind = "ray" if (args.ray_address or os.environ.get("DSLLM_RAY_ADDRESS")) else "local"
     if kind == "local" and args.ray_address:
         raise UserError("--executor local runs on this machine only; drop --ray-address or use --executor ray")
+    if kind == "ray" and args.workers is not None:
+        raise UserError("--workers sets the processes of --executor local; Ray uses the cluster's CPUs")
+    if storage.is_http(args.output):
+        raise UserError(f"--output {args.output}: cannot write to an HTTP URL; use a local path or s3://")
+    overrides = list(args.overrides) + (["run.accept_partial=true"] if args.accept_partial else [])
+    cfg = load_curate_config(args.config, overrides)
+    cfg = replace_skip(cfg, [s.strip() for s in args.skip.split(",") if s.strip()])
+    specs = resolve_inputs(args.inputs, args.cc_base, args.limit)
+    console.note(f"curate: {len(specs)} input file(s) → {args.output}; stages: {', '.join(cfg.stages)}")
+    import time
+
     cpu0, wall0 = time.process_time(), time.perf_counter()
     if kind == "ray":
         executor = RayExecutor.start(args.ray_address)

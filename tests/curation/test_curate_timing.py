@@ -138,3 +138,14 @@ def test_the_command_on_forked_workers_writes_what_the_in_process_run_writes(tmp
     assert 1 <= phases["inputs"]["workers"] <= 2 and phases["inputs"]["tasks"] == 3
     stage_cpu = sum(s["cpu_s"] for s in stats["timing"]["stages"])
     assert 0 < stage_cpu <= phases["inputs"]["cpu_s"] + 1e-3  # the workers' CPU reached the driver's phase
+
+
+def test_executor_flags_that_contradict_each_other_are_user_errors(tmp_path):
+    for args, words in (
+        (["--executor", "local", "--ray-address", "127.0.0.1:1"], "--executor local runs on this machine only"),
+        (["--executor", "ray", "--workers", "2"], "--workers sets the processes of --executor local"),
+        (["--workers", "0"], "--workers must be >= 1"),
+    ):
+        proc = run_cli("curate", str(tmp_path), "--output", str(tmp_path / "out"), *args)
+        assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("dsllm curate: error: ")
+        assert words in proc.stderr, proc.stderr
