@@ -56,7 +56,8 @@ def add_arguments(p) -> None:
         default="auto",
         help="where tasks run: `ray` (an in-process Ray, or the cluster at --ray-address), `local` (worker "
         "processes forked from this one on this machine: no Ray daemons, models loaded once); `auto` "
-        "(default): ray when --ray-address or $DSLLM_RAY_ADDRESS is set, else local",
+        "(default): ray when --ray-address or $DSLLM_RAY_ADDRESS is set or Ray already runs in this process, "
+        "else local",
     )
     p.add_argument(
         "--workers",
@@ -70,6 +71,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     import os
+    import sys
 
     from dsllm import storage
     from dsllm.curation.config import load_curate_config
@@ -85,8 +87,9 @@ def run(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise UserError("--workers must be >= 1")
     kind = args.executor
-    if kind == "auto":
-        kind = "ray" if (args.ray_address or os.environ.get("DSLLM_RAY_ADDRESS")) else "local"
+    if kind == "auto":  # Ray when asked for or already running in this process (never fork a Ray driver)
+        ray_running = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+        kind = "ray" if (args.ray_address or os.environ.get("DSLLM_RAY_ADDRESS") or ray_running) else "local"
     if kind == "local" and args.ray_address:
         raise UserError("--executor local runs on this machine only; drop --ray-address or use --executor ray")
     if kind == "ray" and args.workers is not None:
