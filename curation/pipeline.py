@@ -28,6 +28,7 @@ from dsllm.curation.document import Document
 from dsllm.curation.dropped import DROPPED_SCHEMA, DropRecorder, dropped_uri
 from dsllm.curation.sources import InputSpec
 from dsllm.curation.stage import StageCounts
+from dsllm.curation.timing import ChainTimer
 from dsllm.errors import UserError
 
 
@@ -78,6 +79,25 @@ def build_stages(cfg: CurateConfig, reader, warc_file: str, id_base: str, crawl)
     return [factories[name]() for name in cfg.stages if name in factories]
 
 
+def warm_up(cfg: CurateConfig) -> None:
+    """Load what the stages cache per process (lid.176, the decontamination index, the quality model,
+    the domain rules) in this process, so workers forked from it share them instead of loading them."""
+    import logging
+
+    import dsllm.curation.dedup.run  # noqa: F401 - imported once here, not in every worker
+    from dsllm.curation.shards import documents_to_batch
+    from dsllm.curation.warc import WarcReader
+
+    documents_to_batch([Document(id="", text="", url="", crawl="", warc_file="")])  # pyarrow imports pandas here
+
+    try:
+        for stage in build_stages(cfg, WarcReader(cfg.read), "", "", lambda: ""):
+            if stage.name == "decontaminate":  # its lookup tables are built on the first match
+                stage.index.match(["warm up " * 20])
+    except Exception as exc:  # noqa: BLE001 - each task builds its stages again and reports the problem there
+        logging.getLogger(__name__).debug("warm-up failed (each worker loads its models): %s", exc)
+
+
 def _decontaminator(cfg):
     from dsllm.curation.decontam.stage import Decontaminator
 
@@ -104,9 +124,10 @@ def run_stages(
     crawl_hint: str,
     counts: dict[str, StageCounts],
     dropped: DropRecorder | None = None,
+    timer: ChainTimer | None = None,
 ) -> Iterator[Document]:
-    """Chain reader and stages over a WARC stream; every stage counts into `counts[name]` and hands
-    the drops `dropped` wants to it."""
+    """Chain reader and stages over a WARC stream; every stage counts into `counts[name]`, hands the
+    drops `dropped` wants to it and, with a `timer`, adds its own CPU and wall time to `timer`."""
     from dsllm.curation.quality import heuristic_score
     from dsllm.curation.warc import WarcReader
 
@@ -114,10 +135,14 @@ def run_stages(
     crawl = lambda: reader.crawl or crawl_hint or cfg.run.crawl or "unknown"  # noqa: E731
     if dropped is not None:
         dropped.crawl = crawl
-    docs = reader(stream, counts["read"], dropped)
-    stages = build_stages(cfg, reader, warc_file, id_base, crawl)
+    wrap = timer.wrap if timer is not None else (lambda _name, items: items)
+    docs = wrap("read", reader(stream, counts["read"], dropped))
+    c0, w0 = time.process_time(), time.perf_counter()
+    stages = build_stages(cfg, reader, warc_file, id_base, crawl)  # loads models (cached per process)
+    if timer is not None:
+        timer.setup = [time.process_time() - c0, time.perf_counter() - w0]
     for stage in stages:
-        docs = stage(docs, counts[stage.name], dropped)
+        docs = wrap(stage.name, stage(docs, counts[stage.name], dropped))
     score_heuristically = not cfg.runs("quality_model")
     for doc in docs:
         if score_heuristically:
@@ -148,6 +173,7 @@ def process_input(spec: InputSpec, cfg: CurateConfig, out: str) -> dict:
     counts = {name: StageCounts(name) for name in cfg.stages if name in PER_INPUT_STAGES}
     start = time.time()
     recorder = DropRecorder(cfg.dropped, spec.uri, id_base_of(spec)) if cfg.dropped.enabled else None
+    timer, cpu0, wall0 = ChainTimer(), time.process_time(), time.perf_counter()
     with contextlib.ExitStack() as stack:
         stream = stack.enter_context(storage.open_read(spec.uri))
         writer = stack.enter_context(ParquetShardWriter(docs_uri, cfg.output.batch_rows, cfg.output.compression_level))
@@ -158,11 +184,12 @@ def process_input(spec: InputSpec, cfg: CurateConfig, out: str) -> dict:
                 )
             )
         crawls: Counter = Counter()
-        for doc in run_stages(cfg, stream, spec.uri, id_base_of(spec), spec.crawl, counts, recorder):
+        for doc in run_stages(cfg, stream, spec.uri, id_base_of(spec), spec.crawl, counts, recorder, timer):
             crawls[doc.crawl] += 1
             writer.add(doc)
         if recorder is not None:
             recorder.flush()
+    stage_times = timer.exclusive(list(counts), time.process_time() - cpu0, time.perf_counter() - wall0)
     if recorder is None and storage.exists(drops_uri):  # an earlier run's samples, now turned off
         storage.remove(drops_uri)
     status, error = input_status(counts["read"])
@@ -179,6 +206,8 @@ def process_input(spec: InputSpec, cfg: CurateConfig, out: str) -> dict:
         "dropped_rows": recorder.counts() if recorder is not None else {},
         "fingerprint": fingerprint,
         "seconds": round(time.time() - start, 3),
+        # this input's own CPU and wall seconds per stage (`write`: scoring and the Parquet write)
+        "stage_times": {k: [round(c, 4), round(w, 4)] for k, (c, w) in stage_times.items()},
     }
     for c in counts.values():
         if not c.balanced():

@@ -12,7 +12,8 @@
    `dsllm mix`, never here);
 5. dropped documents → OUT/dropped/ (curation.dropped: the first `dropped.keep` per stage and
    reason, or all of them);
-6. statistics → stats.json; publish manifest.json, config.json; commit the dedup index;
+6. statistics; publish config.json, manifest.json; commit the dedup index; stats.json (with
+   `timing`: wall and CPU seconds of every phase and per-input stage, curation.timing);
    OUT/_work/complete.json last.
 
 A failed input is recorded in the manifest and the run ends non-zero naming it; its outputs are not
@@ -32,6 +33,7 @@ from dsllm.curation.pipeline import per_input_fingerprint, process_input_safely,
 from dsllm.curation.shards import check_funnel, merge_sums, now_iso, plan_shards, versions, write_final_shard
 from dsllm.curation.sources import InputSpec
 from dsllm.curation.stage import StageCounts, merge_counts
+from dsllm.curation.timing import RunTimer, TimedExecutor, merge_stage_times
 
 _log = logging.getLogger(__name__)  # the default `log` of callers without a console
 
@@ -67,8 +69,14 @@ def run_curate(
     executor: Executor,
     dedup_index: str | None = None,
     log=_log.info,
+    startup: dict | None = None,
 ) -> CurateResult:
-    """The whole curate run over `executor`; see the module docstring for its steps."""
+    """The whole curate run over `executor`; see the module docstring for its steps.
+
+    `startup` ({"wall_s", "cpu_s"}): what the caller spent starting the executor (Ray), recorded as
+    the first phase of stats.json's `timing`."""
+    executor = TimedExecutor(executor)
+    timer = RunTimer(executor, startup)
     marker, signature = complete_marker(out), run_signature(specs, cfg, dedup_index)
     if storage.exists(marker) and storage.read_json(marker).get("signature") == signature:
         log(f"curate: {out} is already complete for these inputs and this config; nothing to do")
@@ -80,7 +88,8 @@ def run_curate(
         index = load_index(cfg.decontaminate.index, cfg.decontaminate.n)  # a bad index stops the run here
         source = cfg.decontaminate.index or "the bundled index"
         log(f"curate: decontaminating against {source} ({len(index.names)} benchmarks)")
-    results = executor.map(process_input_safely, task_list(specs, cfg, out), label="curate/inputs")
+    with timer.phase("inputs"):
+        results = executor.map(process_input_safely, task_list(specs, cfg, out), label="curate/inputs")
     usable = ("done", "truncated") if cfg.run.accept_partial else ("done",)
     done = [r for r in results if r["status"] in usable]
     failed = [r for r in results if r["status"] not in usable]
@@ -97,19 +106,28 @@ def run_curate(
     dumps: list = []
     outcome = None
     if any(cfg.runs(s) for s in ("exact_dedup", "minhash_dedup")) and files:
-        outcome = dedup(files, out, cfg, executor, dedup_index)
-        removed = {f: sorted(outcome.removed(f)) for f in files}
+        with timer.phase("dedup"):
+            outcome = dedup(files, out, cfg, executor, dedup_index)
+            removed = {f: sorted(outcome.removed(f)) for f in files}
         stage_counts += [c for c in outcome.counts if cfg.runs(c.name)]
         dumps = outcome.dumps
 
-    shards = write_shards(out, done, removed, cfg, executor)
-    stats = build_stats(stage_counts, shards, dumps, cfg)
-    stats["dropped_samples"] = publish_dropped(out, done, outcome, stage_counts, cfg, executor)
-    publish(out, cfg, results, shards, stats)
-    if failed:  # the index is committed only by a complete run: a rerun must not dedup against itself
+    with timer.phase("shards"):
+        shards = write_shards(out, done, removed, cfg, executor)
+    with timer.phase("stats"):
+        stats = build_stats(stage_counts, shards, dumps, cfg)
+    with timer.phase("publish"):
+        stats["dropped_samples"] = publish_dropped(out, done, outcome, stage_counts, cfg, executor)
+        publish(out, cfg, results, shards)
+        if not failed and outcome is not None and dedup_index:
+            outcome.commit_index()  # only by a complete run: a rerun must not dedup against itself
+    stage_times = merge_stage_times(
+        (r.get("stage_times", {}) for r in done if not r.get("skipped")), ("setup",) + PER_INPUT_STAGES + ("write",)
+    )
+    stats["timing"] = timer.to_json(stage_times)
+    storage.write_json(storage.join(out, "stats.json"), stats)  # timed up to here: one small JSON write
+    if failed:
         return CurateResult(results, failed, shards, stats)
-    if outcome is not None and dedup_index:
-        outcome.commit_index()
     storage.write_json(marker, {"signature": signature})
     return CurateResult(results, failed, shards, stats)
 
@@ -125,6 +143,9 @@ def dedup(files: list[str], out: str, cfg: CurateConfig, executor: Executor, ind
     from dsllm.curation.dedup import run_dedup
 
     dcfg = dataclasses.replace(cfg.dedup, exact=cfg.runs("exact_dedup"), minhash=cfg.runs("minhash_dedup"))
+    if dcfg.minhash and not dcfg.bands:  # resolved once here: datasketch's optimum imports scipy in every worker
+        bands, rows = dcfg.band_rows
+        dcfg = dataclasses.replace(dcfg, bands=bands, rows=rows)
     return run_dedup(files, storage.join(out, "_work", "dedup"), dcfg, index, executor)
 
 
@@ -186,8 +207,9 @@ def build_stats(stage_counts: list[StageCounts], shards, dumps, cfg: CurateConfi
     }
 
 
-def publish(out: str, cfg: CurateConfig, results: list[dict], shards: list[dict], stats: dict) -> None:
-    """config.json, stats.json, then manifest.json (shards with sha256, inputs with status)."""
+def publish(out: str, cfg: CurateConfig, results: list[dict], shards: list[dict]) -> None:
+    """config.json, then manifest.json (shards with sha256, inputs with status); the run writes
+    stats.json after them, with the timings of every phase up to it."""
     inputs = [
         {
             "uri": r["uri"],
@@ -209,5 +231,4 @@ def publish(out: str, cfg: CurateConfig, results: list[dict], shards: list[dict]
         "config": config,
     }
     storage.write_json(storage.join(out, "config.json"), config)
-    storage.write_json(storage.join(out, "stats.json"), stats)
     storage.write_json(storage.join(out, "manifest.json"), manifest)

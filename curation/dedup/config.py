@@ -71,8 +71,16 @@ class DedupConfig:
         return _optimal_band_rows(self.threshold, self.num_perm, self.lsh_fn_weight)
 
 
+# datasketch's `_optimal_param` for the shipped default (threshold 0.7, 128 permutations, weight 0.8),
+# so a default run does not import datasketch and scipy (~0.5 CPU-s per process) to recompute it;
+# tests/curation/test_curate_timing.py checks every entry against datasketch
+KNOWN_OPTIMA = {(0.7, 128, 0.8): (18, 7)}
+
+
 @functools.lru_cache(maxsize=64)
 def _optimal_band_rows(threshold: float, num_perm: int, fn_weight: float) -> tuple[int, int]:
+    if (threshold, num_perm, fn_weight) in KNOWN_OPTIMA:
+        return KNOWN_OPTIMA[(threshold, num_perm, fn_weight)]
     from datasketch.lsh import _optimal_param
 
     b, r = _optimal_param(threshold, num_perm, 1.0 - fn_weight, fn_weight)

@@ -67,6 +67,7 @@ def sections(manifest: dict, stats: dict | None, rows: list[dict], quality, leng
         "quality_score": quality.to_json(),
         "doc_chars": length.to_json(),
         "dedup": _dedup((stats.get("dedup") or {}).get("dumps") or []),
+        "timing": _timing(stats.get("timing")),
     }
     m_rows = sum(e.get("rows") or 0 for e in manifest["shards"])
     if m_rows != documents and not any(r["error"] for r in rows):
@@ -91,6 +92,26 @@ def sections(manifest: dict, stats: dict | None, rows: list[dict], quality, leng
 def _total_chars(length, totals: dict) -> float:
     """Characters: the sum of the n_chars column when it was read, else stats.json's total."""
     return length.total if length.n else (totals.get("chars") or 0)
+
+
+def _timing(timing: dict | None) -> dict | None:
+    """stats.json's `timing` (phases and per-input stages, wall and CPU seconds), shares of CPU added;
+    None for a run written before timings were recorded."""
+    if not timing:
+        return None
+    phases = [dict(p) for p in timing.get("phases") or []]
+    stages = [dict(s) for s in timing.get("stages") or []]
+    total_cpu = sum(p["cpu_s"] for p in phases)
+    stage_cpu = sum(s["cpu_s"] for s in stages)
+    for p in phases:
+        p["share_cpu"] = round(p["cpu_s"] / total_cpu, 6) if total_cpu else None
+    for s in stages:
+        s["share_cpu"] = round(s["cpu_s"] / stage_cpu, 6) if stage_cpu else None
+    total = timing.get("total") or {
+        "wall_s": round(sum(p["wall_s"] for p in phases), 4),
+        "cpu_s": round(total_cpu, 4),
+    }
+    return {"phases": phases, "stages": stages, "total": total}
 
 
 def _inputs(inputs: list[dict]) -> dict:

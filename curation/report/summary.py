@@ -36,6 +36,11 @@ Curated only
   quality_score, doc_chars   distributions (quality: 20 equal bins; length: one bin per doubling)
   dedup       {dumps: [stats.json entry + cumulative_documents_in, cumulative_removed,
                 cumulative_rate], total_rate}
+  timing      null for runs without timings, else {phases: [{name (startup, inputs, dedup, shards,
+                stats, publish), wall_s, cpu_s (driver + tasks in other processes, summed over
+                workers), tasks, workers, share_cpu}], stages: [{name (per-input stages + write),
+                cpu_s, wall_s (summed over the inputs processed in this run), tasks, share_cpu}],
+                total {wall_s, cpu_s}}
 
 Mixture only (MIX/ of `dsllm mix`; shards [] and no distributions)
   totals      sequences, tokens, requested_tokens, domains, sources

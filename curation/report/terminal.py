@@ -109,6 +109,43 @@ def curated_parts(r: dict):
     yield distribution("Quality score", r["quality_score"], "{:.3f}")
     yield distribution("Document length (characters)", r["doc_chars"], "{:,.0f}")
     yield dedup(r["dedup"])
+    yield timing(r.get("timing"))
+
+
+def timing(t: dict | None):
+    """Where the run's time went: its phases, then the per-input stages (CPU summed over workers)."""
+    if not t:
+        return None
+    table = _table(
+        "Time of the run (CPU summed over workers; per-input stages summed over inputs)",
+        "phase / stage",
+        "wall s:r",
+        "CPU s:r",
+        "share of CPU:r",
+        "tasks:r",
+        "workers:r",
+    )
+    for p in t["phases"]:
+        table.add_row(
+            Text(p["name"], style="bold"),
+            f"{p['wall_s']:.2f}",
+            f"{p['cpu_s']:.2f}",
+            pct(p["share_cpu"]),
+            num(p["tasks"]),
+            num(p["workers"]),
+        )
+        if p["name"] == "inputs":
+            for s in t["stages"]:
+                table.add_row(
+                    Text(f"  {s['name']}", style="dim"),
+                    Text(f"{s['wall_s']:.2f}", style="dim"),
+                    Text(f"{s['cpu_s']:.2f}", style="dim"),
+                    Text(pct(s["share_cpu"]), style="dim"),
+                    Text(num(s["tasks"]), style="dim"),
+                    "",
+                )
+    table.add_row(Text("total", style="bold"), f"{t['total']['wall_s']:.2f}", f"{t['total']['cpu_s']:.2f}", "", "", "")
+    return table
 
 
 def packed_parts(r: dict):

@@ -24,9 +24,9 @@ def crawl(tmp_path_factory):
     return out
 
 
-def _start_curate(crawl, out, log):
+def _start_curate(crawl, out, log, executor="ray"):
     return subprocess.Popen(
-        [sys.executable, "-m", "dsllm.jobs.cli", "curate", str(crawl), "--output", str(out)],
+        [sys.executable, "-m", "dsllm.jobs.cli", "curate", str(crawl), "--output", str(out), "--executor", executor],
         cwd=str(ROOT),
         env=dict(os.environ),
         stdout=subprocess.DEVNULL,
@@ -103,3 +103,41 @@ def test_sigterm_stops_like_ctrl_c_and_the_rerun_finishes(crawl, tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     manifest = json.loads((out / "manifest.json").read_text())
     assert all(i["status"] == "done" for i in manifest["inputs"]), manifest["inputs"]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_local_executor_and_leaves_no_worker(crawl, tmp_path):
+    """`--executor local` (the default on one machine): SIGTERM ends the command with 130, its forked
+    workers are gone, finished inputs keep their markers and the rerun finishes."""
+    out = tmp_path / "out"
+    proc = _start_curate(crawl, out, tmp_path / "log", executor="local")
+    tracked = _wait_for_ray(proc, tmp_path / "log")  # the workers, once the per-input tasks run
+    assert tracked, "no worker process was started"
+    listening = []  # no Ray, and nothing of the command listens on any port
+    for pid in [proc.pid, *tracked]:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="inet")
+        except psutil.NoSuchProcess:
+            continue
+        listening += [(pid, c.laddr) for c in conns if c.status == psutil.CONN_LISTEN]
+    assert listening == [] and "raylet" not in _names(tracked), listening
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    err = (tmp_path / "log").read_text()
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] == "dsllm curate: interrupted"
+    assert _wait_gone(tracked, 20) == []
+    again = run_cli("curate", str(crawl), "--output", str(out))
+    assert again.returncode == 0, again.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert all(i["status"] == "done" for i in manifest["inputs"]), manifest["inputs"]
+
+
+@pytest.mark.slow
+def test_kill_9_leaves_no_local_worker(crawl, tmp_path):
+    proc = _start_curate(crawl, tmp_path / "out", tmp_path / "log", executor="local")
+    tracked = _wait_for_ray(proc, tmp_path / "log")
+    assert tracked, "no worker process was started"
+    proc.kill()
+    proc.wait()
+    assert _wait_gone(tracked, 20) == []

@@ -18,7 +18,7 @@ def test_curate_and_pack_in_process_ray_listen_on_loopback_only_with_token_auth(
     assert made.returncode == 0, made.stderr
     home = tmp_path / "home"
     env = user_env(home)
-    curate = run_watched(["curate", str(crawl), "--output", str(tmp_path / "out")], env)
+    curate = run_watched(["curate", str(crawl), "--output", str(tmp_path / "out"), "--executor", "ray"], env)
     assert curate.returncode == 0, curate.stderr[-3000:]
     # the observation is not vacuous: Ray's own servers were seen listening
     assert {"gcs_server", "raylet"} <= set(curate.listening), curate.listening
