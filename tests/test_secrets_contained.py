@@ -53,7 +53,9 @@ def test_planted_credentials_never_leave_the_credential_chain(s3_bucket, tmp_pat
     ]  # fmt: skip
     outputs = [
         run_cli("sample-crawl", f"s3://{s3_bucket}/crawl", "--warcs", "1", "--records", "40", env=env),
-        run_cli("curate", f"s3://{s3_bucket}/crawl", "--output", f"s3://{s3_bucket}/out", env=env),
+        run_cli(
+            "curate", f"s3://{s3_bucket}/crawl", "--output", f"s3://{s3_bucket}/out", "--executor", "ray", env=env
+        ),  # Ray logs too
         run_cli("stats", f"s3://{s3_bucket}/out", "--html", str(tmp_path / "report.html"), env=env),
         run_cli("stats", f"s3://{s3_bucket}/out", "--json", env=env),
         run_cli("stats", "s3://no-such-bucket-h17/out", env=env),  # a boto error, reported
