@@ -10,10 +10,11 @@ Precision policies (`precision` in the train config):
 - `bf16-autocast`: fp32 weights, matmuls in bf16 under torch.autocast;
 - `bf16`:          bf16 weights and activations, with fp32 master weights and fp32 gradient
                    accumulation held here (DeepSeek: "bf16 with fp32 gradient accumulation");
-- `auto` (the default): `bf16` where the device computes in bf16 natively (CUDA; a CPU with
-                   AVX512-BF16 or AMX, as oneDNN reports it), else `fp32`. On an AVX2-only CPU bf16
-                   matmuls are emulated: 0.2-0.3 vs 10-21 GFLOP/s for fp32 (about 50x slower) on a
-                   2-core AMD EPYC, `python bench/bench_precision.py` (bench/RESULTS-train.md).
+- `auto` (the default): `bf16` where the device has bf16 kernels (CUDA; a CPU with at least
+                   AVX512 core, AVX512BW/VL/DQ, or the AVX512-BF16/AMX extensions, as oneDNN reports
+                   it), else `fp32`. On an AVX2-only CPU bf16 matmuls are emulated: 0.2-0.3 vs 10-21
+                   GFLOP/s for fp32 (about 50x slower) on a 2-core AMD EPYC,
+                   `python bench/bench_precision.py` (bench/RESULTS-train.md).
 """
 
 from __future__ import annotations

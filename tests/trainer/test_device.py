@@ -105,13 +105,16 @@ def test_train_with_activation_checkpointing_gives_the_same_losses(tmp_path, mod
 
 
 def _cpu_has_native_bf16() -> bool:
-    """From the kernel's CPU flags, not from torch: AVX512-BF16 or AMX-BF16."""
+    """From the kernel's CPU flags, not from torch: oneDNN's bf16 needs at least AVX512 core
+    (AVX512BW, VL and DQ), or the AVX512-BF16, AMX-BF16 or AVX-NE-CONVERT extensions."""
     try:
         with open("/proc/cpuinfo") as f:
             flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
     except OSError:
         pytest.skip("no /proc/cpuinfo")
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    if {"avx512bw", "avx512vl", "avx512dq"} <= set(flags):
+        return True
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16", "avx_ne_convert"))
 
 
 def test_precision_auto_is_bf16_only_where_the_cpu_has_it(cli, tmp_path):
