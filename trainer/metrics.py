@@ -162,14 +162,22 @@ def peak_flops(dtype: torch.dtype = torch.bfloat16, device: str = "cpu") -> floa
 
 
 class MetricsLog:
-    """Appends one JSON object per logged step to `RUN/metrics.jsonl` and prints progress."""
+    """Appends one JSON object per logged step to `RUN/metrics.jsonl` and prints progress.
 
-    def __init__(self, run_dir: str | Path, max_steps: int, resume_step: int = 0, quiet: bool = False):
+    Only one process of a run may own the file (`write=True` on rank 0): several ranks appending
+    to one shared file duplicate every line, and one rank's truncation on resume (a rename over
+    the file) would strand another rank's open handle on the replaced file, losing its lines."""
+
+    def __init__(
+        self, run_dir: str | Path, max_steps: int, resume_step: int = 0, quiet: bool = False, write: bool = True
+    ):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.max_steps, self.quiet = max_steps, quiet
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._truncate_after(resume_step)
-        self._file = self.path.open("a", encoding="utf-8")
+        self._file = None
+        if write:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._truncate_after(resume_step)
+            self._file = self.path.open("a", encoding="utf-8")
         self._start = time.monotonic()
         self._start_step = resume_step
 
@@ -189,8 +197,9 @@ class MetricsLog:
         os.replace(tmp, self.path)
 
     def log(self, record: dict) -> None:
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        if self._file is not None:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
         if not self.quiet:
             console.note(self.progress_line(record))
 
@@ -207,7 +216,8 @@ class MetricsLog:
         )
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def _duration(seconds: float) -> str:

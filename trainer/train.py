@@ -325,7 +325,7 @@ def train(
         sharded=sharded_ckpt,
         async_save=cfg.async_checkpoint,
     )
-    metrics = MetricsLog(run, cfg.max_steps, progress.step, quiet=quiet or rank != 0)
+    metrics = MetricsLog(run, cfg.max_steps, progress.step, quiet=quiet or rank != 0, write=rank == 0)
     autocast = autocast_for(cfg.precision, device.type)
     evaluator = Evaluator(td.val_rows, cfg.eval_every, cfg.micro_batch_size, autocast, cfg.document_mask)
 
