@@ -25,13 +25,15 @@ from dsllm.curation.decontam.ngrams import (
     batch_ngrams,
     batch_tokens,
     ngram_hashes,
-    ngrams_of,
+    ngram_keys,
     token_hashes,
     tokens,
+    unmix,
 )
 from dsllm.errors import UserError
 
-_BITS = 26  # prefilter: 8 MB per table, ~4% false candidates at 3M hashes
+_BITS = 26  # prefilter of the largest tables: 8 MB, ~4% false candidates at 3M hashes
+_BITS_PER_HASH = 64  # smaller tables get a filter of >= 64 bits per hash (~1.5% false candidates)
 FORMAT = "dsllm-decontam-2"  # bump whenever tokens or hashes change: old indexes are refused
 
 
@@ -74,26 +76,36 @@ class DecontamIndex:
         """For each text, the first benchmark (in index order) whose n-gram or short string it contains."""
         best = np.full(len(texts), len(self.names), dtype=np.int64)
         th, tok_owner = batch_tokens(texts)  # tokenized and hashed once for every length
-        for length, (h, owner) in self.tables.items():
-            if not len(h):
-                continue
-            g, doc = ngrams_of(th, tok_owner, length)
-            maybe = self._bitmap(length, h)
-            top = g >> np.uint64(64 - _BITS)
-            cand = (maybe[top >> np.uint64(3)] >> (top & np.uint64(7)).astype(np.uint8)) & 1 == 1
-            g, doc = g[cand], doc[cand]  # one memory access rules out most n-grams
+        lengths = [length for length, (h, _) in self.tables.items() if len(h)]
+        for length, keys in ngram_keys(th, lengths):
+            bits, maybe, h, owner = self._lookup(length)
+            top = keys >> np.uint64(64 - bits)
+            cand = np.flatnonzero((maybe[top >> np.uint64(3)] >> (top & np.uint64(7)).astype(np.uint8)) & 1)
+            doc = tok_owner[cand]
+            within = doc == tok_owner[cand + length - 1]  # n-grams never span two texts
+            g, doc = keys[cand[within]], doc[within]
             pos = np.minimum(np.searchsorted(h, g), len(h) - 1)
             hit = h[pos] == g
             np.minimum.at(best, doc[hit], owner[pos[hit]])
         return [None if b == len(self.names) else self.names[b] for b in best]
 
-    def _bitmap(self, length: int, h: np.ndarray) -> np.ndarray:
-        """A 2**_BITS-bit membership filter on the hashes' top bits (built once per table)."""
-        cache = self.__dict__.setdefault("_bitmaps", {})
+    def _lookup(self, length: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """(bits, filter, sorted unmixed hashes, their benchmark) of one table, built once: the
+        keys `match` looks up are unmixed (`ngram_keys`), so the table is unmixed instead, and a
+        2**bits-bit filter on the top bits rules out most keys with one memory access (2**_BITS bits
+        for the largest table, >= _BITS_PER_HASH bits per hash, small enough for the cache, for the
+        short strings' tables)."""
+        cache = self.__dict__.setdefault("_lookups", {})
         if length not in cache:
-            bits = np.zeros(1 << _BITS, dtype=bool)
-            bits[h >> np.uint64(64 - _BITS)] = True
-            cache[length] = np.packbits(bits, bitorder="little")
+            h, owner = self.tables[length]
+            u = unmix(h)
+            order = np.argsort(u)
+            u, owner = u[order], owner[order]
+            bits = min(_BITS, max(10, int(len(u) * _BITS_PER_HASH - 1).bit_length()))
+            top = u >> np.uint64(64 - bits)
+            packed = np.zeros(1 << (bits - 3), dtype=np.uint8)
+            np.bitwise_or.at(packed, top >> np.uint64(3), np.left_shift(1, top & np.uint64(7)).astype(np.uint8))
+            cache[length] = (bits, packed, u, owner)
         return cache[length]
 
     def digest(self) -> str:
