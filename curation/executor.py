@@ -10,8 +10,11 @@ executor ran them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol, TypeVar
+
+log = logging.getLogger(__name__)
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -40,13 +43,22 @@ class ProcessExecutor:
     decontamination index) is shared copy-on-write instead of loaded again by every worker, and no
     cluster daemons start. Results come back in the order of `items`, as with every executor;
     progress is reported under `label` like RayExecutor's. For a run on one machine; a cluster run
-    uses `dsllm.jobs.runner.RayExecutor`."""
+    uses `dsllm.jobs.runner.RayExecutor`.
 
-    def __init__(self, workers: int | None = None, quiet: bool = False):
+    A worker that dies (killed by the kernel's OOM killer, a crash in a C extension on hostile
+    input) breaks the pool: as Ray retries a task whose worker died (`max_retries`, default 3), a
+    new pool runs the tasks that had not finished, up to `max_retries` times per `map`; finished
+    results are kept. Every task of the runs here is idempotent (outputs published atomically,
+    completion markers last), so running one again is safe. A task that raises an exception is
+    not retried: its exception propagates, as with Ray's application errors."""
+
+    def __init__(self, workers: int | None = None, quiet: bool = False, max_retries: int = 3):
         import os
 
         self.parallelism = max(1, workers or os.cpu_count() or 1)
         self.quiet = quiet
+        self.max_retries = max_retries
+        self.retries = 0  # pools rebuilt after a worker died, over this executor's life
         self._pool = None
 
     def _get_pool(self):
@@ -65,6 +77,7 @@ class ProcessExecutor:
 
     def map(self, fn, items, label: str | None = None):
         from concurrent.futures import as_completed
+        from concurrent.futures.process import BrokenProcessPool
 
         from dsllm.progress import StageProgress
 
@@ -74,17 +87,42 @@ class ProcessExecutor:
         label = label or f"{fn.__module__.rsplit('.', 1)[-1]}/{fn.__name__}"
         workers = min(self.parallelism, len(items))
         progress = StageProgress(label, len(items), unit=f"tasks on {workers} worker(s)", quiet=self.quiet)
-        pool = self._get_pool()
-        futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
         results: list = [None] * len(items)
-        try:
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                progress.advance()
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+        pending = set(range(len(items)))
+        attempt = 0
+        while pending:
+            futures: dict = {}
+            try:  # a worker that died between two maps breaks the pool at submit already
+                pool = self._get_pool()
+                for i in sorted(pending):
+                    futures[pool.submit(fn, items[i])] = i
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    pending.discard(futures[future])
+                    progress.advance()
+            except BrokenProcessPool as exc:
+                if self._pool is not None:
+                    self._pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = None
+                attempt += 1
+                if attempt > self.max_retries:
+                    raise RuntimeError(
+                        f"{label}: a worker process died {attempt} times; {len(pending)} task(s) did not "
+                        f"finish (a rerun resumes from the finished ones)"
+                    ) from exc
+                self.retries += 1
+                log.warning(
+                    "%s: a worker process died (%s); running the %d unfinished task(s) again (retry %d of %d)",
+                    label,
+                    exc,
+                    len(pending),
+                    attempt,
+                    self.max_retries,
+                )
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
         progress.close()
         return results
 
