@@ -32,6 +32,35 @@ def match(selector: str, keys: list[str]) -> list[str]:
     return [k for k in keys if k.split(":", 1)[0] == selector]
 
 
+EXAMPLE_FIELDS = ("stage", "reason", "value", "detail", "duplicate_of", "id", "url", "lang", "n_chars", "text")
+
+
+def dropped_examples(root: str, stats: dict | None, per_reason: int = 2, chars: int = 600) -> list[dict]:
+    """The first `per_reason` kept dropped documents of every stage:reason (funnel order), text cut to
+    `chars`: the report's "Dropped documents" section. Reads OUT/dropped/ batch by batch and stops
+    once every reason has its examples, so a run kept with `--keep-dropped all` is not read whole."""
+    import pyarrow.parquet as pq
+
+    info = (stats or {}).get("dropped_samples")
+    if not info:
+        return []
+    wanted = {k: min(per_reason, v["kept"]) for k, v in available(stats or {}).items() if v["kept"]}
+    found: dict[str, list[dict]] = {k: [] for k in wanted}
+    for rel in info.get("files") or []:
+        if all(len(found[k]) >= n for k, n in wanted.items()):
+            break
+        with storage.open_random(storage.join(root, rel)) as f:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=1024, columns=list(EXAMPLE_FIELDS)):
+                for row in batch.to_pylist():
+                    key = f"{row['stage']}:{row['reason']}"
+                    if len(found.get(key, ())) < wanted.get(key, 0):
+                        row["text"] = (row["text"] or "")[:chars]
+                        found[key].append(row)
+                if all(len(found[k]) >= n for k, n in wanted.items()):
+                    break
+    return [row for k in wanted for row in found[k]]
+
+
 def dropped_report(path: str, selector: str, limit: int = 20) -> dict:
     """The kept dropped rows SELECTOR names (at most `limit`; 0 = all), with what stats.json counts."""
     import pyarrow as pa

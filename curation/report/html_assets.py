@@ -247,6 +247,22 @@ function samples() {
   });
 }
 
+function droppedExamples() {
+  const xs = R.dropped_examples || [];
+  if (!xs.length) return;
+  const sec = section(`Dropped documents: ${xs.length} examples`, 'the first kept documents of every stage and reason; ' +
+    'all kept ones: dsllm stats OUT --dropped STAGE:REASON');
+  xs.forEach(d => { const box = h('div', {class: 'doc', 'data-dropped': `${d.stage}:${d.reason}`}, sec);
+    const meta = [`${d.stage}: ${d.reason}`];
+    if (d.value != null) meta.push(`value ${fmt(d.value)}`);
+    if (d.detail) meta.push(d.detail);
+    if (d.duplicate_of) meta.push(`duplicate of ${d.duplicate_of}`);
+    meta.push(d.lang || '—', d.n_chars == null ? '— chars' : `${fmt(d.n_chars)} chars`, d.url || '');
+    h('div', {class: 'meta'}, box, meta.join(' · '));
+    h('pre', {}, box, d.text || '');
+  });
+}
+
 function curated() {
   const t = R.totals;
   cards([['documents', fmt(t.documents)], ['characters', fmt(t.chars)], ['text bytes', size(t.text_bytes)],
@@ -269,6 +285,7 @@ function curated() {
   if (R.dedup.dumps.length) dedupChart(section('Deduplication across dumps', `share of each dump's documents removed, and cumulative; total ${pct(R.dedup.total_rate)}`), R.dedup.dumps);
   if (R.inputs.failed) { const sec = section('Failed inputs', `${R.inputs.failed} of ${R.inputs.total}`);
     table(sec, ['input', 'error'], R.inputs.failed_list.map(f => [f.uri, f.error || ''])); }
+  droppedExamples();
 }
 
 function packed() {

@@ -30,6 +30,9 @@ Curated only
   funnel      [{name, in, out, added, dropped: {reason: n}, dropped_total,
                 share_of_in: {reason: share of this stage's in}, kept_of_read}]
   skipped_stages  stage names the run skipped (`dsllm curate --skip`), from stats.json "skipped"
+  dropped_examples  [{stage, reason, value, detail, duplicate_of, id, url, lang, n_chars, text (at
+                most 600 characters)}]: the first 2 kept dropped documents of every stage:reason,
+                funnel order ([] when the run kept none; all of them: `dsllm stats --dropped`)
   languages   [{lang, documents, chars, share_documents, share_chars}] (most documents first)
   domains     [{domain, documents, chars, share_documents, share_chars}] (natural: every surviving
                 document once; mixtures are planned at training time by `dsllm mix`)
@@ -303,6 +306,13 @@ def _curated(root, manifest, sample, verify, seed, threads, tick) -> dict:
     report.update(cur.sections(manifest, stats, rows, quality, length, problems))
     if sample:
         report["sample"] = cur.sample_documents(root, good, sample, seed)
+    from dsllm.curation.report.dropped import dropped_examples
+
+    try:
+        report["dropped_examples"] = dropped_examples(root, stats)
+    except (OSError, ValueError) as exc:  # unreadable samples: the rest of the report still stands
+        report["dropped_examples"] = []
+        problems.append({"level": "warning", "message": f"dropped documents unreadable: {exc}"})
     return finish(report, rows, problems, verify)
 
 

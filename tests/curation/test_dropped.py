@@ -257,3 +257,36 @@ def test_keep_dropped_0_keeps_none_and_says_so(crawl, tmp_path):
         f"dsllm stats: error: --dropped read:record_request: {funnel(out)['read:record_request']} dropped, "
         "none kept (curated with --keep-dropped 0); rerun curate with --keep-dropped N or all"
     )
+
+
+def test_the_html_report_shows_the_first_dropped_documents_of_every_reason(crawl, tmp_path):
+    """`dsllm stats --html`: a "Dropped documents" section with the first 2 kept documents of every
+    stage:reason (oracle: OUT/dropped/ read whole and filtered here), drawn in headless Chromium."""
+    from dsllm.curation.report import summarize
+    from tests.curation.test_stats_html import _browser
+
+    out = tmp_path / "out"
+    cfg = replace_skip(load_curate_config(None, parse_keep_dropped("3")), [SKIP])
+    run_curate(resolve_inputs([str(crawl)], None, None), str(out), cfg, LocalExecutor(), log=lambda *a: None)
+    rows = read_dropped(str(out)).to_pylist()
+    stats = json.loads((out / "stats.json").read_text())
+    order = [f"{s['name']}:{r}" for s in stats["stages"] for r in sorted(s["dropped"])]  # funnel order
+    want = [r for key in order for r in [r for r in rows if f"{r['stage']}:{r['reason']}" == key][:2]]
+    assert len(want) >= 6  # several stages and reasons
+    got = summarize(str(out))["dropped_examples"]
+    assert [(g["stage"], g["reason"], g["id"], g["value"]) for g in got] == [
+        (w["stage"], w["reason"], w["id"], w["value"]) for w in want
+    ]
+    assert [g["text"] for g in got] == [(w["text"] or "")[:600] for w in want]
+
+    page = tmp_path / "report.html"
+    proc = run_cli("stats", str(out), "--html", str(page))
+    assert proc.returncode == 0, proc.stderr
+    dumped = _browser(tmp_path, "--dump-dom", f"file://{page}")
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+    keys = [
+        line.split('data-dropped="', 1)[1].split('"', 1)[0]
+        for line in dumped.stdout.split("<div")
+        if 'data-dropped="' in line
+    ]
+    assert keys == [f"{w['stage']}:{w['reason']}" for w in want]

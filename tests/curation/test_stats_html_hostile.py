@@ -9,8 +9,10 @@ import html.parser
 import json
 import os
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dsllm.curation.dropped import DROPPED_SCHEMA
 from tests.conftest import run_cli
 from tests.curation.test_stats_builders import write_curated
 from tests.curation.test_stats_html import _browser
@@ -57,6 +59,33 @@ def _poison(out: str) -> None:
     stats["stages"][1]["dropped"] = (
         {PAYLOADS[1]: sum(stats["stages"][1]["dropped"].values())} if stats["stages"][1]["dropped"] else {}
     )
+    # two kept dropped documents of that reason, payloads in every text field
+    stage = stats["stages"][1]["name"]
+    os.makedirs(os.path.join(out, "dropped"), exist_ok=True)
+    rows = [
+        {
+            "stage": stage,
+            "reason": PAYLOADS[1],
+            "value": 0.5,
+            "detail": PAYLOADS[(i + 2) % len(PAYLOADS)],
+            "duplicate_of": PAYLOADS[(i + 3) % len(PAYLOADS)],
+            "id": PAYLOADS[i],
+            "url": f"http://evil.example/{PAYLOADS[(i + 4) % len(PAYLOADS)]}",
+            "crawl": "CC-MAIN-2024-10",
+            "lang": PAYLOADS[0],
+            "warc_file": "x.warc.gz",
+            "n_chars": 10,
+            "text": "\n".join(PAYLOADS),
+        }
+        for i in range(2)
+    ]
+    pq.write_table(pa.Table.from_pylist(rows, schema=DROPPED_SCHEMA), os.path.join(out, "dropped", "samples.parquet"))
+    stats["dropped_samples"] = {
+        "mode": "sample",
+        "keep": 5,
+        "files": ["dropped/samples.parquet"],
+        "rows": {f"{stage}:{PAYLOADS[1]}": 2},
+    }
     json.dump(stats, open(stats_path, "w"))
     manifest = json.load(open(manifest_path))
     manifest["inputs"][-1]["error"] = PAYLOADS[0]
@@ -83,6 +112,7 @@ def test_hostile_crawl_data_renders_as_text(tmp_path):
     assert "data-pwned" not in dom.body
     assert dom.tags.count("script") == 2 and "img" not in dom.tags
     assert not dom.handlers, dom.handlers
+    assert dumped.stdout.count('data-dropped="') == 2  # the dropped documents' section was drawn
     text = "".join(dom.text)
     for p in PAYLOADS:  # shown, as the characters they are
         assert p in text or p.replace("\n", " ") in text, p
