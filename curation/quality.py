@@ -139,7 +139,7 @@ def read_texts(uri: str) -> list[str]:
             import pyarrow.parquet as pq
 
             with storage.open_random(f.uri, f.size) as fh:
-                texts.extend(t for t in pq.read_table(fh, columns=["text"]).column("text").to_pylist() if t)
+                texts.extend(t for t in pq.ParquetFile(fh).read(columns=["text"]).column("text").to_pylist() if t)
         elif f.uri.endswith((".jsonl", ".json")):
             for line in storage.read_text(f.uri).splitlines():
                 if line.strip():

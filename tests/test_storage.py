@@ -73,6 +73,8 @@ def test_local_errors_are_one_line_user_errors(tmp_path):
         (lambda: storage.read_bytes(str(tmp_path / "missing")), "no such file"),
         (lambda: storage.read_bytes(str(tmp_path)), "is a directory"),
         (lambda: storage.stat(str(tmp_path / "missing")), "no such file"),
+        (lambda: storage.open_random(str(tmp_path / "missing")), "no such file"),
+        (lambda: storage.open_random(str(tmp_path)), "is a directory"),
     ):
         with pytest.raises(UserError) as err:
             call()
@@ -82,6 +84,35 @@ def test_local_errors_are_one_line_user_errors(tmp_path):
         storage.read_json(str(tmp_path / "bad.json"))
     with pytest.raises(UserError, match="cannot write to an HTTP URL"):
         storage.write_bytes("https://example.invalid/x", b"")
+
+
+def test_local_parquet_reads_leave_no_arrow_thread_calling_python_at_exit(tmp_path):
+    """A local Parquet file is opened as a native Arrow file. Read through a Python file object with
+    pyarrow's threads, about 1 process in 10 aborted at interpreter exit ("terminate called without
+    an active exception", SIGABRT): an Arrow I/O thread dropped the last reference to the Python
+    file while the interpreter was finalising. Each run here is a fresh process doing what
+    `dsllm stats` does; all must exit 0."""
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(
+        pa.table({"domain": pa.array(["web", "code"] * 5000).dictionary_encode()}), path, row_group_size=1000
+    )
+    with storage.open_random(str(path)) as f:
+        assert isinstance(f, pa.NativeFile) and f.size() == path.stat().st_size
+        assert pq.read_table(f, columns=["domain"]).num_rows == 10000
+    code = (
+        "import sys, pyarrow.dataset, pyarrow.parquet as pq\n"
+        "from dsllm import storage\n"
+        "with storage.open_random(sys.argv[1]) as f:\n"
+        "    assert pq.read_table(f, columns=['domain']).num_rows == 10000\n"
+    )
+    codes = [subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True).returncode for _ in range(12)]
+    assert codes == [0] * 12
 
 
 def test_join_and_split():

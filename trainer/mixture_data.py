@@ -48,7 +48,7 @@ class MixtureDataset:
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"{meta_uri}: malformed mixture manifest ({exc})") from None
         with storage.open_random(storage.join(self.uri, entry["path"])) as f:
-            table = pq.read_table(f)
+            table = pq.ParquetFile(f).read()
         if table.num_rows != int(entry["rows"]):
             raise UserError(f"{self.uri}: order.parquet has {table.num_rows} rows, mixture.json says {entry['rows']}")
         self.source = table.column("source").to_numpy()

@@ -83,7 +83,7 @@ def _order_counts(root: str, mixture: dict, verify: bool, problems: list) -> dic
     uri = storage.join(root, entry.get("path") or "order.parquet")
     try:
         with storage.open_random(uri) as f:
-            col = pq.read_table(f, columns=["domain"]).column("domain").combine_chunks()
+            col = pq.ParquetFile(f).read(columns=["domain"]).column("domain").combine_chunks()
     except (UserError, OSError, ValueError) as exc:
         problems.append({"level": "error", "message": f"{uri}: unreadable ({exc})"})
         return None

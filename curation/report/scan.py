@@ -115,7 +115,7 @@ def read_footer(uri: str, stat_columns: Iterable[str] = (), size: int | None = N
     try:
         with storage.open_random(uri, size=size) as f:
             md = pq.read_metadata(f)
-            info.size = f.size if hasattr(f, "size") else os.fstat(f.fileno()).st_size
+            info.size = f.size() if isinstance(f, pa.NativeFile) else f.size
     except UserError as exc:
         info.error = "missing" if ("no such" in str(exc) or "not found" in str(exc)) else str(exc)
         return info
