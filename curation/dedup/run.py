@@ -421,6 +421,7 @@ def _commit_signatures(args) -> None:
     write_parquet(
         signature_path(index, batch, i),
         pa.table({"gid": pa.array(gids).filter(keep), **{c: docs.column(c).filter(keep) for c in payload}}),
+        dictionary=True,  # index files are written as before
     )
 
 

@@ -92,11 +92,12 @@ def char_class(ch: str) -> int:
 
 def fmix64(x: np.ndarray) -> np.ndarray:
     """MurmurHash3's 64-bit finalizer (a bijection), element-wise on uint64 arrays."""
-    x = x ^ (x >> np.uint64(33))
-    x = x * np.uint64(0xFF51AFD7ED558CCD)
-    x = x ^ (x >> np.uint64(33))
-    x = x * np.uint64(0xC4CEB9FE1A85EC53)
-    return x ^ (x >> np.uint64(33))
+    x = x ^ (x >> np.uint64(33))  # a new array: the input is not modified
+    x *= np.uint64(0xFF51AFD7ED558CCD)
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xC4CEB9FE1A85EC53)
+    x ^= x >> np.uint64(33)
+    return x
 
 
 def _fmix64_int(x: int) -> int:
@@ -160,7 +161,8 @@ def reference_shingles(text: str, n_words: int, n_chars: int) -> list[bytes]:
     return out
 
 
-_BLOCK = 4096  # x^j = (x^BLOCK)^(j // BLOCK) * x^(j % BLOCK): two small tables instead of one per byte
+_BLOCK_BITS = 12
+_BLOCK = 1 << _BLOCK_BITS  # x^j = (x^BLOCK)^(j // BLOCK) * x^(j % BLOCK): two small tables instead of one per byte
 
 
 def _powers(base: int, n: int) -> np.ndarray:
@@ -188,8 +190,8 @@ class _Powers:
         """x^j element-wise for int64 exponents j >= 0."""
         if len(j) == 0:
             return np.zeros(0, np.uint64)
-        high = self._high(int(j.max()) // _BLOCK + 1)
-        return high[j // _BLOCK] * self.low[j % _BLOCK]
+        high = self._high((int(j.max()) >> _BLOCK_BITS) + 1)
+        return high[j >> _BLOCK_BITS] * self.low[j & (_BLOCK - 1)]
 
     def times_range(self, values: np.ndarray, plus: int = 0) -> np.ndarray:
         """(values[j] + plus) * x^j mod 2^64 for j = 0..len-1, a new uint64 array: the block tables
@@ -225,15 +227,25 @@ class ShingleHasher:
         offsets = offsets - start0
         cls = self._byte_classes(data)
         n = len(data)
-        doc_start = np.zeros(n + 1, dtype=bool)
-        doc_start[offsets[:-1]] = True  # first byte of every document
         word = cls == WORD
-        prev_word = np.concatenate(([False], word[:-1])) & ~doc_start[:n]
-        next_word = np.concatenate((word[1:], [False])) & ~doc_start[1:]
+        cjk = cls == CJK
         lead = (data & 0xC0) != 0x80
-        next_lead = np.concatenate((lead[1:], [True]))
-        is_start = (word & ~prev_word) | ((cls == CJK) & lead)
-        is_end = (word & ~next_word) | ((cls == CJK) & next_lead)
+        # a unit starts at a word byte after a non-word byte, or at a CJK character's lead byte;
+        # it ends at a word byte before a non-word byte, or at a CJK character's last byte
+        is_start = np.empty(n, dtype=bool)
+        is_start[:1] = word[:1]
+        np.greater(word[1:], word[:-1], out=is_start[1:])
+        is_start |= cjk & lead
+        is_end = np.empty(n, dtype=bool)
+        is_end[-1:] = word[-1:]
+        np.greater(word[:-1], word[1:], out=is_end[:-1])
+        cjk[:-1] &= lead[1:]
+        is_end |= cjk
+        # documents break words: a word byte at a document's first (last) byte starts (ends) a unit
+        firsts = offsets[:-1][offsets[:-1] < n]
+        is_start[firsts] |= word[firsts]
+        lasts = offsets[1:][offsets[1:] > 0] - 1
+        is_end[lasts] |= word[lasts]
         starts = np.flatnonzero(is_start)
         ends = np.flatnonzero(is_end) + 1
         kind = cls[starts]
@@ -293,37 +305,42 @@ class ShingleHasher:
     @staticmethod
     def _byte_classes(data: np.ndarray) -> np.ndarray:
         """SEP / WORD / CJK of every byte (continuation bytes get their character's class).
-        ASCII bytes by a 256-entry table; only multi-byte characters are decoded."""
+        ASCII bytes by a 256-entry table; only multi-byte characters are decoded, each length on
+        its own (2- and 3-byte code points fit uint16, so the BMP table is indexed directly)."""
         cls = _BYTE_CLASS[data]
         pos = np.flatnonzero(data >= 0xC0)  # lead bytes of multi-byte characters
         if len(pos) == 0:
             return cls
         padded = np.concatenate((data, np.zeros(4, np.uint8)))
-        b0 = padded[pos].astype(np.int32)
-        b1, b2, b3 = (padded[pos + k].astype(np.int32) & 0x3F for k in (1, 2, 3))
-        cp = np.where(
-            b0 < 0xE0,
-            ((b0 & 0x1F) << 6) | b1,
-            np.where(
-                b0 < 0xF0, ((b0 & 0x0F) << 12) | (b1 << 6) | b2, ((b0 & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3
-            ),
-        )
-        ccls = _BMP_CLASS[np.minimum(cp, 0xFFFF)]
-        astral = np.flatnonzero(cp > 0xFFFF)  # emoji, CJK extension B+
-        if len(astral):
-            acp, acls = cp[astral], np.full(len(astral), WORD, dtype=np.uint8)
-            for lo, hi in _SEP_RANGES:
-                acls[(acp >= lo) & (acp <= hi)] = SEP
-            for lo, hi in _CJK_RANGES:
-                acls[(acp >= lo) & (acp <= hi)] = CJK
-            ccls[astral] = acls
-        cls[pos] = ccls
-        cls[pos + 1] = ccls
-        three = b0 >= 0xE0
-        cls[pos[three] + 2] = ccls[three]
-        four = b0 >= 0xF0
-        cls[pos[four] + 3] = ccls[four]
+        b0 = data[pos]
+        sizes = 2 + (b0 >= 0xE0).view(np.uint8) + (b0 >= 0xF0).view(np.uint8)  # bytes per character
+        for size in (2, 3, 4):
+            at = pos[sizes == size]
+            if len(at):
+                ccls = _multibyte_classes(padded, at, size)
+                for k in range(size):
+                    cls[at + k] = ccls
         return cls
+
+
+def _multibyte_classes(padded: np.ndarray, at: np.ndarray, size: int) -> np.ndarray:
+    """Classes of the `size`-byte characters whose lead bytes are at `at`."""
+    lead_bits = {2: 0x1F, 3: 0x0F, 4: 0x07}[size]
+    cp = (padded[at] & lead_bits).astype(np.uint32 if size == 4 else np.uint16)
+    for k in range(1, size):
+        cp = (cp << 6) | (padded[at + k] & 0x3F)
+    if size < 4:
+        return _BMP_CLASS[cp]
+    ccls = _BMP_CLASS[np.minimum(cp, 0xFFFF)]
+    astral = np.flatnonzero(cp > 0xFFFF)  # emoji, CJK extension B+
+    if len(astral):
+        acp, acls = cp[astral], np.full(len(astral), WORD, dtype=np.uint8)
+        for lo, hi in _SEP_RANGES:
+            acls[(acp >= lo) & (acp <= hi)] = SEP
+        for lo, hi in _CJK_RANGES:
+            acls[(acp >= lo) & (acp <= hi)] = CJK
+        ccls[astral] = acls
+    return ccls
 
 
 def _as_large_string(texts) -> pa.Array:

@@ -60,9 +60,12 @@ def marker_path(workdir: str, index: int) -> str:
     return storage.join(workdir, "files", f"file-{index:05d}.json")
 
 
-def write_parquet(uri: str, table: pa.Table) -> None:
+def write_parquet(uri: str, table: pa.Table, dictionary: bool = False) -> None:
+    """Atomically, zstd. Work-dir artifacts hold hashes, ids and signatures, which dictionary
+    encoding only tries and abandons (at 4x the cost of the write); the index's files keep it
+    (`dictionary=True`), so they are written as before."""
     with storage.atomic_write(uri) as f:
-        pq.write_table(table, f, compression="zstd")
+        pq.write_table(table, f, compression="zstd", use_dictionary=dictionary)
 
 
 def read_parquet(uri: str, columns=None) -> pa.Table:
