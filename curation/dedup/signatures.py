@@ -134,9 +134,7 @@ def _batch(
         crawls[c] = crawls.get(c, 0) + crawl_names.count(name)
     quality = np.nan_to_num(batch.column("quality_score").to_numpy(zero_copy_only=False).astype(np.float32))
     ids = batch.column("id")
-    uhash, kind, doc, doc_units = mh.hasher.units(batch.column("text"))
-    exact = mh.hasher.exact_keys(uhash, doc_units)
-    hashes, offsets = mh.hasher.hash_units(uhash, kind, doc, n)
+    exact, hashes, offsets = mh.text_hashes(batch.column("text"))
     n_sh = np.diff(offsets)
     cols = {
         "row": pa.array(rows.astype(np.int32)),
