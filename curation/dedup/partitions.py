@@ -28,7 +28,9 @@ from dsllm.curation.dedup.index import read_index_bands, read_index_keys
 from dsllm.curation.dedup.signatures import BAND, EXACT, read_keys, read_parquet, write_parquet
 
 MAX_EXTERNAL_PER_KEY = 64  # earlier kept documents checked per shared band key (smallest first)
-KEYS_PER_TASK = 4_000_000  # key rows (~25 B each in memory) below which partitions share a task
+# key rows (~25 B each) below which partitions share a task: a task then holds about as many keys
+# as one of the default 16 partitions of a million documents does (18 bands + 1 exact key each)
+KEYS_PER_TASK = 1_000_000
 
 
 def partition_groups(partitions: int, key_rows: int, parallelism: int) -> list[tuple[int, ...]]:
