@@ -49,6 +49,10 @@ from dsllm.curation.stage import StageCounts
 
 log = logging.getLogger(__name__)
 ARTIFACTS = 4  # version of the work-dir artifacts (part of the fingerprint); 4: keys as Arrow IPC files
+# the index batch a run commits is named by the fingerprint with this frozen version, not ARTIFACTS:
+# a new work-dir format must not rename the batches of the same run (a rerun after the commit
+# recognizes its own batch and does not deduplicate against it)
+BATCH_NAME_VERSION = 3
 
 REASONS = {
     ("exact", "within"): "exact_duplicate",
@@ -128,8 +132,8 @@ def run_dedup(files: list[str], workdir: str, cfg: DedupConfig, index: str | Non
     files = list(files)
     probe = DedupIndex(index, cfg) if index else None
     partitions = probe.partitions if probe and probe.partitions else cfg.partitions
-    fp = _fingerprint(cfg, files, partitions)
-    batch = "b-" + fp
+    fp = _fingerprint(cfg, files, partitions, ARTIFACTS)
+    batch = "b-" + _fingerprint(cfg, files, partitions, BATCH_NAME_VERSION)
     idx = DedupIndex(index, cfg, exclude_batch=batch) if index else None
     work = storage.join(workdir, f"dedup-{fp}")
     if idx and idx.legacy_batches and cfg.minhash and cfg.verify != "none":
@@ -448,10 +452,10 @@ def _sha(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
 
 
-def _fingerprint(cfg: DedupConfig, files: list[str], partitions: int) -> str:
+def _fingerprint(cfg: DedupConfig, files: list[str], partitions: int, version: int) -> str:
     return _sha(
         json.dumps(
-            {"cfg": config_to_dict(cfg), "files": files, "partitions": partitions, "artifacts": ARTIFACTS},
+            {"cfg": config_to_dict(cfg), "files": files, "partitions": partitions, "artifacts": version},
             sort_keys=True,
         )
     )
