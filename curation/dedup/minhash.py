@@ -14,6 +14,8 @@ thousand shingles (sized to stay in cache), reduced per document with `np.minimu
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from dsllm.curation.dedup.config import DedupConfig
 from dsllm.curation.dedup.shingles import ShingleHasher, fmix64
@@ -62,9 +64,6 @@ class MinhashSignature:
         """(exact key per document, shingle hashes, offsets (n_docs + 1)) of a batch of texts,
         hashed about _CHUNK_BYTES of text at a time (whole documents; hashes do not depend on
         the chunking)."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
         if isinstance(texts, pa.ChunkedArray):
             texts = texts.combine_chunks()
         if not isinstance(texts, pa.Array):
