@@ -28,19 +28,35 @@ def spanning_forest(edges: np.ndarray) -> np.ndarray:
     component, one per non-root node: same components, at most nodes - 1 edges."""
     if len(edges) == 0:
         return np.zeros((0, 2), dtype=np.uint64)
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     nodes, inverse = np.unique(edges.ravel(), return_inverse=True)
     inverse = inverse.reshape(-1, 2)
-    n = len(nodes)
-    graph = coo_matrix((np.ones(len(inverse), dtype=np.int8), (inverse[:, 0], inverse[:, 1])), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
-    # nodes are sorted, so the first node of each label is its smallest
-    _, first = np.unique(labels, return_index=True)
-    roots = nodes[first][labels]
+    # nodes are sorted, so the smallest index of a component is its smallest node
+    roots = nodes[component_minima(len(nodes), inverse[:, 0], inverse[:, 1])]
     keep = nodes != roots
     return np.stack([nodes[keep], roots[keep]], axis=1)
+
+
+def component_minima(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """For nodes 0..n-1 and undirected edges (u[i], v[i]): each node's smallest connected node.
+
+    A vectorized union-find (hook and compress, as in Shiloach-Vishkin): every node keeps a
+    parent no larger than itself in its own component; each round hooks the larger root of every
+    edge whose ends lie in different trees onto the smaller one, then points every node at its
+    root. When no edge joins two trees, each component is one star whose root is its smallest node
+    (that node's parent cannot be smaller, so it is a root)."""
+    parent = np.arange(n, dtype=np.int64)
+    while True:
+        pu, pv = parent[u], parent[v]
+        apart = pu != pv
+        if not apart.any():
+            return parent
+        lo, hi = np.minimum(pu[apart], pv[apart]), np.maximum(pu[apart], pv[apart])
+        np.minimum.at(parent, hi, lo)  # hi is a root (compressed below), lo a smaller root
+        while True:
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                break
+            parent = grand
 
 
 def merge_forests(forests: list[np.ndarray]) -> np.ndarray:

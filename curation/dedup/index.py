@@ -149,11 +149,14 @@ def write_index_partition(
     uri: str, batch: str, partition: int, exact: np.ndarray, band_keys: np.ndarray, band_gids: np.ndarray
 ) -> None:
     """Write one key partition of a batch (called from commit tasks)."""
-    write_parquet(_key_path(uri, "exact", partition, batch), pa.table({"key": pa.array(np.unique(exact))}))
+    write_parquet(
+        _key_path(uri, "exact", partition, batch), pa.table({"key": pa.array(np.unique(exact))}), dictionary=True
+    )
     order = np.lexsort((band_gids, band_keys))
     write_parquet(
         _key_path(uri, "bands", partition, batch),
         pa.table({"key": pa.array(band_keys[order]), "gid": pa.array(band_gids[order])}),
+        dictionary=True,
     )
 
 

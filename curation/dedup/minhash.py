@@ -14,12 +14,17 @@ thousand shingles (sized to stay in cache), reduced per document with `np.minimu
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from dsllm.curation.dedup.config import DedupConfig
 from dsllm.curation.dedup.shingles import ShingleHasher, fmix64
 
 EMPTY = np.uint32(0xFFFFFFFF)
 _CHUNK_SHINGLES = 4096  # (128 perms x 4096) uint32 = 2 MiB: stays in L2
+# text hashed per pass: its per-byte arrays (uint64 prefix sums, 8 B per byte) stay in cache; on
+# the bench crawls 1.4x faster than hashing a whole 2048-document batch (~9 MB of text) at once
+_CHUNK_BYTES = 1 << 19
 
 
 def fmix32(x: np.ndarray) -> np.ndarray:
@@ -54,6 +59,29 @@ class MinhashSignature:
         """(signatures (n_docs, num_perm) uint32, shingles per document int64)."""
         hashes, offsets = self.hasher.hash_batch(texts)
         return self.from_hashes(hashes, offsets), np.diff(offsets)
+
+    def text_hashes(self, texts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(exact key per document, shingle hashes, offsets (n_docs + 1)) of a batch of texts,
+        hashed about _CHUNK_BYTES of text at a time (whole documents; hashes do not depend on
+        the chunking)."""
+        if isinstance(texts, pa.ChunkedArray):
+            texts = texts.combine_chunks()
+        if not isinstance(texts, pa.Array):
+            texts = pa.array(list(texts), type=pa.large_string())
+        n_docs = len(texts)
+        ends = np.cumsum(pc.fill_null(pc.binary_length(texts), 0).to_numpy())
+        cuts = np.flatnonzero(np.diff(ends // _CHUNK_BYTES) > 0) + 1  # a chunk ends where a multiple is passed
+        bounds = [0, *cuts.tolist(), n_docs] if n_docs else [0]
+        exact, hashes, counts = [np.zeros(0, np.uint64)], [np.zeros(0, np.uint32)], [np.zeros(0, np.int64)]
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            uhash, kind, doc, doc_units = self.hasher.units(texts.slice(lo, hi - lo))
+            exact.append(self.hasher.exact_keys(uhash, doc_units))
+            h, off = self.hasher.hash_units(uhash, kind, doc, hi - lo)
+            hashes.append(h)
+            counts.append(np.diff(off))
+        offsets = np.zeros(n_docs + 1, dtype=np.int64)
+        np.cumsum(np.concatenate(counts), out=offsets[1:])
+        return np.concatenate(exact), np.concatenate(hashes), offsets
 
     def from_hashes(self, hashes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """Signatures of documents whose shingle hashes are hashes[offsets[i]:offsets[i+1]].

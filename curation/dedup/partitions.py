@@ -1,7 +1,9 @@
-"""Pass 2, one task per key partition, for one dump (pass 3, the verification join: verify.py).
+"""Pass 2, one task per group of key partitions, for one dump (pass 3, the verification join:
+verify.py).
 
 Every document's keys were split by `key % partitions` in pass 1, so equal keys meet in one
-partition task, which holds only its slice of the keys:
+partition task, which holds only its slice of the keys (a few partitions when they are small:
+`partition_groups`; keys of different partitions never meet, so grouping changes no decision):
   exact:  a key already seen (index or earlier dump) → removed against the index; otherwise the
           best of each key group survives (highest quality, then smallest id);
   bands:  documents of the dump sharing a key become candidate edges (a star per group); a key
@@ -23,14 +25,26 @@ from dsllm import storage
 from dsllm.curation.dedup.components import INDEX_NODE, gid_file, group_edges, spanning_forest
 from dsllm.curation.dedup.config import DedupConfig
 from dsllm.curation.dedup.index import read_index_bands, read_index_keys
-from dsllm.curation.dedup.signatures import BAND, EXACT, keys_path, read_parquet, write_parquet
+from dsllm.curation.dedup.signatures import BAND, EXACT, read_keys, read_parquet, write_parquet
 
 MAX_EXTERNAL_PER_KEY = 64  # earlier kept documents checked per shared band key (smallest first)
+# key rows (~25 B each) below which partitions share a task: a task then holds about as many keys
+# as one of the default 16 partitions of a million documents does (18 bands + 1 exact key each)
+KEYS_PER_TASK = 1_000_000
+
+
+def partition_groups(partitions: int, key_rows: int, parallelism: int) -> list[tuple[int, ...]]:
+    """Consecutive runs of the key partitions, one per task: as many tasks as keep each below
+    about KEYS_PER_TASK rows (assuming keys spread evenly) and at least `parallelism` of them, at
+    most one per partition."""
+    n = min(partitions, max(parallelism, -(-key_rows // KEYS_PER_TASK), 1))
+    bounds = [p * partitions // n for p in range(n + 1)]
+    return [tuple(range(bounds[i], bounds[i + 1])) for i in range(n)]
 
 
 @dataclasses.dataclass(frozen=True)
 class PartitionTask:
-    partition: int
+    partitions: tuple  # the key partitions this task holds (consecutive)
     workdir: str  # signature artifacts (pass 1)
     rundir: str  # this dump's round artifacts
     n_files: int
@@ -54,9 +68,8 @@ def read_gids(uri: str) -> np.ndarray:
 
 
 def _rows(task: PartitionTask, kind: int) -> tuple[pa.Table, pa.Table]:
-    """This partition's rows of `kind` for the current dump, and the kept rows of earlier dumps."""
-    t = pa.concat_tables([read_parquet(keys_path(task.workdir, i, task.partition)) for i in range(task.n_files)])
-    t = t.filter(pc.equal(t.column("kind"), kind))
+    """These partitions' rows of `kind` for the current dump, and the kept rows of earlier dumps."""
+    t = pa.concat_tables([read_keys(task.workdir, i, kind, task.partitions) for i in range(task.n_files)])
     crawl = t.column("crawl_key").to_numpy()
     current = t.filter(pa.array(crawl == np.uint64(task.crawl_key)))
     earlier = t.filter(pa.array(np.isin(crawl, np.array(task.earlier_keys, dtype=np.uint64))))
@@ -72,7 +85,7 @@ def exact_partition_task(task: PartitionTask) -> dict:
     ek, eg = earlier.column("key").to_numpy(), earlier.column("gid").to_numpy()
     seen = [ek]
     if task.index:
-        seen.append(read_index_keys(task.index, "exact", task.partition, task.index_batches))
+        seen += [read_index_keys(task.index, "exact", p, task.index_batches) for p in task.partitions]
     keys = cur.column("key").to_numpy()
     hit = np.isin(keys, np.concatenate(seen))
     against = cur.column("gid").to_numpy()[hit]
@@ -116,11 +129,11 @@ def band_partition_task(task: PartitionTask) -> dict:
     edges = group_edges(keys, gids)
     legacy = [np.zeros(0, np.uint64)]
     if task.index and task.index_legacy:
-        legacy.append(read_index_keys(task.index, "bands", task.partition, task.index_legacy))
+        legacy += [read_index_keys(task.index, "bands", p, task.index_legacy) for p in task.partitions]
     if task.cfg.verify == "none":  # nothing is verified: a key seen before suffices
         seen = legacy + [earlier.column("key").to_numpy()]
         if task.index and task.index_verified:
-            seen.append(read_index_keys(task.index, "bands", task.partition, task.index_verified))
+            seen += [read_index_keys(task.index, "bands", p, task.index_verified) for p in task.partitions]
         return {"hits": np.unique(gids[np.isin(keys, np.concatenate(seen))]), "forest": spanning_forest(edges)}
     hits = np.unique(gids[np.isin(keys, np.concatenate(legacy))])
     ek, eg = earlier.column("key").to_numpy(), earlier.column("gid").to_numpy()
@@ -129,10 +142,21 @@ def band_partition_task(task: PartitionTask) -> dict:
     cand = _write_candidates(task, edges, np.stack([a, eg[order][j]], axis=1))
     icand = {}
     if task.index and task.index_verified:
-        ik, io, ig = read_index_bands(task.index, task.partition, task.index_verified)
+        ik, io, ig = _index_bands(task)
         a, j = match_keys(keys, gids, ik, MAX_EXTERNAL_PER_KEY)
         icand = _write_index_candidates(task, a, io[j], ig[j])
     return {"hits": hits, "cand": cand, "icand": icand}
+
+
+def _index_bands(task: PartitionTask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(keys, batch ordinals, gids) of the index's verifiable band rows in these partitions,
+    sorted by (key, ordinal, gid) as `read_index_bands` sorts one partition."""
+    parts = [read_index_bands(task.index, p, task.index_verified) for p in task.partitions]
+    if len(parts) == 1:
+        return parts[0]
+    k, o, g = (np.concatenate(x) for x in zip(*parts))
+    order = np.lexsort((g, o, k))
+    return k[order], o[order], g[order]
 
 
 def _write_candidates(task: PartitionTask, edges: np.ndarray, ext: np.ndarray) -> dict:
@@ -141,7 +165,7 @@ def _write_candidates(task: PartitionTask, edges: np.ndarray, ext: np.ndarray) -
     flag = np.concatenate([np.zeros(len(edges), bool), np.ones(len(ext), bool)])
     cand = {}
     for g, sel in _groups(gid_file(both[:, 1])):
-        uri = storage.join(task.rundir, "cand", f"p{task.partition:04d}-g{g:05d}.parquet")
+        uri = storage.join(task.rundir, "cand", f"p{task.partitions[0]:04d}-g{g:05d}.parquet")
         write_parquet(
             uri, pa.table({"a": pa.array(both[sel, 0]), "b": pa.array(both[sel, 1]), "ext": pa.array(flag[sel])})
         )
@@ -154,7 +178,7 @@ def _write_index_candidates(task: PartitionTask, a: np.ndarray, ords: np.ndarray
     icand = {}
     for key, sel in _groups(ords.astype(np.int64) << 32 | gid_file(b)):
         o, g = key >> 32, key & 0xFFFFFFFF
-        uri = storage.join(task.rundir, "icand", f"p{task.partition:04d}-i{o:04d}-g{g:05d}.parquet")
+        uri = storage.join(task.rundir, "icand", f"p{task.partitions[0]:04d}-i{o:04d}-g{g:05d}.parquet")
         write_parquet(uri, pa.table({"a": pa.array(a[sel]), "b": pa.array(b[sel])}))
         icand[(o, g)] = uri
     return icand

@@ -29,6 +29,7 @@ from dsllm.curation.dedup.partitions import (
     PartitionTask,
     band_partition_task,
     exact_partition_task,
+    partition_groups,
     read_gids,
     write_gids,
 )
@@ -38,7 +39,7 @@ from dsllm.curation.dedup.signatures import (
     FileTask,
     crawl_key,
     docs_path,
-    keys_path,
+    read_keys,
     read_parquet,
     signature_task,
     write_parquet,
@@ -47,7 +48,11 @@ from dsllm.curation.dedup.verify import IndexJoinTask, JoinTask, index_join_task
 from dsllm.curation.stage import StageCounts
 
 log = logging.getLogger(__name__)
-ARTIFACTS = 3  # version of the work-dir artifacts (part of the fingerprint)
+ARTIFACTS = 4  # version of the work-dir artifacts (part of the fingerprint); 4: keys as Arrow IPC files
+# the index batch a run commits is named by the fingerprint with this frozen version, not ARTIFACTS:
+# a new work-dir format must not rename the batches of the same run (a rerun after the commit
+# recognizes its own batch and does not deduplicate against it)
+BATCH_NAME_VERSION = 3
 
 REASONS = {
     ("exact", "within"): "exact_duplicate",
@@ -127,8 +132,8 @@ def run_dedup(files: list[str], workdir: str, cfg: DedupConfig, index: str | Non
     files = list(files)
     probe = DedupIndex(index, cfg) if index else None
     partitions = probe.partitions if probe and probe.partitions else cfg.partitions
-    fp = _fingerprint(cfg, files, partitions)
-    batch = "b-" + fp
+    fp = _fingerprint(cfg, files, partitions, ARTIFACTS)
+    batch = "b-" + _fingerprint(cfg, files, partitions, BATCH_NAME_VERSION)
     idx = DedupIndex(index, cfg, exclude_batch=batch) if index else None
     work = storage.join(workdir, f"dedup-{fp}")
     if idx and idx.legacy_batches and cfg.minhash and cfg.verify != "none":
@@ -144,13 +149,13 @@ def run_dedup(files: list[str], workdir: str, cfg: DedupConfig, index: str | Non
         for c, n in s["crawls"].items():
             crawls[c] = crawls.get(c, 0) + n
     run = storage.join(work, "run-" + _sha(json.dumps([index, idx.batches if idx else []])))
+    key_rows = sum(s["rows"] for s in summaries) * (int(cfg.exact) + (cfg.band_rows[0] if cfg.minhash else 0))
+    groups = partition_groups(partitions, key_rows, executor.parallelism)
     dumps, removed_uris = [], []
     before = idx.documents if idx else 0
     n_index_dumps = len(idx.dumps) if idx else 0
     for d, crawl in enumerate(sorted(crawls)):
-        result = _dump(
-            d, crawl, sorted(crawls)[:d], removed_uris, work, run, len(files), partitions, idx, cfg, executor
-        )
+        result = _dump(d, crawl, sorted(crawls)[:d], removed_uris, work, run, len(files), groups, idx, cfg, executor)
         removed_uris.append(result["removed_uri"])
         n_in = crawls[crawl]
         within, against = result["within"], result["against"]
@@ -187,9 +192,7 @@ def run_dedup(files: list[str], workdir: str, cfg: DedupConfig, index: str | Non
     )
 
 
-def _dump(
-    d, crawl, earlier, removed_uris, work, run, n_files, partitions, idx: DedupIndex | None, cfg, executor
-) -> dict:
+def _dump(d, crawl, earlier, removed_uris, work, run, n_files, groups, idx: DedupIndex | None, cfg, executor) -> dict:
     """Deduplicate one dump; returns counts and the uri of its removed gids (cached)."""
     rundir = storage.join(run, f"dump-{d:03d}")
     done = storage.join(rundir, "result.json")
@@ -212,7 +215,7 @@ def _dump(
     removed = {}  # (stage, how) -> gids
     of = {}  # (stage, how) -> gid of the kept document each removed one duplicates (INDEX_NODE: unknown)
     if cfg.exact:
-        parts = executor.map(exact_partition_task, [PartitionTask(p, **base) for p in range(partitions)])
+        parts = executor.map(exact_partition_task, [PartitionTask(g, **base) for g in groups])
         for how in ("within", "against"):
             removed[("exact", how)] = np.concatenate([r[how] for r in parts] + [np.zeros(0, np.uint64)])
             of[("exact", how)] = np.concatenate([r[how + "_of"] for r in parts] + [np.zeros(0, np.uint64)])
@@ -224,7 +227,7 @@ def _dump(
     if cfg.minhash:
         base["exact_removed"] = exact_uri
         payloads = tuple(_index_payload(idx, b, cfg) for b in base["index_verified"])
-        within, within_of, against = _near_duplicates(base, payloads, partitions, rundir, work, cfg, executor)
+        within, within_of, against = _near_duplicates(base, payloads, groups, rundir, work, cfg, executor)
         removed[("minhash", "within")], removed[("minhash", "against")] = within, against
         of[("minhash", "within")] = within_of
         of[("minhash", "against")] = np.full(len(against), INDEX_NODE, dtype=np.uint64)
@@ -264,11 +267,9 @@ def _index_payload(idx: DedupIndex, batch: str, cfg: DedupConfig) -> str:
     return "shingles" if cfg.verify == "jaccard" and "shingles" in idx.payload(batch) else "signature"
 
 
-def _near_duplicates(
-    base, payloads, partitions, rundir, work, cfg, executor
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _near_duplicates(base, payloads, groups, rundir, work, cfg, executor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(removed within the dump, the survivor each duplicates, removed against earlier dumps or the index)."""
-    parts = executor.map(band_partition_task, [PartitionTask(p, **base) for p in range(partitions)])
+    parts = executor.map(band_partition_task, [PartitionTask(g, **base) for g in groups])
     hits = np.unique(np.concatenate([r["hits"] for r in parts] + [np.zeros(0, np.uint64)]))
     if cfg.verify == "none":
         forests = [r["forest"] for r in parts]
@@ -403,11 +404,13 @@ def _removed_ids_task(args) -> None:
 def _commit_partition(args) -> None:
     """Write this run's surviving exact and band keys of one partition into the index."""
     work, n_files, p, index, batch, removed_uris = args
-    t = pa.concat_tables([read_parquet(keys_path(work, i, p)) for i in range(n_files)])
     removed = np.concatenate([read_gids(u) for u in removed_uris] + [np.zeros(0, np.uint64)])
-    t = t.filter(pa.array(~np.isin(t.column("gid").to_numpy(), removed)))
-    kind, keys, gids = t.column("kind").to_numpy(), t.column("key").to_numpy(), t.column("gid").to_numpy()
-    write_index_partition(index, batch, p, keys[kind == EXACT], keys[kind == BAND], gids[kind == BAND])
+    kept = {}
+    for kind in (EXACT, BAND):
+        t = pa.concat_tables([read_keys(work, i, kind, (p,)) for i in range(n_files)])
+        live = ~np.isin(t.column("gid").to_numpy(), removed)
+        kept[kind] = (t.column("key").to_numpy()[live], t.column("gid").to_numpy()[live])
+    write_index_partition(index, batch, p, kept[EXACT][0], kept[BAND][0], kept[BAND][1])
 
 
 def _commit_signatures(args) -> None:
@@ -422,6 +425,7 @@ def _commit_signatures(args) -> None:
     write_parquet(
         signature_path(index, batch, i),
         pa.table({"gid": pa.array(gids).filter(keep), **{c: docs.column(c).filter(keep) for c in payload}}),
+        dictionary=True,  # index files are written as before
     )
 
 
@@ -448,10 +452,10 @@ def _sha(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
 
 
-def _fingerprint(cfg: DedupConfig, files: list[str], partitions: int) -> str:
+def _fingerprint(cfg: DedupConfig, files: list[str], partitions: int, version: int) -> str:
     return _sha(
         json.dumps(
-            {"cfg": config_to_dict(cfg), "files": files, "partitions": partitions, "artifacts": ARTIFACTS},
+            {"cfg": config_to_dict(cfg), "files": files, "partitions": partitions, "artifacts": version},
             sort_keys=True,
         )
     )

@@ -92,11 +92,12 @@ def char_class(ch: str) -> int:
 
 def fmix64(x: np.ndarray) -> np.ndarray:
     """MurmurHash3's 64-bit finalizer (a bijection), element-wise on uint64 arrays."""
-    x = x ^ (x >> np.uint64(33))
-    x = x * np.uint64(0xFF51AFD7ED558CCD)
-    x = x ^ (x >> np.uint64(33))
-    x = x * np.uint64(0xC4CEB9FE1A85EC53)
-    return x ^ (x >> np.uint64(33))
+    x = x ^ (x >> np.uint64(33))  # a new array: the input is not modified
+    x *= np.uint64(0xFF51AFD7ED558CCD)
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xC4CEB9FE1A85EC53)
+    x ^= x >> np.uint64(33)
+    return x
 
 
 def _fmix64_int(x: int) -> int:
@@ -160,20 +161,50 @@ def reference_shingles(text: str, n_words: int, n_chars: int) -> list[bytes]:
     return out
 
 
+_BLOCK_BITS = 12
+_BLOCK = 1 << _BLOCK_BITS  # x^j = (x^BLOCK)^(j // BLOCK) * x^(j % BLOCK): two small tables instead of one per byte
+
+
+def _powers(base: int, n: int) -> np.ndarray:
+    """uint64 powers base^0..base^(n-1) mod 2^64 (cumprod wraps mod 2^64)."""
+    vals = np.full(n, base, dtype=np.uint64)
+    vals[:1] = 1
+    return np.cumprod(vals, dtype=np.uint64)
+
+
 class _Powers:
-    """Cached uint64 powers x^0..x^(n-1) mod 2^64, grown on demand."""
+    """x^j mod 2^64 for any j, from a table of x^0..x^(BLOCK-1) and one of (x^BLOCK)^k grown on
+    demand (both small: no table as long as the byte buffer)."""
 
     def __init__(self, base: int):
-        self.base = base
-        self.values = np.ones(1, dtype=np.uint64)
+        self.low = _powers(base, _BLOCK)
+        self.step = pow(base, _BLOCK, 1 << 64)
+        self.high = np.ones(1, dtype=np.uint64)
 
-    def get(self, n: int) -> np.ndarray:
-        if n > len(self.values):
-            size = max(n, 2 * len(self.values))
-            vals = np.full(size, self.base, dtype=np.uint64)
-            vals[0] = 1
-            self.values = np.cumprod(vals, dtype=np.uint64)  # wraps mod 2^64
-        return self.values[:n]
+    def _high(self, rows: int) -> np.ndarray:
+        if rows > len(self.high):
+            self.high = _powers(self.step, max(rows, 2 * len(self.high)))
+        return self.high[:rows]
+
+    def at(self, j: np.ndarray) -> np.ndarray:
+        """x^j element-wise for int64 exponents j >= 0."""
+        if len(j) == 0:
+            return np.zeros(0, np.uint64)
+        high = self._high((int(j.max()) >> _BLOCK_BITS) + 1)
+        return high[j >> _BLOCK_BITS] * self.low[j & (_BLOCK - 1)]
+
+    def times_range(self, values: np.ndarray, plus: int = 0) -> np.ndarray:
+        """(values[j] + plus) * x^j mod 2^64 for j = 0..len-1, a new uint64 array: the block tables
+        broadcast over a (rows, BLOCK) view, so no power table as long as `values` is built."""
+        n = len(values)
+        rows = -(-n // _BLOCK)
+        out = np.zeros(rows * _BLOCK, dtype=np.uint64)
+        out[:n] = values
+        out[:n] += np.uint64(plus)
+        grid = out.reshape(rows, _BLOCK)  # (rows, BLOCK): element [r, c] has j = r * BLOCK + c
+        grid *= self.low
+        grid *= self._high(rows)[:, None]
+        return out[:n]
 
 
 class ShingleHasher:
@@ -184,7 +215,6 @@ class ShingleHasher:
         self.n_chars = shingle_chars
         self._p = _Powers(_P)
         self._q = _Powers(_Q)
-        self._m = _Powers(_M)
 
     def units(self, texts) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(unit_hash uint64, kind uint8, doc int64, doc_units offsets int64 (n_docs + 1))."""
@@ -197,26 +227,35 @@ class ShingleHasher:
         offsets = offsets - start0
         cls = self._byte_classes(data)
         n = len(data)
-        doc_start = np.zeros(n + 1, dtype=bool)
-        doc_start[offsets[:-1]] = True  # first byte of every document
         word = cls == WORD
-        prev_word = np.concatenate(([False], word[:-1])) & ~doc_start[:n]
-        next_word = np.concatenate((word[1:], [False])) & ~doc_start[1:]
+        cjk = cls == CJK
         lead = (data & 0xC0) != 0x80
-        next_lead = np.concatenate((lead[1:], [True]))
-        is_start = (word & ~prev_word) | ((cls == CJK) & lead)
-        is_end = (word & ~next_word) | ((cls == CJK) & next_lead)
+        # a unit starts at a word byte after a non-word byte, or at a CJK character's lead byte;
+        # it ends at a word byte before a non-word byte, or at a CJK character's last byte
+        is_start = np.empty(n, dtype=bool)
+        is_start[:1] = word[:1]
+        np.greater(word[1:], word[:-1], out=is_start[1:])
+        is_start |= cjk & lead
+        is_end = np.empty(n, dtype=bool)
+        is_end[-1:] = word[-1:]
+        np.greater(word[:-1], word[1:], out=is_end[:-1])
+        cjk[:-1] &= lead[1:]
+        is_end |= cjk
+        # documents break words: a word byte at a document's first (last) byte starts (ends) a unit
+        firsts = offsets[:-1][offsets[:-1] < n]
+        is_start[firsts] |= word[firsts]
+        lasts = offsets[1:][offsets[1:] > 0] - 1
+        is_end[lasts] |= word[lasts]
         starts = np.flatnonzero(is_start)
         ends = np.flatnonzero(is_end) + 1
         kind = cls[starts]
         # polynomial hash of every unit from prefix sums over the whole buffer
-        terms = (data.astype(np.uint64) + np.uint64(1)) * self._q.get(n)
+        terms = self._q.times_range(data, plus=1)  # (byte_j + 1) * Q^j
         prefix = np.zeros(n + 1, dtype=np.uint64)
         np.cumsum(terms, out=prefix[1:])
-        uhash = fmix64((prefix[ends] - prefix[starts]) * self._p.get(n)[starts])
-        # units per document: unit starts counted at document byte offsets
-        start_count = np.concatenate(([0], np.cumsum(is_start)))
-        doc_units = start_count[offsets].astype(np.int64)
+        uhash = fmix64((prefix[ends] - prefix[starts]) * self._p.at(starts))
+        # units per document: unit starts before each document's first byte
+        doc_units = np.searchsorted(starts, offsets).astype(np.int64)
         doc = np.repeat(np.arange(n_docs), np.diff(doc_units))
         return uhash, kind, doc, doc_units
 
@@ -232,7 +271,7 @@ class ShingleHasher:
         pos = np.arange(k) - np.repeat(doc_units[:-1], np.diff(doc_units))
         prefix = np.zeros(k + 1, dtype=np.uint64)
         if k:
-            np.cumsum(uhash * self._m.get(int(pos.max()) + 1)[pos], out=prefix[1:])
+            np.cumsum(uhash * _powers(_M, int(pos.max()) + 1)[pos], out=prefix[1:])
         return fmix64(prefix[doc_units[1:]] - prefix[doc_units[:-1]])
 
     def hash_units(self, uhash, kind, doc, n_docs: int) -> tuple[np.ndarray, np.ndarray]:
@@ -244,59 +283,64 @@ class ShingleHasher:
         brk[1:] = (kind[1:] != kind[:-1]) | (doc[1:] != doc[:-1])
         run_starts = np.flatnonzero(brk)
         run_len = np.diff(np.append(run_starts, k))
-        run_id = np.cumsum(brk) - 1
-        run_end = (run_starts + run_len)[run_id]
-        n = np.where(kind == WORD, self.n_words, self.n_chars)
-        idx = np.arange(k)
-        short = run_len[run_id] < n  # the whole run is one shingle
-        valid = np.where(short, brk, idx + n <= run_end)
-        first = np.flatnonzero(valid)
-        length = np.minimum(n[first], run_end[first] - first)
-        acc = np.zeros(len(first), dtype=np.uint64)
-        mpow = self._m.get(int(length.max()))
-        for j in range(int(length.max())):  # at most max(n) passes
-            live = length > j
-            pos = first[live] + j
-            acc[live] += uhash[pos] * mpow[j]
+        n = np.where(kind[run_starts] == WORD, self.n_words, self.n_chars)
+        # a run of len >= n has len - n + 1 shingles of n units; a shorter run is one shingle
+        count = np.maximum(run_len - n + 1, 1)
+        total = int(count.sum())
+        first = np.repeat(run_starts, count) + (np.arange(total) - np.repeat(np.cumsum(count) - count, count))
+        length = np.repeat(np.minimum(n, run_len), count)
+        acc = np.zeros(total, dtype=np.uint64)
+        shortest, longest = int(length.min()), int(length.max())
+        mpow = _powers(_M, longest)
+        for j in range(longest):  # at most max(n) dense passes: sum_j u[first + j] * M^j
+            if j < shortest:
+                acc += uhash[first + j] * mpow[j]
+            else:  # shingles shorter than j + 1 units add nothing
+                acc += uhash[np.minimum(first + j, k - 1)] * np.where(length > j, mpow[j], np.uint64(0))
         hashes = (fmix64(acc) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
         offsets = np.zeros(n_docs + 1, dtype=np.int64)
-        np.cumsum(np.bincount(doc[first], minlength=n_docs), out=offsets[1:])
+        np.cumsum(np.bincount(doc[run_starts], weights=count, minlength=n_docs).astype(np.int64), out=offsets[1:])
         return hashes, offsets
 
     @staticmethod
     def _byte_classes(data: np.ndarray) -> np.ndarray:
         """SEP / WORD / CJK of every byte (continuation bytes get their character's class).
-        ASCII bytes by a 256-entry table; only multi-byte characters are decoded."""
+        ASCII bytes by a 256-entry table; only multi-byte characters are decoded, each length on
+        its own (2- and 3-byte code points fit uint16, so the BMP table is indexed directly)."""
         cls = _BYTE_CLASS[data]
         pos = np.flatnonzero(data >= 0xC0)  # lead bytes of multi-byte characters
         if len(pos) == 0:
             return cls
         padded = np.concatenate((data, np.zeros(4, np.uint8)))
-        b0 = padded[pos].astype(np.int32)
-        b1, b2, b3 = (padded[pos + k].astype(np.int32) & 0x3F for k in (1, 2, 3))
-        cp = np.where(
-            b0 < 0xE0,
-            ((b0 & 0x1F) << 6) | b1,
-            np.where(
-                b0 < 0xF0, ((b0 & 0x0F) << 12) | (b1 << 6) | b2, ((b0 & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3
-            ),
-        )
-        ccls = _BMP_CLASS[np.minimum(cp, 0xFFFF)]
-        astral = np.flatnonzero(cp > 0xFFFF)  # emoji, CJK extension B+
-        if len(astral):
-            acp, acls = cp[astral], np.full(len(astral), WORD, dtype=np.uint8)
-            for lo, hi in _SEP_RANGES:
-                acls[(acp >= lo) & (acp <= hi)] = SEP
-            for lo, hi in _CJK_RANGES:
-                acls[(acp >= lo) & (acp <= hi)] = CJK
-            ccls[astral] = acls
-        cls[pos] = ccls
-        cls[pos + 1] = ccls
-        three = b0 >= 0xE0
-        cls[pos[three] + 2] = ccls[three]
-        four = b0 >= 0xF0
-        cls[pos[four] + 3] = ccls[four]
+        b0 = data[pos]
+        sizes = 2 + (b0 >= 0xE0).view(np.uint8) + (b0 >= 0xF0).view(np.uint8)  # bytes per character
+        for size in (2, 3, 4):
+            at = pos[sizes == size]
+            if len(at):
+                ccls = _multibyte_classes(padded, at, size)
+                for k in range(size):
+                    cls[at + k] = ccls
         return cls
+
+
+def _multibyte_classes(padded: np.ndarray, at: np.ndarray, size: int) -> np.ndarray:
+    """Classes of the `size`-byte characters whose lead bytes are at `at`."""
+    lead_bits = {2: 0x1F, 3: 0x0F, 4: 0x07}[size]
+    cp = (padded[at] & lead_bits).astype(np.uint32 if size == 4 else np.uint16)
+    for k in range(1, size):
+        cp = (cp << 6) | (padded[at + k] & 0x3F)
+    if size < 4:
+        return _BMP_CLASS[cp]
+    ccls = _BMP_CLASS[np.minimum(cp, 0xFFFF)]
+    astral = np.flatnonzero(cp > 0xFFFF)  # emoji, CJK extension B+
+    if len(astral):
+        acp, acls = cp[astral], np.full(len(astral), WORD, dtype=np.uint8)
+        for lo, hi in _SEP_RANGES:
+            acls[(acp >= lo) & (acp <= hi)] = SEP
+        for lo, hi in _CJK_RANGES:
+            acls[(acp >= lo) & (acp <= hi)] = CJK
+        ccls[astral] = acls
+    return ccls
 
 
 def _as_large_string(texts) -> pa.Array:

@@ -6,6 +6,7 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from dsllm.curation.dedup import DedupConfig, run_dedup
@@ -148,3 +149,83 @@ def test_rerun_resumes_from_artifacts(tmp_path):
     assert [sorted(again.removed(f)) for f in files] == [sorted(first.removed(f)) for f in files]
     assert not any(name.endswith("partition_task") for name, _ in calls)  # dump results reused
     assert np.all([c.balanced() for c in again.counts])
+
+
+def test_keys_files_hold_each_partition_in_its_batch(tmp_path):
+    """keys/file-NNNNN-{exact,bands}.arrow: batch p holds exactly the document keys with
+    key % partitions == p, with the document's gid, crawl key (and for exact keys quality and id);
+    the keys themselves recomputed here document by document."""
+    from dsllm.curation.dedup.components import gid
+    from dsllm.curation.dedup.minhash import MinhashSignature
+    from dsllm.curation.dedup.signatures import BAND, EXACT, FileTask, crawl_key, read_keys, signature_task
+
+    ids, texts, quality, _ = _corpus(english_pieces(), 40, 4, False, seed=11)
+    (f,) = _write(tmp_path, ids, texts, quality, n_files=1)
+    cfg = DedupConfig(partitions=5)
+    signature_task(FileTask(3, f, str(tmp_path / "w"), cfg, 5))
+    stored = pq.read_table(f)
+    mh = MinhashSignature(cfg)
+    gids = gid(3, np.arange(stored.num_rows))
+    ck = crawl_key("CC-MAIN-2024-10")
+    expected = {EXACT: set(), BAND: set()}
+    for row, (doc_id, text, q) in enumerate(
+        zip(*(stored.column(c).to_pylist() for c in ("id", "text", "quality_score")))
+    ):
+        exact, hashes, offsets = mh.text_hashes([text])
+        expected[EXACT].add((int(exact[0]), int(gids[row]), ck, round(float(q), 5), doc_id))
+        for key in mh.band_keys(mh.from_hashes(hashes, offsets))[0].tolist():
+            expected[BAND].add((key, int(gids[row]), ck))
+    for kind in (EXACT, BAND):
+        seen = set()
+        for p in range(5):
+            t = read_keys(str(tmp_path / "w"), 3, kind, (p,))
+            rows = t.to_pylist()
+            assert all(r["key"] % 5 == p for r in rows)
+            for r in rows:
+                rec = (r["key"], r["gid"], r["crawl_key"])
+                seen.add(rec + (round(r["quality"], 5), r["id"]) if kind == EXACT else rec)
+        assert seen == expected[kind]
+    assert read_keys(str(tmp_path / "w"), 3, BAND, (1, 3)).num_rows == sum(
+        read_keys(str(tmp_path / "w"), 3, BAND, (p,)).num_rows for p in (1, 3)
+    )
+
+
+def test_partition_groups_cover_every_partition_once():
+    from dsllm.curation.dedup.partitions import KEYS_PER_TASK, partition_groups
+
+    for partitions, rows, par in [(16, 0, 1), (16, 100, 2), (16, 5 * KEYS_PER_TASK, 2), (3, 10**12, 8), (7, 0, 64)]:
+        groups = partition_groups(partitions, rows, par)
+        assert [p for g in groups for p in g] == list(range(partitions))
+        assert len(groups) == min(partitions, max(par, -(-rows // KEYS_PER_TASK), 1))
+        assert max(map(len, groups)) - min(map(len, groups)) <= 1
+
+
+def test_grouped_partition_tasks_decide_as_one_task_per_partition(tmp_path, monkeypatch):
+    """Partitions sharing a task (the default for small inputs) remove the same documents, with the
+    same reasons and survivors, as one task per partition, within a run and against an index."""
+    from dsllm.curation.dedup import partitions as parts_mod
+
+    ids, texts, quality, _ = _corpus(english_pieces(), 120, 2, False, seed=13)
+    zh_ids, zh_texts, zh_q, _ = _corpus(chinese_pieces(), 60, 2, True, seed=14)
+    ids, texts, quality = ids + zh_ids, texts + zh_texts, quality + zh_q
+    texts[5] = texts[7]  # an exact duplicate too
+    half = len(ids) // 2
+    dump1 = _write(tmp_path, ids[:half], texts[:half], quality[:half], n_files=2, crawl="CC-MAIN-2024-10")
+    dump2 = _write(tmp_path, ids[half:], texts[half:], quality[half:], n_files=2, crawl="CC-MAIN-2024-18")
+    cfg = DedupConfig(partitions=6)
+    results = {}
+    for name, per_task in [("one-per-partition", 1), ("grouped", parts_mod.KEYS_PER_TASK)]:
+        monkeypatch.setattr(parts_mod, "KEYS_PER_TASK", per_task)
+        index = str(tmp_path / f"index-{name}")
+        first = run_dedup(dump1, str(tmp_path / f"w1-{name}"), cfg, index, LocalExecutor())
+        first.commit_index()
+        both = run_dedup(dump1 + dump2, str(tmp_path / f"w2-{name}"), cfg, None, LocalExecutor())
+        second = run_dedup(dump2, str(tmp_path / f"w3-{name}"), cfg, index, LocalExecutor())
+        results[name] = [
+            [pq.read_table(o.removed_rows_uri(i)).to_pylist() for i in range(len(o.files))]
+            for o in (first, both, second)
+        ]
+        assert sum(len(t) for t in results[name][1]) > 20
+        reasons = {r["reason"] for run in results[name] for t in run for r in t}
+        assert {"minhash_dedup:near_duplicate_indexed", "exact_dedup:exact_duplicate"} <= reasons
+    assert results["one-per-partition"] == results["grouped"]

@@ -106,3 +106,15 @@ def test_index_with_other_settings_is_a_user_error(tmp_path):
     run_dedup([f1], str(tmp_path / "w"), DedupConfig(partitions=2), index, LocalExecutor()).commit_index()
     with pytest.raises(UserError, match="dedup index"):
         run_dedup([f1], str(tmp_path / "w3"), DedupConfig(num_perm=64), index, LocalExecutor())
+
+
+def test_index_batch_names_do_not_follow_work_dir_formats():
+    """A run's index batch keeps the name the version-3 work dir gave it (values computed by the
+    code before the keys files changed format), while its work dir moves with ARTIFACTS: a rerun
+    after upgrading still recognizes its own committed batch."""
+    from dsllm.curation.dedup.run import ARTIFACTS, BATCH_NAME_VERSION, _fingerprint
+
+    files = ["s3://b/x/docs-0.parquet", "/tmp/y/docs.parquet"]
+    assert _fingerprint(DedupConfig(), files, 16, BATCH_NAME_VERSION) == "67c3602f2cf9"
+    assert _fingerprint(DedupConfig(verify="jaccard", partitions=4), ["a"], 4, BATCH_NAME_VERSION) == "bc34e026b158"
+    assert _fingerprint(DedupConfig(), files, 16, ARTIFACTS) != "67c3602f2cf9"

@@ -161,3 +161,42 @@ def test_config_validation(kw):
 
     with pytest.raises(UserError):
         from_dict(DedupConfig, kw)
+
+
+def test_block_powers_match_python_pow():
+    """x^j from the two block tables equals Python's pow(x, j, 2^64), across block boundaries."""
+    from dsllm.curation.dedup.shingles import _BLOCK, _M, _P, _Q, _Powers
+
+    rng = np.random.default_rng(0)
+    j = np.concatenate([np.arange(3 * _BLOCK + 5), rng.integers(0, 50_000_000, 2000)]).astype(np.int64)
+    for base in (_P, _Q, _M):
+        powers = _Powers(base)
+        assert powers.at(j).tolist() == [pow(base, int(e), 1 << 64) for e in j]
+        values = rng.integers(0, 256, 2 * _BLOCK + 17).astype(np.uint8)
+        expected = [(int(v) + 1) * pow(base, e, 1 << 64) % (1 << 64) for e, v in enumerate(values)]
+        assert powers.times_range(values, plus=1).tolist() == expected
+
+
+def _exact_key_oracle(text: str) -> int:
+    """The exact key written out per unit in Python: fmix64(sum_k unit_hash(u_k) * M^k mod 2^64)
+    over the oracle's units (words and CJK characters, in order)."""
+    from dsllm.curation.dedup.shingles import _M, _fmix64_int, _unit_hash_int
+
+    units = [u for s in oracle_shingles(text, 1, 1) for u in s.split(b" ")]
+    acc = sum(_unit_hash_int(u) * pow(_M, k, 1 << 64) for k, u in enumerate(units)) % (1 << 64)
+    return _fmix64_int(acc)
+
+
+def test_text_hashes_in_chunks_equal_per_document_oracle(monkeypatch, texts):
+    """A batch hashed a few hundred bytes at a time (documents cut into many chunks, words
+    touching at document edges, empty documents) gives every document the oracle's shingle hashes
+    and exact key, as if it were hashed alone."""
+    from dsllm.curation.dedup import minhash
+
+    monkeypatch.setattr(minhash, "_CHUNK_BYTES", 300)
+    batch = ["", "abc", "def ghi", "", "中文", "字 jkl"] + texts[::7] + [""]
+    exact, hashes, offsets = MinhashSignature(DedupConfig()).text_hashes(batch)
+    assert len(exact) == len(batch) and len(offsets) == len(batch) + 1
+    for i, text in enumerate(batch):
+        assert hashes[offsets[i] : offsets[i + 1]].tolist() == [shingle_hash32(s) for s in oracle_shingles(text)]
+        assert int(exact[i]) == _exact_key_oracle(text), text[:40]
