@@ -17,9 +17,11 @@ from tests.conftest import ROOT, run_cli
 
 
 @pytest.fixture(scope="module")
-def crawl(tmp_path_factory):
-    out = tmp_path_factory.mktemp("clean-exit") / "crawl"
-    proc = run_cli("sample-crawl", str(out), "--warcs", "4", "--records", "400")
+def big_crawl(tmp_path_factory):
+    """Enough pages (8,000) that the per-input phase lasts seconds (on 1,600 pages the forked
+    workers finished in under a second): the tests must catch the workers and Ray running."""
+    out = tmp_path_factory.mktemp("clean-exit-big") / "crawl"
+    proc = run_cli("sample-crawl", str(out), "--warcs", "4", "--records", "2000")
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -46,6 +48,21 @@ def _wait_for_ray(proc, log, timeout=120) -> dict[int, float]:
         assert proc.poll() is None, log.read_text()
         time.sleep(0.2)
     raise AssertionError("Ray did not start")
+
+
+def _wait_for_workers(proc, log, timeout=120) -> dict[int, float]:
+    """The forked workers of `--executor local`, polled from the moment the per-input phase starts."""
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "[curate/inputs] 0/4" in log.read_text():
+            kids = parent.children(recursive=True)
+            if kids:
+                time.sleep(0.2)  # a pool forks its workers one after the other
+                return {k.pid: k.create_time() for k in parent.children(recursive=True)}
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.02)
+    raise AssertionError("no worker process was started")
 
 
 def _names(tracked: dict[int, float]) -> list[str]:
@@ -78,8 +95,8 @@ def _wait_gone(tracked, timeout) -> list[str]:
 
 
 @pytest.mark.slow
-def test_kill_9_leaves_no_ray_process(crawl, tmp_path):
-    proc = _start_curate(crawl, tmp_path / "out", tmp_path / "log")
+def test_kill_9_leaves_no_ray_process(big_crawl, tmp_path):
+    proc = _start_curate(big_crawl, tmp_path / "out", tmp_path / "log")
     tracked = _wait_for_ray(proc, tmp_path / "log")
     assert {"raylet", "gcs_server", "ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= set(_names(tracked))
     proc.kill()
@@ -89,9 +106,9 @@ def test_kill_9_leaves_no_ray_process(crawl, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_stops_like_ctrl_c_and_the_rerun_finishes(crawl, tmp_path):
+def test_sigterm_stops_like_ctrl_c_and_the_rerun_finishes(big_crawl, tmp_path):
     out = tmp_path / "out"
-    proc = _start_curate(crawl, out, tmp_path / "log")
+    proc = _start_curate(big_crawl, out, tmp_path / "log")
     tracked = _wait_for_ray(proc, tmp_path / "log")
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=120)
@@ -99,19 +116,19 @@ def test_sigterm_stops_like_ctrl_c_and_the_rerun_finishes(crawl, tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1] == "dsllm curate: interrupted"
     assert _wait_gone(tracked, 20) == []
-    again = run_cli("curate", str(crawl), "--output", str(out))
+    again = run_cli("curate", str(big_crawl), "--output", str(out))
     assert again.returncode == 0, again.stderr[-2000:]
     manifest = json.loads((out / "manifest.json").read_text())
     assert all(i["status"] == "done" for i in manifest["inputs"]), manifest["inputs"]
 
 
 @pytest.mark.slow
-def test_sigterm_stops_the_local_executor_and_leaves_no_worker(crawl, tmp_path):
+def test_sigterm_stops_the_local_executor_and_leaves_no_worker(big_crawl, tmp_path):
     """`--executor local` (the default on one machine): SIGTERM ends the command with 130, its forked
     workers are gone, finished inputs keep their markers and the rerun finishes."""
     out = tmp_path / "out"
-    proc = _start_curate(crawl, out, tmp_path / "log", executor="local")
-    tracked = _wait_for_ray(proc, tmp_path / "log")  # the workers, once the per-input tasks run
+    proc = _start_curate(big_crawl, out, tmp_path / "log", executor="local")
+    tracked = _wait_for_workers(proc, tmp_path / "log")
     assert tracked, "no worker process was started"
     listening = []  # no Ray, and nothing of the command listens on any port
     for pid in [proc.pid, *tracked]:
@@ -127,16 +144,16 @@ def test_sigterm_stops_the_local_executor_and_leaves_no_worker(crawl, tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1] == "dsllm curate: interrupted"
     assert _wait_gone(tracked, 20) == []
-    again = run_cli("curate", str(crawl), "--output", str(out))
+    again = run_cli("curate", str(big_crawl), "--output", str(out))
     assert again.returncode == 0, again.stderr[-2000:]
     manifest = json.loads((out / "manifest.json").read_text())
     assert all(i["status"] == "done" for i in manifest["inputs"]), manifest["inputs"]
 
 
 @pytest.mark.slow
-def test_kill_9_leaves_no_local_worker(crawl, tmp_path):
-    proc = _start_curate(crawl, tmp_path / "out", tmp_path / "log", executor="local")
-    tracked = _wait_for_ray(proc, tmp_path / "log")
+def test_kill_9_leaves_no_local_worker(big_crawl, tmp_path):
+    proc = _start_curate(big_crawl, tmp_path / "out", tmp_path / "log", executor="local")
+    tracked = _wait_for_workers(proc, tmp_path / "log")
     assert tracked, "no worker process was started"
     proc.kill()
     proc.wait()
