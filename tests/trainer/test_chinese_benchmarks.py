@@ -48,11 +48,12 @@ def _cmmlu(root):
     (root / "dev").mkdir(parents=True)
     (root / "test").mkdir()
     (root / "dev" / "agronomy.csv").write_text(
-        ",Question,A,B,C,D,Answer\n0,水稻属于什么科？,禾本科,豆科,菊科,十字花科,A\n"
+        ",Question,A,B,C,D,Answer\n0,水稻属于什么科？,禾本科,豆科,菊科,十字花科,A\n", encoding="utf-8"
     )
     (root / "test" / "agronomy.csv").write_text(
         ",Question,A,B,C,D,Answer\n0,小麦的主要营养成分是？,蛋白质,淀粉,脂肪,纤维素,B\n"
-        "1,玉米原产于哪里？,亚洲,欧洲,美洲,非洲,C\n"
+        "1,玉米原产于哪里？,亚洲,欧洲,美洲,非洲,C\n",
+        encoding="utf-8",
     )
 
 

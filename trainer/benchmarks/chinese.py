@@ -90,8 +90,9 @@ def _block(row: dict[str, str]) -> str:
     return f"{row['question'].strip()}\n答案："
 
 
-def load(root: Path, kind: str, task: str, shots: int | None, request_cls) -> list:
-    """Every scored question of the folder as four requests (one per option), labels from `answer`."""
+def load(root: Path, kind: str, shots: int | None, request_cls) -> list:
+    """Every scored question of the folder as four requests (one per option) of task `kind`, labels
+    from `answer` (`request_cls`: tasks.Request, passed in so this module does not import tasks)."""
     shots = 5 if shots is None else shots
     out = []
     doc = 0
@@ -105,7 +106,7 @@ def load(root: Path, kind: str, task: str, shots: int | None, request_cls) -> li
             label = LETTERS.index(row["answer"])
             context = prefix + _block(row)
             for i, letter in enumerate(LETTERS):
-                out.append(request_cls(task, doc, i, context, row[letter].strip(), label))
+                out.append(request_cls(kind, doc, i, context, row[letter].strip(), label))
             doc += 1
     if not out:
         raise UserError(f"{root}: no questions found in its {kind} layout")

@@ -176,7 +176,7 @@ def load_requests(
     if Path(spec.folder).is_dir():  # C-Eval / CMMLU
         from dsllm.trainer.benchmarks import chinese
 
-        out = chinese.load(Path(spec.folder), spec.name, spec.name, shots, Request)
+        out = chinese.load(Path(spec.folder), spec.name, shots, Request)
         if limit is not None:
             out = [r for r in out if r.doc_id < limit]
         return spec, out
